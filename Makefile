@@ -1,0 +1,57 @@
+# Administrative-reform monitoring warehouse — the two commands are `make run` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PYTHON_BOOT ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+UV := $(VENV)/bin/uv
+UV_VERSION := 0.13.8
+STAMP := $(VENV)/.installed
+
+.PHONY: help venv run test lint warehouse-up warehouse-down simulator simulator-stop status clean lock bench-sim
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s $$'\t'
+
+$(STAMP): requirements.txt
+	@test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
+	@$(PY) -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
+	@$(UV) pip install -q --python $(PY) -r requirements.txt
+	@touch $(STAMP)
+
+venv: $(STAMP) ## create .venv and install the pinned requirements (uv)
+
+run: venv ## start the warehouse and the simulator (unless external ones are configured), run the nightly pipeline
+	@$(PY) -m ops.run
+
+test: venv ## the whole test suite: real PostgreSQL, simulator, dbt, GX and Airflow, started by the tests
+	@$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: venv ## ruff
+	@$(VENV)/bin/ruff check .
+
+warehouse-up: venv ## start (and bootstrap) the private PostgreSQL warehouse, or bootstrap WAREHOUSE_URL
+	@$(PY) -m warehouse up
+
+warehouse-down: venv ## stop the private warehouse
+	@$(PY) -m warehouse down
+
+simulator: venv ## start the procedure-system simulator in the background (SIM_* variables pick the scenario)
+	@$(PY) -m simulator start
+
+simulator-stop: venv ## stop the simulator
+	@$(PY) -m simulator stop
+
+status: venv ## where the warehouse and the simulator are
+	@$(PY) -m warehouse status || true
+	@$(PY) -m simulator status || true
+
+bench-sim: venv ## simulator serving speed (dossiers/s of JSON)
+	@$(PY) -m simulator bench
+
+lock: ## recompile requirements.txt from requirements.in
+	@$(UV) pip compile -q requirements.in -o requirements.txt --python-version 3.11
+
+clean: ## stop everything and remove local state (warehouse data, simulator state, reports)
+	@if [ -x $(PY) ]; then $(PY) -m simulator stop || true; $(PY) -m warehouse down || true; fi
+	@rm -rf .local reports test-artifacts .pytest_cache .ruff_cache

@@ -1,0 +1,175 @@
+"""A simulated province at a clock: its reference data and an index of its dossiers for the API.
+
+``Province`` generates everything once (units, catalogue, delegation plan, dossier timelines) and
+keeps, for the current clock, the dossiers sorted by (NgayCapNhat, MaHoSo) — the API's stable order —
+so that a window query is two binary searches and a page is a slice. Moving the clock only recomputes
+that index; the dossiers themselves never change.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+
+from simulator.calendar import WorkCalendar
+from simulator.catalogue import build_procedures
+from simulator.delegations import build_delegations
+from simulator.dossiers import DEFECT_BITS, generate
+from simulator.render import RenderContext, render_rows
+from simulator.scenario import Scenario
+from simulator.timefmt import DAY, to_datetime, to_secs
+from simulator.truth import parse_timestamp
+from simulator.units import PROVINCE_CODE, build_units
+
+
+@dataclass(frozen=True)
+class ClockIndex:
+    """Dossiers that exist at ``clock``, in API order."""
+
+    clock: int
+    upd: np.ndarray  # int64 NgayCapNhat, ascending
+    key: np.ndarray  # int64 sortable MaHoSo, ascending within equal upd
+    rows: np.ndarray  # row numbers in the DossierTable
+    funit: np.ndarray  # unit index as the record shows it (-1: a code no unit has)
+
+
+class Province:
+    """Units, procedures, delegations and dossiers of a scenario, served at a movable clock."""
+
+    def __init__(self, scenario: Scenario):
+        self.scenario = scenario
+        self.units = build_units()
+        self.procedures = build_procedures()
+        self.unit_index = {u.code: i for i, u in enumerate(self.units)}
+        self._code_rank = {code: r for r, code in enumerate(sorted(self.unit_index))}
+        self.calendar = WorkCalendar(scenario.start.year - 1, scenario.end.year + 3)
+        districts = [u.code for u in self.units if u.kind == "UBND_HUYEN" and u.valid_to is None]
+        self.delegations = build_delegations(scenario.seed, {p.name: p.code for p in self.procedures}, districts,
+                                             PROVINCE_CODE)
+        self.dossiers = generate(scenario, self.units, self.procedures, self.delegations, self.calendar)
+        self.render_ctx = RenderContext(self.units, self.procedures, scenario.empty_string_share)
+        self._lock = threading.Lock()
+        self.index: ClockIndex
+        self.set_clock(scenario.now)
+
+    # ----- clock -------------------------------------------------------------------------------------
+    @property
+    def clock(self) -> datetime:
+        return to_datetime(self.index.clock)
+
+    def set_clock(self, clock: datetime) -> None:
+        """Move the province to local time ``clock`` (forwards or backwards)."""
+        t = to_secs(clock)
+        d = self.dossiers
+        exists = np.nonzero(d.submit <= t)[0]
+        upd = d.updated_at(t)[exists]
+        key = d.key[exists]
+        order = np.lexsort((key, upd))
+        rows = exists[order]
+        funit = d.unit[rows].astype(np.int32)
+        unknown_unit = ((d.defects[rows] & DEFECT_BITS["VAL03"]) != 0) & (d.fixed[rows] > t) & (d.rand[rows] % 2 == 0) \
+            & (d.deleted[rows] > t)
+        funit[unknown_unit] = -1
+        index = ClockIndex(t, upd[order], key[order], rows, funit)
+        with self._lock:
+            self.index = index
+            self._subtrees: dict[str, np.ndarray] = {}
+
+    def subtree_mask(self, unit_code: str) -> np.ndarray | None:
+        """Boolean mask over units: ``unit_code`` and its descendants at the clock (None if unknown)."""
+        if unit_code not in self.unit_index:
+            return None
+        cached = self._subtrees.get(unit_code)
+        if cached is not None:
+            return cached
+        day = to_datetime(self.index.clock).date()
+        parent = [self.unit_index.get(u.parent_at(day) or "", -1) for u in self.units]
+        mask = np.zeros(len(self.units), dtype=bool)
+        mask[self.unit_index[unit_code]] = True
+        changed = True
+        while changed:  # the tree is three levels deep: this loops at most three times
+            new = mask | np.array([p >= 0 and mask[p] for p in parent])
+            changed = bool((new != mask).any())
+            mask = new
+        self._subtrees[unit_code] = mask
+        return mask
+
+    # ----- reference data ----------------------------------------------------------------------------
+    def unit_records(self) -> list[dict]:
+        day = self.clock.date()
+        return [u.to_record(day) for u in self.units if u.exists_at(day)]
+
+    def procedure_records(self) -> list[dict]:
+        return [p.to_record() for p in self.procedures]
+
+    def delegation_records(self) -> list[dict]:
+        t = self.index.clock
+        recs = (item.to_record(t) for item in self.delegations)
+        return [r for r in recs if r is not None]
+
+    # ----- dossiers ----------------------------------------------------------------------------------
+    def _bounds(self, index: ClockIndex, frm: int, to: int) -> tuple[int, int]:
+        return int(np.searchsorted(index.upd, frm, "left")), int(np.searchsorted(index.upd, to, "left"))
+
+    def count(self, frm: int, to: int, unit_mask: np.ndarray | None) -> int:
+        """Dossiers with NgayCapNhat in ``[frm, to)`` (within ``unit_mask`` if given)."""
+        index = self.index
+        lo, hi = self._bounds(index, frm, to)
+        if unit_mask is None:
+            return hi - lo
+        f = index.funit[lo:hi]
+        return int(((f >= 0) & unit_mask[np.maximum(f, 0)]).sum())
+
+    def page(self, frm: int, to: int, unit_mask: np.ndarray | None, after: tuple[int, int] | None,
+             limit: int) -> tuple[list[dict], tuple[int, int] | None]:
+        """Up to ``limit`` records after position ``after`` = (upd, key); returns them and the next position
+        (None on the last page)."""
+        index = self.index
+        lo, hi = self._bounds(index, frm, to)
+        start = lo
+        if after is not None:
+            u, k = after
+            a = int(np.searchsorted(index.upd, u, "left"))
+            b = int(np.searchsorted(index.upd, u, "right"))
+            start = max(lo, a + int(np.searchsorted(index.key[a:b], k, "right")))
+        if unit_mask is None:
+            sel = np.arange(start, min(hi, start + limit + 1))
+        else:
+            picked: list[np.ndarray] = []
+            got = 0
+            pos = start
+            step = max(4 * limit, 4096)
+            while pos < hi and got <= limit:
+                f = index.funit[pos:min(hi, pos + step)]
+                hit = np.nonzero((f >= 0) & unit_mask[np.maximum(f, 0)])[0] + pos
+                picked.append(hit)
+                got += len(hit)
+                pos += step
+            sel = np.concatenate(picked)[:limit + 1] if picked else np.arange(0)
+        more = len(sel) > limit
+        sel = sel[:limit]
+        records = render_rows(self.dossiers, index.rows[sel], index.clock, self.render_ctx)
+        nxt = (int(index.upd[sel[-1]]), int(index.key[sel[-1]])) if more and len(sel) else None
+        return records, nxt
+
+    def position_of(self, dossier_code: str, updated: str) -> tuple[int, int] | None:
+        """The API-order position (upd, key) of a record, from its MaHoSo and NgayCapNhat."""
+        unit_code, yymmdd, seq = dossier_code.rsplit("-", 2)
+        when = parse_timestamp(updated)
+        if unit_code not in self._code_rank or when is None:
+            return None
+        return to_secs(when), self._code_rank[unit_code] * 10**11 + int(yymmdd) * 10**5 + int(seq)
+
+    def iter_all(self, chunk: int = 5000) -> Iterator[dict]:
+        """Every dossier record at the clock (tombstones included), in API order."""
+        index = self.index
+        for s in range(0, len(index.rows), chunk):
+            yield from render_rows(self.dossiers, index.rows[s:s + chunk], index.clock, self.render_ctx)
+
+    def day_bounds(self) -> tuple[int, int]:
+        """First and last local day (as simulator seconds) with dossier activity at the clock."""
+        return int(self.index.upd[0]) // DAY * DAY, int(self.index.upd[-1]) // DAY * DAY
