@@ -24,17 +24,26 @@ from simulator.timefmt import DAY, NEVER, date_str, to_datetime, to_secs, ts_str
 PLAN_2023 = ("325/KH-UBND", date(2023, 1, 16))
 PLAN_2022 = ("2351/KH-UBND", date(2022, 4, 12))
 
-# (procedure name, kind, delegating department NN or None for UBND tỉnh, receiving department NN or None
-#  for "every district")
-DELEGATED: list[tuple[str, str, int | None, int | None, tuple[str, date]]] = [
-    ("Giao đất, cho thuê đất cho tổ chức", "UY_QUYEN", None, 9, PLAN_2023),
-    ("Thanh lý tài sản công", "UY_QUYEN", None, 4, PLAN_2023),
-    ("Công nhận hạng cơ sở lưu trú du lịch", "UY_QUYEN", None, 12, PLAN_2022),
-    ("Cấp giấy phép xây dựng đối với công trình cấp đặc biệt, cấp I, cấp II", "UY_QUYEN", None, 8, PLAN_2023),
-    ("Tặng Bằng khen của Chủ tịch UBND tỉnh", "UY_QUYEN", None, 1, PLAN_2022),
-    ("Cấp giấy phép môi trường", "PHAN_CAP", 9, None, PLAN_2023),
-    ("Cấp giấy phép thi công công trình trên đường bộ đang khai thác", "PHAN_CAP", 7, None, PLAN_2023),
-    ("Cấp giấy chứng nhận cơ sở đủ điều kiện an toàn thực phẩm nông lâm thủy sản", "PHAN_CAP", 6, None, PLAN_2022),
+# Plan groups: (procedure, kind, delegating department NN or None for UBND tỉnh, receiving department NN or
+# None for "every district", plan, NgayKeHoach, decision date or None while only planned, decision number
+# or None to number it by date, validity end or None). Chosen so the plan shows every status: issued
+# and in use, configured, issued but not configured, planned and behind, planned ahead, expired.
+DELEGATED: list[tuple] = [
+    ("Giao đất, cho thuê đất cho tổ chức", "UY_QUYEN", None, 9, PLAN_2023, date(2023, 3, 31), date(2023, 3, 20),
+     None, None),
+    ("Thanh lý tài sản công", "UY_QUYEN", None, 4, PLAN_2023, date(2023, 6, 30), None, None, None),
+    ("Công nhận hạng cơ sở lưu trú du lịch", "UY_QUYEN", None, 12, PLAN_2022, date(2022, 6, 30), date(2022, 6, 15),
+     None, date(2023, 6, 30)),
+    ("Cấp giấy phép xây dựng đối với công trình cấp đặc biệt, cấp I, cấp II", "UY_QUYEN", None, 8, PLAN_2023,
+     date(2023, 12, 29), None, None, None),
+    ("Tặng Bằng khen của Chủ tịch UBND tỉnh", "UY_QUYEN", None, 1, PLAN_2022, date(2022, 9, 30), date(2022, 9, 12),
+     None, None),
+    ("Cấp giấy phép môi trường", "PHAN_CAP", 9, None, PLAN_2023, date(2023, 6, 30), date(2023, 7, 26),
+     "1726/QĐ-UBND", None),
+    ("Cấp giấy phép thi công công trình trên đường bộ đang khai thác", "PHAN_CAP", 7, None, PLAN_2023,
+     date(2023, 9, 29), date(2023, 9, 20), None, None),
+    ("Cấp giấy chứng nhận cơ sở đủ điều kiện an toàn thực phẩm nông lâm thủy sản", "PHAN_CAP", 6, None, PLAN_2022,
+     date(2022, 12, 30), date(2022, 12, 5), None, None),
 ]
 USAGE_SHARE = {"UY_QUYEN": 0.9, "PHAN_CAP": 0.8}
 
@@ -103,34 +112,28 @@ def build_delegations(seed: int, procedures_by_name: dict[str, str], district_co
     """Every plan item of both plans with its timeline; deterministic in ``seed``."""
     rng = np.random.default_rng([seed, 325])
     items: list[DelegationItem] = []
-    n = 0
-    for name, kind, frm, to, (plan, plan_day) in DELEGATED:
-        proc = procedures_by_name[name]
-        created = to_secs(plan_day) + 9 * 3600
-        planned = to_secs(plan_day) // DAY + int(rng.integers(45, 300))
-        # One decision covers the whole group (a procedure to every district, or one department).
-        decision_shift = int(rng.integers(-40, 50))
-        decided_day = planned + decision_shift
-        undecided = rng.random() < 0.15
-        decided = NEVER if undecided else decided_day * DAY + 15 * 3600
-        number = None if undecided else _decision_no(decided, rng)
+    counters: dict[str, int] = {}
+    for name, kind, frm, to, (plan, plan_day), planned, decided_on, number, valid_to in DELEGATED:
+        decided = NEVER if decided_on is None else to_secs(decided_on) + 15 * 3600
+        if decided != NEVER and number is None:
+            number = _decision_no(decided, rng)
         from_code = province_code if frm is None else f"000.00.{frm:02d}.H47"
         receivers = district_codes if to is None else [f"000.00.{to:02d}.H47"]
         for recv in receivers:
-            n += 1
+            counters[plan] = counters.get(plan, 0) + 1
             configured = in_use = expired = NEVER
-            valid_to = None
-            if decided != NEVER and rng.random() < 0.85:
-                configured = decided + int(rng.integers(3, 45)) * DAY + int(rng.integers(0, 8 * 3600))
-                if rng.random() < 0.8:
+            # Districts take a few weeks each to configure the procedure in the System; some lag far behind.
+            if decided != NEVER and (to is not None or rng.random() < 0.8):
+                configured = decided + int(rng.integers(3, 60)) * DAY + int(rng.integers(0, 8 * 3600))
+                if to is not None or rng.random() < 0.75:
                     in_use = configured + int(rng.integers(1, 25)) * DAY
-            if plan == PLAN_2022[0] and decided != NEVER and rng.random() < 0.25:
-                valid_to = to_secs(date(2023, 6, 30)) // DAY
-                expired = (valid_to + 1) * DAY + 8 * 3600
+            if valid_to is not None:
+                expired = to_secs(valid_to) + DAY + 8 * 3600
             items.append(DelegationItem(
-                item_id=f"UQ-{plan.split('/')[0]}-{n:03d}", plan=plan, kind=kind, procedure_code=proc,
-                from_unit=from_code, to_unit=recv, created=created, planned_day=planned,
-                decision_no=number, decided=decided, configured=configured, in_use=in_use,
-                valid_to_day=valid_to, expired=expired,
+                item_id=f"UQ-{plan.split('/')[0]}-{counters[plan]:03d}", plan=plan, kind=kind,
+                procedure_code=procedures_by_name[name], from_unit=from_code, to_unit=recv,
+                created=to_secs(plan_day) + 9 * 3600, planned_day=to_secs(planned) // DAY, decision_no=number,
+                decided=decided, configured=configured, in_use=in_use,
+                valid_to_day=None if valid_to is None else to_secs(valid_to) // DAY, expired=expired,
             ))
     return items

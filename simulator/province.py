@@ -47,7 +47,7 @@ class Province:
         self.unit_index = {u.code: i for i, u in enumerate(self.units)}
         self._code_rank = {code: r for r, code in enumerate(sorted(self.unit_index))}
         self.calendar = WorkCalendar(scenario.start.year - 1, scenario.end.year + 3)
-        districts = [u.code for u in self.units if u.kind == "UBND_HUYEN" and u.valid_to is None]
+        districts = [u.code for u in self.units if u.kind == "UBND_HUYEN"]
         self.delegations = build_delegations(scenario.seed, {p.name: p.code for p in self.procedures}, districts,
                                              PROVINCE_CODE)
         self.dossiers = generate(scenario, self.units, self.procedures, self.delegations, self.calendar)

@@ -1,0 +1,7 @@
+"""Entry point of ``python -m warehouse``."""
+
+import sys
+
+from warehouse.cli import main
+
+sys.exit(main())

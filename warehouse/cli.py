@@ -1,0 +1,146 @@
+"""Command line: ``python -m warehouse up|down|status|bootstrap|url``.
+
+Progress goes to stderr; results (the summary, a URL) go to stdout so scripts can use
+``$(python -m warehouse url --role writer)``. Configuration: see :mod:`warehouse.config`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from urllib.parse import urlsplit
+
+import psycopg
+
+from warehouse.bootstrap import bootstrap, connect
+from warehouse.cluster import PrivateCluster
+from warehouse.config import ROLES, Settings, mask_url, resolve_url
+from warehouse.errors import WarehouseError
+
+log = logging.getLogger("warehouse")
+
+# Exit status of `status` when the server is not running, as pg_ctl uses.
+NOT_RUNNING = 3
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse ``argv``, run the command and return the process exit status."""
+    parser = argparse.ArgumentParser(
+        prog="python -m warehouse",
+        description="Run and bootstrap the project's PostgreSQL warehouse.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("up", help="init if needed, start, bootstrap, print connection details")
+    commands.add_parser("down", help="stop the private cluster")
+    commands.add_parser("status", help=f"show whether the warehouse runs (exit {NOT_RUNNING} if not)")
+    commands.add_parser("bootstrap", help="create database, roles and schemas (idempotent)")
+    url = commands.add_parser("url", help="print a full postgresql:// URL, password included")
+    url.add_argument("--role", choices=ROLES, default="writer", help="default: writer")
+    args = parser.parse_args(argv)
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    try:
+        settings = Settings.from_env()
+        return HANDLERS[args.command](settings, args)
+    except WarehouseError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+    except psycopg.OperationalError as exc:
+        print(f"error: cannot use the warehouse database: {exc}", file=sys.stderr)
+    except PermissionError as exc:
+        # The data directory belongs to the PostgreSQL user (mode 0700).
+        print(f"error: {exc}; run this command as root or as the data directory's owner", file=sys.stderr)
+    return 1
+
+
+def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
+    """Start (private cluster) and bootstrap the warehouse, then describe it."""
+    if settings.external:
+        log.info("WAREHOUSE_URL is set: bootstrapping that external server, no private cluster")
+    else:
+        cluster = PrivateCluster.from_settings(settings)
+        cluster.init()
+        cluster.start()
+    bootstrap(settings)
+    print(describe(settings))
+    return 0
+
+
+def cmd_down(settings: Settings, args: argparse.Namespace) -> int:
+    """Stop the private cluster (no-op when stopped or external)."""
+    if settings.external:
+        log.info("WAREHOUSE_URL is set: the external server is not managed here, nothing to stop")
+    else:
+        PrivateCluster.from_settings(settings).stop()
+    return 0
+
+
+def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
+    """Print whether the warehouse is running; exit status 3 when it is not."""
+    if settings.external:
+        admin_url = resolve_url("admin", settings)
+        try:
+            with connect(admin_url) as conn:
+                version = conn.execute("SHOW server_version").fetchone()[0]
+        except psycopg.OperationalError as exc:
+            print(f"external server not reachable: {exc}")
+            return NOT_RUNNING
+        print(f"external server reachable at {mask_url(admin_url)} (PostgreSQL {version})")
+        return 0
+    status = PrivateCluster.from_settings(settings).status()
+    if not status.initialized:
+        print(f"not initialised (no cluster in {status.data_dir}); run `python -m warehouse up`")
+        return NOT_RUNNING
+    if not status.running:
+        print(f"stopped (data dir {status.data_dir})")
+        return NOT_RUNNING
+    print(f"running (pid {status.pid}) on {status.host}:{status.port}, log {status.log_file}")
+    return 0
+
+
+def cmd_bootstrap(settings: Settings, args: argparse.Namespace) -> int:
+    """Bootstrap the running warehouse."""
+    if not settings.external and not PrivateCluster.from_settings(settings).is_running():
+        raise WarehouseError("the private cluster is not running; use `python -m warehouse up`")
+    bootstrap(settings)
+    return 0
+
+
+def cmd_url(settings: Settings, args: argparse.Namespace) -> int:
+    """Print the full URL of one role, for scripts."""
+    print(resolve_url(args.role, settings))
+    return 0
+
+
+def describe(settings: Settings) -> str:
+    """Human-readable connection details with passwords masked."""
+    urls = {role: resolve_url(role, settings) for role in ROLES}
+    parts = urlsplit(urls["admin"])
+    kind = "external server (WAREHOUSE_URL)" if settings.external else "private cluster"
+    lines = [
+        f"Warehouse ready: {kind}",
+        f"  host         {parts.hostname}",
+        f"  port         {parts.port or 5432}",
+        f"  database     {settings.target_database}",
+    ]
+    if not settings.external:
+        lines += [
+            f"  data dir     {settings.data_dir}",
+            f"  server log   {settings.data_dir / 'server.log'}",
+        ]
+    lines += [
+        f"  credentials  {settings.credentials_file} (mode 0600)",
+        "  roles",
+        *(f"    {role:<10} {mask_url(url)}" for role, url in urls.items()),
+        "Full URL for scripts: python -m warehouse url --role writer|bi_reader|admin",
+    ]
+    return "\n".join(lines)
+
+
+HANDLERS = {
+    "up": cmd_up,
+    "down": cmd_down,
+    "status": cmd_status,
+    "bootstrap": cmd_bootstrap,
+    "url": cmd_url,
+}
