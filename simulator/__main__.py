@@ -46,6 +46,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     token = _token() or secrets.token_urlsafe(24)
     t0 = time.perf_counter()
     province = Province(Scenario.from_env())
+    if os.environ.get("SIM_RENDER_CACHE", "0") not in ("", "0"):
+        print(f"simulator: {len(province.index.rows):,} records pre-rendered in {province.enable_cache():.1f}s",
+              flush=True)
     api = ProcedureApi(province, token, BASE_PATH, Faults.from_env())
     server = make_server(api, args.host, args.port, quiet=not args.verbose)
     host, port = server.server_address[:2]

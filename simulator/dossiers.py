@@ -156,7 +156,7 @@ def generate(scenario: Scenario, units: list[Unit], procedures: list[Procedure],
     proc = np.concatenate([p[1] for p in parts]).astype(np.int16)
     unit = np.concatenate([p[2] for p in parts]).astype(np.int32)
     n = len(sub_day)
-    u01 = rng.random((n, 16))  # independent uniforms for every draw below
+    u01 = rng.random((n, 16), dtype=np.float32)  # independent uniforms for every draw below
 
     # Delegated procedures: before the change they sit with the delegating unit; once an item is
     # configured, most new dossiers of the procedure go to its receiving unit.
@@ -280,7 +280,7 @@ def generate(scenario: Scenario, units: list[Unit], procedures: list[Procedure],
     steps[non_recording[unit] & (rng.random(n) < 0.75)] = 0
 
     # Digitisation: intake (paper dossiers' components) and results (electronic result link).
-    d2 = rng.random((n, 4))
+    d2 = rng.random((n, 4), dtype=np.float32)
     trend = 0.85 + 0.3 * year_frac
     lvl_intake = np.vectorize(INTAKE_DIGITISED.get)(level) * trend
     intake_ok = d2[:, 0] < lvl_intake
@@ -295,7 +295,7 @@ def generate(scenario: Scenario, units: list[Unit], procedures: list[Procedure],
 
     # Injected defects, some corrected later (a late correction moves NgayCapNhat).
     defects = np.zeros(n, dtype=np.int32)
-    dr = rng.random((n, len(DEFECT_BITS)))
+    dr = rng.random((n, len(DEFECT_BITS)), dtype=np.float32)
     for j, (rule, bit) in enumerate(DEFECT_BITS.items()):
         if rule in ("INC05", "DIG01", "DIG02"):
             continue  # these arise from stuck dossiers and the digitisation rates

@@ -165,13 +165,19 @@ class ProcedureApi:
             raise ApiError(400, f"limit must be an integer in 1..{MAX_LIMIT}")
         return int(raw)
 
-    def _envelope(self, total: int, cursor: str | None, data: list) -> tuple[int, dict, bytes]:
+    def _envelope(self, total: int, cursor: str | None, data: list[bytes]) -> tuple[int, dict, bytes]:
+        """The list envelope around records already serialised (spliced, not re-encoded)."""
         if self.faults.extra_fields > 0:
-            for rec in data:
-                if self._roll(self.faults.extra_fields):
-                    rec["TruongMoi"] = {"PhienBan": 2, "GhiChu": "trường mới"}
-        return self._json(200, {"error_code": "00", "message": "OK", "total": total, "next_cursor": cursor,
-                                "data": data})
+            data = [self._with_extra_fields(rec) if self._roll(self.faults.extra_fields) else rec for rec in data]
+        head = orjson.dumps({"error_code": "00", "message": "OK", "total": total, "next_cursor": cursor})
+        body = head[:-1] + b',"data":[' + b",".join(data) + b"]}"
+        return 200, {"Content-Type": "application/json; charset=utf-8"}, body
+
+    @staticmethod
+    def _with_extra_fields(rec: bytes) -> bytes:
+        obj = orjson.loads(rec)
+        obj["TruongMoi"] = {"PhienBan": 2, "GhiChu": "trường mới"}
+        return orjson.dumps(obj)
 
     def _reference(self, resource: str, params: dict, limit: int) -> tuple[int, dict, bytes]:
         records = {"units": self.province.unit_records, "procedures": self.province.procedure_records,
@@ -184,7 +190,7 @@ class ProcedureApi:
             offset, total = state["o"], state.get("n", total)
         page = records[offset:offset + limit]
         nxt = encode_cursor({"r": resource, "o": offset + limit, "n": total}) if offset + limit < len(records) else None
-        return self._envelope(total, nxt, page)
+        return self._envelope(total, nxt, [orjson.dumps(r) for r in page])
 
     def _dossiers(self, params: dict, limit: int) -> tuple[int, dict, bytes]:
         frm_raw, to_raw = params.get("updated_from"), params.get("updated_to")
@@ -212,10 +218,10 @@ class ProcedureApi:
             after, total = (state["u"], state["k"]), state["n"]
         if total is None:
             total = self.province.count(frm, to, mask)
-        records, nxt = self.province.page(frm, to, mask, after, limit)
+        records, nxt = self.province.page_json(frm, to, mask, after, limit)
         if nxt is not None and self._roll(self.faults.duplicate) and len(records) > 3:
             # A record "updated while paging": the next page starts a few records back.
-            back = records[-1 - self._rng.randint(1, 3)]
+            back = orjson.loads(records[-1 - self._rng.randint(1, 3)])
             nxt = self.province.position_of(back["MaHoSo"], back["NgayCapNhat"]) or nxt
         cursor = encode_cursor({"f": frm, "t": to, "d": don_vi, "u": nxt[0], "k": nxt[1], "n": total}) if nxt else None
         return self._envelope(total, cursor, records)

@@ -120,7 +120,7 @@ def test_late_corrections_and_deletions_happen_over_time():
     province.set_clock(datetime(2023, 7, 1, 1))
     after = {r["MaHoSo"]: r for r in province.iter_all()}
     f_after = findings(after.values(), as_of, province.procedure_records(), province.unit_records())
-    fixed = [c for c, rules in f_before.items() if c in f_after and not set(rules) <= set(f_after[c])
+    fixed = [c for c, rules in f_before.items() if (c in f_after and not set(rules) <= set(f_after[c]))
              or c not in f_after]
     assert fixed, "no defective dossier was ever corrected"
     assert sum(1 for c, r in after.items() if r["DaXoa"] and not before.get(c, {}).get("DaXoa")) > 0

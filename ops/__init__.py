@@ -1,0 +1,1 @@
+"""Operations entry points: what ``make run`` does."""
