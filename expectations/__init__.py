@@ -1,0 +1,1 @@
+"""Great Expectations suites and the validation that turns them into per-dossier findings in ``dq``."""
