@@ -8,7 +8,7 @@ UV := $(VENV)/bin/uv
 UV_VERSION := 0.13.8
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv run test lint warehouse-up warehouse-down simulator simulator-stop status clean lock bench-sim
+.PHONY: help venv run test lint warehouse-up warehouse-down simulator simulator-stop status clean lock bench-sim bench-ingest
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s $$'\t'
@@ -55,3 +55,6 @@ lock: ## recompile requirements.txt from requirements.in
 clean: ## stop everything and remove local state (warehouse data, simulator state, reports)
 	@if [ -x $(PY) ]; then $(PY) -m simulator stop || true; $(PY) -m warehouse down || true; fi
 	@rm -rf .local reports test-artifacts .pytest_cache .ruff_cache
+
+bench-ingest: venv ## ingestion speed: API → raw vs psql \copy and pandas to_sql, 100k and 1M dossiers
+	@$(PY) benchmarks/ingest.py

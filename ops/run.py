@@ -1,9 +1,12 @@
-"""``make run``: bring up what is not configured externally, then say where everything is.
+"""``make run``: bring up what is not configured externally, run the nightly pipeline through Airflow,
+then say where the warehouse is and what the run found.
 
 - The warehouse: ``WAREHOUSE_URL`` if set (bootstrapped), else the private PostgreSQL cluster.
 - The procedure-system API: ``PROCEDURE_API_URL``/``PROCEDURE_API_TOKEN`` if set, else the simulator
   (scenario from ``SIM_*``), started in the background.
 - The finance inbox: ``FINANCE_INBOX``; with the simulator, it receives the scenario's workbooks.
+- The night: ``RUN_DATE``, else the simulator's clock, else today; the DAG runs with
+  ``airflow dags test`` for the data interval that ends at 01:00 that day.
 """
 
 from __future__ import annotations
@@ -11,10 +14,18 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import date, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import psycopg
+import requests
+
+from ops.airflow import airflow_env, dags_test, ensure_db
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 LOCAL = PROJECT_ROOT / ".local"
+DAG_ID = "cchc_nightly"
 
 
 def _run(*args: str, env: dict | None = None) -> str:
@@ -34,29 +45,88 @@ def _env_file(path: Path) -> dict[str, str]:
     return out
 
 
-def bring_up() -> dict[str, str]:
-    """Start or reach every service; returns the environment the pipeline runs with."""
+def bring_up() -> tuple[dict[str, str], str, bool]:
+    """Start or reach every service; returns the pipeline's environment, the warehouse description and
+    whether the simulator is the source."""
     env = os.environ.copy()
     warehouse = _run("-m", "warehouse", "up")
     env.setdefault("WAREHOUSE_WRITER_URL", _run("-m", "warehouse", "url", "--role", "writer"))
-    if not env.get("PROCEDURE_API_URL"):
+    simulated = not env.get("PROCEDURE_API_URL")
+    if simulated:
         print(_run("-m", "simulator", "start"))
         env.update(_env_file(LOCAL / "simulator" / "simulator.env"))
-        api = f"simulator at {env['PROCEDURE_API_URL']} (token in .local/simulator/simulator.env)"
-    else:
-        api = f"external procedure-system API at {env['PROCEDURE_API_URL']}"
+        env.setdefault("HISTORY_START", env.get("SIM_START") or "2023-01-01")
     inbox = Path(env.get("FINANCE_INBOX") or LOCAL / "finance-inbox")
+    inbox.mkdir(parents=True, exist_ok=True)
     env["FINANCE_INBOX"] = str(inbox)
-    if not os.environ.get("PROCEDURE_API_URL") and not any(inbox.glob("giai-ngan-*.xlsx")):
+    if simulated and not any(inbox.rglob("giai-ngan-*.xlsx")):
         print(_run("-m", "simulator", "workbooks", "--out", str(inbox)))
-    print("\n== Warehouse ==\n" + warehouse)
-    print(f"\n== Source ==\n{api}\nfinance workbooks: {inbox}")
-    return env
+    env.setdefault("REPORTS_DIR", str(PROJECT_ROOT / "reports"))
+    return env, warehouse, simulated
+
+
+def run_date(env: dict[str, str], simulated: bool) -> date:
+    """``RUN_DATE``, else the simulator's clock, else today (local time)."""
+    if env.get("RUN_DATE"):
+        return date.fromisoformat(env["RUN_DATE"])
+    if simulated:
+        health = requests.get(env["PROCEDURE_API_URL"].rsplit("/api/", 1)[0] + "/_sim/health", timeout=10).json()
+        return datetime.strptime(health["clock"], "%Y%m%d%H%M%S").date()
+    return datetime.now(ZoneInfo("Asia/Ho_Chi_Minh")).date()
+
+
+def report(writer_url: str) -> str:
+    """What the latest run did, from the audit tables."""
+    with psycopg.connect(writer_url) as conn:
+        run = conn.execute("SELECT run_id, status, interval_start, interval_end, summary->'workbooks', "
+                           "extract(epoch FROM finished_at - started_at) FROM audit.pipeline_runs "
+                           "ORDER BY started_at DESC LIMIT 1").fetchone()
+        if run is None:
+            return "no pipeline run recorded"
+        run_id, status, start, end, workbooks, seconds = run
+        rows = conn.execute(
+            "SELECT source, count(*), sum(fetched), sum(new_versions), sum(duplicates), sum(quarantined), "
+            "sum(retries), round(sum(seconds), 1) FROM audit.ingest_runs WHERE run_id = %s GROUP BY source "
+            "ORDER BY source", (run_id,)).fetchall()
+        totals = conn.execute("SELECT count(*), count(*) FILTER (WHERE is_deleted) FROM raw.dossier_current").fetchone()
+        quarantine = conn.execute("SELECT count(*) FROM raw.quarantine").fetchone()[0]
+        files = conn.execute("SELECT status, count(*), coalesce(sum(rows), 0) FROM raw.finance_files GROUP BY status "
+                             "ORDER BY status").fetchall()
+        rejected = conn.execute("SELECT reason FROM raw.finance_files WHERE status = 'rejected' ORDER BY file_name"
+                                ).fetchall()
+    lines = [f"run {run_id}: {status}, data interval {start} → {end} (local time), {float(seconds or 0):.1f}s",
+             f"  {'source':<12}{'windows':>8}{'fetched':>10}{'new versions':>14}{'duplicates':>12}"
+             f"{'quarantined':>13}{'retries':>9}{'seconds':>9}"]
+    for source, n, fetched, new, dup, quarantined, retries, secs in rows:
+        lines.append(f"  {source:<12}{n:>8}{fetched:>10}{new:>14}{dup:>12}{quarantined:>13}{retries:>9}{secs:>9}")
+    lines.append(f"  dossiers in the warehouse: {totals[0]:,} (of which {totals[1]:,} deleted); "
+                 f"records in quarantine: {quarantine}")
+    if workbooks:
+        lines.append(f"  workbooks this run: {workbooks.get('loaded', 0)} loaded, {workbooks.get('rejected', 0)} "
+                     f"rejected, {workbooks.get('skipped', 0)} skipped, {workbooks.get('rows', 0)} rows")
+    lines.append("  workbooks in the warehouse: " + ", ".join(f"{n} {s} ({r} rows)" for s, n, r in files))
+    lines += [f"  rejected workbook: {reason}" for (reason,) in rejected]
+    return "\n".join(lines)
 
 
 def main() -> int:
-    bring_up()
-    return 0
+    env, warehouse, simulated = bring_up()
+    night = run_date(env, simulated)
+    env.setdefault("PIPELINE_RETRY_DELAY_SECONDS", "10")  # an interactive run should not wait 5 minutes
+    airflow = airflow_env(env)
+    ensure_db(airflow)
+    log_file = LOCAL / "airflow" / "last-run.log"
+    print(f"\n== Nightly pipeline for the night of {night} (Airflow DAG {DAG_ID}) ==")
+    code = dags_test(DAG_ID, night, airflow, log_file=log_file)
+    print("\n== Warehouse ==\n" + warehouse)
+    source = env["PROCEDURE_API_URL"] + (" (the simulator; token in .local/simulator/simulator.env)" if simulated
+                                         else "")
+    print(f"\n== Sources ==\nprocedure-system API: {source}\nfinance workbooks: {env['FINANCE_INBOX']}")
+    print("\n== What the run did ==\n" + report(env["WAREHOUSE_WRITER_URL"]))
+    if code != 0:
+        tail = log_file.read_text().splitlines()[-40:]
+        print("\n".join(["", f"The DAG run FAILED (exit {code}); last lines of {log_file}:", *tail]), file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import os
 import random
 import threading
 import time
+import zlib
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
@@ -34,7 +35,8 @@ DEFAULT_LIMIT, MAX_LIMIT = 500, 1000
 
 @dataclass
 class Faults:
-    """Fault rates in [0, 1] per request (``extra_fields``: per record); all zero by default."""
+    """Fault rates in [0, 1] per request (``extra_fields``, ``malformed``: per record); all zero by default.
+    ``malformed`` is not part of ``SIM_FAULTS=all:…``: it loses records on purpose (for quarantine tests)."""
 
     server_error: float = 0.0
     rate_limit: float = 0.0
@@ -42,28 +44,53 @@ class Faults:
     truncate: float = 0.0
     duplicate: float = 0.0
     extra_fields: float = 0.0
+    malformed: float = 0.0
     retry_after: int = 1
     slow_seconds: float = 2.0
     seed: int = 7
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Faults:
-        """``SIM_FAULT_5XX``, ``_429``, ``_SLOW``, ``_TRUNCATE``, ``_DUPLICATE``, ``_EXTRA_FIELDS`` (rates),
-        ``SIM_FAULT_RETRY_AFTER`` (s), ``SIM_FAULT_SLOW_SECONDS``, ``SIM_FAULT_SEED``; ``SIM_FAULTS=all:<rate>``
-        turns every fault on at one rate."""
+        """Rates from ``SIM_FAULT_5XX``, ``_429``, ``_SLOW``, ``_TRUNCATE``, ``_DUPLICATE``, ``_EXTRA_FIELDS``,
+        ``_MALFORMED``; details from ``SIM_FAULT_RETRY_AFTER`` (s), ``SIM_FAULT_SLOW_SECONDS``,
+        ``SIM_FAULT_SEED``; ``SIM_FAULTS=all:<rate>`` turns every fault but ``malformed`` on at one rate."""
         env = os.environ if env is None else env
         f = cls()
         if env.get("SIM_FAULTS", "").startswith("all:"):
             rate = float(env["SIM_FAULTS"].split(":", 1)[1])
             f.server_error = f.rate_limit = f.slow = f.truncate = f.duplicate = f.extra_fields = rate
         for attr, name in (("server_error", "5XX"), ("rate_limit", "429"), ("slow", "SLOW"),
-                           ("truncate", "TRUNCATE"), ("duplicate", "DUPLICATE"), ("extra_fields", "EXTRA_FIELDS")):
+                           ("truncate", "TRUNCATE"), ("duplicate", "DUPLICATE"), ("extra_fields", "EXTRA_FIELDS"),
+                           ("malformed", "MALFORMED")):
             if env.get(f"SIM_FAULT_{name}"):
                 setattr(f, attr, float(env[f"SIM_FAULT_{name}"]))
         f.retry_after = int(env.get("SIM_FAULT_RETRY_AFTER", f.retry_after))
         f.slow_seconds = float(env.get("SIM_FAULT_SLOW_SECONDS", f.slow_seconds))
         f.seed = int(env.get("SIM_FAULT_SEED", f.seed))
         return f
+
+
+def _hits(record: bytes, rate: float, salt: int) -> bool:
+    """Whether a record-level fault of ``rate`` hits this record (deterministic in its bytes)."""
+    return (zlib.crc32(record, salt) % 10_000) < rate * 10_000
+
+
+MALFORMED_KINDS = ("string", "no_key", "bad_timestamp", "array")
+
+
+def _malformed(record: bytes) -> bytes:
+    """A corrupt version of a record: not an object, no key, an unparseable NgayCapNhat, or an array."""
+    kind = MALFORMED_KINDS[zlib.crc32(record, 3) % len(MALFORMED_KINDS)]
+    obj = orjson.loads(record)
+    if kind == "string":
+        return orjson.dumps(f"ERROR: record {obj.get('MaHoSo')} could not be serialised")
+    if kind == "no_key":
+        obj.pop("MaHoSo", None)
+    elif kind == "bad_timestamp":
+        obj["NgayCapNhat"] = "2023-13-45 25:61"
+    else:
+        return orjson.dumps([obj.get("MaHoSo"), obj.get("NgayCapNhat")])
+    return orjson.dumps(obj)
 
 
 class ApiError(Exception):
@@ -167,8 +194,12 @@ class ProcedureApi:
 
     def _envelope(self, total: int, cursor: str | None, data: list[bytes]) -> tuple[int, dict, bytes]:
         """The list envelope around records already serialised (spliced, not re-encoded)."""
+        # Record-level faults hit the same records on every request (a schema change or a corrupt row
+        # is a property of the record, not of the request), so retries and re-pulls see them again.
         if self.faults.extra_fields > 0:
-            data = [self._with_extra_fields(rec) if self._roll(self.faults.extra_fields) else rec for rec in data]
+            data = [self._with_extra_fields(rec) if _hits(rec, self.faults.extra_fields, 1) else rec for rec in data]
+        if self.faults.malformed > 0:
+            data = [_malformed(rec) if _hits(rec, self.faults.malformed, 2) else rec for rec in data]
         head = orjson.dumps({"error_code": "00", "message": "OK", "total": total, "next_cursor": cursor})
         body = head[:-1] + b',"data":[' + b",".join(data) + b"]}"
         return 200, {"Content-Type": "application/json; charset=utf-8"}, body

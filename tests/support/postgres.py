@@ -76,17 +76,21 @@ def warehouse_settings(base_dir: Path, port: int, env: Mapping[str, str] | None 
 
 
 @contextmanager
-def throwaway_warehouse(tmp_dir: Path, env: Mapping[str, str] | None = None) -> Iterator[ThrowawayWarehouse]:
+def throwaway_warehouse(tmp_dir: Path, env: Mapping[str, str] | None = None,
+                        server_settings: Mapping[str, str] | None = None) -> Iterator[ThrowawayWarehouse]:
     """Start and bootstrap a private cluster under ``tmp_dir``; stop and delete it on exit.
 
-    ``env`` holds extra warehouse variables (e.g. role names) for this cluster only.
+    ``env`` holds extra warehouse variables (e.g. role names) for this cluster only;
+    ``server_settings`` replaces the fast, non-durable test settings (benchmarks pass ``{}`` to measure
+    the production configuration).
     """
     base_dir = Path(tmp_dir).resolve() / "warehouse"
     cluster = None
     try:
         for attempt in range(1, PORT_ATTEMPTS + 1):
             settings = warehouse_settings(base_dir, free_port(), env)
-            cluster = PrivateCluster.from_settings(settings, server_settings=TEST_SERVER_SETTINGS)
+            cluster = PrivateCluster.from_settings(
+                settings, server_settings=TEST_SERVER_SETTINGS if server_settings is None else dict(server_settings))
             cluster.init()
             try:
                 cluster.start()

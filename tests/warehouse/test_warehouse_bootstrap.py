@@ -16,7 +16,7 @@ from warehouse.bootstrap import bootstrap
 from warehouse.cli import main
 from warehouse.config import SCHEMAS, build_url, replace_url_parts, resolve_urls
 from warehouse.errors import WarehouseError
-from warehouse.migrate import MIGRATIONS_DIR
+from warehouse.migrate import MIGRATIONS_DIR, load_migrations
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,8 @@ def test_all_six_schemas_exist_and_belong_to_the_writer(wh):
 
 def test_bootstrap_twice_changes_nothing(wh):
     before = history(wh)
-    assert [row[1] for row in before] == ["schemas_and_roles", "bi_reader_access"]
+    assert [row[1] for row in before] == [m.name for m in load_migrations()]
+    assert [row[1] for row in before][:2] == ["schemas_and_roles", "bi_reader_access"]
     assert bootstrap(wh.settings) == []
     assert history(wh) == before
 
@@ -137,7 +138,7 @@ def test_external_server_with_non_superuser_admin(wh, tmp_path):
         bi_reader_role="ext_bi",
         credentials_file=tmp_path / "credentials.json",
     )
-    assert bootstrap(settings) == ["V001__schemas_and_roles", "V002__bi_reader_access"]
+    assert bootstrap(settings) == [m.label for m in load_migrations()]
     assert bootstrap(settings) == []
 
     urls = resolve_urls(settings)

@@ -1,0 +1,165 @@
+"""The nightly Airflow DAG ``cchc_nightly``: wiring only — every step is a function of ``ingestion.pipeline``.
+
+Heavy modules (the API client, pandas, dbt, Great Expectations) are imported inside the tasks, so
+parsing this file costs only the ``airflow.sdk`` import. See ``DOC`` below (shown in the UI) and
+``dags/README.md``.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta
+from typing import Any
+
+import pendulum
+from airflow.sdk import CronDataIntervalTimetable, chain, dag, task
+
+DAG_ID = "cchc_nightly"
+LOCAL_TZ = "Asia/Ho_Chi_Minh"
+
+DOC = """
+### Nightly administrative-reform warehouse run
+
+Runs every night at **01:00 Asia/Ho_Chi_Minh**. Its data interval is the previous day: from 01:00
+yesterday to 01:00 today (local time), taken from the run's `data_interval_start`/`data_interval_end`
+(never `logical_date`) and handed to the ingestion functions as naive local times.
+
+1. `start_run` — records the run in `audit.pipeline_runs`;
+2. `refresh_reference` — full refresh of units, procedures and delegations into `raw`;
+3. `plan_dossier_partitions` — `["*"]` (one stream), or one partition per district (`INGEST_PARTITION=district`);
+4. `pull_dossiers` — one mapped task per partition: dossiers changed since the partition's watermark
+   (minus a look-back) up to the interval end, in ≤31-day windows committed with their watermark;
+5. `complete_partitions` — after a partitioned pull, what no partition covers;
+6. `load_workbooks` — new or re-issued finance workbooks from the inbox;
+7. *(next: dbt staging → Great Expectations data quality → dbt marts → publication)*;
+8. `finish_run` — closes the run and logs its summary.
+
+`catchup=False`: a missed night is caught up by the watermarks, not by extra runs. Backfilling past
+intervals is still safe — the loaders are idempotent. At most one run at a time.
+
+The Airflow connection `procedure_api` (host = base URL, password = token), when defined, overrides
+`PROCEDURE_API_URL`/`PROCEDURE_API_TOKEN`. A failed task (after its retries) is appended to
+`reports/alerts.log` and sent to Slack / e-mail when configured (`ingestion/notify.py`).
+"""
+
+# Task retries; override with environment variables of the Airflow processes (e.g. for quick tests).
+RETRIES = int(os.environ.get("PIPELINE_TASK_RETRIES", "2"))
+RETRY_DELAY = timedelta(seconds=float(os.environ.get("PIPELINE_RETRY_DELAY_SECONDS", "300")))
+# How many partitions of the dossier pull run at once (only matters with INGEST_PARTITION=district).
+PULL_CONCURRENCY = int(os.environ.get("INGEST_PULL_CONCURRENCY", "4"))
+
+
+def _on_task_failure(context: Any) -> None:
+    """Task-level failure callback (a DAG-level one may never fire on Airflow 3.x)."""
+    from ingestion.notify import notify_task_failure
+
+    notify_task_failure(context)
+
+
+def _settings():
+    from ingestion.orchestration import settings_from_airflow
+
+    return settings_from_airflow()
+
+
+def _when(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+# --- the DAG ---------------------------------------------------------------------------------------
+
+@dag(
+    dag_id=DAG_ID,
+    schedule=CronDataIntervalTimetable("0 1 * * *", timezone=LOCAL_TZ),
+    start_date=pendulum.datetime(2023, 1, 1, tz=LOCAL_TZ),
+    catchup=False,
+    max_active_runs=1,
+    tags=["cchc", "ingestion", "nightly"],
+    doc_md=DOC,
+    default_args={
+        "owner": "cchc-data",
+        "retries": RETRIES,
+        "retry_delay": RETRY_DELAY,
+        "on_failure_callback": _on_task_failure,
+    },
+)
+def cchc_nightly():
+    @task
+    def start_run() -> dict[str, Any]:
+        """Record the run; returns the run descriptor (run id, data interval) the other tasks use."""
+        from airflow.sdk import get_current_context
+
+        from ingestion import pipeline
+        from ingestion.orchestration import run_descriptor
+
+        run = run_descriptor(get_current_context())
+        summary = pipeline.start_run(run["run_id"], _when(run["interval_start"]), _when(run["interval_end"]),
+                                     settings=_settings())
+        return {**run, "summary": summary}
+
+    @task
+    def refresh_reference(run: dict[str, Any]) -> dict:
+        from ingestion import pipeline
+
+        return pipeline.refresh_reference(run["run_id"], _when(run["interval_end"]), settings=_settings())
+
+    @task
+    def plan_dossier_partitions(run: dict[str, Any]) -> list[str]:
+        from ingestion import pipeline
+
+        return list(pipeline.plan_dossier_partitions(settings=_settings()))
+
+    @task(max_active_tis_per_dag=PULL_CONCURRENCY)
+    def pull_dossiers(run: dict[str, Any], partition: str) -> dict:
+        from ingestion import pipeline
+
+        return pipeline.pull_dossiers(run["run_id"], partition, _when(run["interval_end"]),
+                                      interval_start=_when(run["interval_start"]), settings=_settings())
+
+    @task
+    def complete_partitions(run: dict[str, Any], results: list[dict]) -> dict:
+        from ingestion import pipeline
+
+        return pipeline.complete_partitions(run["run_id"], _when(run["interval_end"]), list(results),
+                                            interval_start=_when(run["interval_start"]), settings=_settings())
+
+    @task
+    def load_workbooks(run: dict[str, Any]) -> dict:
+        from ingestion import pipeline
+
+        return pipeline.load_workbooks(run["run_id"], settings=_settings())
+
+    @task
+    def finish_run(run: dict[str, Any], reference: dict, dossiers: list[dict], completion: dict,
+                   workbooks: dict) -> str:
+        from ingestion import pipeline
+
+        results = {
+            "start": run.get("summary"),
+            "reference": reference,
+            "dossiers": list(dossiers),
+            "completion": completion,
+            "workbooks": workbooks,
+        }
+        summary = pipeline.finish_run(run["run_id"], results, settings=_settings())
+        print(summary, flush=True)  # task stdout goes to the task log (and the console under `dags test`)
+        return summary
+
+    run = start_run()
+    reference = refresh_reference(run)
+    partitions = plan_dossier_partitions(run)
+    dossiers = pull_dossiers.partial(run=run).expand(partition=partitions)
+    completion = complete_partitions(run, dossiers)
+    workbooks = load_workbooks(run)
+    ingestion_stages = [run, reference, partitions, dossiers, completion, workbooks]
+
+    # Later stages go here, in this order, each a @task (or Cosmos DbtTaskGroup) wiring its package:
+    #   dbt staging → Great Expectations data quality → dbt intermediate + marts → publication
+    # e.g. later_stages = [dbt_staging(run), data_quality(run), dbt_marts(run), publish(run)]
+    later_stages: list = []
+
+    finished = finish_run(run, reference, dossiers, completion, workbooks)
+    chain(*ingestion_stages, *later_stages, finished)
+
+
+cchc_nightly()

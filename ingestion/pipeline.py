@@ -1,0 +1,199 @@
+"""The ingestion stage's entry points, called by the nightly DAG's tasks (which only wire them).
+
+Each function reads its configuration from ``Settings`` (environment variables, or an Airflow
+connection passed in by the task) and returns a small JSON-serialisable summary for XCom and the
+run log. Times passed in are naive local times (Asia/Ho_Chi_Minh).
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from datetime import datetime
+
+import orjson
+import psycopg
+
+from ingestion.client import ProcedureApiClient
+from ingestion.landing import (
+    ALL_PARTITIONS,
+    DOSSIERS,
+    REFERENCE_KEYS,
+    advance_watermark,
+    catch_up_watermark,
+    land_dossiers,
+    read_watermark,
+    refresh_reference_source,
+)
+from ingestion.settings import Settings
+from ingestion.windows import MAX_WINDOW, plan_windows
+
+log = logging.getLogger(__name__)
+REMAINDER = "_remainder"  # watermark of what no partition covers, in partitioned mode
+
+
+@contextmanager
+def _connect(settings: Settings):
+    with psycopg.connect(settings.warehouse_url, autocommit=True, application_name="cchc-ingestion") as conn:
+        yield conn
+
+
+def _settings(settings: Settings | None) -> Settings:
+    return settings or Settings.from_env()
+
+
+def start_run(run_id: str, interval_start: datetime | None, interval_end: datetime,
+              settings: Settings | None = None) -> dict:
+    """Record the run in ``audit.pipeline_runs`` (a rerun of the same run id starts it again)."""
+    settings = _settings(settings)
+    with _connect(settings) as conn:
+        conn.execute(
+            "INSERT INTO audit.pipeline_runs (run_id, run_date, interval_start, interval_end) VALUES (%s, %s, %s, %s) "
+            "ON CONFLICT (run_id) DO UPDATE SET started_at = now(), finished_at = NULL, status = 'running'",
+            (run_id, interval_end.date(), interval_start, interval_end))
+    return {"run_id": run_id, "interval_start": interval_start and interval_start.isoformat(),
+            "interval_end": interval_end.isoformat()}
+
+
+def refresh_reference(run_id: str, as_of: datetime | None = None, settings: Settings | None = None) -> dict:
+    """Full refresh of units, procedures and delegations into ``raw.reference_versions``."""
+    settings = _settings(settings)
+    client = ProcedureApiClient.from_settings(settings)
+    as_of = as_of or datetime.now().replace(microsecond=0)
+    with _connect(settings) as conn:
+        return {source: refresh_reference_source(conn, client, run_id, source, as_of) for source in REFERENCE_KEYS}
+
+
+def plan_dossier_partitions(settings: Settings | None = None) -> list[str]:
+    """``["*"]`` unpartitioned (the default), or the units directly under the province (departments,
+    the public-service centre, district-level units) when ``INGEST_PARTITION=district``."""
+    settings = _settings(settings)
+    if settings.partition == "none":
+        return [ALL_PARTITIONS]
+    client = ProcedureApiClient.from_settings(settings)
+    units = [u for page in client.pages("units") for u in (orjson.loads(bytes(r)) for r in page.records)
+             if isinstance(u, dict)]
+    roots = {u["MaDonVi"] for u in units if not u.get("MaDonViCha")}
+    return sorted(u["MaDonVi"] for u in units if u.get("MaDonViCha") in roots and not u.get("HieuLucDen"))
+
+
+def _sum(results: list[dict]) -> dict:
+    keys = ("pages", "fetched", "landed", "new_versions", "duplicates", "quarantined", "retries", "seconds")
+    out = {k: sum(r[k] for r in results) for k in keys}
+    out["windows"] = len(results)
+    out["seconds"] = round(out["seconds"], 3)
+    return out
+
+
+def pull_dossiers(run_id: str, partition: str, interval_end: datetime, interval_start: datetime | None = None,
+                  settings: Settings | None = None) -> dict:
+    """Pull the dossiers of ``partition`` from its watermark (minus the look-back) to ``interval_end`` in
+    ≤31-day windows, each committed atomically with its watermark.
+
+    Windows load in parallel (``INGEST_WORKERS`` connections, 2 by default): the warehouse parses each
+    payload into JSONB, which makes one stream server-bound on one core; a second stream uses the other.
+    The watermark still only passes windows that are committed (see ``landing.advance_watermark``)."""
+    settings = _settings(settings)
+    with _connect(settings) as conn:
+        watermark = read_watermark(conn, DOSSIERS, partition)
+    windows, advances = plan_windows(watermark, settings.history_start, interval_end, settings.lookback,
+                                     interval_start)
+
+    def load(index: int, start: datetime, end: datetime) -> list[dict]:
+        client = ProcedureApiClient.from_settings(settings)
+        with _connect(settings) as conn:
+            out = []
+            for r in land_dossiers(conn, client, run_id, partition, start, end, settings.max_window_records,
+                                   moves_watermark=advances, first=index == 0):
+                log.info("dossiers %s [%s, %s): %d fetched, %d new versions, %d quarantined in %.1fs", partition,
+                         r.window_start, r.window_end, r.fetched, r.new_versions, r.quarantined, r.seconds)
+                out.append(r.to_dict())
+            return out
+
+    results: list[dict] = []
+    with ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="window") as pool:
+        futures = [pool.submit(load, i, start, end) for i, (start, end) in enumerate(windows)]
+        try:
+            for future in futures:
+                results += future.result()
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+    if advances and windows:
+        with _connect(settings) as conn:
+            catch_up_watermark(conn, DOSSIERS, partition, run_id)
+    return {"partition": partition, **_sum(results)}
+
+
+def complete_partitions(run_id: str, interval_end: datetime, results: list[dict],
+                        interval_start: datetime | None = None, settings: Settings | None = None) -> dict:
+    """After a partitioned pull, land what no partition covers — dossiers of the province unit itself and of
+    units the API does not list — by comparing, per window, the unfiltered total with the partitions'
+    totals and re-pulling unfiltered only the windows that differ. A no-op when unpartitioned."""
+    settings = _settings(settings)
+    partitions = [r["partition"] for r in results]
+    if partitions == [ALL_PARTITIONS]:
+        return {"partition": REMAINDER, "skipped": True, **_sum([])}
+    client = ProcedureApiClient.from_settings(settings)
+    pulled = []
+    with _connect(settings) as conn:
+        watermark = conn.execute("SELECT watermark FROM audit.watermarks WHERE source = %s AND partition = %s",
+                                 (DOSSIERS, REMAINDER)).fetchone()
+        windows, advances = plan_windows(watermark[0] if watermark else None, settings.history_start, interval_end,
+                                         settings.lookback, interval_start)
+        for start, end in windows:
+            params = {"updated_from": start.strftime("%Y%m%d%H%M%S"), "updated_to": end.strftime("%Y%m%d%H%M%S")}
+            covered = sum(client.count(DOSSIERS, {**params, "don_vi": p}) for p in partitions)
+            if client.count(DOSSIERS, params) != covered:
+                pulled += [r.to_dict() for r in land_dossiers(conn, client, run_id, ALL_PARTITIONS, start, end,
+                                                              settings.max_window_records, moves_watermark=False)]
+            if advances:
+                with conn.transaction(), conn.cursor() as cur:
+                    advance_watermark(cur, DOSSIERS, REMAINDER, run_id, start, end, first=True)
+    return {"partition": REMAINDER, **_sum(pulled)}
+
+
+def load_workbooks(run_id: str, settings: Settings | None = None) -> dict:
+    """Load new or re-issued finance workbooks from the inbox."""
+    from ingestion.finance import load_inbox
+
+    settings = _settings(settings)
+    return load_inbox(settings.warehouse_url, settings.finance_inbox, run_id).to_dict()
+
+
+def summarize(conn: psycopg.Connection, run_id: str) -> list[tuple]:
+    """Per source, what the run did: (source, windows, fetched, landed, new versions, quarantined, retries, s)."""
+    return conn.execute(
+        "SELECT source, count(*), sum(fetched), sum(landed), sum(new_versions), sum(quarantined), sum(retries), "
+        "round(sum(seconds), 1) FROM audit.ingest_runs WHERE run_id = %s GROUP BY source ORDER BY source",
+        (run_id,)).fetchall()
+
+
+def finish_run(run_id: str, results: dict, settings: Settings | None = None) -> str:
+    """Close the run in ``audit.pipeline_runs`` and return the printable summary of what it did."""
+    settings = _settings(settings)
+    with _connect(settings) as conn:
+        rows = summarize(conn, run_id)
+        conn.execute("UPDATE audit.pipeline_runs SET finished_at = now(), status = 'success', summary = %s "
+                     "WHERE run_id = %s", (orjson.dumps(results, default=str).decode(), run_id))
+        elapsed = conn.execute("SELECT extract(epoch FROM finished_at - started_at) FROM audit.pipeline_runs "
+                               "WHERE run_id = %s", (run_id,)).fetchone()
+    lines = [f"Run {run_id}", f"{'source':<12}{'windows':>8}{'fetched':>10}{'landed':>10}{'new versions':>14}"
+             f"{'quarantined':>13}{'retries':>9}{'seconds':>9}"]
+    for source, n, fetched, landed, new, quarantined, retries, seconds in rows:
+        lines.append(f"{source:<12}{n:>8}{fetched:>10}{landed:>10}{new:>14}{quarantined:>13}{retries:>9}{seconds:>9}")
+    finance = results.get("workbooks") or {}
+    if finance:
+        lines.append(f"workbooks: {finance.get('loaded', 0)} loaded, {finance.get('rejected', 0)} rejected, "
+                     f"{finance.get('skipped', 0)} skipped, {finance.get('rows', 0)} rows")
+        for f in finance.get("files", []):
+            if f.get("status") == "rejected" and f.get("reason"):
+                lines.append(f"  rejected: {f['reason']}")
+    if elapsed and elapsed[0] is not None:
+        lines.append(f"total {float(elapsed[0]):.1f}s")
+    return "\n".join(lines)
+
+
+__all__ = ["MAX_WINDOW", "complete_partitions", "finish_run", "load_workbooks", "plan_dossier_partitions",
+           "pull_dossiers", "refresh_reference", "start_run"]

@@ -1,0 +1,278 @@
+"""Integrity of the Airflow DAGs and of ``ops.airflow``.
+
+Airflow reads its configuration (``AIRFLOW_HOME`` …) once per process, so every check that imports
+Airflow runs in a subprocess with the environment of ``ops.airflow.airflow_env`` and a throw-away
+``AIRFLOW_HOME``; the pytest process itself never imports Airflow.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pytest
+
+from ops.airflow import PROJECT_ROOT, airflow_env, dags_test, ensure_db, logical_date_for
+
+DAGS = PROJECT_ROOT / "dags"
+DAG_FILE = DAGS / "nightly.py"
+DAG_ID = "cchc_nightly"
+EXPECTED_EDGES = [  # the ingestion chain, in order
+    ("start_run", "refresh_reference"),
+    ("refresh_reference", "plan_dossier_partitions"),
+    ("plan_dossier_partitions", "pull_dossiers"),
+    ("pull_dossiers", "complete_partitions"),
+    ("complete_partitions", "load_workbooks"),
+    ("load_workbooks", "finish_run"),
+]
+EXPECTED_TASKS = {t for edge in EXPECTED_EDGES for t in edge}
+HEAVY_MODULES = ("ingestion", "great_expectations", "dbt", "cosmos.dbt", "pandas", "psycopg", "requests",
+                 "warehouse", "simulator")
+
+
+def _run_python(code: str, tmp_path: Path, extra: dict | None = None, timeout: int = 180) -> dict:
+    """Run ``code`` in a fresh interpreter with the project's Airflow environment; it must print one
+    JSON document as its last line of output."""
+    base = {k: v for k, v in os.environ.items() if k != "AIRFLOW_CONN_PROCEDURE_API"}
+    env = airflow_env({"AIRFLOW_HOME": str(tmp_path / "airflow_home"), "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
+                       **(extra or {})}, base=base)
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, cwd=PROJECT_ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+PARSE_PROBE = """
+    import importlib.util, json, sys, time
+    import airflow.sdk  # the authoring API is loaded by every DAG file anyway: not counted
+    from airflow.dag_processing.dagbag import DagBag
+
+    before = set(sys.modules)
+    t0 = time.monotonic()
+    spec = importlib.util.spec_from_file_location("nightly_parse_probe", {dag_file!r})
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    parse_seconds = time.monotonic() - t0
+    new_modules = sorted(set(sys.modules) - before)
+
+    bag = DagBag(dag_folder={dags!r})
+    out = {{"import_errors": {{k: str(v) for k, v in bag.import_errors.items()}}, "dag_ids": sorted(bag.dags),
+           "parse_seconds": parse_seconds, "new_modules": new_modules}}
+    dag = bag.dags.get({dag_id!r})
+    if dag is not None:
+        tt = dag.timetable
+        out["dag"] = {{
+            "timetable": type(tt).__name__,
+            "expression": getattr(tt, "expression", None),
+            "timezone": str(getattr(tt.timezone, "name", tt.timezone)),
+            "max_active_runs": dag.max_active_runs,
+            "catchup": dag.catchup,
+            "start_date": dag.start_date.isoformat(),
+            "tags": sorted(dag.tags),
+            "doc_md": bool(dag.doc_md),
+            "on_failure_callback_dag_level": bool(dag.on_failure_callback),
+            "tasks": {{t.task_id: {{
+                "upstream": sorted(t.upstream_task_ids),
+                "retries": t.retries,
+                "retry_delay": t.retry_delay.total_seconds(),
+                "on_failure_callback": bool(t.on_failure_callback),
+                "mapped": type(t).__name__.endswith("MappedOperator"),
+            }} for t in dag.tasks}},
+        }}
+    print(json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def parsed(tmp_path_factory) -> dict:
+    code = PARSE_PROBE.format(dag_file=str(DAG_FILE), dags=str(DAGS), dag_id=DAG_ID)
+    return _run_python(code, tmp_path_factory.mktemp("dagbag"))
+
+
+def test_no_import_errors(parsed):
+    assert parsed["import_errors"] == {}
+    assert DAG_ID in parsed["dag_ids"]
+
+
+def test_tasks_and_dependency_order(parsed):
+    tasks = parsed["dag"]["tasks"]
+    assert set(tasks) >= EXPECTED_TASKS
+    for upstream, downstream in EXPECTED_EDGES:
+        assert upstream in tasks[downstream]["upstream"], f"{upstream} must run before {downstream}"
+    assert tasks["start_run"]["upstream"] == []
+    assert tasks["pull_dossiers"]["mapped"], "pull_dossiers must be a mapped task (one per partition)"
+    # finish_run is the last task: everything else is upstream of it (directly or not)
+    reach = {t: set(v["upstream"]) for t, v in tasks.items()}
+    ancestors, todo = set(), ["finish_run"]
+    while todo:
+        for up in reach[todo.pop()]:
+            if up not in ancestors:
+                ancestors.add(up)
+                todo.append(up)
+    assert ancestors == set(tasks) - {"finish_run"}
+
+
+def test_schedule_and_run_limits(parsed):
+    dag = parsed["dag"]
+    assert dag["timetable"] == "CronDataIntervalTimetable"
+    assert dag["expression"] == "0 1 * * *"
+    assert dag["timezone"] == "Asia/Ho_Chi_Minh"
+    assert dag["max_active_runs"] == 1
+    assert dag["catchup"] is False
+    assert dag["start_date"] == "2022-12-31T17:00:00+00:00"  # 2023-01-01 00:00 Asia/Ho_Chi_Minh
+    assert dag["tags"] and dag["doc_md"]
+
+
+def test_every_task_retries_and_alerts(parsed):
+    for task_id, task in parsed["dag"]["tasks"].items():
+        assert task["retries"] >= 1, task_id
+        assert task["retry_delay"] > 0, task_id
+        assert task["on_failure_callback"], f"{task_id} has no task-level on_failure_callback"
+
+
+def test_parse_is_light(parsed):
+    heavy = [m for m in parsed["new_modules"] if any(m == h or m.startswith(h + ".") for h in HEAVY_MODULES)]
+    assert heavy == [], f"the DAG file imports heavy modules at parse time: {heavy}"
+    assert parsed["parse_seconds"] < 3, parsed["parse_seconds"]
+
+
+def test_dag_wires_existing_pipeline_functions():
+    """Every function the DAG calls exists in ``ingestion.pipeline`` with the parameters it passes."""
+    from ingestion import pipeline
+
+    calls = {
+        "start_run": {"run_id", "interval_start", "interval_end", "settings"},
+        "refresh_reference": {"run_id", "settings"},
+        "plan_dossier_partitions": {"settings"},
+        "pull_dossiers": {"run_id", "partition", "interval_start", "interval_end", "settings"},
+        "complete_partitions": {"run_id", "interval_start", "interval_end", "results", "settings"},
+        "load_workbooks": {"run_id", "settings"},
+        "finish_run": {"run_id", "results", "settings"},
+    }
+    source = DAG_FILE.read_text()
+    for name, params in calls.items():
+        assert f"pipeline.{name}(" in source
+        assert params <= set(inspect.signature(getattr(pipeline, name)).parameters), name
+
+
+GLUE_PROBE = """
+    import importlib.util, json
+    from datetime import datetime, timezone
+    from types import SimpleNamespace
+
+    from ingestion import orchestration as m
+
+    utc = timezone.utc
+    ctx = {{"run_id": "scheduled__2023-09-30T18:00:00+00:00",
+           "data_interval_start": datetime(2023, 9, 29, 18, tzinfo=utc),
+           "data_interval_end": datetime(2023, 9, 30, 18, tzinfo=utc)}}
+    no_interval = {{"run_id": "manual__2023-10-01 x/y", "data_interval_start": None, "data_interval_end": None,
+                   "dag_run": SimpleNamespace(run_after=datetime(2023, 10, 1, 18, 30, tzinfo=utc))}}
+    early = dict(no_interval, dag_run=SimpleNamespace(run_after=datetime(2023, 10, 1, 17, 30, tzinfo=utc)))
+    print(json.dumps({{
+        "descriptor": m.run_descriptor(ctx),
+        "no_interval": m.run_descriptor(no_interval),
+        "early": m.run_descriptor(early),
+        "api": m.api_from_connection(),
+    }}))
+"""
+
+
+def test_glue_interval_run_id_and_connection(tmp_path):
+    code = GLUE_PROBE.format(dag_file=str(DAG_FILE))
+    # a URI connection: scheme, host, port and path make the base URL; the password is the token
+    out = _run_python(code, tmp_path, {"AIRFLOW_CONN_PROCEDURE_API": "https://:s3cret-token@api.example.vn:8443/api/v1"})
+    assert out["descriptor"] == {
+        "run_id": "scheduled__2023-09-30T18:00:00+00:00",
+        "airflow_run_id": "scheduled__2023-09-30T18:00:00+00:00",
+        "interval_start": "2023-09-30T01:00:00",  # naive local time (UTC+7)
+        "interval_end": "2023-10-01T01:00:00",
+    }
+    # no data interval (manual run without a logical date): the last 01:00 local at or before run_after
+    assert out["no_interval"]["interval_start"] is None
+    assert out["no_interval"]["interval_end"] == "2023-10-02T01:00:00"  # run_after = 2023-10-02 01:30 local
+    assert out["no_interval"]["run_id"] == "manual__2023-10-01_x_y"
+    assert out["early"]["interval_end"] == "2023-10-01T01:00:00"  # run_after = 2023-10-02 00:30 local
+    assert out["api"] == ["https://api.example.vn:8443/api/v1", "s3cret-token"]
+
+    # a JSON connection whose host is the whole base URL
+    conn = json.dumps({"conn_type": "http", "host": "http://127.0.0.1:8800/api/v1", "password": "tok-12345"})
+    out = _run_python(code, tmp_path, {"AIRFLOW_CONN_PROCEDURE_API": conn})
+    assert out["api"] == ["http://127.0.0.1:8800/api/v1", "tok-12345"]
+
+    # no connection: (None, None), so Settings.with_api keeps the environment variables
+    out = _run_python(code, tmp_path)
+    assert out["api"] == [None, None]
+
+
+# --- ops.airflow -------------------------------------------------------------------------------------
+
+def test_logical_date_is_the_interval_end():
+    assert logical_date_for(date(2023, 10, 1)) == "2023-10-01T01:00:00+07:00"
+
+
+def test_airflow_env_defaults_and_overrides(tmp_path):
+    env = airflow_env(base={"PYTHONPATH": "/x", "AIRFLOW__CORE__UNIT_TEST_MODE": "True"})
+    assert env["AIRFLOW_HOME"] == str(PROJECT_ROOT / ".local" / "airflow")
+    assert env["AIRFLOW__CORE__DAGS_FOLDER"] == str(DAGS)
+    assert env["AIRFLOW__CORE__LOAD_EXAMPLES"] == "False"
+    assert env["AIRFLOW__CORE__UNIT_TEST_MODE"] == "False"
+    home = PROJECT_ROOT / ".local" / "airflow"
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == f"sqlite:///{home / 'airflow.db'}"
+    assert 2 <= int(env["AIRFLOW__CORE__PARALLELISM"]) <= 8
+    assert env["PYTHONPATH"].split(":")[:2] == [str(PROJECT_ROOT), "/x"]
+
+    env = airflow_env(base={"AIRFLOW_HOME": str(tmp_path), "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "postgresql://h/db"})
+    assert env["AIRFLOW_HOME"] == str(tmp_path)
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == "postgresql://h/db"
+    assert airflow_env({"AIRFLOW_HOME": "/a"}, base={})["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == "sqlite:////a/airflow.db"
+
+
+PROBE_DAG = '''
+"""Probe airflow dag (generated by the test): records its data interval."""
+import json, os
+import pendulum
+from airflow.sdk import CronDataIntervalTimetable, dag, get_current_context, task
+
+@dag(dag_id="interval_probe", schedule=CronDataIntervalTimetable("0 1 * * *", timezone="Asia/Ho_Chi_Minh"),
+     start_date=pendulum.datetime(2023, 1, 1, tz="Asia/Ho_Chi_Minh"), catchup=False, max_active_runs=1)
+def interval_probe():
+    @task
+    def record():
+        c = get_current_context()
+        with open(os.environ["PROBE_OUT"], "w") as fh:
+            json.dump({k: c[k].isoformat() for k in ("logical_date", "data_interval_start", "data_interval_end")}, fh)
+
+    record()
+
+interval_probe()
+'''
+
+
+@pytest.mark.slow
+def test_dags_test_runs_the_night_ending_at_01_local(tmp_path):
+    """``dags_test(run_date)`` gives the run the data interval ending at 01:00 local on run_date."""
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    (dags / "interval_probe.py").write_text(PROBE_DAG)
+    out = tmp_path / "interval.json"
+    env = airflow_env({"AIRFLOW_HOME": str(tmp_path / "home"), "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
+                       "PROBE_OUT": str(out)})
+    ensure_db(env)
+    assert dags_test("interval_probe", date(2023, 10, 1), env) == 0
+    seen = {k: _utc(v) for k, v in json.loads(out.read_text()).items()}
+    assert seen == {
+        "data_interval_start": "2023-09-29T18:00:00+00:00",  # 2023-09-30 01:00 Asia/Ho_Chi_Minh
+        "data_interval_end": "2023-09-30T18:00:00+00:00",    # 2023-10-01 01:00 Asia/Ho_Chi_Minh
+        "logical_date": "2023-09-30T18:00:00+00:00",         # under `dags test`: the interval's end
+    }
+
+
+def _utc(value: str) -> str:
+    return datetime.fromisoformat(value).astimezone(UTC).isoformat()
