@@ -8,7 +8,7 @@ UV := $(VENV)/bin/uv
 UV_VERSION := 0.13.8
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv run test lint warehouse-up warehouse-down simulator simulator-stop status clean lock bench-sim bench-ingest
+.PHONY: help venv run test lint warehouse-up warehouse-down simulator simulator-stop status clean lock bench-sim bench-ingest airflow
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s $$'\t'
@@ -58,3 +58,7 @@ clean: ## stop everything and remove local state (warehouse data, simulator stat
 
 bench-ingest: venv ## ingestion speed: API → raw vs psql \copy and pandas to_sql, 100k and 1M dossiers
 	@$(PY) benchmarks/ingest.py
+
+airflow: venv ## run Airflow standalone (scheduler + UI on :8080) so cchc_nightly runs every night at 01:00
+	@$(PY) -m warehouse up >/dev/null
+	@$(PY) -m ops.airflow standalone

@@ -146,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
                       help="the night to run (YYYY-MM-DD): the data interval ends at 01:00 local that day "
                            "(default: RUN_DATE, else today)")
     test.add_argument("--dag-id", default=DEFAULT_DAG_ID)
+    sub.add_parser("standalone", help="run Airflow (scheduler, API server, DAG processor) for nightly runs")
     args = parser.parse_args(argv)
 
     env = airflow_env()
@@ -153,6 +154,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "db-migrate":
         print(f"Airflow metadata database ready ({env['AIRFLOW__DATABASE__SQL_ALCHEMY_CONN']})")
         return 0
+    if args.command == "standalone":
+        # The scheduler then triggers cchc_nightly at 01:00 Asia/Ho_Chi_Minh; the DAG is created paused
+        # unless AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION is False (set below).
+        env.setdefault("AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION", "False")
+        simulator_env = PROJECT_ROOT / ".local" / "simulator" / "simulator.env"
+        if not env.get("PROCEDURE_API_URL") and simulator_env.exists():  # the demo source of `make simulator`
+            env.update(line.split("=", 1) for line in simulator_env.read_text().splitlines() if "=" in line)
+        os.execvpe(_airflow(), [_airflow(), "standalone"], env)
     return dags_test(args.dag_id, args.run_date or default_run_date(), env)
 
 
