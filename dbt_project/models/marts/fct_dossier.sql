@@ -1,0 +1,48 @@
+{{
+    config(
+        materialized='incremental',
+        unique_key='dossier_id',
+        incremental_strategy='delete+insert',
+        on_schema_change='fail',
+        pre_hook=[
+            "{% if is_incremental() %}
+             delete from {{ this }} f using {{ ref('stg_api__dossiers') }} s
+             where s.dossier_id = f.dossier_id and s.is_deleted
+               and s.changed_at > (select max(source_changed_at) from {{ this }})
+                                  - interval '{{ var('incremental_lookback_hours', 6) }} hours'
+             {% endif %}"
+        ]
+    )
+}}
+-- One row per current, non-deleted dossier. Incremental: each night only dossiers whose landed state
+-- changed since the last build (minus a look-back) are rebuilt; deleted ones are removed (pre-hook).
+
+select
+    dossier_id,
+    unit_code,
+    procedure_code,
+    field_code,
+    channel,
+    status,
+    submitted_at,
+    received_at,
+    due_at,
+    finished_at,
+    returned_at,
+    is_received,
+    is_resolved,
+    timeliness,
+    is_online,
+    is_paper_intake,
+    intake_digitised,
+    result_digitised,
+    updated_at,
+    is_in_processing,
+    received_month,
+    resolved_month,
+    changed_at as source_changed_at
+from {{ ref('int_dossiers__classified') }}
+{% if is_incremental() %}
+where changed_at > (select max(source_changed_at) from {{ this }})
+                   - interval '{{ var("incremental_lookback_hours", 6) }} hours'
+{% endif %}

@@ -1,0 +1,17 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        pre_hook="{% if is_incremental() %}delete from {{ this }} where as_of_date = {{ as_of_date() }}{% endif %}"
+    )
+}}
+-- Dossiers in processing and those past their due date, per unit, as of the run's date. One row set per
+-- run date, kept as history (a rerun of the same date replaces its set).
+select
+    {{ as_of_date() }} as as_of_date,
+    unit_code,
+    count(*)::integer as in_processing,
+    count(*) filter (where due_at::date < {{ as_of_date() }})::integer as pending_overdue
+from {{ ref('fct_dossier') }}
+where is_in_processing
+group by unit_code
