@@ -1,3 +1,4 @@
+-- depends_on: {{ ref('stg_api__dossiers') }}
 {{
     config(
         materialized='incremental',

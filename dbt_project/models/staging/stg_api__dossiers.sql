@@ -1,0 +1,108 @@
+-- One row per dossier (hồ sơ) in its current state, tombstones included, in the warehouse's English names.
+-- Every value is typed defensively: a timestamp that is not a valid yyyyMMddHHmmss string, a number sent
+-- as a string, a list that is null or missing all become NULL (or 0 for counts) rather than an error, and
+-- the text as received is kept beside the values the data-quality rules need (VAL04, VAL06). Text
+-- attributes sent as "" are NULL: the contract's two spellings of a missing value become one.
+-- Personal data (ChuHoSo, SoDienThoai, Email, DinhDanhCHS, TrichYeuHoSo) does not pass: the identity
+-- numbers only feed applicant_key, a salted hash for counting distinct applicants.
+with source as (
+    select * from {{ source('api', 'dossiers_current') }}
+),
+
+-- The payload is decoded once per row into the fields used below (reading the compressed JSONB once
+-- rather than once per expression). The loader only lands JSON objects; anything else would read as {}.
+fields as (
+    select
+        source.dossier_id,
+        source.updated_at,
+        source.changed_at,
+        source.is_deleted,
+        record.*
+    from source
+    cross join lateral jsonb_to_record(
+        case when jsonb_typeof(source.payload) = 'object' then source.payload else '{}'::jsonb end
+    ) as record (
+        "MaTTHC" text,
+        "TenTTHC" text,
+        "MaLinhVuc" text,
+        "TenLinhVuc" text,
+        "DonViXuLy" text,
+        "KenhThucHien" jsonb,
+        "LoaiDoiTuong" jsonb,
+        "TrangThaiHoSo" jsonb,
+        "HoSoCoThanhPhanSoHoa" jsonb,
+        "DuocThanhToanTrucTuyen" jsonb,
+        "NgayNopHoSo" jsonb,
+        "NgayTiepNhan" jsonb,
+        "NgayHenTra" jsonb,
+        "NgayKetThucXuLy" jsonb,
+        "NgayTra" jsonb,
+        "NgayTuChoi" jsonb,
+        "DinhDanhCHS" jsonb,
+        "TaiLieuNop" jsonb,
+        "DanhSachGiayToKetQua" jsonb,
+        "DanhSachHoSoBoSung" jsonb,
+        "QuaTrinhXuLy" jsonb
+    )
+),
+
+renamed as (
+    select
+        dossier_id,
+        updated_at,
+        changed_at,
+        is_deleted,
+        nullif("MaTTHC", '') as procedure_code,
+        nullif("TenTTHC", '') as procedure_name,
+        nullif("MaLinhVuc", '') as field_code,
+        nullif("TenLinhVuc", '') as field_name,
+        nullif("DonViXuLy", '') as unit_code,
+        {{ json_integer('"KenhThucHien"') }} as channel,
+        {{ json_text('"KenhThucHien"') }} as channel_raw,
+        {{ json_integer('"LoaiDoiTuong"') }} as applicant_type,
+        {{ json_integer('"TrangThaiHoSo"') }} as status,
+        {{ json_flag('"HoSoCoThanhPhanSoHoa"') }} as has_digitised_components,
+        {{ json_integer('"DuocThanhToanTrucTuyen"') }} as online_payment,
+        {{ json_timestamp('"NgayNopHoSo"') }} as submitted_at,
+        {{ json_timestamp('"NgayTiepNhan"') }} as received_at,
+        {{ json_timestamp('"NgayHenTra"') }} as due_at,
+        {{ json_timestamp('"NgayKetThucXuLy"') }} as finished_at,
+        {{ json_timestamp('"NgayTra"') }} as returned_at,
+        {{ json_timestamp('"NgayTuChoi"') }} as refused_at,
+        {{ json_text('"NgayNopHoSo"') }} as submitted_at_raw,
+        {{ json_text('"NgayTiepNhan"') }} as received_at_raw,
+        {{ json_text('"NgayHenTra"') }} as due_at_raw,
+        {{ json_text('"NgayKetThucXuLy"') }} as finished_at_raw,
+        {{ json_text('"NgayTra"') }} as returned_at_raw,
+        {{ json_text('"NgayTuChoi"') }} as refused_at_raw,
+        coalesce(jsonb_array_length({{ json_array('"TaiLieuNop"') }}), 0) as component_count,
+        (
+            select count(*)::int
+            from jsonb_array_elements({{ json_array('"TaiLieuNop"') }}) as component (value)
+            where {{ json_flag("component.value -> 'DuocSoHoa'") }}
+        ) as digitised_component_count,
+        coalesce(jsonb_array_length({{ json_array('"DanhSachGiayToKetQua"') }}), 0) as result_count,
+        (
+            select count(*)::int
+            from jsonb_array_elements({{ json_array('"DanhSachGiayToKetQua"') }}) as result (value)
+            where {{ is_present("(result.value ->> 'DuongDanTepTinKetQua')") }}
+        ) as electronic_result_count,
+        coalesce(jsonb_array_length({{ json_array('"DanhSachHoSoBoSung"') }}), 0) as supplement_count,
+        coalesce(jsonb_array_length({{ json_array('"QuaTrinhXuLy"') }}), 0) as step_count,
+        (
+            select max({{ json_timestamp("step.value -> 'ThoiDiemXuLy'") }})
+            from jsonb_array_elements({{ json_array('"QuaTrinhXuLy"') }}) as step (value)
+        ) as latest_step_at,
+        (
+            select md5(
+                '{{ var("applicant_salt") | replace("\'", "\'\'") }}|'
+                || string_agg(distinct identity.number collate "C", ',' order by identity.number collate "C")
+            )
+            from jsonb_array_elements({{ json_array('"DinhDanhCHS"') }}) as item (value)
+            cross join lateral (select item.value ->> 'SoDinhDanh' as number) as identity
+            where {{ is_present('identity.number') }}
+        ) as applicant_key
+    from fields
+)
+
+select * from renamed

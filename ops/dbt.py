@@ -1,0 +1,106 @@
+"""Run the project's dbt (``dbt_project/``) against the warehouse as the writer role.
+
+    python -m ops.dbt build --select staging     # any dbt command and arguments
+    python -m ops.dbt parse                      # writes .local/dbt/target/manifest.json (Cosmos reads it)
+
+The connection comes from the writer role's ``postgresql://`` URL — ``WAREHOUSE_WRITER_URL`` if set, else
+``warehouse.resolve_url("writer")`` (the private cluster or ``WAREHOUSE_URL``) — turned into the variables
+``dbt_project/profiles.yml`` reads, so no secret is ever written to a file:
+
+| variable | value |
+|---|---|
+| ``DBT_HOST``, ``DBT_PORT``, ``DBT_USER``, ``DBT_PASSWORD``, ``DBT_DBNAME`` | from the URL (port 5432 when absent) |
+| ``DBT_SSLMODE`` | the URL's ``sslmode`` query parameter, else ``prefer`` |
+| ``DBT_PROFILES_DIR`` | ``<repo>/dbt_project`` |
+| ``DBT_TARGET_PATH``, ``DBT_LOG_PATH`` | ``<repo>/.local/dbt/target``, ``<repo>/.local/dbt/logs`` (a clean tree) |
+| ``DBT_SEND_ANONYMOUS_USAGE_STATS`` | ``False`` (no network calls at run time) |
+
+``DBT_EXECUTABLE`` overrides the dbt binary (default: the ``dbt`` beside this Python, i.e. the project's
+``.venv``). ``BI_READER_ROLE`` (granted ``select`` on the marts) and ``APPLICANT_SALT`` (the salt of
+``applicant_key``) pass through from the environment.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
+DBT_LOCAL_DIR = PROJECT_ROOT / ".local" / "dbt"
+TARGET_PATH = DBT_LOCAL_DIR / "target"
+LOG_PATH = DBT_LOCAL_DIR / "logs"
+MANIFEST_PATH = TARGET_PATH / "manifest.json"  # for Cosmos' LoadMode.DBT_MANIFEST
+
+
+def dbt_executable() -> str:
+    """``DBT_EXECUTABLE``, else the ``dbt`` installed beside the running Python, else ``dbt`` on PATH."""
+    if os.environ.get("DBT_EXECUTABLE"):
+        return os.environ["DBT_EXECUTABLE"]
+    beside = Path(sys.executable).parent / "dbt"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("dbt")
+    if found is None:
+        raise FileNotFoundError("no dbt executable: install the project's requirements or set DBT_EXECUTABLE")
+    return found
+
+
+def dbt_env(writer_url: str, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment for a dbt command of this project: ``base`` (default ``os.environ``) plus the
+    connection variables derived from ``writer_url`` and the project's paths."""
+    parts = urlsplit(writer_url)
+    if parts.scheme not in ("postgresql", "postgres") or not parts.hostname or not parts.username:
+        raise ValueError("the writer URL must look like postgresql://user:password@host:port/database")
+    database = unquote(parts.path.lstrip("/"))
+    if not database:
+        raise ValueError("the writer URL names no database")
+    env = dict(os.environ if base is None else base)
+    env.update(
+        DBT_HOST=parts.hostname,
+        DBT_PORT=str(parts.port or 5432),
+        DBT_USER=unquote(parts.username),
+        DBT_PASSWORD=unquote(parts.password or ""),
+        DBT_DBNAME=database,
+        DBT_SSLMODE=parse_qs(parts.query).get("sslmode", ["prefer"])[0],
+        DBT_PROFILES_DIR=str(DBT_PROJECT_DIR),
+        DBT_TARGET_PATH=str(TARGET_PATH),
+        DBT_LOG_PATH=str(LOG_PATH),
+        DBT_SEND_ANONYMOUS_USAGE_STATS="False",
+    )
+    return env
+
+
+def run_dbt(args: Sequence[str], writer_url: str, *, capture_output: bool = True,
+            base_env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run ``dbt <args>`` in ``dbt_project/`` against the warehouse of ``writer_url``; never raises on a
+    failing dbt command — check ``returncode`` (``stdout`` holds dbt's log when captured)."""
+    DBT_LOCAL_DIR.mkdir(parents=True, exist_ok=True)
+    return subprocess.run([dbt_executable(), *args], cwd=DBT_PROJECT_DIR, env=dbt_env(writer_url, base_env),
+                          text=True, capture_output=capture_output, check=False)
+
+
+def writer_url_from_env() -> str:
+    """``WAREHOUSE_WRITER_URL``, else the writer URL of the configured warehouse."""
+    if os.environ.get("WAREHOUSE_WRITER_URL"):
+        return os.environ["WAREHOUSE_WRITER_URL"]
+    from warehouse import resolve_url
+
+    return resolve_url("writer")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(__doc__)
+        return 0 if args else 2
+    return run_dbt(args, writer_url_from_env(), capture_output=False).returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,328 @@
+"""dbt staging against a throw-away warehouse holding a small simulated province, landed by the real ingestion.
+
+Expectations come from the simulator's records as served, evaluated here in plain Python (timestamps with
+``simulator.truth.parse_timestamp``, the ground truth of the data-quality rule VAL06), never from the SQL
+under test. One ``dbt build --select staging`` runs for the module (its unit tests included).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import random
+import time
+from datetime import date, datetime, timedelta
+
+import psycopg
+import pytest
+from psycopg.rows import dict_row
+
+from ingestion import finance, pipeline
+from ingestion.settings import Settings
+from ops.dbt import DBT_PROJECT_DIR, MANIFEST_PATH, dbt_env, run_dbt
+from simulator.__main__ import investors
+from simulator.finance import write_workbooks
+from simulator.province import Province
+from simulator.scenario import DEFAULT_DEFECT_RATES, Scenario
+from simulator.truth import TIMESTAMP_FIELDS, parse_timestamp
+from tests.support.postgres import throwaway_warehouse
+from tests.support.simulator import running_simulator
+
+# The default defects, with more invalid timestamps (VAL06) so that every kind the simulator sends shows up.
+SCENARIO = Scenario(seed=11, start=date(2023, 1, 1), end=date(2023, 3, 31), scale=0.03,
+                    clock=datetime(2023, 4, 1, 1, 0), defect_rates={**DEFAULT_DEFECT_RATES, "VAL06": 0.03})
+NIGHT = datetime(2023, 4, 1, 1, 0)
+SALT = "staging-test-salt"
+STAGED = dict(zip(TIMESTAMP_FIELDS, ("submitted_at", "received_at", "due_at", "finished_at", "returned_at",
+                                     "refused_at"), strict=True))
+PERSONAL_FIELDS = ("ChuHoSo", "SoDienThoai", "Email", "DinhDanhCHS", "TrichYeuHoSo", "NguoiXuLy")
+# Column names that would carry personal data or the whole payload past staging.
+FORBIDDEN_COLUMNS = {name.lower() for name in PERSONAL_FIELDS} | {
+    "payload", "raw_row", "applicant_name", "phone", "phone_number", "email_address", "identity_number",
+    "identity_numbers", "summary", "official", "official_name", "handled_by"}
+
+
+@pytest.fixture(scope="module")
+def landed(tmp_path_factory):
+    """A warehouse with the scenario's reference lists, dossiers and finance workbooks landed in ``raw``;
+    yields ``(writer_url, province, records)``."""
+    tmp = tmp_path_factory.mktemp("staging")
+    inbox = tmp / "inbox"
+    write_workbooks(inbox, investors(), date(2023, 1, 1), date(2023, 3, 31), 11, frozenset(), 0.05)
+    province = Province(SCENARIO)
+    with throwaway_warehouse(tmp / "wh") as wh:
+        writer = wh.urls["writer"]
+        with running_simulator(province) as sim:
+            settings = Settings.from_env({"PROCEDURE_API_URL": sim.url, "PROCEDURE_API_TOKEN": sim.token,
+                                          "HISTORY_START": "2023-01-01"}, warehouse_url=writer)
+            pipeline.start_run("staging-test", NIGHT - timedelta(days=1), NIGHT, settings)
+            pipeline.refresh_reference("staging-test", NIGHT, settings)
+            pipeline.pull_dossiers("staging-test", "*", NIGHT, NIGHT - timedelta(days=1), settings)
+        finance.load_inbox(writer, inbox, "staging-test")
+        yield writer, province, list(province.iter_all())
+
+
+def dbt(args: list[str], writer: str):
+    """``run_dbt`` with a known applicant salt (the same environment every time, so dbt parses partially)."""
+    return run_dbt(args, writer, base_env={**os.environ, "APPLICANT_SALT": SALT})
+
+
+@pytest.fixture(scope="module")
+def built(landed):
+    """``dbt build --select staging`` (views, data tests, unit tests)."""
+    writer, province, records = landed
+    return dbt(["build", "--select", "staging"], writer), writer, province, records
+
+
+def rows(writer: str, sql: str, params=()) -> list[dict]:
+    with psycopg.connect(writer) as conn, conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(sql, params).fetchall()
+
+
+def present(value) -> bool:
+    return value is not None and value != ""
+
+
+def integer(value):
+    """The JSON integer semantics of staging: an int (or integral float), never a bool or a string."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+        return None
+    return int(value)
+
+
+def expected_dossier(rec: dict) -> dict:
+    """The staged row of a record, computed in plain Python."""
+    components = rec.get("TaiLieuNop") or []
+    results = rec.get("DanhSachGiayToKetQua") or []
+    steps = rec.get("QuaTrinhXuLy") or []
+    step_times = [t for t in (parse_timestamp(s.get("ThoiDiemXuLy")) for s in steps) if t]
+    identities = sorted({i["SoDinhDanh"] for i in rec.get("DinhDanhCHS") or [] if present(i.get("SoDinhDanh"))})
+    row = {
+        "is_deleted": rec["DaXoa"],
+        "updated_at": datetime.strptime(rec["NgayCapNhat"], "%Y%m%d%H%M%S"),
+        "procedure_code": rec.get("MaTTHC") or None,
+        "unit_code": rec.get("DonViXuLy") or None,
+        "field_code": rec.get("MaLinhVuc") or None,
+        "status": integer(rec.get("TrangThaiHoSo")),
+        "channel": integer(rec.get("KenhThucHien")),
+        "applicant_type": integer(rec.get("LoaiDoiTuong")),
+        "has_digitised_components": rec.get("HoSoCoThanhPhanSoHoa") == 1,
+        "component_count": len(components),
+        "digitised_component_count": sum(c.get("DuocSoHoa") == 1 for c in components),
+        "result_count": len(results),
+        "electronic_result_count": sum(present(r.get("DuongDanTepTinKetQua")) for r in results),
+        "supplement_count": len(rec.get("DanhSachHoSoBoSung") or []),
+        "step_count": len(steps),
+        "latest_step_at": max(step_times, default=None),
+        "applicant_key": hashlib.md5(f"{SALT}|{','.join(identities)}".encode()).hexdigest() if identities else None,
+    }
+    for field, column in STAGED.items():
+        row[column] = parse_timestamp(rec.get(field))
+        row[f"{column}_raw"] = rec.get(field)
+    return row
+
+
+def test_dbt_build_of_staging_succeeds(built):
+    proc = built[0]
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
+    assert " ERROR=0 " in proc.stdout and " SKIP=0 " in proc.stdout
+    assert "stg_api__dossiers_parses_timestamps_strictly" in proc.stdout  # the unit tests ran
+
+
+def test_every_dossier_is_staged_once_with_its_values(built):
+    _, writer, _, records = built
+    staged = {r["dossier_id"]: r for r in rows(writer, "SELECT * FROM staging.stg_api__dossiers")}
+    assert len(staged) == len(rows(writer, "SELECT dossier_id FROM staging.stg_api__dossiers"))
+    assert set(staged) == {rec["MaHoSo"] for rec in records}
+    assert sum(r["is_deleted"] for r in staged.values()) == sum(rec["DaXoa"] for rec in records) > 0
+    mismatches = []
+    for rec in records:
+        expected = expected_dossier(rec)
+        actual = {k: staged[rec["MaHoSo"]][k] for k in expected}
+        if actual != expected:
+            mismatches.append((rec["MaHoSo"], {k: (actual[k], v) for k, v in expected.items() if actual[k] != v}))
+    assert not mismatches, mismatches[:5]
+
+
+def test_invalid_timestamps_are_null_and_kept_as_received(built):
+    _, writer, _, records = built
+    bad = {(rec["MaHoSo"], STAGED[f]): rec[f] for rec in records for f in TIMESTAMP_FIELDS
+           if present(rec.get(f)) and parse_timestamp(rec[f]) is None}
+    assert len(bad) >= 20  # the scenario injects VAL06 defects of every kind
+    assert {len(v) for v in bad.values()} != {14}  # wrong lengths, separators …
+    assert any(len(v) == 14 and v.isdigit() for v in bad.values())  # … and impossible dates
+    staged = {r["dossier_id"]: r for r in rows(writer, "SELECT * FROM staging.stg_api__dossiers")}
+    for (dossier, column), text in bad.items():
+        assert staged[dossier][column] is None
+        assert staged[dossier][f"{column}_raw"] == text
+    # "" (the other spelling of a missing value) is kept as received and parsed to NULL.
+    empty = [(r, c) for r in staged.values() for c in STAGED.values() if r[f"{c}_raw"] == ""]
+    assert empty and all(r[c] is None for r, c in empty)
+
+
+def test_list_items_are_staged_for_live_dossiers_only(built):
+    _, writer, _, records = built
+    live = [rec for rec in records if not rec["DaXoa"]]
+    components = rows(writer, "SELECT * FROM staging.stg_api__dossier_components ORDER BY dossier_id, position")
+    assert [(r["dossier_id"], r["position"], r["file_id"], r["component_code"], r["is_digitised"], r["is_reused"],
+             r["from_national_repository"]) for r in components] == sorted(
+        (rec["MaHoSo"], i, c["TepDinhKemId"], c["MaThanhPhanHoSo"], c["DuocSoHoa"] == 1, c["DuocTaiSuDung"] == 1,
+         c["DuocLayTuKhoDMQG"] == 1) for rec in live for i, c in enumerate(rec["TaiLieuNop"] or [], 1))
+    results = rows(writer, "SELECT * FROM staging.stg_api__dossier_results ORDER BY dossier_id, position")
+    assert [(r["dossier_id"], r["position"], r["result_id"], r["has_electronic_file"]) for r in results] == sorted(
+        (rec["MaHoSo"], i, g["GiayToId"], present(g["DuongDanTepTinKetQua"]))
+        for rec in live for i, g in enumerate(rec["DanhSachGiayToKetQua"] or [], 1))
+    supplements = rows(writer, "SELECT * FROM staging.stg_api__dossier_supplements ORDER BY dossier_id, position")
+    assert [(r["dossier_id"], r["supplement_id"], r["requested_at"], r["due_after"], r["supplement_status"])
+            for r in supplements] == sorted(
+        (rec["MaHoSo"], s["HoSoBoSungId"], parse_timestamp(s["NgayYeuCauBoSung"]), parse_timestamp(s["NgayHenTraMoi"]),
+         s["TrangThaiBoSung"]) for rec in live for s in rec["DanhSachHoSoBoSung"] or [])
+    steps = rows(writer, "SELECT * FROM staging.stg_api__dossier_steps ORDER BY dossier_id, position")
+    assert [(r["dossier_id"], r["step_no"], r["processed_at"], r["position_title"], r["legal_end_at"])
+            for r in steps] == sorted(
+        (rec["MaHoSo"], s["BuocXuLy"], parse_timestamp(s["ThoiDiemXuLy"]), s["ChucDanh"],
+         parse_timestamp(s["NgayKetThucTheoQuyDinh"])) for rec in live for s in rec["QuaTrinhXuLy"] or [])
+    assert components and results and supplements and steps
+
+
+def test_reference_lists_and_disbursement_rows(built):
+    _, writer, province, _ = built
+    units = {r["unit_code"]: r for r in rows(writer, "SELECT * FROM staging.stg_api__units")}
+    assert units.keys() == {u["MaDonVi"] for u in province.unit_records()}
+    for u in province.unit_records():
+        staged = units[u["MaDonVi"]]
+        assert (staged["unit_name"], staged["level"], staged["unit_type"], staged["parent_code"],
+                staged["valid_from"], staged["is_listed"]) == (
+            u["TenDonVi"], u["CapDonVi"], u["LoaiDonVi"], u["MaDonViCha"],
+            datetime.strptime(u["HieuLucTu"], "%Y%m%d").date(), True)
+    procedures = {r["procedure_code"]: r for r in rows(writer, "SELECT * FROM staging.stg_api__procedures")}
+    assert {code: (r["levels"], r["online_level"], float(r["legal_duration"]), r["returns_paper_result"],
+                   r["has_fees"]) for code, r in procedures.items()} == {
+        p["MaTTHC"]: (p["CapThucHien"], p["MucDo"], float(p["ThoiHanGiaiQuyet"]), p["TraKetQuaGiay"],
+                      p["CoPhiLePhi"]) for p in province.procedure_records()}
+    delegations = {r["delegation_id"]: r for r in rows(writer, "SELECT * FROM staging.stg_api__delegations")}
+    assert {k: (r["status"], r["decision_date"], r["planned_date"], r["updated_at"])
+            for k, r in delegations.items()} == {
+        d["MaUyQuyen"]: (d["TrangThai"], d["NgayQuyetDinh"] and datetime.strptime(d["NgayQuyetDinh"], "%Y%m%d").date(),
+                         datetime.strptime(d["NgayKeHoach"], "%Y%m%d").date(), parse_timestamp(d["NgayCapNhat"]))
+        for d in province.delegation_records()}
+    staged = rows(writer, "SELECT report_date, row_number, investor_unit_code, plan_pm, disbursed_cumulative "
+                          "FROM staging.stg_finance__disbursement_rows ORDER BY report_date, row_number")
+    landed = rows(writer, "SELECT report_date, row_number, investor_code AS investor_unit_code, plan_pm, "
+                          "disbursed_cumulative FROM raw.disbursement_rows ORDER BY report_date, row_number")
+    assert staged == landed and staged
+
+
+def test_no_personal_data_passes_staging(built):
+    _, writer, _, records = built
+    columns = rows(writer, "SELECT table_name, column_name, data_type FROM information_schema.columns "
+                           "WHERE table_schema = 'staging'")
+    assert {c["table_name"] for c in columns} >= {"stg_api__dossiers", "stg_api__dossier_steps"}
+    assert not [c for c in columns if c["column_name"].lower() in FORBIDDEN_COLUMNS]
+    # Nor do their values, under any name: no text in staging equals a name, phone, e-mail, identity number,
+    # dossier summary or official's name the API sent.
+    personal = set()
+    for rec in records:
+        personal |= {rec[f] for f in ("ChuHoSo", "SoDienThoai", "Email", "TrichYeuHoSo") if present(rec.get(f))}
+        personal |= {i["SoDinhDanh"] for i in rec.get("DinhDanhCHS") or []}
+        personal |= {s["NguoiXuLy"] for s in rec.get("QuaTrinhXuLy") or []}
+    assert len(personal) > 1000
+    with psycopg.connect(writer) as conn:
+        for c in columns:
+            if c["data_type"] == "text":
+                values = {v for (v,) in conn.execute(
+                    f'SELECT DISTINCT "{c["column_name"]}" FROM staging."{c["table_name"]}"')}
+                assert not values & personal, (c["table_name"], c["column_name"])
+
+
+def _timestamp_cases() -> list[str]:
+    """Strings around every boundary of yyyyMMddHHmmss, plus random corruptions of valid ones."""
+    cases = [f"{y}{m:02d}{d:02d}120000" for y, m, d in itertools.product(
+        ("2023", "2024", "1900", "2000", "2100", "0000", "0001", "9999"), range(14), range(33))]
+    cases += [f"20230615{h:02d}{mi:02d}{s:02d}" for h, mi, s in itertools.product(
+        (0, 9, 23, 24, 25, 99), (0, 30, 59, 60, 99), (0, 30, 59, 60, 61, 99))]
+    rng = random.Random(5)
+    alphabet = "0123456789 -:T.a+"
+    for _ in range(2000):
+        text = list(f"{rng.randint(1990, 2030)}{rng.randint(1, 12):02d}{rng.randint(1, 31):02d}"
+                    f"{rng.randint(0, 23):02d}{rng.randint(0, 59):02d}{rng.randint(0, 59):02d}")
+        for _ in range(rng.randint(0, 2)):
+            position = rng.randrange(len(text) + 1)
+            action = rng.choice(("replace", "insert", "delete"))
+            if action == "delete" and position < len(text):
+                del text[position]
+            elif action == "insert":
+                text.insert(position, rng.choice(alphabet))
+            else:
+                text[min(position, len(text) - 1)] = rng.choice(alphabet)
+        cases.append("".join(text))
+    return [*cases, "", " 20230101000000", "20230101000000 ", "2023-01-01T00:00"]
+
+
+def test_parse_ts_and_parse_date_agree_with_python_on_every_boundary(built):
+    _, writer, _, _ = built
+    proc = dbt(["compile", "--quiet", "--inline",
+                    "select value, {{ parse_ts('value') }} as ts, {{ parse_date('left(value, 8)') }} as day "
+                    "from cases"], writer)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    cases = _timestamp_cases()
+    with psycopg.connect(writer) as conn:
+        conn.execute("CREATE TEMPORARY TABLE cases (value text NOT NULL)")
+        with conn.cursor().copy("COPY cases (value) FROM STDIN") as copy:
+            for case in cases:
+                copy.write_row((case,))
+        got = conn.execute(proc.stdout.strip()).fetchall()
+
+    def python_date(text: str):
+        try:
+            return datetime.strptime(text, "%Y%m%d").date() if len(text) == 8 and text.isascii() \
+                and text.isdigit() else None
+        except ValueError:
+            return None
+
+    assert len(got) == len(cases)
+    wrong = [(v, ts, day) for v, ts, day in got
+             if ts != parse_timestamp(v) or day != python_date(v[:8])]
+    assert not wrong, wrong[:10]
+    assert sum(ts is not None for _, ts, _ in got) > 1000 and sum(ts is None for _, ts, _ in got) > 1000
+
+
+def test_source_freshness_is_configured_and_fresh(built):
+    _, writer, _, _ = built
+    proc = dbt(["source", "freshness"], writer)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    sources = json.loads((MANIFEST_PATH.parent / "sources.json").read_text())
+    checked = {r["unique_id"].split(".", 2)[2] for r in sources["results"]}
+    assert checked >= {"api.dossier_current", "api.dossier_versions", "api.units", "api.procedures",
+                       "api.delegations", "audit.ingest_runs", "finance.disbursement_rows", "finance.finance_files"}
+    assert {r["status"] for r in sources["results"]} == {"pass"}
+
+
+def test_dbt_parse_writes_the_manifest_cosmos_loads(built):
+    _, writer, _, _ = built
+    started = time.time()
+    proc = dbt(["parse"], writer)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert MANIFEST_PATH.is_relative_to(DBT_PROJECT_DIR.parent / ".local" / "dbt")
+    assert MANIFEST_PATH.stat().st_mtime >= started - 1
+    manifest = json.loads(MANIFEST_PATH.read_text())
+    staged = {n["name"]: n for n in manifest["nodes"].values() if n["resource_type"] == "model"}
+    assert {n["schema"] for name, n in staged.items() if name.startswith("stg_")} == {"staging"}
+    assert "nightly" in staged["stg_api__dossiers"]["tags"]
+    assert manifest["nodes"]["model.cchc.stg_api__dossiers"]["contract"]["enforced"]
+
+
+def test_dbt_env_derives_the_profile_from_the_writer_url():
+    env = dbt_env("postgresql://pipe%40line:p%3Aw%2Fd@db.example:6543/ware%20house?sslmode=require", base={})
+    assert {k: env[k] for k in ("DBT_HOST", "DBT_PORT", "DBT_USER", "DBT_PASSWORD", "DBT_DBNAME", "DBT_SSLMODE")} == {
+        "DBT_HOST": "db.example", "DBT_PORT": "6543", "DBT_USER": "pipe@line", "DBT_PASSWORD": "p:w/d",
+        "DBT_DBNAME": "ware house", "DBT_SSLMODE": "require"}
+    assert env["DBT_PROFILES_DIR"] == str(DBT_PROJECT_DIR)
+    assert env["DBT_TARGET_PATH"].endswith(os.path.join(".local", "dbt", "target"))
+    assert dbt_env("postgresql://u:p@h/db", base={})["DBT_PORT"] == "5432"
+    with pytest.raises(ValueError):
+        dbt_env("mysql://u:p@h/db", base={})
+    assert "password: \"{{ env_var('DBT_PASSWORD') }}\"" in (DBT_PROJECT_DIR / "profiles.yml").read_text()
+
