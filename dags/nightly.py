@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pendulum
@@ -54,6 +55,34 @@ def _on_task_failure(context: Any) -> None:
     from ingestion.notify import notify_task_failure
 
     notify_task_failure(context)
+
+
+# dbt, rendered by Cosmos from a prebuilt manifest (no `dbt ls` at parse time): `python -m ops.dbt parse`
+# writes it, and `make run` / `ops.airflow` do so before Airflow parses this file.
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
+DBT_MANIFEST = Path(os.environ.get("DBT_MANIFEST_PATH", PROJECT_ROOT / ".local" / "dbt" / "target" / "manifest.json"))
+# The dbt models' as-of time: the end of the run's data interval, in local time.
+AS_OF_TEMPLATE = "{{ data_interval_end.in_timezone('Asia/Ho_Chi_Minh').strftime('%Y-%m-%dT%H:%M:%S') }}"
+
+
+def _dbt_group(group_id: str, select: list[str]):
+    """A Cosmos task group running `dbt build` per node of ``select`` (tests run with their model)."""
+    from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
+    from cosmos.constants import InvocationMode, LoadMode, TestBehavior
+
+    return DbtTaskGroup(
+        group_id=group_id,
+        project_config=ProjectConfig(dbt_project_path=DBT_PROJECT_DIR, manifest_path=DBT_MANIFEST),
+        profile_config=ProfileConfig(profile_name="cchc", target_name="warehouse",
+                                     profiles_yml_filepath=DBT_PROJECT_DIR / "profiles.yml"),
+        execution_config=ExecutionConfig(invocation_mode=InvocationMode.DBT_RUNNER),
+        render_config=RenderConfig(load_method=LoadMode.DBT_MANIFEST, select=select,
+                                   test_behavior=TestBehavior.BUILD,
+                                   # a relationships test runs once both of its models are built
+                                   should_detach_multiple_parents_tests=True),
+        operator_args={"vars": {"as_of": AS_OF_TEMPLATE}, "install_deps": False},
+    )
 
 
 def _settings():
@@ -153,10 +182,10 @@ def cchc_nightly():
     workbooks = load_workbooks(run)
     ingestion_stages = [run, reference, partitions, dossiers, completion, workbooks]
 
-    # Later stages go here, in this order, each a @task (or Cosmos DbtTaskGroup) wiring its package:
-    #   dbt staging → Great Expectations data quality → dbt intermediate + marts → publication
-    # e.g. later_stages = [dbt_staging(run), data_quality(run), dbt_marts(run), publish(run)]
-    later_stages: list = []
+    # dbt staging, then (next: the data-quality stage), then intermediate, marts and the status snapshot.
+    dbt_staging = _dbt_group("dbt_staging", ["path:models/staging"])
+    dbt_marts = _dbt_group("dbt_marts", ["path:models/intermediate", "path:models/marts", "path:snapshots"])
+    later_stages: list = [dbt_staging, dbt_marts]
 
     finished = finish_run(run, reference, dossiers, completion, workbooks)
     chain(*ingestion_stages, *later_stages, finished)

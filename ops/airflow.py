@@ -66,6 +66,9 @@ def airflow_env(extra: Mapping[str, str] | None = None, base: Mapping[str, str] 
         "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": _parallelism(),
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
+        # No usage telemetry: the machines running this have no network but the package registries.
+        "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
+        "DO_NOT_TRACK": "1",
     }
     for key, value in defaults.items():
         if not env.get(key):
@@ -74,6 +77,11 @@ def airflow_env(extra: Mapping[str, str] | None = None, base: Mapping[str, str] 
     env["AIRFLOW__CORE__UNIT_TEST_MODE"] = "False"
     paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != str(PROJECT_ROOT)]
     env["PYTHONPATH"] = os.pathsep.join([str(PROJECT_ROOT), *paths])
+    if env.get("WAREHOUSE_WRITER_URL"):
+        # dbt (run by Cosmos inside the tasks) connects with the same writer role, through DBT_* variables.
+        from ops.dbt import dbt_env
+
+        env = dbt_env(env["WAREHOUSE_WRITER_URL"], env)
     return env
 
 
@@ -151,6 +159,9 @@ def main(argv: list[str] | None = None) -> int:
 
     env = airflow_env()
     ensure_db(env)
+    from ops.dbt import ensure_manifest
+
+    ensure_manifest(env.get("WAREHOUSE_WRITER_URL"))
     if args.command == "db-migrate":
         print(f"Airflow metadata database ready ({env['AIRFLOW__DATABASE__SQL_ALCHEMY_CONN']})")
         return 0

@@ -104,3 +104,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def ensure_manifest(writer_url: str | None = None) -> Path:
+    """Write ``MANIFEST_PATH`` with ``dbt parse`` unless it is newer than every file of the dbt project.
+
+    Cosmos renders the DAG's dbt tasks from it. Parsing does not connect to the warehouse, so without a
+    writer URL placeholder credentials are enough."""
+    newest = max(p.stat().st_mtime for p in DBT_PROJECT_DIR.rglob("*") if p.is_file())
+    if MANIFEST_PATH.exists() and MANIFEST_PATH.stat().st_mtime >= newest:
+        return MANIFEST_PATH
+    proc = run_dbt(["parse", "--quiet"], writer_url or "postgresql://parse:parse@127.0.0.1:5432/parse")
+    if proc.returncode != 0:
+        raise RuntimeError(f"dbt parse failed:\n{proc.stdout}\n{proc.stderr}")
+    return MANIFEST_PATH

@@ -22,6 +22,7 @@ import psycopg
 import requests
 
 from ops.airflow import airflow_env, dags_test, ensure_db
+from ops.dbt import ensure_manifest
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 LOCAL = PROJECT_ROOT / ".local"
@@ -115,6 +116,7 @@ def main() -> int:
     env.setdefault("PIPELINE_RETRY_DELAY_SECONDS", "10")  # an interactive run should not wait 5 minutes
     airflow = airflow_env(env)
     ensure_db(airflow)
+    ensure_manifest(env["WAREHOUSE_WRITER_URL"])
     log_file = LOCAL / "airflow" / "last-run.log"
     print(f"\n== Nightly pipeline for the night of {night} (Airflow DAG {DAG_ID}) ==")
     code = dags_test(DAG_ID, night, airflow, log_file=log_file)

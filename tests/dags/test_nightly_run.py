@@ -36,7 +36,8 @@ def test_the_nightly_dag_runs_end_to_end(tmp_path):
         env.pop("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", None)
         proc = subprocess.run([sys.executable, "-m", "ops.airflow", "test-dag", "--run-date", "2023-04-01"],
                               cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=600)
-        assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+        (tmp_path / "dags-test.log").write_text(proc.stdout + proc.stderr)
+        assert proc.returncode == 0, f"the DAG run failed; see {tmp_path / 'dags-test.log'}"
         with psycopg.connect(wh.urls["writer"]) as conn:
             status, start, end = conn.execute(
                 "SELECT status, interval_start, interval_end FROM audit.pipeline_runs").fetchone()
@@ -44,10 +45,17 @@ def test_the_nightly_dag_runs_end_to_end(tmp_path):
             units = conn.execute("SELECT count(*) FROM raw.units").fetchone()[0]
             rows = conn.execute("SELECT count(*) FROM raw.disbursement_rows").fetchone()[0]
             sources = {s for (s,) in conn.execute("SELECT DISTINCT source FROM audit.ingest_runs")}
+            facts = conn.execute("SELECT count(*) FROM marts.fct_dossier").fetchone()[0]
+            as_of = conn.execute("SELECT DISTINCT as_of_date FROM marts.fct_pending_overdue").fetchall()
+            ranked = conn.execute("SELECT count(*) FROM marts.rpt_monthly_ranking").fetchone()[0]
     assert status == "success"
     assert (start, end) == (datetime(2023, 3, 31, 1), datetime(2023, 4, 1, 1))
     assert current == {r["MaHoSo"]: r for r in province.iter_all()}
     assert units == len(province.unit_records())
     assert rows == sum(len(v) for v in finance.effective_rows().values())
     assert sources == {"units", "procedures", "delegations", "dossiers"}
+    # dbt ran through Cosmos with the run's as-of time (the interval's end, local).
+    assert facts == sum(1 for r in province.iter_all() if not r["DaXoa"])
+    assert as_of == [(date(2023, 4, 1),)]
+    assert ranked > 0
     assert "Run " in proc.stdout + proc.stderr  # the run's summary is printed
