@@ -8,7 +8,7 @@ UV := $(VENV)/bin/uv
 UV_VERSION := 0.13.8
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv run test lint warehouse-up warehouse-down simulator simulator-stop status clean lock bench-sim bench-ingest airflow
+.PHONY: help venv run test lint warehouse-up warehouse-down simulator simulator-stop status clean lock bench-sim bench-ingest bench-dbt airflow
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s $$'\t'
@@ -62,3 +62,6 @@ bench-ingest: venv ## ingestion speed: API → raw vs psql \copy and pandas to_s
 airflow: venv ## run Airflow standalone (scheduler + UI on :8080) so cchc_nightly runs every night at 01:00
 	@$(PY) -m warehouse up >/dev/null
 	@$(PY) -m ops.airflow standalone
+
+bench-dbt: venv ## dbt build times: full and incremental nightly, default scenario and 10x
+	@$(PY) benchmarks/dbt_build.py

@@ -58,11 +58,12 @@ class WindowResult:
 
 
 # Versions this transaction added to the window (fetched_at is the transaction's start time) become
-# current when newer than what is there (by NgayCapNhat; for the same NgayCapNhat with other content, the
+# current when newer than what is there; changed_at is stamped at the end of the load, close to its commit,
+# for the incremental consumers (by NgayCapNhat; for the same NgayCapNhat with other content, the
 # later load wins). Re-fetched versions already held change nothing, so only new ones are considered.
 UPSERT_CURRENT = """
 INSERT INTO raw.dossier_current AS c (dossier_id, updated_at, content_hash, is_deleted, run_id, changed_at)
-SELECT DISTINCT ON (dossier_id) dossier_id, updated_at, content_hash, is_deleted, %(run_id)s, now()
+SELECT DISTINCT ON (dossier_id) dossier_id, updated_at, content_hash, is_deleted, %(run_id)s, clock_timestamp()
 FROM raw.dossier_versions
 WHERE updated_at >= %(start)s AND updated_at < %(end)s AND fetched_at = now()
 ORDER BY dossier_id, updated_at DESC

@@ -9,6 +9,16 @@ latest as (
     group by 1
 )
 
-select latest.month, rows.*
+select
+    latest.month,
+    rows.report_date,
+    rows.project_code,
+    rows.investor_unit_code,
+    rows.funding_source,
+    rows.plan_year,
+    rows.is_carried_over,
+    rows.plan_pm,
+    rows.plan_province,
+    rows.disbursed_cumulative
 from rows
 join latest using (report_date)

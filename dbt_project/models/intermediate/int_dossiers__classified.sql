@@ -29,7 +29,25 @@ flags as (
 )
 
 select
-    flags.*,
+    flags.dossier_id,
+    flags.updated_at,
+    flags.changed_at,
+    flags.unit_code,
+    flags.unit_level,
+    flags.district_code,
+    flags.procedure_code,
+    flags.field_code,
+    flags.channel,
+    flags.status,
+    flags.submitted_at,
+    flags.received_at,
+    flags.due_at,
+    flags.finished_at,
+    flags.returned_at,
+    flags.is_received,
+    flags.is_resolved,
+    flags.is_in_processing,
+    flags.returns_paper_result,
     -- Paper intake: received in person, by post, or through a channel left empty (counts as in person).
     flags.is_received and (flags.channel in (1, 3) or coalesce(flags.channel_raw, '') = '') as is_paper_intake,
     coalesce(flags.channel = 2, false) as is_online,

@@ -10,13 +10,16 @@
              delete from {{ this }} f using {{ ref('stg_api__dossiers') }} s
              where s.dossier_id = f.dossier_id and s.is_deleted
                and s.changed_at > (select max(source_changed_at) from {{ this }})
-                                  - interval '{{ var('incremental_lookback_hours', 6) }} hours'
+                                  - interval '{{ var('incremental_lookback_minutes', 15) }} minutes'
              {% endif %}"
         ]
     )
 }}
 -- One row per current, non-deleted dossier. Incremental: each night only dossiers whose landed state
--- changed since the last build (minus a look-back) are rebuilt; deleted ones are removed (pre-hook).
+-- changed since the last build are rebuilt (deleted ones are removed by the pre-hook). The cursor is
+-- raw.dossier_current.changed_at, stamped when a window's load commits; the look-back (var
+-- incremental_lookback_minutes, 15) covers a load committing while dbt reads — which the nightly DAG
+-- never does (dbt runs after the loads), so it costs nothing at night.
 
 select
     dossier_id,
@@ -45,5 +48,5 @@ select
 from {{ ref('int_dossiers__classified') }}
 {% if is_incremental() %}
 where changed_at > (select max(source_changed_at) from {{ this }})
-                   - interval '{{ var("incremental_lookback_hours", 6) }} hours'
+                   - interval '{{ var("incremental_lookback_minutes", 15) }} minutes'
 {% endif %}

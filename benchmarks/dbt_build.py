@@ -1,0 +1,97 @@
+"""dbt benchmark (``make bench-dbt``; not a test).
+
+For the default scenario and a 10× larger one: land the scenario up to a night, time a full
+``dbt build`` (every model, test and the snapshot), then advance the simulator one day, land that day's
+changes, and time the incremental nightly ``dbt build``. The last line is machine-readable, for the 10×
+scenario: ``full_s=<seconds> incremental_s=<seconds> incremental_vs_full=<ratio>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import psycopg
+import requests
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT_ROOT))
+
+from ingestion import pipeline  # noqa: E402
+from ingestion.settings import Settings  # noqa: E402
+from ops.dbt import run_dbt  # noqa: E402
+from tests.support.postgres import free_port, throwaway_warehouse  # noqa: E402
+
+NIGHT = datetime(2023, 9, 29, 1)
+
+
+def _build(writer: str, night: datetime) -> float:
+    # The nights here are seconds apart, not a day: without a look-back the incremental build selects what
+    # a real night would (the previous load committed a day before, far outside the 15-minute look-back).
+    t0 = time.perf_counter()
+    proc = run_dbt(["build", "--vars", json.dumps({"as_of": night.isoformat(), "incremental_lookback_minutes": 0})],
+                   writer)
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stdout[-4000:])
+    return time.perf_counter() - t0
+
+
+def bench(scale: float) -> tuple[float, float, int]:
+    port = free_port()
+    env = {**os.environ, "SIM_SCALE": str(scale), "SIM_TOKEN": "bench", "PROCEDURE_API_TOKEN": "bench",
+           "SIM_CLOCK": NIGHT.isoformat()}
+    sim = subprocess.Popen([sys.executable, "-m", "simulator", "serve", "--port", str(port)], cwd=PROJECT_ROOT,
+                           env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        while "serving" not in (line := sim.stdout.readline()):
+            if not line:
+                raise RuntimeError("the simulator did not start")
+        print("  " + line.strip())
+        with tempfile.TemporaryDirectory() as tmp, throwaway_warehouse(Path(tmp), server_settings={}) as wh:
+            writer = wh.urls["writer"]
+            settings = Settings.from_env({"PROCEDURE_API_URL": f"http://127.0.0.1:{port}/api/v1",
+                                          "PROCEDURE_API_TOKEN": "bench", "HISTORY_START": "2023-01-01",
+                                          "FINANCE_INBOX": tmp}, warehouse_url=writer)
+            t0 = time.perf_counter()
+            pipeline.refresh_reference("night-1", NIGHT, settings)
+            pipeline.pull_dossiers("night-1", "*", NIGHT, settings=settings)
+            with psycopg.connect(writer) as conn:
+                dossiers = conn.execute("SELECT count(*) FROM raw.dossier_current").fetchone()[0]
+            print(f"  landed {dossiers:,} dossiers in {time.perf_counter() - t0:.0f}s")
+            full = _build(writer, NIGHT)
+            print(f"  full dbt build: {full:.1f}s")
+            nxt = NIGHT + timedelta(days=1)
+            requests.post(f"http://127.0.0.1:{port}/_sim/clock", params={"to": nxt.strftime("%Y%m%d%H%M%S")},
+                          headers={"Authorization": "Bearer bench"}, timeout=600).raise_for_status()
+            day = pipeline.pull_dossiers("night-2", "*", nxt, settings=settings)
+            print(f"  one day later: {day['fetched']:,} dossiers fetched, {day['new_versions']:,} new versions")
+            incremental = _build(writer, nxt)
+            print(f"  incremental dbt build: {incremental:.1f}s ({incremental / full:.2f} of the full build)")
+            return full, incremental, dossiers
+    finally:
+        sim.terminate()
+        sim.wait()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--scales", default="1,10")
+    args = parser.parse_args()
+    result = None
+    for scale in (float(s) for s in args.scales.split(",")):
+        print(f"\n== scenario scale {scale:g} ==")
+        result = bench(scale)
+    full, incremental, _ = result
+    print(f"full_s={full:.1f} incremental_s={incremental:.1f} incremental_vs_full={incremental / full:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
