@@ -107,7 +107,32 @@ def report(writer_url: str) -> str:
                      f"rejected, {workbooks.get('skipped', 0)} skipped, {workbooks.get('rows', 0)} rows")
     lines.append("  workbooks in the warehouse: " + ", ".join(f"{n} {s} ({r} rows)" for s, n, r in files))
     lines += [f"  rejected workbook: {reason}" for (reason,) in rejected]
+    lines += findings(writer_url)
     return "\n".join(lines)
+
+
+def findings(writer_url: str) -> list[str]:
+    """A first look at the marts: the last complete month's on-time rate per level against the 95% target."""
+    with psycopg.connect(writer_url) as conn:
+        if conn.execute("SELECT to_regclass('marts.fct_timeliness_monthly')").fetchone()[0] is None:
+            return []
+        month = conn.execute(
+            "SELECT max(month) FROM marts.fct_timeliness_monthly WHERE month < date_trunc('month', "
+            "(SELECT interval_end FROM audit.pipeline_runs ORDER BY started_at DESC LIMIT 1))").fetchone()[0]
+        if month is None:
+            return []
+        rows = conn.execute(
+            "SELECT u.level, sum(t.resolved), sum(t.early + t.on_time)::numeric / nullif(sum(t.resolved), 0), "
+            "(SELECT count(*) FROM marts.rpt_monthly_ranking r WHERE r.month = %s AND r.level = u.level "
+            "AND r.below_target) FROM marts.fct_timeliness_monthly t JOIN marts.dim_unit u USING (unit_code) "
+            "WHERE t.month = %s GROUP BY u.level ORDER BY u.level", (month, month)).fetchall()
+    if not rows:
+        return []
+    names = {1: "provincial", 2: "district", 3: "commune"}
+    out = [f"  on-time rate (trước hạn + đúng hạn), {month:%m/%Y}, target 95%:"]
+    out += [f"    {names.get(level, level):<11} {rate:6.1%} of {resolved:,} resolved; {below} units below target"
+            for level, resolved, rate, below in rows]
+    return out
 
 
 def main() -> int:
