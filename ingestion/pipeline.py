@@ -27,7 +27,7 @@ from ingestion.landing import (
     refresh_reference_source,
 )
 from ingestion.settings import Settings
-from ingestion.windows import MAX_WINDOW, plan_windows
+from ingestion.windows import plan_windows
 
 log = logging.getLogger(__name__)
 REMAINDER = "_remainder"  # watermark of what no partition covers, in partitioned mode
@@ -194,6 +194,3 @@ def finish_run(run_id: str, results: dict, settings: Settings | None = None) -> 
         lines.append(f"total {float(elapsed[0]):.1f}s")
     return "\n".join(lines)
 
-
-__all__ = ["MAX_WINDOW", "complete_partitions", "finish_run", "load_workbooks", "plan_dossier_partitions",
-           "pull_dossiers", "refresh_reference", "start_run"]

@@ -45,11 +45,6 @@ def parse_ts(value) -> datetime | None:
         return None
 
 
-def is_missing(value) -> bool:
-    """The contract's "missing": ``null`` or the empty string."""
-    return value is None or value == ""
-
-
 def digest(data: bytes) -> bytes:
     """Content hash of a record's bytes (128-bit XXH3: identity, not security)."""
     return xxhash.xxh3_128_digest(data)

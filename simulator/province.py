@@ -25,7 +25,7 @@ from simulator.delegations import build_delegations
 from simulator.dossiers import DEFECT_BITS, generate
 from simulator.render import RenderContext, render_rows
 from simulator.scenario import Scenario
-from simulator.timefmt import DAY, to_datetime, to_secs
+from simulator.timefmt import to_datetime, to_secs
 from simulator.truth import parse_timestamp
 from simulator.units import PROVINCE_CODE, build_units
 
@@ -227,9 +227,6 @@ class Province:
         for s in range(0, len(index.rows), chunk):
             yield from render_rows(self.dossiers, index.rows[s:s + chunk], index.clock, self.render_ctx)
 
-    def day_bounds(self) -> tuple[int, int]:
-        """First and last local day (as simulator seconds) with dossier activity at the clock."""
-        return int(self.index.upd[0]) // DAY * DAY, int(self.index.upd[-1]) // DAY * DAY
 
 
 _WARM_PROVINCE: Province | None = None
