@@ -32,8 +32,12 @@ yesterday to 01:00 today (local time), taken from the run's `data_interval_start
    (minus a look-back) up to the interval end, in ≤31-day windows committed with their watermark;
 5. `complete_partitions` — after a partitioned pull, what no partition covers;
 6. `load_workbooks` — new or re-issued finance workbooks from the inbox;
-7. *(next: dbt staging → Great Expectations data quality → dbt marts → publication)*;
-8. `finish_run` — closes the run and logs its summary.
+7. `dbt_staging` — dbt builds the staging views and `dq.dq_dossiers` (Cosmos, one task per node);
+8. `data_quality` — Great Expectations: the batch's critical checks (a failure stops the run here, so
+   yesterday's marts stay published), then every rule of dq-rules.md per dossier and the workbook
+   checks; findings into `dq`, Data Docs into `REPORTS_DIR/data-docs`, the digest to the data team;
+9. `dbt_marts` — intermediate models, marts (including `fct_dq_issue`, `fct_dq_daily`) and the snapshot;
+10. `finish_run` — closes the run and logs its summary.
 
 `catchup=False`: a missed night is caught up by the watermarks, not by extra runs. Backfilling past
 intervals is still safe — the loaders are idempotent. At most one run at a time.
@@ -160,9 +164,22 @@ def cchc_nightly():
 
         return pipeline.load_workbooks(run["run_id"], settings=_settings())
 
+    @task(retries=0)
+    def data_quality(run: dict[str, Any]) -> dict:
+        """Great Expectations over the staged batch at the run's as-of time. A critical failure is final
+        (no retry: the batch will not mend itself) and keeps the marts from being rebuilt."""
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from expectations.validate import CriticalDataQualityError, run_data_quality
+
+        try:
+            return run_data_quality(run["run_id"], _when(run["interval_end"]), settings=_settings())
+        except CriticalDataQualityError as exc:
+            raise AirflowFailException(str(exc)) from exc
+
     @task
     def finish_run(run: dict[str, Any], reference: dict, dossiers: list[dict], completion: dict,
-                   workbooks: dict) -> str:
+                   workbooks: dict, quality: dict) -> str:
         from ingestion import pipeline
 
         results = {
@@ -171,6 +188,7 @@ def cchc_nightly():
             "dossiers": list(dossiers),
             "completion": completion,
             "workbooks": workbooks,
+            "data_quality": quality,
         }
         summary = pipeline.finish_run(run["run_id"], results, settings=_settings())
         print(summary, flush=True)  # task stdout goes to the task log (and the console under `dags test`)
@@ -184,12 +202,14 @@ def cchc_nightly():
     workbooks = load_workbooks(run)
     ingestion_stages = [run, reference, partitions, dossiers, completion, workbooks]
 
-    # dbt staging, then (next: the data-quality stage), then intermediate, marts and the status snapshot.
-    dbt_staging = _dbt_group("dbt_staging", ["path:models/staging"])
+    # dbt staging (and the table the data-quality rules read), the data-quality stage, then intermediate,
+    # marts and the status snapshot.
+    dbt_staging = _dbt_group("dbt_staging", ["path:models/staging", "path:models/dq"])
+    quality = data_quality(run)
     dbt_marts = _dbt_group("dbt_marts", ["path:models/intermediate", "path:models/marts", "path:snapshots"])
-    later_stages: list = [dbt_staging, dbt_marts]
+    later_stages: list = [dbt_staging, quality, dbt_marts]
 
-    finished = finish_run(run, reference, dossiers, completion, workbooks)
+    finished = finish_run(run, reference, dossiers, completion, workbooks, quality)
     chain(*ingestion_stages, *later_stages, finished)
 
 

@@ -102,16 +102,26 @@ def write_alert(alert: Mapping[str, Any], env: Mapping[str, str] | None = None) 
 
 def send_slack(alert: Mapping[str, Any], webhook_url: str, timeout: float = 10.0) -> None:
     """Post the alert to a Slack incoming webhook; raises on a network error or a non-2xx answer."""
+    details = json.dumps(alert, ensure_ascii=False, indent=1, default=str)
+    send_slack_text(f"{format_message(alert)}\n```{details}```", webhook_url, timeout)
+
+
+def send_slack_text(text: str, webhook_url: str, timeout: float = 10.0) -> None:
+    """Post ``text`` to a Slack incoming webhook; raises on a network error or a non-2xx answer."""
     import requests
 
-    details = json.dumps(alert, ensure_ascii=False, indent=1, default=str)
-    response = requests.post(webhook_url, json={"text": f"{format_message(alert)}\n```{details}```"},
-                             timeout=timeout)
+    response = requests.post(webhook_url, json={"text": text}, timeout=timeout)
     response.raise_for_status()
 
 
 def send_email(alert: Mapping[str, Any], env: Mapping[str, str], timeout: float = 10.0) -> None:
     """E-mail the alert over SMTP (``ALERT_SMTP_*``, ``ALERT_EMAIL_*``); raises on failure."""
+    send_email_text(format_message(alert), format_message(alert) + "\n\n"
+                    + json.dumps(alert, ensure_ascii=False, indent=2, default=str) + "\n", env, timeout)
+
+
+def send_email_text(subject: str, body: str, env: Mapping[str, str], timeout: float = 10.0) -> None:
+    """E-mail ``body`` over SMTP (``ALERT_SMTP_*``, ``ALERT_EMAIL_*``); raises on failure."""
     import smtplib
 
     host = _get(env, "ALERT_SMTP_HOST")
@@ -119,11 +129,10 @@ def send_email(alert: Mapping[str, Any], env: Mapping[str, str], timeout: float 
     user, password = _get(env, "ALERT_SMTP_USER"), _get(env, "ALERT_SMTP_PASSWORD")
     recipients = [a.strip() for a in (_get(env, "ALERT_EMAIL_TO") or "").split(",") if a.strip()]
     message = EmailMessage()
-    message["Subject"] = format_message(alert)[:200]
+    message["Subject"] = subject[:200]
     message["From"] = _get(env, "ALERT_EMAIL_FROM") or user or "cchc-pipeline@localhost"
     message["To"] = ", ".join(recipients)
-    message.set_content(format_message(alert) + "\n\n"
-                        + json.dumps(alert, ensure_ascii=False, indent=2, default=str) + "\n")
+    message.set_content(body)
     if port == 465:
         smtp: smtplib.SMTP = smtplib.SMTP_SSL(host, port, timeout=timeout)
     else:
@@ -139,42 +148,63 @@ def send_email(alert: Mapping[str, Any], env: Mapping[str, str], timeout: float 
         smtp.send_message(message, to_addrs=recipients)
 
 
+def _timeout(env: Mapping[str, str]) -> float:
+    try:
+        return float(_get(env, "ALERT_TIMEOUT_SECONDS", "10"))
+    except ValueError:
+        return 10.0
+
+
+def _channels(env: Mapping[str, str], slack, email) -> dict[str, str]:
+    """Run the Slack and e-mail senders that are configured; never raises."""
+    outcome: dict[str, str] = {}
+    webhook = _get(env, "ALERT_SLACK_WEBHOOK_URL")
+    if webhook:
+        try:
+            slack(webhook)
+            outcome["slack"] = "ok"
+        except Exception as exc:
+            # the exception's text may contain the (secret) webhook URL: keep only its type and status
+            status = getattr(getattr(exc, "response", None), "status_code", None)
+            outcome["slack"] = f"error: {type(exc).__name__}" + (f" (HTTP {status})" if status else "")
+            log.warning("Slack message failed: %s", outcome["slack"])
+    else:
+        outcome["slack"] = "skipped"
+    if _get(env, "ALERT_SMTP_HOST") and _get(env, "ALERT_EMAIL_TO"):
+        try:
+            email()
+            outcome["email"] = "ok"
+        except Exception as exc:
+            outcome["email"] = f"error: {exc!r}"
+            log.warning("E-mail failed: %r", exc)
+    else:
+        outcome["email"] = "skipped"
+    return outcome
+
+
+def deliver_message(subject: str, body: str, env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Send a message (e.g. the data-quality digest) to every configured channel; never raises. Slack gets
+    the body as a code block under the subject. Returns each channel's outcome."""
+    env = os.environ if env is None else env
+    timeout = _timeout(env)
+    return _channels(env, lambda url: send_slack_text(f"*{subject}*\n```{body}```", url, timeout),
+                     lambda: send_email_text(subject, body, env, timeout))
+
+
 def deliver(alert: Mapping[str, Any], env: Mapping[str, str] | None = None) -> dict[str, str]:
     """Send ``alert`` to every configured channel; never raises. Returns each channel's outcome
     (``"ok"``, ``"skipped"`` or ``"error: ..."``)."""
     env = os.environ if env is None else env
     outcome: dict[str, str] = {}
     try:
-        timeout = float(_get(env, "ALERT_TIMEOUT_SECONDS", "10"))
-    except ValueError:
-        timeout = 10.0
-    try:
         outcome["file"] = f"ok: {write_alert(alert, env)}"
     except Exception as exc:  # the file is the last resort: say so on stderr
         outcome["file"] = f"error: {exc!r}"
         print(f"ingestion.notify: could not write the alert file: {exc!r}\n{format_message(alert)}",
               file=sys.stderr)
-    webhook = _get(env, "ALERT_SLACK_WEBHOOK_URL")
-    if webhook:
-        try:
-            send_slack(alert, webhook, timeout)
-            outcome["slack"] = "ok"
-        except Exception as exc:
-            # the exception's text may contain the (secret) webhook URL: keep only its type and status
-            status = getattr(getattr(exc, "response", None), "status_code", None)
-            outcome["slack"] = f"error: {type(exc).__name__}" + (f" (HTTP {status})" if status else "")
-            log.warning("Slack alert failed: %s", outcome["slack"])
-    else:
-        outcome["slack"] = "skipped"
-    if _get(env, "ALERT_SMTP_HOST") and _get(env, "ALERT_EMAIL_TO"):
-        try:
-            send_email(alert, env, timeout)
-            outcome["email"] = "ok"
-        except Exception as exc:
-            outcome["email"] = f"error: {exc!r}"
-            log.warning("E-mail alert failed: %r", exc)
-    else:
-        outcome["email"] = "skipped"
+    timeout = _timeout(env)
+    outcome.update(_channels(env, lambda url: send_slack(alert, url, timeout),
+                             lambda: send_email(alert, env, timeout)))
     return outcome
 
 

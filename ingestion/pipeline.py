@@ -190,6 +190,13 @@ def finish_run(run_id: str, results: dict, settings: Settings | None = None) -> 
         for f in finance.get("files", []):
             if f.get("status") == "rejected" and f.get("reason"):
                 lines.append(f"  rejected: {f['reason']}")
+    quality = results.get("data_quality") or {}
+    if quality:
+        digest = quality.get("digest") or {}
+        lines.append(f"data quality: batch {quality.get('batch', {}).get('status')}, "
+                     f"{digest.get('open', 0)} open dossier issues ({digest.get('new', 0)} new, "
+                     f"{digest.get('resolved', 0)} resolved), {quality.get('seconds')}s; "
+                     f"digest {digest.get('file')}; Data Docs {quality.get('data_docs')}")
     if elapsed and elapsed[0] is not None:
         lines.append(f"total {float(elapsed[0]):.1f}s")
     return "\n".join(lines)

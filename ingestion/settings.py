@@ -12,6 +12,7 @@
 | ``HISTORY_START`` | ``2023-01-01`` | first day of the first (historical) load, when no watermark exists |
 | ``RUN_DATE`` | the simulator's clock, or today | the night to run: its data interval ends at 01:00 that day |
 | ``REPORTS_DIR`` | ``reports`` | where reports, digests and Data Docs are written |
+| ``GX_PROJECT_DIR`` | ``.local/gx`` | Great Expectations' project folder (its stores; the suites are code) |
 | ``INGEST_LOOKBACK_MINUTES`` | ``180`` | each night re-reads this much before the watermark (late commits) |
 | ``INGEST_MAX_WINDOW_RECORDS`` | ``200000`` | windows holding more records are halved (bounds memory) |
 | ``INGEST_WORKERS`` | ``2`` | windows loaded in parallel (each its own connection) |
@@ -44,6 +45,7 @@ class Settings:
     finance_inbox: Path
     history_start: date
     reports_dir: Path
+    gx_dir: Path = PROJECT_ROOT / ".local" / "gx"
     page_size: int = 1000
     connect_timeout: float = 10.0
     read_timeout: float = 120.0
@@ -80,6 +82,7 @@ class Settings:
             finance_inbox=Path(get("FINANCE_INBOX", str(PROJECT_ROOT / ".local" / "finance-inbox"))),
             history_start=date.fromisoformat(get("HISTORY_START", "2023-01-01")),
             reports_dir=Path(get("REPORTS_DIR", str(PROJECT_ROOT / "reports"))),
+            gx_dir=Path(get("GX_PROJECT_DIR", str(PROJECT_ROOT / ".local" / "gx"))),
             page_size=page_size,
             connect_timeout=float(get("PROCEDURE_API_CONNECT_TIMEOUT", "10")),
             read_timeout=float(get("PROCEDURE_API_READ_TIMEOUT", "120")),

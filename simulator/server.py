@@ -45,6 +45,7 @@ class Faults:
     duplicate: float = 0.0
     extra_fields: float = 0.0
     malformed: float = 0.0
+    omit_fields: tuple[str, ...] = ()  # fields dropped from every non-deleted dossier (a format change)
     retry_after: int = 1
     slow_seconds: float = 2.0
     seed: int = 7
@@ -53,7 +54,8 @@ class Faults:
     def from_env(cls, env: dict[str, str] | None = None) -> Faults:
         """Rates from ``SIM_FAULT_5XX``, ``_429``, ``_SLOW``, ``_TRUNCATE``, ``_DUPLICATE``, ``_EXTRA_FIELDS``,
         ``_MALFORMED``; details from ``SIM_FAULT_RETRY_AFTER`` (s), ``SIM_FAULT_SLOW_SECONDS``,
-        ``SIM_FAULT_SEED``; ``SIM_FAULTS=all:<rate>`` turns every fault but ``malformed`` on at one rate."""
+        ``SIM_FAULT_SEED``; ``SIM_FAULT_OMIT_FIELDS`` (comma-separated) drops those fields from every non-deleted
+        dossier; ``SIM_FAULTS=all:<rate>`` turns every fault but ``malformed`` on at one rate."""
         env = os.environ if env is None else env
         f = cls()
         if env.get("SIM_FAULTS", "").startswith("all:"):
@@ -64,6 +66,8 @@ class Faults:
                            ("malformed", "MALFORMED")):
             if env.get(f"SIM_FAULT_{name}"):
                 setattr(f, attr, float(env[f"SIM_FAULT_{name}"]))
+        if env.get("SIM_FAULT_OMIT_FIELDS"):
+            f.omit_fields = tuple(x.strip() for x in env["SIM_FAULT_OMIT_FIELDS"].split(",") if x.strip())
         f.retry_after = int(env.get("SIM_FAULT_RETRY_AFTER", f.retry_after))
         f.slow_seconds = float(env.get("SIM_FAULT_SLOW_SECONDS", f.slow_seconds))
         f.seed = int(env.get("SIM_FAULT_SEED", f.seed))
@@ -192,8 +196,11 @@ class ProcedureApi:
             raise ApiError(400, f"limit must be an integer in 1..{MAX_LIMIT}")
         return int(raw)
 
-    def _envelope(self, total: int, cursor: str | None, data: list[bytes]) -> tuple[int, dict, bytes]:
+    def _envelope(self, total: int, cursor: str | None, data: list[bytes],
+                  dossiers: bool = False) -> tuple[int, dict, bytes]:
         """The list envelope around records already serialised (spliced, not re-encoded)."""
+        if dossiers and self.faults.omit_fields:
+            data = [self._without_fields(rec) for rec in data]
         # Record-level faults hit the same records on every request (a schema change or a corrupt row
         # is a property of the record, not of the request), so retries and re-pulls see them again.
         if self.faults.extra_fields > 0:
@@ -203,6 +210,14 @@ class ProcedureApi:
         head = orjson.dumps({"error_code": "00", "message": "OK", "total": total, "next_cursor": cursor})
         body = head[:-1] + b',"data":[' + b",".join(data) + b"]}"
         return 200, {"Content-Type": "application/json; charset=utf-8"}, body
+
+    def _without_fields(self, rec: bytes) -> bytes:
+        obj = orjson.loads(rec)
+        if not isinstance(obj, dict) or obj.get("DaXoa"):
+            return rec
+        for name in self.faults.omit_fields:
+            obj.pop(name, None)
+        return orjson.dumps(obj)
 
     @staticmethod
     def _with_extra_fields(rec: bytes) -> bytes:
@@ -255,7 +270,7 @@ class ProcedureApi:
             back = orjson.loads(records[-1 - self._rng.randint(1, 3)])
             nxt = self.province.position_of(back["MaHoSo"], back["NgayCapNhat"]) or nxt
         cursor = encode_cursor({"f": frm, "t": to, "d": don_vi, "u": nxt[0], "k": nxt[1], "n": total}) if nxt else None
-        return self._envelope(total, cursor, records)
+        return self._envelope(total, cursor, records, dossiers=True)
 
 
 class _Handler(BaseHTTPRequestHandler):

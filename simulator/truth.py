@@ -34,6 +34,18 @@ def _present(value) -> bool:
     return value is not None and value != ""
 
 
+def _integer(value):
+    """A JSON integer (2 or 2.0) as an int; anything else — a string, a boolean, 2.5 — is not one (None)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return int(value) if float(value).is_integer() else None
+
+
+def _items(value) -> list[dict]:
+    """A list field's object items; a list that is null, missing or not a list is empty."""
+    return [item if isinstance(item, dict) else {} for item in value] if isinstance(value, list) else []
+
+
 def rules_broken(rec: dict, as_of: datetime, paper_result: dict[str, bool], unit_codes: set[str]) -> list[str]:
     """Rule ids of dq-rules.md that a current, non-deleted dossier record breaks at ``as_of``.
 
@@ -47,13 +59,16 @@ def rules_broken(rec: dict, as_of: datetime, paper_result: dict[str, bool], unit
         ts[f] = parse_timestamp(raw)
         if _present(raw) and ts[f] is None and "VAL06" not in broken:
             broken.append("VAL06")
-    status = rec.get("TrangThaiHoSo")
-    channel = rec.get("KenhThucHien")
+    # Enumerations must be JSON integers: "4" or true is not status 4 (it is missing, and VAL04 flags it).
+    status = _integer(rec.get("TrangThaiHoSo"))
+    channel_raw = rec.get("KenhThucHien")
+    channel = _integer(channel_raw)
+    channel_missing = channel_raw is None or channel_raw == ""
     received_at, due_at = ts["NgayTiepNhan"], ts["NgayHenTra"]
     finished_at, returned_at = ts["NgayKetThucXuLy"], ts["NgayTra"]
-    steps = rec.get("QuaTrinhXuLy") or []
-    components = rec.get("TaiLieuNop") or []
-    results = rec.get("DanhSachGiayToKetQua") or []
+    steps = _items(rec.get("QuaTrinhXuLy"))
+    components = _items(rec.get("TaiLieuNop"))
+    results = _items(rec.get("DanhSachGiayToKetQua"))
     proc = rec.get("MaTTHC")
 
     if status not in (1, 3, 5) and received_at is None:
@@ -72,7 +87,7 @@ def rules_broken(rec: dict, as_of: datetime, paper_result: dict[str, bool], unit
         broken.append("INC06")
 
     received = status not in (1, 3) and received_at is not None
-    if received and channel in (1, 3, None, "") and rec.get("HoSoCoThanhPhanSoHoa") != 1 \
+    if received and (channel in (1, 3) or channel_missing) and rec.get("HoSoCoThanhPhanSoHoa") != 1 \
             and not any(c.get("DuocSoHoa") == 1 for c in components):
         broken.append("DIG01")
     if status in (9, 10) and paper_result.get(proc) is True \
@@ -85,8 +100,8 @@ def rules_broken(rec: dict, as_of: datetime, paper_result: dict[str, bool], unit
         broken.append("VAL02")
     if proc not in paper_result or rec.get("DonViXuLy") not in unit_codes:
         broken.append("VAL03")
-    if status not in range(1, 11) or channel not in (1, 2, 3, None, "") \
-            or rec.get("LoaiDoiTuong") not in range(1, 5):
+    if status not in range(1, 11) or (not channel_missing and channel not in (1, 2, 3)) \
+            or _integer(rec.get("LoaiDoiTuong")) not in range(1, 5):
         broken.append("VAL04")
     if due_at and received_at and due_at < received_at:
         broken.append("VAL05")

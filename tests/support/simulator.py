@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from simulator.province import Province
 from simulator.scenario import Scenario
 from simulator.server import Faults, ProcedureApi, make_server
+from simulator.static import StaticProvince
 
 
 @dataclass
@@ -25,9 +26,11 @@ class RunningSimulator:
 
 
 @contextmanager
-def running_simulator(scenario: Scenario | Province, faults: Faults | None = None) -> Iterator[RunningSimulator]:
-    """Serve ``scenario`` (or an already generated ``Province``) on 127.0.0.1:<free port> in a thread."""
-    province = scenario if isinstance(scenario, Province) else Province(scenario)
+def running_simulator(scenario: Scenario | Province | StaticProvince,
+                      faults: Faults | None = None) -> Iterator[RunningSimulator]:
+    """Serve ``scenario`` (or an already generated ``Province``, or a ``StaticProvince`` of given records) on
+    127.0.0.1:<free port> in a thread."""
+    province = Province(scenario) if isinstance(scenario, Scenario) else scenario
     token = secrets.token_urlsafe(16)
     api = ProcedureApi(province, token, "/api/v1", faults or Faults())
     server = make_server(api, "127.0.0.1", 0)

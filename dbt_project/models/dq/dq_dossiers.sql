@@ -1,0 +1,63 @@
+-- depends_on: {{ ref('stg_api__dossiers') }}
+{{
+    config(
+        materialized='incremental',
+        unique_key='dossier_id',
+        incremental_strategy='delete+insert',
+        on_schema_change='fail',
+        pre_hook=[
+            "{% if is_incremental() %}
+             delete from {{ this }} f using {{ ref('stg_api__dossiers') }} s
+             where s.dossier_id = f.dossier_id and s.is_deleted
+               and s.changed_at > (select max(source_changed_at) from {{ this }})
+                                  - interval '{{ var('incremental_lookback_minutes', 15) }} minutes'
+             {% endif %}"
+        ]
+    )
+}}
+-- What the data-quality rules (expectations/, dq-rules.md) read, one narrow row per current, non-deleted
+-- dossier: the dossier's JSON is decoded once, when it changes, so that each night's validation scans a
+-- small table instead of every payload. It holds no rule: the rules are the expectation suite's SQL,
+-- evaluated at the run's as-of time. Values of the wrong type or invalid timestamps are NULL here (they
+-- count as missing for every rule, as VAL06 says), and the values as received are kept for the rules
+-- that judge them (VAL04, VAL06). Incremental on raw.dossier_current.changed_at, like fct_dossier.
+
+select
+    dossier_id,
+    unit_code,
+    procedure_code,
+    status,
+    status_raw,
+    channel,
+    channel_raw,
+    applicant_type,
+    applicant_type_raw,
+    has_digitised_components,
+    component_count,
+    digitised_component_count,
+    result_count,
+    electronic_result_count,
+    step_count,
+    received_at,
+    due_at,
+    finished_at,
+    returned_at,
+    latest_step_at,
+    -- VAL06: each timestamp field present (not null, not "") whose value is not a valid yyyyMMddHHmmss
+    -- local time, as `Field=value`; NULL when every present timestamp is valid.
+    nullif(concat_ws('; ',
+        case when {{ is_present('submitted_at_raw') }} and submitted_at is null then 'NgayNopHoSo=' || submitted_at_raw end,
+        case when {{ is_present('received_at_raw') }} and received_at is null then 'NgayTiepNhan=' || received_at_raw end,
+        case when {{ is_present('due_at_raw') }} and due_at is null then 'NgayHenTra=' || due_at_raw end,
+        case when {{ is_present('finished_at_raw') }} and finished_at is null then 'NgayKetThucXuLy=' || finished_at_raw end,
+        case when {{ is_present('returned_at_raw') }} and returned_at is null then 'NgayTra=' || returned_at_raw end,
+        case when {{ is_present('refused_at_raw') }} and refused_at is null then 'NgayTuChoi=' || refused_at_raw end
+    ), '') as invalid_timestamps,
+    updated_at,
+    changed_at as source_changed_at
+from {{ ref('stg_api__dossiers') }}
+where not is_deleted
+{% if is_incremental() %}
+  and changed_at > (select max(source_changed_at) from {{ this }})
+                   - interval '{{ var("incremental_lookback_minutes", 15) }} minutes'
+{% endif %}

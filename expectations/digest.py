@@ -1,0 +1,192 @@
+"""The data team's digest of a run's data-quality results: what changed since the previous validation.
+
+One short message per run, critical failures first, then the dossier issues that are new and those
+resolved since the previous dossier validation (by rule and by unit), the units carrying the largest
+backlog, and what the workbook checks found. Everything is counted by the server from ``dq.findings``.
+
+It is always stored (``dq.digests``) and written to ``<REPORTS_DIR>/dq-digest/<run_date>.txt`` (and
+``latest.txt``); it is *sent* through the configured channels (``ingestion.notify``: Slack webhook,
+SMTP e-mail; see ``ALERT_*``) only when something changed — a critical failure, a new issue or a
+resolved one. No change, no message.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+import psycopg
+
+from expectations.rules import DOSSIER_RULES, FINANCE_RULES
+from ingestion.settings import Settings
+
+log = logging.getLogger(__name__)
+
+TOP_UNITS = 10
+TITLES = {r.rule_id: r.title for r in (*DOSSIER_RULES, *FINANCE_RULES)}
+
+
+@dataclass
+class Digest:
+    run_id: str
+    as_of: str | None = None
+    previous_as_of: str | None = None
+    critical: list[tuple[str, str, int | None]] = field(default_factory=list)  # check, description, count
+    open_total: int = 0
+    new_by_rule: list[tuple[str, int]] = field(default_factory=list)
+    new_by_unit: list[tuple[str, str, int]] = field(default_factory=list)  # unit, name, count
+    resolved_by_rule: list[tuple[str, int]] = field(default_factory=list)
+    resolved_by_unit: list[tuple[str, str, int]] = field(default_factory=list)
+    backlog: list[tuple[str, str, int, str]] = field(default_factory=list)  # unit, name, open, worst rule
+    finance_new: list[tuple[str, int]] = field(default_factory=list)
+    finance_open: int = 0
+
+    @property
+    def new_total(self) -> int:
+        return sum(n for _, n in self.new_by_rule)
+
+    @property
+    def resolved_total(self) -> int:
+        return sum(n for _, n in self.resolved_by_rule)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.critical or self.new_by_rule or self.resolved_by_rule or self.finance_new)
+
+    def subject(self) -> str:
+        if self.critical:
+            return f"[CRITICAL] Data quality, run {self.run_id}: the batch is broken, marts not rebuilt"
+        return (f"Data quality, run {self.run_id}: {self.new_total:,} new, {self.resolved_total:,} resolved, "
+                f"{self.open_total:,} open")
+
+    def text(self) -> str:
+        lines = [self.subject(), ""]
+        if self.critical:
+            lines.append("CRITICAL — the run stopped before the marts; yesterday's marts are still published:")
+            lines += [f"  {check}: {description}" + (f" ({count:,})" if count is not None else "")
+                      for check, description, count in self.critical]
+            lines += ["  Failing records: dq.findings / dq.expectation_results of validation "
+                      f"'{self.run_id}/batch'.", ""]
+        if self.as_of:
+            since = f" since {self.previous_as_of}" if self.previous_as_of else " (first validation)"
+            lines.append(f"Dossier issues as of {self.as_of}: {self.open_total:,} open, "
+                         f"{self.new_total:,} new and {self.resolved_total:,} resolved{since}.")
+            for heading, rows in (("New by rule", self.new_by_rule), ("Resolved by rule", self.resolved_by_rule)):
+                if rows:
+                    lines.append(f"{heading}:")
+                    lines += [f"  {rule} {n:>7,}  {TITLES.get(rule, '')}" for rule, n in rows]
+            for heading, rows in (("New by unit", self.new_by_unit), ("Resolved by unit", self.resolved_by_unit)):
+                if rows:
+                    lines.append(f"{heading} (top {TOP_UNITS}):")
+                    lines += [f"  {n:>7,}  {unit or '(no unit)'} {name or ''}".rstrip() for unit, name, n in rows]
+            if self.backlog:
+                lines.append(f"Largest backlog (open issues, top {TOP_UNITS}):")
+                lines += [f"  {n:>7,}  {unit or '(no unit)'} {name or ''} — mostly {rule}".replace("  —", " —")
+                          for unit, name, n, rule in self.backlog]
+            if self.finance_open or self.finance_new:
+                new = ", ".join(f"{rule} {n}" for rule, n in self.finance_new) or "none"
+                lines.append(f"Disbursement workbooks: {self.finance_open:,} rows flagged; new: {new}.")
+            lines.append("Lists: marts.fct_dq_issue (is_open), dq.findings (observed values); "
+                         "Data Docs: <REPORTS_DIR>/data-docs/index.html.")
+        return "\n".join(lines) + "\n"
+
+
+def _latest_two(conn: psycopg.Connection, suite: str, run_id: str) -> tuple[tuple | None, tuple | None]:
+    """This run's validation of ``suite`` (id, as_of) and the previous completed one before it."""
+    current = conn.execute(
+        "SELECT validation_id, as_of FROM dq.validation_runs WHERE validation_id = %s AND status IN "
+        "('passed', 'warnings')", (f"{run_id}/{suite}",)).fetchone()
+    if current is None:
+        return None, None
+    previous = conn.execute(
+        "SELECT validation_id, as_of FROM dq.validation_runs WHERE suite = %s AND status IN ('passed', 'warnings') "
+        "AND validation_id <> %s AND (as_of, finished_at) < (%s, (SELECT finished_at FROM dq.validation_runs "
+        "WHERE validation_id = %s)) ORDER BY as_of DESC, finished_at DESC LIMIT 1",
+        (suite, current[0], current[1], current[0])).fetchone()
+    return current, previous
+
+
+_DIFF = """
+SELECT {group}, count(*) AS n
+FROM dq.findings a
+{join}
+WHERE a.validation_id = %(a)s
+  AND NOT EXISTS (SELECT 1 FROM dq.findings b
+                  WHERE b.validation_id = %(b)s AND b.rule_id = a.rule_id AND b.record_key = a.record_key)
+GROUP BY {group}
+ORDER BY n DESC, 1
+"""
+_UNIT_JOIN = "LEFT JOIN staging.stg_api__units u ON u.unit_code = a.unit_code"
+
+
+def _diff(conn, a: str, b: str | None, by_unit: bool) -> list[tuple]:
+    """Findings of validation ``a`` that validation ``b`` does not have, by rule or by unit."""
+    group = "a.unit_code, u.unit_name" if by_unit else "a.rule_id"
+    sql = _DIFF.format(group=group, join=_UNIT_JOIN if by_unit else "")
+    rows = conn.execute(sql + (f" LIMIT {TOP_UNITS}" if by_unit else ""), {"a": a, "b": b or ""}).fetchall()
+    return [tuple(r) for r in rows]
+
+
+def build_digest(conn: psycopg.Connection, run_id: str) -> Digest:
+    digest = Digest(run_id)
+    digest.critical = [tuple(r) for r in conn.execute(
+        "SELECT check_id, description, unexpected_count FROM dq.expectation_results WHERE validation_id = %s "
+        "AND NOT success AND severity = 'critical' ORDER BY check_id", (f"{run_id}/batch",))]
+    current, previous = _latest_two(conn, "dossiers", run_id)
+    if current is not None:
+        a, b = current[0], previous[0] if previous else None
+        digest.as_of = f"{current[1]:%Y-%m-%d %H:%M}"
+        digest.previous_as_of = f"{previous[1]:%Y-%m-%d %H:%M}" if previous else None
+        digest.open_total = conn.execute("SELECT count(*) FROM dq.findings WHERE validation_id = %s",
+                                         (a,)).fetchone()[0]
+        digest.new_by_rule = _diff(conn, a, b, by_unit=False)
+        digest.new_by_unit = _diff(conn, a, b, by_unit=True)
+        if b:
+            digest.resolved_by_rule = _diff(conn, b, a, by_unit=False)
+            digest.resolved_by_unit = _diff(conn, b, a, by_unit=True)
+        digest.backlog = [tuple(r) for r in conn.execute(
+            f"""
+            SELECT f.unit_code, min(u.unit_name), count(*) AS n,
+                   mode() WITHIN GROUP (ORDER BY f.rule_id) AS top_rule
+            FROM dq.findings f {_UNIT_JOIN.replace('a.', 'f.')}
+            WHERE f.validation_id = %s
+            GROUP BY f.unit_code ORDER BY n DESC, 1 LIMIT {TOP_UNITS}
+            """, (a,))]
+    fin_current, fin_previous = _latest_two(conn, "finance", run_id)
+    if fin_current is not None:
+        digest.finance_open = conn.execute("SELECT count(*) FROM dq.findings WHERE validation_id = %s",
+                                           (fin_current[0],)).fetchone()[0]
+        digest.finance_new = _diff(conn, fin_current[0], fin_previous[0] if fin_previous else None, by_unit=False)
+    return digest
+
+
+def digest_paths(settings: Settings, run_date: str) -> tuple[Path, Path]:
+    folder = settings.reports_dir / "dq-digest"
+    return folder / f"{run_date}.txt", folder / "latest.txt"
+
+
+def send_digest(conn: psycopg.Connection, run_id: str, settings: Settings, deliver: bool = True) -> dict:
+    """Build the run's digest, store and write it, and send it when something changed."""
+    from ingestion.notify import deliver_message
+
+    digest = build_digest(conn, run_id)
+    body = digest.text()
+    run_date = conn.execute("SELECT coalesce((SELECT run_date::text FROM audit.pipeline_runs WHERE run_id = %s), "
+                            "current_date::text)", (run_id,)).fetchone()[0]
+    dated, latest = digest_paths(settings, run_date)
+    dated.parent.mkdir(parents=True, exist_ok=True)
+    dated.write_text(body, encoding="utf-8")
+    latest.write_text(body, encoding="utf-8")
+    if digest.changed and deliver:
+        outcome = deliver_message(digest.subject(), body)
+    else:
+        outcome = {"sent": "no: nothing changed" if not digest.changed else "no: delivery off"}
+    conn.execute("INSERT INTO dq.digests (run_id, changed, delivered, body) VALUES (%s, %s, %s, %s) "
+                 "ON CONFLICT (run_id) DO UPDATE SET created_at = now(), changed = EXCLUDED.changed, "
+                 "delivered = EXCLUDED.delivered, body = EXCLUDED.body",
+                 (run_id, digest.changed, orjson.dumps(outcome).decode(), body))
+    log.info("data-quality digest of %s: changed=%s, %s", run_id, digest.changed, outcome)
+    return {"changed": digest.changed, "new": digest.new_total, "resolved": digest.resolved_total,
+            "open": digest.open_total, "critical": len(digest.critical), "file": str(dated), "delivered": outcome}

@@ -1,0 +1,223 @@
+"""The data-quality rules of ``dq-rules.md`` and the pipeline's batch and workbook checks, as SQL.
+
+This module is the reviewable statement of every rule: plain data, no Great Expectations import (the
+suites in ``expectations/suites.py`` turn it into expectations). A dossier rule is a ``WHERE`` condition
+over ``dq.dq_dossiers`` (aliased ``d``; one narrow row per current, non-deleted dossier, built by dbt from
+the staged records: ``dbt_project/models/dq/dq_dossiers.sql``) plus the value that shows what broke it.
+Conventions the conditions rely on, from the staging models:
+
+- a timestamp that is missing (``null`` or ``""``) or invalid (VAL06) is NULL, so it counts as missing;
+- ``status``, ``channel`` and ``applicant_type`` are NULL unless the record held a JSON integer (``2.0``
+  counts as 2; ``"2"`` or ``true`` do not), the text as received is kept in ``*_raw``;
+- a list that is null, missing or not a list is empty (``*_count`` = 0).
+
+"∉ {1, 3, 5}" is true of a missing status, hence ``d.status is null or d.status not in (…)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+WARNING = "warning"
+CRITICAL = "critical"
+STALE_DAYS = 30  # INC05
+
+DOSSIER_TABLE = ("dq", "dq_dossiers")
+PROCEDURES = "staging.stg_api__procedures"
+UNITS = "staging.stg_api__units"
+
+# The marker of the batch in Great Expectations' unexpected-rows queries, and of the as-of time here.
+BATCH = "{batch}"
+AS_OF = "<<as_of>>"
+
+
+@dataclass(frozen=True)
+class SqlRule:
+    """A rule checked by one query: every row it returns is a finding.
+
+    ``where`` is a condition over the batch aliased ``d`` (may use ``<<as_of>>``); ``observed`` is a text
+    expression over ``d`` saying what broke the rule; ``key``/``unit`` name the finding's record and unit.
+    A rule with ``query`` set uses that query instead (it must return ``record_key``, ``unit_code``,
+    ``observed_value``)."""
+
+    rule_id: str
+    title: str
+    where: str = ""
+    observed: str = "null"
+    severity: str = WARNING
+    key: str = "d.dossier_id"
+    unit: str = "d.unit_code"
+    query: str = ""
+
+    def sql(self, as_of: datetime | None = None, batch: str = BATCH) -> str:
+        """The query returning ``record_key, unit_code, observed_value`` of every failing record.
+
+        The batch is the CTE ``d``: Great Expectations substitutes ``{batch}`` with a table name or an
+        aliased subquery, both of which ``select * from`` accepts. No query may use the JOIN keyword
+        (Great Expectations would then substitute an unaliased subquery): comma joins and EXISTS only."""
+        body = self.query or (
+            f"select {self.key} as record_key, {self.unit} as unit_code, {self.observed} as observed_value\n"
+            f"from d\nwhere {self.where}")
+        text = f"with d as (select * from {BATCH})\n{body}"
+        if AS_OF in text:
+            if as_of is None:
+                raise ValueError(f"{self.rule_id} needs the as-of time")
+            text = text.replace(AS_OF, f"timestamp '{as_of:%Y-%m-%d %H:%M:%S}'")
+        return text.replace(BATCH, batch)
+
+
+def _ts(column: str) -> str:
+    """A timestamp column as the API writes it (yyyyMMddHHmmss)."""
+    return f"to_char({column}, 'YYYYMMDDHH24MISS')"
+
+
+def _status_not_in(*values: int) -> str:
+    return f"(d.status is null or d.status not in ({', '.join(map(str, values))}))"
+
+
+_STATUS = "'TrangThaiHoSo=' || coalesce(d.status_raw, 'null')"
+
+# dq-rules.md, in its order. Every one is a warning: a finding for the data team and the unit.
+DOSSIER_RULES: tuple[SqlRule, ...] = (
+    SqlRule("INC01", "Received (or later) but NgayTiepNhan missing",
+            f"{_status_not_in(1, 3, 5)} and d.received_at is null", _STATUS),
+    SqlRule("INC02", "Processing finished or result returned but NgayKetThucXuLy missing",
+            "d.status in (9, 10) and d.finished_at is null", _STATUS),
+    SqlRule("INC03", "Received but the appointment date NgayHenTra missing",
+            f"{_status_not_in(1, 3, 7)} and d.received_at is not null and d.due_at is null",
+            f"{_STATUS} || ', NgayTiepNhan=' || {_ts('d.received_at')}"),
+    SqlRule("INC04", "In processing, finished or returned with no processing step (QuaTrinhXuLy empty)",
+            "d.status in (4, 9, 10) and d.step_count = 0", _STATUS),
+    SqlRule("INC05", f"Received or in processing with no activity for more than {STALE_DAYS} days",
+            f"d.status in (2, 4) and greatest(d.received_at, d.latest_step_at) "
+            f"< {AS_OF} - interval '{STALE_DAYS} days'",
+            f"'last activity ' || {_ts('greatest(d.received_at, d.latest_step_at)')}"),
+    SqlRule("INC06", "Result returned but NgayTra missing",
+            "d.status = 10 and d.returned_at is null", _STATUS),
+    SqlRule("DIG01", "Paper intake without any digitised component",
+            f"{_status_not_in(1, 3)} and d.received_at is not null "
+            "and (d.channel in (1, 3) or coalesce(d.channel_raw, '') = '') "
+            "and not d.has_digitised_components and d.digitised_component_count = 0",
+            "'KenhThucHien=' || coalesce(nullif(d.channel_raw, ''), 'missing') "
+            "|| ', TaiLieuNop=' || d.component_count"),
+    SqlRule("DIG02", "Paper result (TraKetQuaGiay) returned without an electronic copy",
+            "d.status in (9, 10) and d.electronic_result_count = 0 "
+            f"and exists (select 1 from {PROCEDURES} p where p.procedure_code = d.procedure_code "
+            "and p.returns_paper_result)",
+            "'MaTTHC=' || d.procedure_code || ', DanhSachGiayToKetQua=' || d.result_count"),
+    SqlRule("VAL01", "NgayTiepNhan, NgayKetThucXuLy or NgayTra later than the as-of time",
+            f"(d.received_at > {AS_OF} or d.finished_at > {AS_OF} or d.returned_at > {AS_OF})",
+            "concat_ws(', ', "
+            f"case when d.received_at > {AS_OF} then 'NgayTiepNhan=' || {_ts('d.received_at')} end, "
+            f"case when d.finished_at > {AS_OF} then 'NgayKetThucXuLy=' || {_ts('d.finished_at')} end, "
+            f"case when d.returned_at > {AS_OF} then 'NgayTra=' || {_ts('d.returned_at')} end)"),
+    SqlRule("VAL02", "NgayKetThucXuLy earlier than NgayTiepNhan",
+            "d.finished_at < d.received_at",
+            f"'NgayTiepNhan=' || {_ts('d.received_at')} || ', NgayKetThucXuLy=' || {_ts('d.finished_at')}"),
+    SqlRule("VAL03", "MaTTHC not in the procedure catalogue, or DonViXuLy not a known unit",
+            f"(not exists (select 1 from {PROCEDURES} p where p.procedure_code = d.procedure_code) "
+            f"or not exists (select 1 from {UNITS} u where u.unit_code = d.unit_code and u.is_listed))",
+            "concat_ws(', ', "
+            f"case when not exists (select 1 from {PROCEDURES} p where p.procedure_code = d.procedure_code) "
+            "then 'MaTTHC=' || coalesce(d.procedure_code, 'missing') end, "
+            f"case when not exists (select 1 from {UNITS} u where u.unit_code = d.unit_code and u.is_listed) "
+            "then 'DonViXuLy=' || coalesce(d.unit_code, 'missing') end)"),
+    SqlRule("VAL04", "TrangThaiHoSo not 1..10, KenhThucHien not 1, 2, 3 or missing, or LoaiDoiTuong not 1..4",
+            "(d.status is null or d.status not between 1 and 10 "
+            "or (coalesce(d.channel_raw, '') <> '' and (d.channel is null or d.channel not in (1, 2, 3))) "
+            "or d.applicant_type is null or d.applicant_type not between 1 and 4)",
+            "'TrangThaiHoSo=' || coalesce(d.status_raw, 'null') || ', KenhThucHien=' "
+            "|| coalesce(d.channel_raw, 'null') || ', LoaiDoiTuong=' || coalesce(d.applicant_type_raw, 'null')"),
+    SqlRule("VAL05", "NgayHenTra earlier than NgayTiepNhan",
+            "d.due_at < d.received_at",
+            f"'NgayTiepNhan=' || {_ts('d.received_at')} || ', NgayHenTra=' || {_ts('d.due_at')}"),
+    SqlRule("VAL06", "A timestamp present but not a valid yyyyMMddHHmmss local time",
+            "d.invalid_timestamps is not null", "d.invalid_timestamps"),
+)
+RULE_IDS = tuple(r.rule_id for r in DOSSIER_RULES)
+
+# The fields every non-deleted record must carry (the contract gives them no null): when one is absent
+# from every record a run landed, the API's format changed and no figure built on it can be trusted.
+REQUIRED_FIELDS = ("MaTTHC", "DonViXuLy", "TrangThaiHoSo", "LoaiDoiTuong")
+# The staged columns the rules and the marts are built on.
+REQUIRED_COLUMNS = ("dossier_id", "updated_at", "changed_at", "is_deleted", "procedure_code", "unit_code",
+                    "field_code", "channel", "channel_raw", "status", "status_raw", "applicant_type",
+                    "applicant_type_raw", "received_at", "due_at", "finished_at", "returned_at",
+                    "has_digitised_components", "digitised_component_count", "electronic_result_count",
+                    "step_count", "latest_step_at")
+
+
+def batch_rules(run_id: str) -> dict[str, tuple[SqlRule, ...]]:
+    """Critical checks of the batch itself, per table they read: a failure stops the run before the marts.
+
+    Keys are the tables (schema, name) the checks run on; ``run_id`` scopes the checks of what this run
+    landed. BAT02 (required staged columns) is a column-set expectation, built in ``suites.py``."""
+    run = run_id.replace("'", "''")
+    return {
+        DOSSIER_TABLE: (
+            SqlRule("BAT01", "Duplicate dossier key in the current state", severity=CRITICAL,
+                    query="select d.dossier_id as record_key, min(d.unit_code) as unit_code, "
+                          "count(*) || ' rows' as observed_value\n"
+                          "from d\ngroup by d.dossier_id\nhaving count(*) > 1"),
+            SqlRule("BAT05", "The staged current state does not hold every current dossier", severity=CRITICAL,
+                    query="select 'dq_dossiers' as record_key, null::text as unit_code, "
+                          "staged || ' staged, ' || landed || ' landed' as observed_value\n"
+                          "from (select count(*) as staged from d) as s, "
+                          "(select count(*) as landed from raw.dossier_current where not is_deleted) as r\n"
+                          "where staged <> landed"),
+        ),
+        ("raw", "dossiers_current"): (
+            SqlRule("BAT03", "A required field is absent from every record this run landed", severity=CRITICAL,
+                    query="select f.field as record_key, null::text as unit_code, "
+                          "count(*) || ' records without it' as observed_value\n"
+                          f"from d, unnest(array[{', '.join(repr(f) for f in REQUIRED_FIELDS)}]) as f (field)\n"
+                          f"where d.run_id = '{run}' and not d.is_deleted\n"
+                          "group by f.field\nhaving bool_and(not jsonb_exists(d.payload, f.field))"),
+        ),
+        ("audit", "ingest_runs"): (
+            SqlRule("BAT04", "The API's count does not match what was landed and quarantined", severity=CRITICAL,
+                    query="select d.source || '/' || d.partition || '/' || to_char(d.window_start, "
+                          "'YYYYMMDDHH24MISS') as record_key, null::text as unit_code, "
+                          "'reported ' || coalesce(d.recount, d.reported) || ', fetched ' || d.fetched "
+                          "|| ', landed ' || d.landed || ', duplicates ' || d.duplicates "
+                          "|| ', quarantined ' || d.quarantined as observed_value\n"
+                          "from d\n"
+                          f"where d.run_id = '{run}' and (d.fetched <> d.landed + d.duplicates + d.quarantined "
+                          "or coalesce(d.recount, d.reported) <> d.landed + d.quarantined)"),
+        ),
+    }
+
+
+# The finance department's workbooks (staging.stg_finance__disbursement_rows), one finding per row.
+FINANCE_TABLE = ("staging", "stg_finance__disbursement_rows")
+FUNDING_SOURCES = ("NSTW", "NSDP", "CTMTQG", "ODA")
+_ROW_KEY = "to_char(d.report_date, 'YYYY-MM-DD') || '#' || d.row_number"
+_LINE = "d.project_code, d.funding_source, d.plan_year, d.is_carried_over"
+
+FINANCE_RULES: tuple[SqlRule, ...] = (
+    SqlRule("FIN01", "Negative amount (KeHoachTTgGiao, KeHoachUBNDGiao or GiaiNganLuyKe)",
+            "(d.plan_pm < 0 or d.plan_province < 0 or d.disbursed_cumulative < 0)",
+            "'KeHoachTTgGiao=' || d.plan_pm || ', KeHoachUBNDGiao=' || d.plan_province "
+            "|| ', GiaiNganLuyKe=' || d.disbursed_cumulative", key=_ROW_KEY, unit="d.investor_unit_code"),
+    SqlRule("FIN02", "Cumulative disbursement (GiaiNganLuyKe) below the previous report date's",
+            key=_ROW_KEY, unit="d.investor_unit_code",
+            query=f"select {_ROW_KEY.replace('d.', 'x.')} as record_key, x.investor_unit_code as unit_code, "
+                  "'GiaiNganLuyKe=' || x.disbursed_cumulative || ' < ' || x.previous_cumulative "
+                  "|| ' on ' || to_char(x.previous_date, 'YYYY-MM-DD') as observed_value\n"
+                  "from (select d.*, "
+                  "lag(d.disbursed_cumulative) over line as previous_cumulative, "
+                  "lag(d.report_date) over line as previous_date "
+                  f"from d window line as (partition by {_LINE} order by d.report_date)) as x\n"
+                  "where x.disbursed_cumulative < x.previous_cumulative"),
+    SqlRule("FIN03", "Disbursed above the provincial plan (GiaiNganLuyKe > KeHoachUBNDGiao)",
+            "d.disbursed_cumulative > d.plan_province",
+            "'GiaiNganLuyKe=' || d.disbursed_cumulative || ' > KeHoachUBNDGiao=' || d.plan_province",
+            key=_ROW_KEY, unit="d.investor_unit_code"),
+    SqlRule("FIN04", "Investor (ChuDauTu) not a known unit",
+            f"not exists (select 1 from {UNITS} u where u.unit_code = d.investor_unit_code)",
+            "'ChuDauTu=' || coalesce(d.investor_unit_code, 'missing')", key=_ROW_KEY, unit="d.investor_unit_code"),
+    SqlRule("FIN05", f"Funding source (NguonVon) not one of {', '.join(FUNDING_SOURCES)}",
+            f"(d.funding_source is null or d.funding_source not in ({', '.join(repr(s) for s in FUNDING_SOURCES)}))",
+            "'NguonVon=' || coalesce(d.funding_source, 'missing')", key=_ROW_KEY, unit="d.investor_unit_code"),
+)

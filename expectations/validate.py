@@ -1,0 +1,266 @@
+"""Run the data-quality stage: Great Expectations checkpoints over the warehouse, results kept in ``dq``.
+
+``run_data_quality(run_id, as_of, settings)`` is what the nightly DAG's ``data_quality`` task calls,
+between dbt's staging models (which build ``dq.dq_dossiers``) and the marts:
+
+1. the **batch** checkpoint (critical): duplicate keys, required columns and fields, the API count
+   reconciliation. A failure is stored, goes into the digest, and raises ``CriticalDataQualityError`` —
+   the marts are not rebuilt, yesterday's stay in place for BI;
+2. the **dossiers** checkpoint: every rule of dq-rules.md at the as-of time (warnings);
+3. the **finance** checkpoint: the disbursement workbooks' rows (warnings);
+4. the digest for the data team (``expectations/digest.py``).
+
+Each checkpoint updates the Data Docs site in ``<REPORTS_DIR>/data-docs``. Great Expectations counts
+each rule's failing rows in the database; the failing records themselves are then written by the
+server with ``INSERT … SELECT`` of the very same query into ``dq.findings`` — no table is pulled into
+Python, whatever the number of dossiers — and the stored count is checked against Great Expectations'.
+A validation's rows replace those of an earlier attempt of the same run (``validation_id`` =
+``{run_id}/{suite}``), in one transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+import psycopg
+
+from expectations.rules import CRITICAL
+from ingestion.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DATASOURCE = "warehouse"
+DOCS_SITE = "reports"
+URL_VARIABLE = "CCHC_GX_WAREHOUSE_URL"  # the connection string reaches GX's config by substitution only
+
+
+class DataQualityError(RuntimeError):
+    """The validation itself could not run (a query failed, the counts disagree)."""
+
+
+class CriticalDataQualityError(DataQualityError):
+    """The batch is broken: a critical check failed. The run must stop before the marts."""
+
+
+@dataclass
+class CheckResult:
+    check_id: str
+    rule_id: str
+    expectation_type: str
+    severity: str
+    description: str
+    success: bool
+    unexpected_count: int | None
+    observed: dict
+    stored: int = 0
+
+
+@dataclass
+class SuiteOutcome:
+    suite: str
+    validation_id: str
+    status: str
+    checks: list[CheckResult] = field(default_factory=list)
+    evaluated: int | None = None
+    seconds: float = 0.0
+
+    @property
+    def failed_critical(self) -> list[CheckResult]:
+        return [c for c in self.checks if not c.success and c.severity == CRITICAL]
+
+    def to_dict(self) -> dict:
+        return {"suite": self.suite, "validation_id": self.validation_id, "status": self.status,
+                "evaluated": self.evaluated, "seconds": round(self.seconds, 2),
+                "failed": {c.check_id: c.unexpected_count for c in self.checks if not c.success}}
+
+
+def _sqlalchemy_url(url: str) -> str:
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def open_context(settings: Settings):
+    """Great Expectations' file project in ``settings.gx_dir``, with the warehouse as a data source and a
+    Data Docs site in ``<reports_dir>/data-docs``. The connection string is passed by environment
+    substitution, so no password is written to the project's YAML."""
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    settings.gx_dir.mkdir(parents=True, exist_ok=True)
+    context = gx.get_context(mode="file", project_root_dir=str(settings.gx_dir))
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    context.variables.save()
+    docs = settings.reports_dir / "data-docs"
+    docs.mkdir(parents=True, exist_ok=True)
+    site = {"class_name": "SiteBuilder",
+            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs)},
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"}}
+    sites = context.config.data_docs_sites or {}
+    for name in [n for n in sites if n != DOCS_SITE]:
+        context.delete_data_docs_site(name)  # the default site under the project folder: one place only
+    if DOCS_SITE in sites:
+        context.update_data_docs_site(DOCS_SITE, site)
+    else:
+        context.add_data_docs_site(DOCS_SITE, site)
+    os.environ[URL_VARIABLE] = _sqlalchemy_url(settings.warehouse_url)
+    context.data_sources.add_or_update_postgres(DATASOURCE, connection_string="${" + URL_VARIABLE + "}")
+    return context
+
+
+def _batch_definition(context, schema: str, table: str):
+    source = context.data_sources.get(DATASOURCE)
+    name = f"{schema}.{table}"
+    try:
+        asset = source.get_asset(name)
+    except LookupError:
+        asset = source.add_table_asset(name=name, table_name=table, schema_name=schema)
+    try:
+        return asset.get_batch_definition("whole_table")
+    except KeyError:
+        return asset.add_batch_definition_whole_table("whole_table")
+
+
+def _run_checkpoint(context, name: str, parts: list, run_id: str) -> dict[str, Any]:
+    """Run one checkpoint over the suite parts; returns {suite name: validation result}."""
+    import great_expectations as gx
+    from great_expectations.core.run_identifier import RunIdentifier
+
+    definitions = []
+    for part in parts:
+        suite = context.suites.add_or_update(part.suite)
+        definition = gx.ValidationDefinition(name=part.name, data=_batch_definition(context, *part.table),
+                                             suite=suite)
+        definitions.append(context.validation_definitions.add_or_update(definition))
+    checkpoint = context.checkpoints.add_or_update(gx.Checkpoint(
+        name=name, validation_definitions=definitions,
+        actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs", site_names=[DOCS_SITE])],
+        result_format={"result_format": "SUMMARY"}))
+    result = checkpoint.run(run_id=RunIdentifier(run_name=run_id))
+    return {r.suite_name: r for r in result.run_results.values()}
+
+
+def _checks(result) -> list[CheckResult]:
+    out = []
+    for r in result.results:
+        config = r.expectation_config
+        meta = config.meta or {}
+        info = r.exception_info or {}
+        # a flat {raised_exception, exception_message} or, per failed metric, {metric id: {...}}
+        errors = [info] if "raised_exception" in info else [v for v in info.values() if isinstance(v, dict)]
+        messages = [e.get("exception_message") for e in errors
+                    if e.get("raised_exception", True) and e.get("exception_message")]
+        if messages:
+            raise DataQualityError(f"{meta.get('check_id', config.type)} could not be evaluated: {messages[0]}")
+        res = r.result or {}
+        count = res.get("observed_value") if config.type == "unexpected_rows_expectation" \
+            else res.get("unexpected_count")
+        severity = getattr(config.severity, "value", config.severity) or CRITICAL
+        out.append(CheckResult(meta.get("check_id", config.type), meta.get("rule_id", config.type), config.type,
+                               str(severity), config.description or "", bool(r.success),
+                               count if isinstance(count, int) else None, res))
+    return out
+
+
+def _store(conn: psycopg.Connection, outcome: SuiteOutcome, parts: list, run_id: str, as_of: datetime,
+           started: datetime) -> None:
+    """Replace the validation's rows (run, results, findings) in one transaction; findings are written by
+    the server from each failing rule's own query."""
+    rules = {check_id: (rule, part.table) for part in parts for check_id, rule in part.rules.items()}
+    with conn.transaction():
+        conn.execute("DELETE FROM dq.validation_runs WHERE validation_id = %s", (outcome.validation_id,))
+        conn.execute(
+            "INSERT INTO dq.validation_runs (validation_id, run_id, suite, as_of, run_date, started_at, status, "
+            "evaluated, expectations, failed_critical, failed_warning, gx_run_name) "
+            "VALUES (%s, %s, %s, %s, %s, %s, 'running', %s, %s, %s, %s, %s)",
+            (outcome.validation_id, run_id, outcome.suite, as_of, as_of.date(), started, outcome.evaluated,
+             len(outcome.checks), len(outcome.failed_critical),
+             sum(1 for c in outcome.checks if not c.success and c.severity != CRITICAL), run_id))
+        for check in outcome.checks:
+            if not check.success and check.check_id in rules:
+                rule, (schema, table) = rules[check.check_id]
+                query = rule.sql(as_of, batch=f"{schema}.{table}").replace("%", "%%")
+                cur = conn.execute(
+                    "INSERT INTO dq.findings (validation_id, rule_id, record_key, unit_code, observed_value) "
+                    f"SELECT %s, %s, q.record_key, q.unit_code, q.observed_value FROM ({query}) AS q "
+                    "ON CONFLICT DO NOTHING", (outcome.validation_id, rule.rule_id))
+                check.stored = cur.rowcount
+                if check.unexpected_count is not None and check.stored != check.unexpected_count:
+                    raise DataQualityError(
+                        f"{check.check_id}: Great Expectations counted {check.unexpected_count} failing rows "
+                        f"but {check.stored} findings were stored")
+            conn.execute(
+                "INSERT INTO dq.expectation_results (validation_id, check_id, rule_id, expectation_type, severity, "
+                "description, success, unexpected_count, element_count, observed) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                (outcome.validation_id, check.check_id, check.rule_id, check.expectation_type, check.severity,
+                 check.description, check.success, check.unexpected_count, outcome.evaluated,
+                 orjson.dumps(check.observed, default=str).decode()))
+        outcome.seconds = time.perf_counter() - outcome.seconds
+        conn.execute("UPDATE dq.validation_runs SET status = %s, finished_at = clock_timestamp(), seconds = %s "
+                     "WHERE validation_id = %s", (outcome.status, round(outcome.seconds, 3), outcome.validation_id))
+
+
+def _validate(context, conn: psycopg.Connection, suite: str, parts: list, run_id: str, as_of: datetime,
+              count_table: tuple[str, str] | None) -> SuiteOutcome:
+    started = datetime.now().astimezone()
+    outcome = SuiteOutcome(suite, f"{run_id}/{suite}", "running", seconds=time.perf_counter())
+    results = _run_checkpoint(context, suite, parts, run_id)
+    for part in parts:
+        outcome.checks += _checks(results[part.name])
+    if count_table:
+        outcome.evaluated = conn.execute(f"SELECT count(*) FROM {count_table[0]}.{count_table[1]}").fetchone()[0]
+    if outcome.failed_critical:
+        outcome.status = "failed"
+    elif any(not c.success for c in outcome.checks):
+        outcome.status = "warnings"
+    else:
+        outcome.status = "passed"
+    _store(conn, outcome, parts, run_id, as_of, started)
+    log.info("data quality %s: %s in %.1fs, failing %s", suite, outcome.status, outcome.seconds,
+             {c.check_id: c.unexpected_count for c in outcome.checks if not c.success})
+    return outcome
+
+
+def run_data_quality(run_id: str, as_of: datetime, settings: Settings | None = None,
+                     notify: bool = True) -> dict:
+    """Validate the batch, the dossiers and the workbooks of ``run_id`` at ``as_of`` (naive local time).
+
+    Returns a summary (per suite: status, seconds, failing checks; the digest). Raises
+    ``CriticalDataQualityError`` after storing and reporting a critical failure."""
+    from expectations.digest import send_digest
+    from expectations.rules import DOSSIER_TABLE, FINANCE_TABLE
+    from expectations.suites import batch_suite, dossier_suite, finance_suite
+
+    settings = settings or Settings.from_env()
+    t0 = time.perf_counter()
+    context = open_context(settings)
+    summary: dict[str, Any] = {"run_id": run_id, "as_of": as_of.isoformat()}
+    with psycopg.connect(settings.warehouse_url, autocommit=True, application_name="cchc-data-quality") as conn:
+        batch = _validate(context, conn, "batch", batch_suite(run_id), run_id, as_of, None)
+        summary["batch"] = batch.to_dict()
+        if not batch.failed_critical:
+            summary["dossiers"] = _validate(context, conn, "dossiers", dossier_suite(as_of), run_id, as_of,
+                                            DOSSIER_TABLE).to_dict()
+            summary["finance"] = _validate(context, conn, "finance", finance_suite(), run_id, as_of,
+                                           FINANCE_TABLE).to_dict()
+        summary["digest"] = send_digest(conn, run_id, settings, deliver=notify)
+        if batch.failed_critical:
+            conn.execute("UPDATE audit.pipeline_runs SET status = 'failed', finished_at = now(), "
+                         "summary = coalesce(summary, '{}'::jsonb) || %s::jsonb WHERE run_id = %s",
+                         (orjson.dumps({"data_quality": summary}, default=str).decode(), run_id))
+    summary["seconds"] = round(time.perf_counter() - t0, 2)
+    summary["data_docs"] = str(settings.reports_dir / "data-docs" / "index.html")
+    if batch.failed_critical:
+        failed = "; ".join(f"{c.check_id} {c.description.split(': ', 1)[-1]} ({c.unexpected_count})"
+                           for c in batch.failed_critical)
+        raise CriticalDataQualityError(f"the batch of run {run_id} is broken, the marts are not rebuilt: {failed}")
+    return summary
