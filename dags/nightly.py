@@ -164,10 +164,11 @@ def cchc_nightly():
 
         return pipeline.load_workbooks(run["run_id"], settings=_settings())
 
-    @task(retries=0)
+    @task
     def data_quality(run: dict[str, Any]) -> dict:
         """Great Expectations over the staged batch at the run's as-of time. A critical failure is final
-        (no retry: the batch will not mend itself) and keeps the marts from being rebuilt."""
+        (AirflowFailException: no retry, the batch will not mend itself) and keeps the marts from being
+        rebuilt; other errors (a lost connection) are retried like any task's."""
         from airflow.sdk.exceptions import AirflowFailException
 
         from expectations.validate import CriticalDataQualityError, run_data_quality

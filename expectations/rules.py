@@ -160,12 +160,17 @@ def batch_rules(run_id: str) -> dict[str, tuple[SqlRule, ...]]:
                     query="select d.dossier_id as record_key, min(d.unit_code) as unit_code, "
                           "count(*) || ' rows' as observed_value\n"
                           "from d\ngroup by d.dossier_id\nhaving count(*) > 1"),
-            SqlRule("BAT05", "The staged current state does not hold every current dossier", severity=CRITICAL,
-                    query="select 'dq_dossiers' as record_key, null::text as unit_code, "
-                          "staged || ' staged, ' || landed || ' landed' as observed_value\n"
-                          "from (select count(*) as staged from d) as s, "
-                          "(select count(*) as landed from raw.dossier_current where not is_deleted) as r\n"
-                          "where staged <> landed"),
+            SqlRule("BAT05", "The staged current state is not the landed one (a dossier missing or extra)",
+                    severity=CRITICAL,
+                    query="select c.dossier_id as record_key, null::text as unit_code, "
+                          "'landed, not staged' as observed_value\n"
+                          "from raw.dossier_current as c\n"
+                          "where not c.is_deleted and not exists (select 1 from d where d.dossier_id = c.dossier_id)\n"
+                          "union all\n"
+                          "select d.dossier_id, d.unit_code, 'staged, not a current dossier'\n"
+                          "from d\n"
+                          "where not exists (select 1 from raw.dossier_current as c "
+                          "where c.dossier_id = d.dossier_id and not c.is_deleted)"),
         ),
         ("raw", "dossiers_current"): (
             SqlRule("BAT03", "A required field is absent from every record this run landed", severity=CRITICAL,

@@ -137,10 +137,15 @@ def test_dbt_runs_after_ingestion_staging_before_marts(parsed):
                     todo.append(up)
         return seen
 
+    assert "dbt_staging.dq_dossiers_model_build" in staging  # what the data-quality rules read
+    assert {"dbt_marts.fct_dq_issue_model_build", "dbt_marts.fct_dq_daily_model_build"} <= marts
     for task in staging:
         assert "load_workbooks" in ancestors(task)
+    # Great Expectations runs on the staged batch, and no mart is rebuilt before it has passed.
+    assert staging <= ancestors("data_quality")
     for task in marts:
         assert staging <= ancestors(task), f"{task} must wait for every staging model"
+        assert "data_quality" in ancestors(task), f"{task} must wait for the data-quality checks"
 
 
 def test_schedule_and_run_limits(parsed):

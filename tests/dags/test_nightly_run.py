@@ -1,5 +1,7 @@
-"""One real run of the nightly DAG with ``airflow dags test``, against a throw-away warehouse, a running
-simulator and a finance inbox: the run succeeds, covers the right data interval and lands everything."""
+"""Real runs of the nightly DAG with ``airflow dags test``, against a throw-away warehouse, a running
+simulator and a finance inbox: the first night succeeds, covers the right data interval, lands everything
+and validates it; the second night's batch is broken (the API stops sending a field), so the run stops at
+the data-quality stage and yesterday's marts stay exactly as they were."""
 
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ from simulator.__main__ import investors
 from simulator.finance import write_workbooks
 from simulator.province import Province
 from simulator.scenario import Scenario
+from simulator.server import Faults
+from simulator.truth import findings
 from tests.support.postgres import throwaway_warehouse
 from tests.support.simulator import running_simulator
 
@@ -34,13 +38,15 @@ def test_the_nightly_dag_runs_end_to_end(tmp_path):
                "HISTORY_START": "2023-01-01", "REPORTS_DIR": str(tmp_path / "reports"),
                "PIPELINE_TASK_RETRIES": "0", "PIPELINE_RETRY_DELAY_SECONDS": "1"}
         env.pop("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", None)
-        proc = subprocess.run([sys.executable, "-m", "ops.airflow", "test-dag", "--run-date", "2023-04-01"],
-                              cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=600)
-        (tmp_path / "dags-test.log").write_text(proc.stdout + proc.stderr)
+        proc = dags_test(env, "2023-04-01", tmp_path / "dags-test.log")
         assert proc.returncode == 0, f"the DAG run failed; see {tmp_path / 'dags-test.log'}"
         with psycopg.connect(wh.urls["writer"]) as conn:
             status, start, end = conn.execute(
                 "SELECT status, interval_start, interval_end FROM audit.pipeline_runs").fetchone()
+            validations = dict(conn.execute("SELECT suite, status FROM dq.validation_runs"))
+            issues = {(d, r) for d, r in conn.execute("SELECT dossier_id, rule_id FROM marts.fct_dq_issue "
+                                                      "WHERE is_open")}
+            marts_before = checksums(conn)
             current = {k: p for k, p in conn.execute("SELECT dossier_id, payload FROM raw.dossiers_current")}
             units = conn.execute("SELECT count(*) FROM raw.units").fetchone()[0]
             rows = conn.execute("SELECT count(*) FROM raw.disbursement_rows").fetchone()[0]
@@ -48,14 +54,59 @@ def test_the_nightly_dag_runs_end_to_end(tmp_path):
             facts = conn.execute("SELECT count(*) FROM marts.fct_dossier").fetchone()[0]
             as_of = conn.execute("SELECT DISTINCT as_of_date FROM marts.fct_pending_overdue").fetchall()
             ranked = conn.execute("SELECT count(*) FROM marts.rpt_monthly_ranking").fetchone()[0]
+        truth = findings(list(province.iter_all()), datetime(2023, 4, 1, 1), province.procedure_records(),
+                         province.unit_records())
+        records = list(province.iter_all())
+
+        province.set_clock(datetime(2023, 4, 2, 1))
+        sim.api.faults = Faults(omit_fields=("TrangThaiHoSo",))
+        proc2 = dags_test(env, "2023-04-02", tmp_path / "dags-test-2.log")
+        with psycopg.connect(wh.urls["writer"]) as conn:
+            second = {
+                "returncode": proc2.returncode,
+                "status": conn.execute("SELECT status FROM audit.pipeline_runs WHERE run_date = '2023-04-02'")
+                .fetchone()[0],
+                "validations": dict(conn.execute("SELECT suite, v.status FROM dq.validation_runs v "
+                                                 "JOIN audit.pipeline_runs USING (run_id) "
+                                                 "WHERE v.run_date = '2023-04-02'")),
+                "marts": checksums(conn),
+                "digest": conn.execute("SELECT body FROM dq.digests d JOIN audit.pipeline_runs USING (run_id) "
+                                       "WHERE run_date = '2023-04-02'").fetchone()[0],
+            }
     assert status == "success"
     assert (start, end) == (datetime(2023, 3, 31, 1), datetime(2023, 4, 1, 1))
-    assert current == {r["MaHoSo"]: r for r in province.iter_all()}
+    assert current == {r["MaHoSo"]: r for r in records}
     assert units == len(province.unit_records())
     assert rows == sum(len(v) for v in finance.effective_rows().values())
     assert sources == {"units", "procedures", "delegations", "dossiers"}
     # dbt ran through Cosmos with the run's as-of time (the interval's end, local).
-    assert facts == sum(1 for r in province.iter_all() if not r["DaXoa"])
+    assert facts == sum(1 for r in records if not r["DaXoa"])
     assert as_of == [(date(2023, 4, 1),)]
     assert ranked > 0
     assert "Run " in proc.stdout + proc.stderr  # the run's summary is printed
+    # Great Expectations ran between staging and marts; its findings reached fct_dq_issue.
+    assert validations["batch"] == "passed" and validations["dossiers"] in ("passed", "warnings")
+    assert issues == {(k, r) for k, rules in truth.items() for r in rules}
+    assert (tmp_path / "reports" / "data-docs" / "index.html").exists()
+    assert (tmp_path / "reports" / "dq-digest" / "2023-04-01.txt").exists()
+
+    # Night 2: the API stops sending TrangThaiHoSo. The run must stop before the marts.
+    assert second["returncode"] != 0
+    assert second["status"] == "failed"
+    assert second["validations"] == {"batch": "failed"}
+    assert second["marts"] == marts_before, "a broken batch must leave yesterday's marts untouched"
+    assert "BAT03" in second["digest"] and second["digest"].startswith("[CRITICAL]")
+
+
+def checksums(conn: psycopg.Connection) -> dict[str, str]:
+    """A digest of every marts table's content."""
+    tables = [t for (t,) in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'marts'")]
+    return {t: conn.execute(f"SELECT count(*) || ':' || coalesce(md5(string_agg(x::text, '|' ORDER BY x::text)), '') "
+                            f"FROM marts.{t} x").fetchone()[0] for t in sorted(tables)}
+
+
+def dags_test(env: dict, run_date: str, log) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "ops.airflow", "test-dag", "--run-date", run_date],
+                          cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    log.write_text(proc.stdout + proc.stderr)
+    return proc

@@ -1,0 +1,226 @@
+"""The critical batch checks (a broken batch stops the run) and the workbook checks, on a real warehouse.
+
+Each broken batch is made the way it happens in production — a loader bug duplicating a key or losing a
+row, a reconciliation that does not add up, a staged column gone, an API that stops sending a field —
+and must stop the run with the right finding. Workbook findings are compared with what the simulator
+says it put in the workbooks, and with the rules computed in plain Python over the loaded rows.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+
+import psycopg
+import pytest
+
+from expectations.validate import CriticalDataQualityError, run_data_quality
+from ingestion import pipeline
+from ingestion.settings import Settings
+from ops.dbt import run_dbt
+from simulator.__main__ import investors
+from simulator.finance import write_workbooks
+from simulator.province import Province
+from simulator.scenario import Scenario
+from simulator.server import Faults
+from tests.support.postgres import throwaway_warehouse
+from tests.support.simulator import running_simulator
+
+NIGHT = datetime(2023, 4, 1, 1, 0)
+SCENARIO = Scenario(seed=5, start=date(2023, 1, 1), end=date(2023, 3, 31), scale=0.01, clock=NIGHT)
+
+
+def build_staging(url: str, as_of: datetime) -> None:
+    proc = run_dbt(["build", "--select", "path:models/staging", "path:models/dq", "--exclude", "tag:history_scan",
+                    "--vars", json.dumps({"as_of": as_of.isoformat(), "incremental_lookback_minutes": 0})], url)
+    assert proc.returncode == 0, proc.stdout[-5000:]
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("batch")
+    finance = write_workbooks(tmp / "inbox", investors(), date(2023, 1, 1), date(2023, 3, 31), seed=5)
+    province = Province(SCENARIO)
+    with throwaway_warehouse(tmp / "wh") as wh, running_simulator(province) as sim:
+        settings = Settings.from_env({"PROCEDURE_API_URL": sim.url, "PROCEDURE_API_TOKEN": sim.token,
+                                      "HISTORY_START": "2023-01-01", "FINANCE_INBOX": str(tmp / "inbox"),
+                                      "REPORTS_DIR": str(tmp / "reports"), "GX_PROJECT_DIR": str(tmp / "gx"),
+                                      "INGEST_LOOKBACK_MINUTES": "0"}, warehouse_url=wh.urls["writer"])
+        pipeline.start_run("clean", None, NIGHT, settings)
+        pipeline.refresh_reference("clean", NIGHT, settings)
+        pipeline.pull_dossiers("clean", "*", NIGHT, settings=settings)
+        pipeline.load_workbooks("clean", settings)
+        build_staging(wh.urls["writer"], NIGHT)
+        summary = run_data_quality("clean", NIGHT, settings, notify=False)
+        yield {"wh": wh, "url": wh.urls["writer"], "admin": wh.urls["admin"], "settings": settings, "sim": sim,
+               "finance": finance, "summary": summary, "tmp": tmp}
+
+
+def findings(url: str, validation_id: str) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    with psycopg.connect(url) as conn:
+        for rule, key in conn.execute("SELECT rule_id, record_key FROM dq.findings WHERE validation_id = %s",
+                                      (validation_id,)):
+            out.setdefault(rule, set()).add(key)
+    return out
+
+
+def stopped(env: dict, run_id: str) -> CriticalDataQualityError:
+    """Run the data-quality stage for ``run_id``, expecting the critical stop; check what it left behind."""
+    pipeline.start_run(run_id, None, NIGHT, env["settings"])
+    with pytest.raises(CriticalDataQualityError) as caught:
+        run_data_quality(run_id, NIGHT, env["settings"], notify=False)
+    with psycopg.connect(env["url"]) as conn:
+        suites = dict(conn.execute("SELECT suite, status FROM dq.validation_runs WHERE run_id = %s", (run_id,)))
+        run_status = conn.execute("SELECT status FROM audit.pipeline_runs WHERE run_id = %s", (run_id,)).fetchone()
+        digest = conn.execute("SELECT changed, body FROM dq.digests WHERE run_id = %s", (run_id,)).fetchone()
+    assert suites == {"batch": "failed"}, "after a critical failure nothing else is validated"
+    assert run_status == ("failed",)
+    assert digest[0] and digest[1].startswith("[CRITICAL]")
+    return caught.value
+
+
+def test_a_clean_batch_passes(env):
+    assert env["summary"]["batch"]["status"] == "passed"
+    assert env["summary"]["dossiers"]["status"] in ("passed", "warnings")
+    assert (env["tmp"] / "reports" / "data-docs" / "index.html").exists()
+
+
+def test_a_duplicate_key_stops_the_run(env):
+    with psycopg.connect(env["url"]) as conn:
+        key = conn.execute("SELECT dossier_id FROM dq.dq_dossiers ORDER BY dossier_id LIMIT 1").fetchone()[0]
+        conn.execute("INSERT INTO dq.dq_dossiers SELECT * FROM dq.dq_dossiers WHERE dossier_id = %s", (key,))
+    try:
+        error = stopped(env, "dup")
+        assert "BAT01" in str(error)
+        assert findings(env["url"], "dup/batch") == {"BAT01": {key}}
+    finally:
+        with psycopg.connect(env["url"]) as conn:
+            conn.execute("DELETE FROM dq.dq_dossiers WHERE ctid = (SELECT max(ctid) FROM dq.dq_dossiers "
+                         "WHERE dossier_id = %s)", (key,))
+
+
+def test_a_lost_staged_row_stops_the_run(env):
+    with psycopg.connect(env["url"]) as conn:
+        conn.execute("CREATE TABLE dq.kept AS SELECT * FROM dq.dq_dossiers ORDER BY dossier_id LIMIT 1")
+        conn.execute("DELETE FROM dq.dq_dossiers WHERE dossier_id IN (SELECT dossier_id FROM dq.kept)")
+    try:
+        stopped(env, "lost")
+        with psycopg.connect(env["url"]) as conn:
+            lost = conn.execute("SELECT dossier_id FROM dq.kept").fetchone()[0]
+        assert findings(env["url"], "lost/batch") == {"BAT05": {lost}}
+    finally:
+        with psycopg.connect(env["url"]) as conn:
+            conn.execute("INSERT INTO dq.dq_dossiers SELECT * FROM dq.kept")
+            conn.execute("DROP TABLE dq.kept")
+
+
+def test_a_reconciliation_that_does_not_add_up_stops_the_run(env):
+    with psycopg.connect(env["url"]) as conn:
+        conn.execute("INSERT INTO audit.ingest_runs (run_id, source, partition, window_start, window_end, pages, "
+                     "reported, fetched, landed, new_versions, duplicates, quarantined, retries, seconds, "
+                     "started_at, finished_at) VALUES ('audit', 'dossiers', '*', '2023-03-31 01:00', "
+                     "'2023-04-01 01:00', 1, 120, 119, 119, 119, 0, 0, 0, 1, now(), now())")
+    stopped(env, "audit")
+    assert findings(env["url"], "audit/batch") == {"BAT04": {"dossiers/*/20230331010000"}}
+
+
+def test_a_missing_staged_column_stops_the_run(env):
+    with psycopg.connect(env["url"]) as conn:
+        columns = [c for (c,) in conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = 'staging' "
+            "AND table_name = 'stg_api__dossiers' ORDER BY ordinal_position") if c != "channel_raw"]
+        conn.execute("ALTER VIEW staging.stg_api__dossiers RENAME TO stg_api__dossiers_kept")
+        conn.execute(f"CREATE VIEW staging.stg_api__dossiers AS SELECT {', '.join(columns)} "
+                     "FROM staging.stg_api__dossiers_kept")
+    try:
+        error = stopped(env, "columns")
+        assert "BAT02" in str(error)
+        with psycopg.connect(env["url"]) as conn:
+            failed = conn.execute("SELECT check_id FROM dq.expectation_results WHERE validation_id = 'columns/batch' "
+                                  "AND NOT success").fetchall()
+        assert failed == [("BAT02",)]
+    finally:
+        with psycopg.connect(env["url"]) as conn:
+            conn.execute("DROP VIEW staging.stg_api__dossiers")
+            conn.execute("ALTER VIEW staging.stg_api__dossiers_kept RENAME TO stg_api__dossiers")
+
+
+def test_workbook_rows_above_plan_are_flagged(env):
+    """FIN03 lists exactly the rows the simulator put above their provincial plan; the other workbook
+    rules find nothing in clean workbooks."""
+    expected = {(d, f.project_code, f.funding_source, f.plan_year, bool(f.carried_over))
+                for f in env["finance"].over_plan for d in f.report_dates
+                if d in env["finance"].effective_rows()}
+    assert expected, "no row above plan: the test would prove nothing"
+    got = findings(env["url"], "clean/finance")
+    with psycopg.connect(env["url"]) as conn:
+        rows = {f"{d:%Y-%m-%d}#{n}": (d, p, s, y, c) for d, n, p, s, y, c in conn.execute(
+            "SELECT report_date, row_number, project_code, funding_source, plan_year, is_carried_over "
+            "FROM raw.disbursement_rows")}
+    assert {rows[k] for k in got.get("FIN03", set())} == expected
+    assert set(got) == {"FIN03"}
+
+
+def test_workbook_rules_flag_broken_rows(env):
+    """Rows broken in the warehouse (as a loader bug or a hand edit would) are each flagged by their rule,
+    as computed in plain Python over the rows."""
+    with psycopg.connect(env["admin"], autocommit=True) as conn:
+        for (name,) in conn.execute("SELECT conname FROM pg_constraint WHERE conrelid = "
+                                    "'raw.disbursement_rows'::regclass AND contype = 'c'").fetchall():
+            conn.execute(f'ALTER TABLE raw.disbursement_rows DROP CONSTRAINT "{name}"')
+        last = conn.execute("SELECT max(report_date) FROM raw.disbursement_rows").fetchone()[0]
+        lines = conn.execute(
+            "SELECT row_number FROM raw.disbursement_rows r WHERE report_date = %s AND disbursed_cumulative > 0 "
+            "AND EXISTS (SELECT 1 FROM raw.disbursement_rows p WHERE p.report_date < r.report_date "
+            "AND (p.project_code, p.funding_source, p.plan_year, p.is_carried_over) = "
+            "(r.project_code, r.funding_source, r.plan_year, r.is_carried_over) AND p.disbursed_cumulative > 0) "
+            "ORDER BY row_number LIMIT 4", (last,)).fetchall()
+        (a,), (b,), (c,), (d,) = lines
+        conn.execute("UPDATE raw.disbursement_rows SET plan_pm = -1 WHERE report_date = %s AND row_number = %s",
+                     (last, a))
+        conn.execute("UPDATE raw.disbursement_rows SET disbursed_cumulative = 0 WHERE report_date = %s "
+                     "AND row_number = %s", (last, b))
+        conn.execute("UPDATE raw.disbursement_rows SET investor_code = '000.00.99.H47' WHERE report_date = %s "
+                     "AND row_number = %s", (last, c))
+        conn.execute("UPDATE raw.disbursement_rows SET funding_source = 'NSX' WHERE report_date = %s "
+                     "AND row_number = %s", (last, d))
+        rows = conn.execute("SELECT report_date, row_number, project_code, funding_source, plan_year, "
+                            "is_carried_over, plan_pm, plan_province, disbursed_cumulative, investor_code "
+                            "FROM raw.disbursement_rows ORDER BY report_date").fetchall()
+        units = {u for (u,) in conn.execute("SELECT record_key FROM raw.reference_versions WHERE source = 'units'")}
+    pipeline.start_run("fin", None, NIGHT, env["settings"])
+    run_data_quality("fin", NIGHT, env["settings"], notify=False)
+    expected: dict[str, set[str]] = {}
+    previous: dict[tuple, Decimal] = {}
+    for when, n, project, source, year, carried, plan_pm, plan_province, disbursed, investor in rows:
+        key, line = f"{when:%Y-%m-%d}#{n}", (project, source, year, carried)
+        checks = {"FIN01": min(plan_pm, plan_province, disbursed) < 0,
+                  "FIN02": line in previous and disbursed < previous[line],
+                  "FIN03": disbursed > plan_province,
+                  "FIN04": investor not in units,
+                  "FIN05": source not in ("NSTW", "NSDP", "CTMTQG", "ODA")}
+        for rule, broken in checks.items():
+            if broken:
+                expected.setdefault(rule, set()).add(key)
+        previous[line] = disbursed
+    assert set(expected) == {"FIN01", "FIN02", "FIN03", "FIN04", "FIN05"}
+    assert findings(env["url"], "fin/finance") == expected
+    assert f"{last:%Y-%m-%d}#{b}" in expected["FIN02"]
+
+
+def test_an_api_that_stops_sending_a_field_stops_the_run(env):
+    """The last test of the module: the API drops TrangThaiHoSo from every record of the night."""
+    province = env["sim"].province
+    night = NIGHT + timedelta(days=1)
+    province.set_clock(night)
+    env["sim"].api.faults = Faults(omit_fields=("TrangThaiHoSo",))
+    pipeline.start_run("omit", NIGHT, night, env["settings"])
+    pulled = pipeline.pull_dossiers("omit", "*", night, settings=env["settings"])
+    assert pulled["new_versions"] > 0
+    build_staging(env["url"], night)
+    with pytest.raises(CriticalDataQualityError) as caught:
+        run_data_quality("omit", night, env["settings"], notify=False)
+    assert "BAT03" in str(caught.value)
+    assert findings(env["url"], "omit/batch") == {"BAT03": {"TrangThaiHoSo"}}
