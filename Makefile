@@ -8,7 +8,7 @@ UV := $(VENV)/bin/uv
 UV_VERSION := 0.13.8
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv run test lint warehouse-up warehouse-down simulator simulator-stop status clean lock bench-sim bench-ingest bench-dbt airflow
+.PHONY: help venv run test lint warehouse-up warehouse-down simulator simulator-stop status clean lock bench-sim bench-ingest bench-dbt bench-dq airflow
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s $$'\t'
@@ -65,3 +65,6 @@ airflow: venv ## run Airflow standalone (scheduler + UI on :8080) so cchc_nightl
 
 bench-dbt: venv ## dbt build times: full and incremental nightly, default scenario and 10x
 	@$(PY) benchmarks/dbt_build.py
+
+bench-dq: venv ## data-quality validation time, default scenario and 10x, against the rules in plain Python
+	@$(PY) benchmarks/data_quality.py

@@ -108,7 +108,20 @@ def report(writer_url: str) -> str:
     lines.append("  workbooks in the warehouse: " + ", ".join(f"{n} {s} ({r} rows)" for s, n, r in files))
     lines += [f"  rejected workbook: {reason}" for (reason,) in rejected]
     lines += findings(writer_url)
+    lines += quality(writer_url, run_id)
     return "\n".join(lines)
+
+
+def quality(writer_url: str, run_id: str) -> list[str]:
+    """The run's data-quality digest (expectations/digest.py) and where the details are."""
+    with psycopg.connect(writer_url) as conn:
+        digest = conn.execute("SELECT body FROM dq.digests WHERE run_id = %s", (run_id,)).fetchone()
+    if digest is None:
+        return []
+    reports = Path(os.environ.get("REPORTS_DIR") or PROJECT_ROOT / "reports")
+    return ["", "== Data quality (Great Expectations) ==", digest[0].rstrip(),
+            f"Data Docs: {reports / 'data-docs' / 'index.html'}",
+            f"Digest files: {reports / 'dq-digest'}"]
 
 
 def findings(writer_url: str) -> list[str]:

@@ -1,0 +1,128 @@
+"""Data-quality benchmark (``make bench-dq``; not a test).
+
+For the default scenario and a 10× larger one: land the scenario up to a night, build what the rules read
+(``dbt build`` of staging and ``dq.dq_dossiers``), and time the data-quality stage
+(``expectations.validate.run_data_quality``: the batch, dossier and workbook checkpoints, the findings
+written by the server, Data Docs, the digest). Baseline, in the same process: the same rules evaluated in
+plain Python over every current dossier's payload pulled from the warehouse (``simulator.truth``) — what
+"pulling the table into Python" costs. Then one simulated day later: the incremental ``dq_dossiers`` build
+and the validation again. The last line is machine-readable, for the last scale:
+``validate_s=<s> python_baseline_s=<s> validate_vs_baseline=<ratio> findings=<n>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import orjson
+import psycopg
+import requests
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT_ROOT))
+
+from expectations.validate import run_data_quality  # noqa: E402
+from ingestion import pipeline  # noqa: E402
+from ingestion.settings import Settings  # noqa: E402
+from ops.dbt import run_dbt  # noqa: E402
+from simulator.truth import findings  # noqa: E402
+from tests.support.postgres import free_port, throwaway_warehouse  # noqa: E402
+
+NIGHT = datetime(2023, 9, 29, 1)
+
+
+def _build(writer: str, night: datetime) -> float:
+    t0 = time.perf_counter()
+    proc = run_dbt(["build", "--select", "path:models/staging", "path:models/dq", "--exclude", "tag:history_scan",
+                    "--vars", json.dumps({"as_of": night.isoformat(), "incremental_lookback_minutes": 0})], writer)
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stdout[-4000:])
+    return time.perf_counter() - t0
+
+
+def _baseline(writer: str, night: datetime) -> tuple[float, int]:
+    """The rules in plain Python over every current dossier's payload, read from the warehouse."""
+    t0 = time.perf_counter()
+    with psycopg.connect(writer) as conn:
+        units = [p for (p,) in conn.execute("SELECT payload FROM raw.units")]
+        procedures = [p for (p,) in conn.execute("SELECT payload FROM raw.procedures")]
+        with conn.cursor(name="payloads") as cur:
+            cur.itersize = 20_000
+            cur.execute("SELECT payload::text FROM raw.dossiers_current WHERE NOT is_deleted")
+            records = (orjson.loads(text) for (text,) in cur)
+            found = findings(records, night, procedures, units)
+    return time.perf_counter() - t0, sum(len(v) for v in found.values())
+
+
+def _validate(settings: Settings, run_id: str, night: datetime) -> tuple[float, int]:
+    pipeline.start_run(run_id, night - timedelta(days=1), night, settings)
+    t0 = time.perf_counter()
+    summary = run_data_quality(run_id, night, settings, notify=False)
+    return time.perf_counter() - t0, summary["digest"]["open"]
+
+
+def bench(scale: float) -> tuple[float, float, int]:
+    port = free_port()
+    env = {**os.environ, "SIM_SCALE": str(scale), "SIM_TOKEN": "bench", "PROCEDURE_API_TOKEN": "bench",
+           "SIM_CLOCK": NIGHT.isoformat()}
+    sim = subprocess.Popen([sys.executable, "-m", "simulator", "serve", "--port", str(port)], cwd=PROJECT_ROOT,
+                           env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        while "serving" not in (line := sim.stdout.readline()):
+            if not line:
+                raise RuntimeError("the simulator did not start")
+        with tempfile.TemporaryDirectory() as tmp, throwaway_warehouse(Path(tmp), server_settings={}) as wh:
+            writer = wh.urls["writer"]
+            settings = Settings.from_env({"PROCEDURE_API_URL": f"http://127.0.0.1:{port}/api/v1",
+                                          "PROCEDURE_API_TOKEN": "bench", "HISTORY_START": "2023-01-01",
+                                          "FINANCE_INBOX": tmp, "REPORTS_DIR": f"{tmp}/reports",
+                                          "GX_PROJECT_DIR": f"{tmp}/gx"}, warehouse_url=writer)
+            t0 = time.perf_counter()
+            pipeline.refresh_reference("night-1", NIGHT, settings)
+            pipeline.pull_dossiers("night-1", "*", NIGHT, settings=settings)
+            with psycopg.connect(writer) as conn:
+                dossiers = conn.execute("SELECT count(*) FROM raw.dossier_current").fetchone()[0]
+            print(f"  landed {dossiers:,} dossiers in {time.perf_counter() - t0:.0f}s")
+            print(f"  dbt build of staging + dq_dossiers (full): {_build(writer, NIGHT):.1f}s")
+            validate_s, found = _validate(settings, "night-1", NIGHT)
+            baseline_s, expected = _baseline(writer, NIGHT)
+            print(f"  {'validation (Great Expectations, in the database)':<52}{validate_s:>8.1f}s  {found:,} findings")
+            print(f"  {'baseline: the rules in Python over every payload':<52}{baseline_s:>8.1f}s  {expected:,} findings")
+            if found != expected:
+                print(f"  WARNING: the two disagree ({found} vs {expected})")
+            nxt = NIGHT + timedelta(days=1)
+            requests.post(f"http://127.0.0.1:{port}/_sim/clock", params={"to": nxt.strftime("%Y%m%d%H%M%S")},
+                          headers={"Authorization": "Bearer bench"}, timeout=600).raise_for_status()
+            day = pipeline.pull_dossiers("night-2", "*", nxt, settings=settings)
+            print(f"  one day later: {day['new_versions']:,} new versions; dbt build of staging + dq_dossiers "
+                  f"(incremental): {_build(writer, nxt):.1f}s; validation: {_validate(settings, 'night-2', nxt)[0]:.1f}s")
+            return validate_s, baseline_s, found
+    finally:
+        sim.terminate()
+        sim.wait()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--scales", default="1,10")
+    args = parser.parse_args()
+    result = None
+    for scale in (float(s) for s in args.scales.split(",")):
+        print(f"\n== scenario scale {scale:g} ==")
+        result = bench(scale)
+    validate_s, baseline_s, found = result
+    print(f"validate_s={validate_s:.1f} python_baseline_s={baseline_s:.1f} "
+          f"validate_vs_baseline={validate_s / baseline_s:.2f} findings={found}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
