@@ -230,6 +230,16 @@ def _validate(context, conn: psycopg.Connection, suite: str, parts: list, run_id
     return outcome
 
 
+def prune_findings(conn: psycopg.Connection, as_of: datetime, keep_days: int) -> int:
+    """Delete the per-record findings of validations more than ``keep_days`` before ``as_of`` (their runs
+    and expectation results stay). The issues' history lives on in ``fct_dq_issue``/``fct_dq_daily``,
+    which only ever read validations newer than their last build; 35 days leave a month of nights to
+    compare and a wide margin for a marts build that did not run."""
+    cur = conn.execute("DELETE FROM dq.findings f USING dq.validation_runs v WHERE f.validation_id = v.validation_id "
+                       "AND v.as_of < %s::timestamp - make_interval(days => %s)", (as_of, keep_days))
+    return cur.rowcount
+
+
 def run_data_quality(run_id: str, as_of: datetime, settings: Settings | None = None,
                      notify: bool = True) -> dict:
     """Validate the batch, the dossiers and the workbooks of ``run_id`` at ``as_of`` (naive local time).
@@ -253,6 +263,7 @@ def run_data_quality(run_id: str, as_of: datetime, settings: Settings | None = N
             summary["finance"] = _validate(context, conn, "finance", finance_suite(), run_id, as_of,
                                            FINANCE_TABLE).to_dict()
         summary["digest"] = send_digest(conn, run_id, settings, deliver=notify)
+        summary["pruned_findings"] = prune_findings(conn, as_of, settings.findings_keep_days)
         if batch.failed_critical:
             conn.execute("UPDATE audit.pipeline_runs SET status = 'failed', finished_at = now(), "
                          "summary = coalesce(summary, '{}'::jsonb) || %s::jsonb WHERE run_id = %s",

@@ -166,3 +166,17 @@ def test_email_is_sent_when_configured(reports, monkeypatch):
     assert len(message["rcpt"]) == 2
     assert "Subject: Airflow task failed: cchc_nightly.pull_dossiers[3]" in message["data"]
     assert "RuntimeError: API unreachable" in message["data"]
+
+
+def test_a_message_such_as_the_digest_is_mailed(reports, monkeypatch):
+    """``deliver_message`` (the data-quality digest) goes through the same SMTP settings."""
+    with _smtp_server() as (port, messages):
+        monkeypatch.setenv("ALERT_SMTP_HOST", "127.0.0.1")
+        monkeypatch.setenv("ALERT_SMTP_PORT", str(port))
+        monkeypatch.setenv("ALERT_EMAIL_TO", "data-team@example.vn")
+        outcome = notify.deliver_message("Data quality, run r1: 3 new, 1 resolved, 10 open",
+                                         "New by rule:\n  INC05 3\n")
+    assert outcome == {"slack": "skipped", "email": "ok"}
+    (message,) = messages
+    assert "Subject: Data quality, run r1: 3 new, 1 resolved, 10 open" in message["data"]
+    assert "INC05 3" in message["data"]
