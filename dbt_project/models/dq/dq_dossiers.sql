@@ -53,6 +53,8 @@ select
         case when {{ is_present('returned_at_raw') }} and returned_at is null then 'NgayTra=' || returned_at_raw end,
         case when {{ is_present('refused_at_raw') }} and refused_at is null then 'NgayTuChoi=' || refused_at_raw end
     ), '') as invalid_timestamps,
+    absent_fields,
+    run_id,
     updated_at,
     changed_at as source_changed_at
 from {{ ref('stg_api__dossiers') }}

@@ -17,6 +17,19 @@ fields as (
         source.updated_at,
         source.changed_at,
         source.is_deleted,
+        source.run_id,
+        -- The fields every record must carry (the contract gives them no null) that this one lacks as
+        -- keys: the critical check BAT03 looks for one absent from a whole night. One `?&` per record;
+        -- the fields are only looked at one by one for the rare record missing any.
+        case
+            when source.payload ?& array['MaTTHC', 'DonViXuLy', 'TrangThaiHoSo', 'LoaiDoiTuong'] then '{}'::text[]
+            else array_remove(array[
+                case when not source.payload ? 'MaTTHC' then 'MaTTHC' end,
+                case when not source.payload ? 'DonViXuLy' then 'DonViXuLy' end,
+                case when not source.payload ? 'TrangThaiHoSo' then 'TrangThaiHoSo' end,
+                case when not source.payload ? 'LoaiDoiTuong' then 'LoaiDoiTuong' end
+            ], null)
+        end as absent_fields,
         record.*
     from source
     cross join lateral jsonb_to_record(
@@ -52,6 +65,8 @@ renamed as (
         updated_at,
         changed_at,
         is_deleted,
+        run_id,
+        absent_fields,
         nullif("MaTTHC", '') as procedure_code,
         nullif("TenTTHC", '') as procedure_name,
         nullif("MaLinhVuc", '') as field_code,
