@@ -15,6 +15,8 @@ from typing import Any
 import pendulum
 from airflow.sdk import CronDataIntervalTimetable, chain, dag, task
 
+from dags.assets import MARTS
+
 DAG_ID = "cchc_nightly"
 LOCAL_TZ = "Asia/Ho_Chi_Minh"
 
@@ -37,7 +39,10 @@ yesterday to 01:00 today (local time), taken from the run's `data_interval_start
    yesterday's marts stay published), then every rule of dq-rules.md per dossier and the workbook
    checks; findings into `dq`, Data Docs into `REPORTS_DIR/data-docs`, the digest to the data team;
 9. `dbt_marts` — intermediate models, marts (including `fct_dq_issue`, `fct_dq_daily`) and the snapshot;
-10. `finish_run` — closes the run and logs its summary.
+10. `marts_published` — emits the marts' Airflow Assets (`dags/assets.py`): the monthly publication DAG
+    and BI cache refreshes are scheduled on them, not on the clock;
+11. `write_report` — the self-contained HTML report in `REPORTS_DIR/report/` and the run's summary;
+12. `finish_run` — closes the run and prints its summary.
 
 `catchup=False`: a missed night is caught up by the watermarks, not by extra runs. Backfilling past
 intervals is still safe — the loaders are idempotent. At most one run at a time.
@@ -178,9 +183,20 @@ def cchc_nightly():
         except CriticalDataQualityError as exc:
             raise AirflowFailException(str(exc)) from exc
 
+    @task(outlets=MARTS)
+    def marts_published() -> list[str]:
+        """Every mart has been rebuilt: emit their asset events (runs only after dbt_marts succeeded)."""
+        return [a.name for a in MARTS]
+
+    @task
+    def write_report(run: dict[str, Any]) -> dict:
+        from ops.publish import nightly_report
+
+        return nightly_report(run["run_id"], _when(run["interval_end"]), settings=_settings())
+
     @task
     def finish_run(run: dict[str, Any], reference: dict, dossiers: list[dict], completion: dict,
-                   workbooks: dict, quality: dict) -> str:
+                   workbooks: dict, quality: dict, report: dict) -> str:
         from ingestion import pipeline
 
         results = {
@@ -192,6 +208,7 @@ def cchc_nightly():
             "data_quality": quality,
         }
         summary = pipeline.finish_run(run["run_id"], results, settings=_settings())
+        summary += f"\nreport: {report.get('report')}\n\n{report.get('summary', '')}"
         print(summary, flush=True)  # task stdout goes to the task log (and the console under `dags test`)
         return summary
 
@@ -208,9 +225,11 @@ def cchc_nightly():
     dbt_staging = _dbt_group("dbt_staging", ["path:models/staging", "path:models/dq"])
     quality = data_quality(run)
     dbt_marts = _dbt_group("dbt_marts", ["path:models/intermediate", "path:models/marts", "path:snapshots"])
-    later_stages: list = [dbt_staging, quality, dbt_marts]
+    published = marts_published()
+    report = write_report(run)
+    later_stages: list = [dbt_staging, quality, dbt_marts, published, report]
 
-    finished = finish_run(run, reference, dossiers, completion, workbooks, quality)
+    finished = finish_run(run, reference, dossiers, completion, workbooks, quality, report)
     chain(*ingestion_stages, *later_stages, finished)
 
 

@@ -84,8 +84,15 @@ PARSE_PROBE = """
                 "retry_delay": t.retry_delay.total_seconds(),
                 "on_failure_callback": bool(t.on_failure_callback),
                 "mapped": type(t).__name__.endswith("MappedOperator"),
+                "outlets": sorted(getattr(o, "name", str(o)) for o in (t.outlets or [])),
             }} for t in dag.tasks}},
         }}
+    monthly = bag.dags.get("cchc_monthly_publication")
+    if monthly is not None:
+        condition = getattr(monthly.timetable, "asset_condition", None)
+        out["monthly"] = {{"timetable": type(monthly.timetable).__name__,
+                          "assets": sorted(a.name for a in getattr(condition, "objects", ())),
+                          "params": sorted(monthly.params.keys())}}
     print(json.dumps(out))
 """
 
@@ -146,6 +153,21 @@ def test_dbt_runs_after_ingestion_staging_before_marts(parsed):
     for task in marts:
         assert staging <= ancestors(task), f"{task} must wait for every staging model"
         assert "data_quality" in ancestors(task), f"{task} must wait for the data-quality checks"
+
+
+def test_marts_are_published_as_assets_and_drive_the_monthly_dag(parsed):
+    """The marts become Airflow Assets once dbt_marts is done; the monthly publication is triggered by the
+    ranking's asset, not by the clock."""
+    tasks = parsed["dag"]["tasks"]
+    published = tasks["marts_published"]
+    assert "marts.rpt_monthly_ranking" in published["outlets"] and "marts.fct_dq_issue" in published["outlets"]
+    assert any(t.startswith("dbt_marts.") for t in published["upstream"])
+    assert "marts_published" in tasks["write_report"]["upstream"] or "marts_published" in set().union(
+        *(tasks[u]["upstream"] for u in tasks["write_report"]["upstream"]))
+    assert not [t for t, v in tasks.items() if v["outlets"] and t != "marts_published"]
+    assert parsed["monthly"]["timetable"] == "AssetTriggeredTimetable"
+    assert parsed["monthly"]["assets"] == ["marts.rpt_monthly_ranking"]
+    assert parsed["monthly"]["params"] == ["force", "month"]
 
 
 def test_schedule_and_run_limits(parsed):

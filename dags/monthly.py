@@ -1,0 +1,57 @@
+"""The monthly publication DAG ``cchc_monthly_publication`` (công khai): data-aware, not clock-driven.
+
+It is scheduled on the ``marts.rpt_monthly_ranking`` asset, so it runs after every nightly run that
+rebuilt the marts. It publishes the latest complete month (the month before the run's as-of date) when
+that month has not been published yet — in practice on the first night of each month — and does
+nothing on the other nights. A run triggered with ``{"month": "2023-09", "force": true}`` (re)publishes
+any month; ``python -m publication monthly --month 2023-09`` does the same from the command line.
+Wiring only: the work is ``publication.monthly``.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import Param, dag, task
+
+from dags.assets import MONTHLY_RANKING
+
+LOCAL_TZ = "Asia/Ho_Chi_Minh"
+
+
+def _on_task_failure(context) -> None:
+    from ingestion.notify import notify_task_failure
+
+    notify_task_failure(context)
+
+
+@dag(
+    dag_id="cchc_monthly_publication",
+    schedule=[MONTHLY_RANKING],
+    start_date=pendulum.datetime(2023, 1, 1, tz=LOCAL_TZ),
+    catchup=False,
+    max_active_runs=1,
+    tags=["cchc", "publication", "monthly"],
+    params={
+        "month": Param(None, type=["null", "string"], description="YYYY-MM; default: the latest complete month"),
+        "force": Param(False, type="boolean", description="publish again even if the month's files exist"),
+    },
+    default_args={"retries": int(os.environ.get("PIPELINE_TASK_RETRIES", "2")),
+                  "retry_delay": timedelta(seconds=float(os.environ.get("PIPELINE_RETRY_DELAY_SECONDS", "300"))),
+                  "on_failure_callback": _on_task_failure},
+    doc_md=__doc__,
+)
+def cchc_monthly_publication():
+    @task
+    def publish_month(params: dict | None = None) -> dict:
+        from ops.publish import publish_due_month
+
+        params = params or {}
+        return publish_due_month(params.get("month"), force=bool(params.get("force")))
+
+    publish_month()
+
+
+cchc_monthly_publication()

@@ -1,0 +1,62 @@
+"""What the DAGs publish after the marts: the run's report and summary, and the monthly publication.
+
+``nightly_report(run_id, as_of)``: the self-contained HTML report (``<REPORTS_DIR>/report/``) and the
+terminal summary, after every nightly run. ``publish_due_month(month, force)``: the monthly publication
+(công khai) of ``month`` (``YYYY-MM``), by default the latest complete month before the latest successful
+run's as-of date, unless its files already exist. The work itself is ``publication/``.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from pathlib import Path
+
+import psycopg
+
+from ingestion.settings import Settings
+
+
+def nightly_report(run_id: str, as_of: datetime, settings: Settings | None = None) -> dict:
+    from publication.report import write_report
+    from publication.summary import build_summary
+
+    settings = settings or Settings.from_env()
+    path = write_report(settings.warehouse_url, settings.reports_dir / "report", as_of.date())
+    return {"report": str(path), "summary": build_summary(settings.warehouse_url, run_id)}
+
+
+def due_month(conn: psycopg.Connection) -> date | None:
+    """The latest complete month: the month before the marts' as-of date (the latest nightly build's, as
+    recorded in ``fct_pending_overdue``; the asset event that triggers the monthly DAG comes before the
+    run is marked successful, so the run log would lag a night)."""
+    as_of = conn.execute("SELECT max(as_of_date) FROM marts.fct_pending_overdue").fetchone()[0]
+    if as_of is None:
+        as_of = conn.execute("SELECT max(interval_end)::date FROM audit.pipeline_runs WHERE status = 'success'"
+                             ).fetchone()[0]
+    if as_of is None:
+        return None
+    first = as_of.replace(day=1)
+    return first.replace(year=first.year - 1, month=12) if first.month == 1 else first.replace(month=first.month - 1)
+
+
+def publication_dir(settings: Settings) -> Path:
+    return settings.reports_dir / "cong-khai"
+
+
+def publish_due_month(month: str | None = None, force: bool = False, settings: Settings | None = None) -> dict:
+    from publication.monthly import write_publication
+
+    settings = settings or Settings.from_env()
+    if month:
+        target = date.fromisoformat(f"{month}-01")
+    else:
+        with psycopg.connect(settings.warehouse_url) as conn:
+            target = due_month(conn)
+        if target is None:
+            return {"published": [], "reason": "no successful run yet"}
+    out_dir = publication_dir(settings)
+    existing = sorted(out_dir.glob(f"cong-khai-{target:%Y-%m}.*"))
+    if existing and not force:
+        return {"month": f"{target:%Y-%m}", "published": [], "already": [str(p) for p in existing]}
+    paths = write_publication(settings.warehouse_url, target, out_dir)
+    return {"month": f"{target:%Y-%m}", "published": [str(p) for p in paths]}
