@@ -66,11 +66,11 @@ def _on_task_failure(context: Any) -> None:
     notify_task_failure(context)
 
 
-# dbt, rendered by Cosmos from a prebuilt manifest (no `dbt ls` at parse time): `python -m ops.dbt parse`
+# dbt, rendered by Cosmos from a prebuilt manifest (no `dbt ls` at parse time): `python -m ops.dbt manifest`
 # writes it, and `make run` / `ops.airflow` do so before Airflow parses this file.
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
-DBT_MANIFEST = Path(os.environ.get("DBT_MANIFEST_PATH", PROJECT_ROOT / ".local" / "dbt" / "target" / "manifest.json"))
+DBT_MANIFEST = Path(os.environ.get("DBT_MANIFEST_PATH", PROJECT_ROOT / ".local" / "dbt" / "manifest" / "manifest.json"))
 # The dbt models' as-of time: the end of the run's data interval, in local time.
 AS_OF_TEMPLATE = "{{ data_interval_end.in_timezone('Asia/Ho_Chi_Minh').strftime('%Y-%m-%dT%H:%M:%S') }}"
 

@@ -177,7 +177,7 @@ def batch_rules(run_id: str) -> dict[str, tuple[SqlRule, ...]]:
                           "count(*) || ' records without it' as observed_value\n"
                           f"from d, unnest(array[{', '.join(repr(f) for f in REQUIRED_FIELDS)}]) as f (field)\n"
                           f"where d.run_id = '{run}'\n"
-                          "group by f.field\nhaving bool_and(f.field = any(d.absent_fields))"),
+                          "group by f.field\nhaving bool_and(f.field = any(string_to_array(d.absent_fields, ',')))"),
         ),
         ("audit", "ingest_runs"): (
             SqlRule("BAT04", "The API's count does not match what was landed and quarantined", severity=CRITICAL,

@@ -157,6 +157,11 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("standalone", help="run Airflow (scheduler, API server, DAG processor) for nightly runs")
     args = parser.parse_args(argv)
 
+    if args.command == "standalone" and not os.environ.get("WAREHOUSE_WRITER_URL"):
+        # the tasks' dbt connects as the writer role: default to the configured warehouse's
+        from warehouse import resolve_url
+
+        os.environ["WAREHOUSE_WRITER_URL"] = resolve_url("writer")
     env = airflow_env()
     ensure_db(env)
     from ops.dbt import ensure_manifest

@@ -1,7 +1,7 @@
 """Run the project's dbt (``dbt_project/``) against the warehouse as the writer role.
 
     python -m ops.dbt build --select staging     # any dbt command and arguments
-    python -m ops.dbt parse                      # writes .local/dbt/target/manifest.json (Cosmos reads it)
+    python -m ops.dbt manifest                   # writes .local/dbt/manifest/manifest.json (Cosmos reads it)
 
 The connection comes from the writer role's ``postgresql://`` URL — ``WAREHOUSE_WRITER_URL`` if set, else
 ``warehouse.resolve_url("writer")`` (the private cluster or ``WAREHOUSE_URL``) — turned into the variables
@@ -35,7 +35,10 @@ DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 DBT_LOCAL_DIR = PROJECT_ROOT / ".local" / "dbt"
 TARGET_PATH = DBT_LOCAL_DIR / "target"
 LOG_PATH = DBT_LOCAL_DIR / "logs"
-MANIFEST_PATH = TARGET_PATH / "manifest.json"  # for Cosmos' LoadMode.DBT_MANIFEST
+# For Cosmos' LoadMode.DBT_MANIFEST: a folder of its own, which no dbt run rewrites (every dbt command
+# rewrites target/manifest.json, and a DAG parsed while a task writes it would read half a file).
+MANIFEST_DIR = DBT_LOCAL_DIR / "manifest"
+MANIFEST_PATH = MANIFEST_DIR / "manifest.json"
 
 
 def dbt_executable() -> str:
@@ -99,6 +102,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args or args[0] in ("-h", "--help"):
         print(__doc__)
         return 0 if args else 2
+    if args == ["manifest"]:
+        print(ensure_manifest(writer_url_from_env()))
+        return 0
     return run_dbt(args, writer_url_from_env(), capture_output=False).returncode
 
 
@@ -114,7 +120,13 @@ def ensure_manifest(writer_url: str | None = None) -> Path:
     newest = max(p.stat().st_mtime for p in DBT_PROJECT_DIR.rglob("*") if p.is_file())
     if MANIFEST_PATH.exists() and MANIFEST_PATH.stat().st_mtime >= newest:
         return MANIFEST_PATH
-    proc = run_dbt(["parse", "--quiet"], writer_url or "postgresql://parse:parse@127.0.0.1:5432/parse")
+    # Parsed into a scratch folder, then moved into place in one rename: a reader never sees half a file.
+    scratch = DBT_LOCAL_DIR / f"manifest-parse-{os.getpid()}"
+    proc = run_dbt(["parse", "--quiet", "--target-path", str(scratch)],
+                   writer_url or "postgresql://parse:parse@127.0.0.1:5432/parse")
     if proc.returncode != 0:
         raise RuntimeError(f"dbt parse failed:\n{proc.stdout}\n{proc.stderr}")
+    MANIFEST_DIR.mkdir(parents=True, exist_ok=True)
+    os.replace(scratch / "manifest.json", MANIFEST_PATH)
+    shutil.rmtree(scratch, ignore_errors=True)
     return MANIFEST_PATH

@@ -58,5 +58,10 @@ def publish_due_month(month: str | None = None, force: bool = False, settings: S
     existing = sorted(out_dir.glob(f"cong-khai-{target:%Y-%m}.*"))
     if existing and not force:
         return {"month": f"{target:%Y-%m}", "published": [], "already": [str(p) for p in existing]}
-    paths = write_publication(settings.warehouse_url, target, out_dir)
+    try:
+        paths = write_publication(settings.warehouse_url, target, out_dir)
+    except LookupError as exc:  # no ranking for that month (e.g. no complete month loaded yet)
+        if month:
+            raise
+        return {"month": f"{target:%Y-%m}", "published": [], "reason": str(exc)}
     return {"month": f"{target:%Y-%m}", "published": [str(p) for p in paths]}

@@ -107,9 +107,19 @@ def report(writer_url: str) -> str:
                      f"rejected, {workbooks.get('skipped', 0)} skipped, {workbooks.get('rows', 0)} rows")
     lines.append("  workbooks in the warehouse: " + ", ".join(f"{n} {s} ({r} rows)" for s, n, r in files))
     lines += [f"  rejected workbook: {reason}" for (reason,) in rejected]
-    lines += findings(writer_url)
+    lines += ["", "== Summary ==", summary(writer_url, run_id)]
     lines += quality(writer_url, run_id)
     return "\n".join(lines)
+
+
+def summary(writer_url: str, run_id: str) -> str:
+    """The figures the seed asks for (publication.summary), or the reason they are missing."""
+    from publication.summary import build_summary
+
+    try:
+        return build_summary(writer_url, run_id)
+    except Exception as exc:  # e.g. the marts were not built because the run stopped
+        return f"(no summary: {exc})"
 
 
 def quality(writer_url: str, run_id: str) -> list[str]:
@@ -124,28 +134,23 @@ def quality(writer_url: str, run_id: str) -> list[str]:
             f"Digest files: {reports / 'dq-digest'}"]
 
 
-def findings(writer_url: str) -> list[str]:
-    """A first look at the marts: the last complete month's on-time rate per level against the 95% target."""
-    with psycopg.connect(writer_url) as conn:
-        if conn.execute("SELECT to_regclass('marts.fct_timeliness_monthly')").fetchone()[0] is None:
-            return []
-        month = conn.execute(
-            "SELECT max(month) FROM marts.fct_timeliness_monthly WHERE month < date_trunc('month', "
-            "(SELECT interval_end FROM audit.pipeline_runs ORDER BY started_at DESC LIMIT 1))").fetchone()[0]
-        if month is None:
-            return []
-        rows = conn.execute(
-            "SELECT u.level, sum(t.resolved), sum(t.early + t.on_time)::numeric / nullif(sum(t.resolved), 0), "
-            "(SELECT count(*) FROM marts.rpt_monthly_ranking r WHERE r.month = %s AND r.level = u.level "
-            "AND r.below_target) FROM marts.fct_timeliness_monthly t JOIN marts.dim_unit u USING (unit_code) "
-            "WHERE t.month = %s GROUP BY u.level ORDER BY u.level", (month, month)).fetchall()
-    if not rows:
-        return []
-    names = {1: "provincial", 2: "district", 3: "commune"}
-    out = [f"  on-time rate (trước hạn + đúng hạn), {month:%m/%Y}, target 95%:"]
-    out += [f"    {names.get(level, level):<11} {rate:6.1%} of {resolved:,} resolved; {below} units below target"
-            for level, resolved, rate, below in rows]
-    return out
+def published(env: dict[str, str]) -> str:
+    """The night's HTML report (written by the DAG) and the monthly publication of the latest complete
+    month (the monthly DAG is triggered by the marts' asset under a scheduler; here it is run directly)."""
+    from ingestion.settings import Settings
+    from ops.publish import publication_dir, publish_due_month
+
+    settings = Settings.from_env(env)
+    lines = [f"HTML report: {settings.reports_dir / 'report' / 'latest.html'}"]
+    try:
+        result = publish_due_month(settings=settings)
+        files = result.get("published") or result.get("already") or []
+        lines.append(f"monthly publication (công khai) {result.get('month', '')}: "
+                     + (", ".join(files) if files else result.get("reason", "nothing to publish")))
+    except LookupError as exc:
+        lines.append(f"monthly publication: {exc}")
+    lines.append(f"any month: python -m publication monthly --month YYYY-MM  (into {publication_dir(settings)})")
+    return "\n".join(lines)
 
 
 def main() -> int:
@@ -163,6 +168,8 @@ def main() -> int:
                                          else "")
     print(f"\n== Sources ==\nprocedure-system API: {source}\nfinance workbooks: {env['FINANCE_INBOX']}")
     print("\n== What the run did ==\n" + report(env["WAREHOUSE_WRITER_URL"]))
+    if code == 0:
+        print("\n== Published ==\n" + published(env))
     if code != 0:
         tail = log_file.read_text().splitlines()[-40:]
         print("\n".join(["", f"The DAG run FAILED (exit {code}); last lines of {log_file}:", *tail]), file=sys.stderr)

@@ -48,8 +48,7 @@ def built_warehouse(tmp: Path) -> Iterator[dict]:
                         "tag:history_scan", *dbt_vars], url)
         assert proc.returncode == 0, proc.stdout[-6000:]
         results["data_quality"] = run_data_quality(RUN_ID, AS_OF, settings, notify=False)
-        # The dbt project's unit tests (mocked inputs, tests/dbt runs them) would only skip the marts here.
-        proc = run_dbt(["build", "--exclude", "test_type:unit", *dbt_vars], url)
+        proc = run_dbt(["build", *dbt_vars], url)
         assert proc.returncode == 0, proc.stdout[-6000:]
         pipeline.finish_run(RUN_ID, results, settings)
         yield {"url": url, "bi": wh.urls["bi_reader"], "province": province, "finance": finance,

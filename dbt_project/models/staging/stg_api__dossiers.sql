@@ -21,14 +21,14 @@ fields as (
         -- The fields every record must carry (the contract gives them no null) that this one lacks as
         -- keys: the critical check BAT03 looks for one absent from a whole night. One `?&` per record;
         -- the fields are only looked at one by one for the rare record missing any.
+        -- (comma-separated text, not an array: dbt's unit tests cannot mock array columns)
         case
-            when source.payload ?& array['MaTTHC', 'DonViXuLy', 'TrangThaiHoSo', 'LoaiDoiTuong'] then '{}'::text[]
-            else array_remove(array[
+            when source.payload ?& array['MaTTHC', 'DonViXuLy', 'TrangThaiHoSo', 'LoaiDoiTuong'] then ''
+            else concat_ws(',',
                 case when not source.payload ? 'MaTTHC' then 'MaTTHC' end,
                 case when not source.payload ? 'DonViXuLy' then 'DonViXuLy' end,
                 case when not source.payload ? 'TrangThaiHoSo' then 'TrangThaiHoSo' end,
-                case when not source.payload ? 'LoaiDoiTuong' then 'LoaiDoiTuong' end
-            ], null)
+                case when not source.payload ? 'LoaiDoiTuong' then 'LoaiDoiTuong' end)
         end as absent_fields,
         record.*
     from source
