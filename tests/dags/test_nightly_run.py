@@ -57,6 +57,9 @@ def test_the_nightly_dag_runs_end_to_end(tmp_path):
         truth = findings(list(province.iter_all()), datetime(2023, 4, 1, 1), province.procedure_records(),
                          province.unit_records())
         records = list(province.iter_all())
+        # The monthly publication DAG (scheduled on the ranking's asset): the latest complete month, March.
+        monthly = dags_test(env, "2023-04-01", tmp_path / "dags-test-monthly.log", "cchc_monthly_publication")
+        assert monthly.returncode == 0, f"the monthly DAG failed; see {tmp_path / 'dags-test-monthly.log'}"
 
         province.set_clock(datetime(2023, 4, 2, 1))
         sim.api.faults = Faults(omit_fields=("TrangThaiHoSo",))
@@ -89,6 +92,11 @@ def test_the_nightly_dag_runs_end_to_end(tmp_path):
     assert issues == {(k, r) for k, rules in truth.items() for r in rules}
     assert (tmp_path / "reports" / "data-docs" / "index.html").exists()
     assert (tmp_path / "reports" / "dq-digest" / "2023-04-01.txt").exists()
+    # The night's report and summary, and the month's publication.
+    assert (tmp_path / "reports" / "report" / "latest.html").exists()
+    assert "95" in proc.stdout + proc.stderr and "report:" in proc.stdout + proc.stderr
+    assert {p.name for p in (tmp_path / "reports" / "cong-khai").iterdir()} >= {"cong-khai-2023-03.html",
+                                                                               "cong-khai-2023-03.xlsx"}
 
     # Night 2: the API stops sending TrangThaiHoSo. The run must stop before the marts.
     assert second["returncode"] != 0
@@ -105,8 +113,8 @@ def checksums(conn: psycopg.Connection) -> dict[str, str]:
                             f"FROM marts.{t} x").fetchone()[0] for t in sorted(tables)}
 
 
-def dags_test(env: dict, run_date: str, log) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "ops.airflow", "test-dag", "--run-date", run_date],
+def dags_test(env: dict, run_date: str, log, dag_id: str = "cchc_nightly") -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "ops.airflow", "test-dag", "--run-date", run_date, "--dag-id", dag_id],
                           cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=600)
     log.write_text(proc.stdout + proc.stderr)
     return proc
