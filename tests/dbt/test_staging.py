@@ -21,7 +21,7 @@ from psycopg.rows import dict_row
 
 from ingestion import finance, pipeline
 from ingestion.settings import Settings
-from ops.dbt import DBT_PROJECT_DIR, MANIFEST_PATH, dbt_env, run_dbt
+from ops.dbt import DBT_PROJECT_DIR, MANIFEST_PATH, TARGET_PATH, dbt_env, ensure_manifest, run_dbt
 from simulator.__main__ import investors
 from simulator.finance import write_workbooks
 from simulator.province import Province
@@ -293,7 +293,7 @@ def test_source_freshness_is_configured_and_fresh(built):
     _, writer, _, _ = built
     proc = dbt(["source", "freshness"], writer)
     assert proc.returncode == 0, proc.stdout[-4000:]
-    sources = json.loads((MANIFEST_PATH.parent / "sources.json").read_text())
+    sources = json.loads((TARGET_PATH / "sources.json").read_text())
     checked = {r["unique_id"].split(".", 2)[2] for r in sources["results"]}
     assert checked >= {"api.dossier_current", "api.dossier_versions", "api.units", "api.procedures",
                        "api.delegations", "audit.ingest_runs", "finance.disbursement_rows", "finance.finance_files"}
@@ -301,12 +301,18 @@ def test_source_freshness_is_configured_and_fresh(built):
 
 
 def test_dbt_parse_writes_the_manifest_cosmos_loads(built):
+    """ensure_manifest writes the manifest Cosmos loads, in a folder no dbt command rewrites."""
     _, writer, _, _ = built
+    MANIFEST_PATH.unlink(missing_ok=True)
     started = time.time()
-    proc = dbt(["parse"], writer)
-    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert ensure_manifest(writer) == MANIFEST_PATH
     assert MANIFEST_PATH.is_relative_to(DBT_PROJECT_DIR.parent / ".local" / "dbt")
     assert MANIFEST_PATH.stat().st_mtime >= started - 1
+    written = MANIFEST_PATH.stat().st_mtime_ns
+    proc = dbt(["parse"], writer)  # any dbt command writes its own target folder, not Cosmos' manifest
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert MANIFEST_PATH.stat().st_mtime_ns == written
+    assert ensure_manifest(writer) == MANIFEST_PATH and MANIFEST_PATH.stat().st_mtime_ns == written  # fresh
     manifest = json.loads(MANIFEST_PATH.read_text())
     staged = {n["name"]: n for n in manifest["nodes"].values() if n["resource_type"] == "model"}
     assert {n["schema"] for name, n in staged.items() if name.startswith("stg_")} == {"staging"}
