@@ -96,6 +96,12 @@ def open_context(settings: Settings):
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     settings.gx_dir.mkdir(parents=True, exist_ok=True)
+    # Checkpoints and validation definitions are rebuilt from code every run: drop the previous run's,
+    # which may name suites or assets this version no longer has (Great Expectations then refuses to load
+    # them). Validation results (uncommitted/validations) and the Data Docs stay.
+    for folder in ("checkpoints", "validation_definitions"):
+        for stale in (settings.gx_dir / "gx" / folder).glob("*.json"):
+            stale.unlink()
     context = gx.get_context(mode="file", project_root_dir=str(settings.gx_dir))
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     context.variables.save()

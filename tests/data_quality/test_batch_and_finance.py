@@ -87,6 +87,22 @@ def test_a_clean_batch_passes(env):
     assert (env["tmp"] / "reports" / "data-docs" / "index.html").exists()
 
 
+def test_a_previous_version_s_checkpoints_do_not_break_the_run(env):
+    """Great Expectations' stored checkpoints are build output: one naming an asset this version no longer
+    has (as after an upgrade that moved a check) must not stop the next run."""
+    gx = env["tmp"] / "gx" / "gx"
+    definition = json.loads((gx / "validation_definitions" / "batch.audit.ingest_runs.json").read_text())
+    stale = json.loads(json.dumps(definition).replace("audit.ingest_runs", "raw.gone"))
+    stale["id"] = "00000000-0000-0000-0000-000000000001"
+    (gx / "validation_definitions" / "batch.raw.gone.json").write_text(json.dumps(stale))
+    checkpoint = json.loads((gx / "checkpoints" / "batch.json").read_text())
+    checkpoint["validation_definitions"].append({"id": stale["id"], "name": "batch.raw.gone"})
+    (gx / "checkpoints" / "batch.json").write_text(json.dumps(checkpoint))
+    pipeline.start_run("upgrade", None, NIGHT, env["settings"])
+    summary = run_data_quality("upgrade", NIGHT, env["settings"], notify=False)
+    assert summary["batch"]["status"] == "passed"
+
+
 def test_a_duplicate_key_stops_the_run(env):
     with psycopg.connect(env["url"]) as conn:
         key = conn.execute("SELECT dossier_id FROM dq.dq_dossiers ORDER BY dossier_id LIMIT 1").fetchone()[0]
