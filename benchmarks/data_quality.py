@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,17 +22,17 @@ from pathlib import Path
 
 import orjson
 import psycopg
-import requests
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 
+from benchmarks.harness import bench_settings, land_night, next_day, serving_simulator  # noqa: E402
 from expectations.validate import run_data_quality  # noqa: E402
 from ingestion import pipeline  # noqa: E402
 from ingestion.settings import Settings  # noqa: E402
 from ops.dbt import run_dbt  # noqa: E402
 from simulator.truth import findings  # noqa: E402
-from tests.support.postgres import free_port, throwaway_warehouse  # noqa: E402
+from tests.support.postgres import throwaway_warehouse  # noqa: E402
 
 NIGHT = datetime(2023, 9, 29, 1)
 
@@ -70,47 +68,26 @@ def _validate(settings: Settings, run_id: str, night: datetime) -> tuple[float, 
 
 
 def bench(scale: float) -> tuple[float, float, int]:
-    port = free_port()
-    env = {**os.environ, "SIM_SCALE": str(scale), "SIM_TOKEN": "bench", "PROCEDURE_API_TOKEN": "bench",
-           "SIM_CLOCK": NIGHT.isoformat()}
-    sim = subprocess.Popen([sys.executable, "-m", "simulator", "serve", "--port", str(port)], cwd=PROJECT_ROOT,
-                           env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        while "serving" not in (line := sim.stdout.readline()):
-            if not line:
-                raise RuntimeError("the simulator did not start")
-        with tempfile.TemporaryDirectory() as tmp, throwaway_warehouse(Path(tmp), server_settings={}) as wh:
-            writer = wh.urls["writer"]
-            settings = Settings.from_env({"PROCEDURE_API_URL": f"http://127.0.0.1:{port}/api/v1",
-                                          "PROCEDURE_API_TOKEN": "bench", "HISTORY_START": "2023-01-01",
-                                          "FINANCE_INBOX": tmp, "REPORTS_DIR": f"{tmp}/reports",
-                                          "GX_PROJECT_DIR": f"{tmp}/gx"}, warehouse_url=writer)
-            t0 = time.perf_counter()
-            pipeline.refresh_reference("night-1", NIGHT, settings)
-            pipeline.pull_dossiers("night-1", "*", NIGHT, settings=settings)
-            with psycopg.connect(writer) as conn:
-                dossiers = conn.execute("SELECT count(*) FROM raw.dossier_current").fetchone()[0]
-            print(f"  landed {dossiers:,} dossiers in {time.perf_counter() - t0:.0f}s")
-            print(f"  dbt build of staging + dq_dossiers (full): {_build(writer, NIGHT):.1f}s")
-            validate_s, found = _validate(settings, "night-1", NIGHT)
-            baseline_s, expected = _baseline(writer, NIGHT)
-            for label, seconds, n in (("validation (Great Expectations, in the database)", validate_s, found),
-                                      ("baseline: the rules in Python over every payload", baseline_s, expected)):
-                print(f"  {label:<52}{seconds:>8.1f}s  {n:,} findings")
-            if found != expected:
-                print(f"  WARNING: the two disagree ({found} vs {expected})")
-            nxt = NIGHT + timedelta(days=1)
-            requests.post(f"http://127.0.0.1:{port}/_sim/clock", params={"to": nxt.strftime("%Y%m%d%H%M%S")},
-                          headers={"Authorization": "Bearer bench"}, timeout=600).raise_for_status()
-            day = pipeline.pull_dossiers("night-2", "*", nxt, settings=settings)
-            build_s = _build(writer, nxt)
-            again_s = _validate(settings, "night-2", nxt)[0]
-            print(f"  one day later: {day['new_versions']:,} new versions; dbt build of staging + dq_dossiers "
-                  f"(incremental): {build_s:.1f}s; validation: {again_s:.1f}s")
-            return validate_s, baseline_s, found
-    finally:
-        sim.terminate()
-        sim.wait()
+    with serving_simulator(scale, NIGHT) as api, tempfile.TemporaryDirectory() as tmp, \
+            throwaway_warehouse(Path(tmp), server_settings={}) as wh:
+        writer = wh.urls["writer"]
+        settings = bench_settings(api, writer, tmp)
+        land_night(settings, "night-1", NIGHT)
+        print(f"  dbt build of staging + dq_dossiers (full): {_build(writer, NIGHT):.1f}s")
+        validate_s, found = _validate(settings, "night-1", NIGHT)
+        baseline_s, expected = _baseline(writer, NIGHT)
+        for label, seconds, n in (("validation (Great Expectations, in the database)", validate_s, found),
+                                  ("baseline: the rules in Python over every payload", baseline_s, expected)):
+            print(f"  {label:<52}{seconds:>8.1f}s  {n:,} findings")
+        if found != expected:
+            print(f"  WARNING: the two disagree ({found} vs {expected})")
+        nxt = NIGHT + timedelta(days=1)
+        day = next_day(api, settings, "night-2", nxt)
+        build_s = _build(writer, nxt)
+        again_s = _validate(settings, "night-2", nxt)[0]
+        print(f"  one day later: {day['new_versions']:,} new versions; dbt build of staging + dq_dossiers "
+              f"(incremental): {build_s:.1f}s; validation: {again_s:.1f}s")
+        return validate_s, baseline_s, found
 
 
 def main() -> int:

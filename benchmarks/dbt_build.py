@@ -11,24 +11,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import psycopg
-import requests
-
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 
-from ingestion import pipeline  # noqa: E402
-from ingestion.settings import Settings  # noqa: E402
+from benchmarks.harness import bench_settings, land_night, next_day, serving_simulator  # noqa: E402
 from ops.dbt import run_dbt  # noqa: E402
-from tests.support.postgres import free_port, throwaway_warehouse  # noqa: E402
+from tests.support.postgres import throwaway_warehouse  # noqa: E402
 
 NIGHT = datetime(2023, 9, 29, 1)
 
@@ -46,40 +40,18 @@ def _build(writer: str, night: datetime) -> float:
 
 
 def bench(scale: float) -> tuple[float, float, int]:
-    port = free_port()
-    env = {**os.environ, "SIM_SCALE": str(scale), "SIM_TOKEN": "bench", "PROCEDURE_API_TOKEN": "bench",
-           "SIM_CLOCK": NIGHT.isoformat()}
-    sim = subprocess.Popen([sys.executable, "-m", "simulator", "serve", "--port", str(port)], cwd=PROJECT_ROOT,
-                           env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        while "serving" not in (line := sim.stdout.readline()):
-            if not line:
-                raise RuntimeError("the simulator did not start")
-        print("  " + line.strip())
-        with tempfile.TemporaryDirectory() as tmp, throwaway_warehouse(Path(tmp), server_settings={}) as wh:
-            writer = wh.urls["writer"]
-            settings = Settings.from_env({"PROCEDURE_API_URL": f"http://127.0.0.1:{port}/api/v1",
-                                          "PROCEDURE_API_TOKEN": "bench", "HISTORY_START": "2023-01-01",
-                                          "FINANCE_INBOX": tmp}, warehouse_url=writer)
-            t0 = time.perf_counter()
-            pipeline.refresh_reference("night-1", NIGHT, settings)
-            pipeline.pull_dossiers("night-1", "*", NIGHT, settings=settings)
-            with psycopg.connect(writer) as conn:
-                dossiers = conn.execute("SELECT count(*) FROM raw.dossier_current").fetchone()[0]
-            print(f"  landed {dossiers:,} dossiers in {time.perf_counter() - t0:.0f}s")
-            full = _build(writer, NIGHT)
-            print(f"  full dbt build: {full:.1f}s")
-            nxt = NIGHT + timedelta(days=1)
-            requests.post(f"http://127.0.0.1:{port}/_sim/clock", params={"to": nxt.strftime("%Y%m%d%H%M%S")},
-                          headers={"Authorization": "Bearer bench"}, timeout=600).raise_for_status()
-            day = pipeline.pull_dossiers("night-2", "*", nxt, settings=settings)
-            print(f"  one day later: {day['fetched']:,} dossiers fetched, {day['new_versions']:,} new versions")
-            incremental = _build(writer, nxt)
-            print(f"  incremental dbt build: {incremental:.1f}s ({incremental / full:.2f} of the full build)")
-            return full, incremental, dossiers
-    finally:
-        sim.terminate()
-        sim.wait()
+    with serving_simulator(scale, NIGHT) as api, tempfile.TemporaryDirectory() as tmp, \
+            throwaway_warehouse(Path(tmp), server_settings={}) as wh:
+        writer = wh.urls["writer"]
+        settings = bench_settings(api, writer, tmp)
+        dossiers = land_night(settings, "night-1", NIGHT)
+        full = _build(writer, NIGHT)
+        print(f"  full dbt build: {full:.1f}s")
+        day = next_day(api, settings, "night-2", NIGHT + timedelta(days=1))
+        print(f"  one day later: {day['fetched']:,} dossiers fetched, {day['new_versions']:,} new versions")
+        incremental = _build(writer, NIGHT + timedelta(days=1))
+        print(f"  incremental dbt build: {incremental:.1f}s ({incremental / full:.2f} of the full build)")
+        return full, incremental, dossiers
 
 
 def main() -> int:

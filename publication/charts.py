@@ -141,6 +141,26 @@ def _legend(entries: Sequence[tuple[str, str, bool, str]], width: float, y: floa
     return out, len(rows) * 18.0
 
 
+def _value_axes(out: list[str], left: float, top: float, pw: float, ph: float, ticks, y_of, tick_fmt,
+                y_label: str) -> None:
+    """The vertical value axis (grid lines, ticks, label) and the opening of the category axis group with
+    its base line; the caller adds the category labels and closes the group."""
+    out.append('<g class="axis y-axis">')
+    for tick in ticks:
+        y = y_of(tick)
+        out.append(f'<line x1="{_num(left)}" y1="{_num(y)}" x2="{_num(left + pw)}" y2="{_num(y)}" '
+                   f'stroke="{GRID_COLOUR}"/>')
+        out.append(f'<text class="tick" x="{_num(left - 8)}" y="{_num(y + 4)}" text-anchor="end">'
+                   f"{_t(tick_fmt(tick))}</text>")
+    out.append(f'<line x1="{_num(left)}" y1="{_num(top)}" x2="{_num(left)}" y2="{_num(top + ph)}" '
+               f'stroke="{AXIS_COLOUR}"/>')
+    out.append(f'<text class="axis-label" transform="translate(16 {_num(top + ph / 2)}) rotate(-90)" '
+               f'text-anchor="middle">{_t(y_label)}</text></g>')
+    out.append('<g class="axis x-axis">')
+    out.append(f'<line x1="{_num(left)}" y1="{_num(top + ph)}" x2="{_num(left + pw)}" y2="{_num(top + ph)}" '
+               f'stroke="{AXIS_COLOUR}"/>')
+
+
 def line_chart(title: str, categories: Sequence[str], series: Sequence[Series], *, x_label: str, y_label: str,
                target: float | None = None, target_label: str | None = None, percent: bool = True,
                fmt: Formatter | None = None, width: float = 860, height: float = 360, description: str = "",
@@ -166,20 +186,7 @@ def line_chart(title: str, categories: Sequence[str], series: Sequence[Series], 
     def y_of(v: float) -> float:
         return top + ph * (1 - (v - lo) / (hi - lo))
 
-    out.append('<g class="axis y-axis">')
-    for tick in _ticks(lo, hi, percent):
-        y = y_of(tick)
-        out.append(f'<line x1="{_num(left)}" y1="{_num(y)}" x2="{_num(left + pw)}" y2="{_num(y)}" '
-                   f'stroke="{GRID_COLOUR}"/>')
-        out.append(f'<text class="tick" x="{_num(left - 8)}" y="{_num(y + 4)}" text-anchor="end">'
-                   f"{_t(tick_fmt(tick))}</text>")
-    out.append(f'<line x1="{_num(left)}" y1="{_num(top)}" x2="{_num(left)}" y2="{_num(top + ph)}" '
-               f'stroke="{AXIS_COLOUR}"/>')
-    out.append(f'<text class="axis-label" transform="translate(16 {_num(top + ph / 2)}) rotate(-90)" '
-               f'text-anchor="middle">{_t(y_label)}</text></g>')
-    out.append('<g class="axis x-axis">')
-    out.append(f'<line x1="{_num(left)}" y1="{_num(top + ph)}" x2="{_num(left + pw)}" y2="{_num(top + ph)}" '
-               f'stroke="{AXIS_COLOUR}"/>')
+    _value_axes(out, left, top, pw, ph, _ticks(lo, hi, percent), y_of, tick_fmt, y_label)
     every = max(1, math.ceil(n * 60 / pw))
     for i, label in enumerate(categories):
         x = x_of(i)
@@ -332,20 +339,7 @@ def bar_chart(title: str, categories: Sequence[str], series: Sequence[Series], *
     def y_of(v: float) -> float:
         return top + ph * (1 - (v - lo) / (hi - lo))
 
-    out.append('<g class="axis y-axis">')
-    for tick in _ticks(lo, hi, percent):
-        y = y_of(tick)
-        out.append(f'<line x1="{_num(left)}" y1="{_num(y)}" x2="{_num(left + pw)}" y2="{_num(y)}" '
-                   f'stroke="{GRID_COLOUR}"/>')
-        out.append(f'<text class="tick" x="{_num(left - 8)}" y="{_num(y + 4)}" text-anchor="end">'
-                   f"{_t(tick_fmt(tick))}</text>")
-    out.append(f'<line x1="{_num(left)}" y1="{_num(top)}" x2="{_num(left)}" y2="{_num(top + ph)}" '
-               f'stroke="{AXIS_COLOUR}"/>')
-    out.append(f'<text class="axis-label" transform="translate(16 {_num(top + ph / 2)}) rotate(-90)" '
-               f'text-anchor="middle">{_t(y_label)}</text></g>')
-    out.append('<g class="axis x-axis">')
-    out.append(f'<line x1="{_num(left)}" y1="{_num(top + ph)}" x2="{_num(left + pw)}" y2="{_num(top + ph)}" '
-               f'stroke="{AXIS_COLOUR}"/>')
+    _value_axes(out, left, top, pw, ph, _ticks(lo, hi, percent), y_of, tick_fmt, y_label)
     chars = max(6, int(group_w / CHAR_WIDTH))
     for i, label in enumerate(categories):
         x = left + group_w * (i + 0.5)

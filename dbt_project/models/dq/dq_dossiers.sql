@@ -5,14 +5,7 @@
         unique_key='dossier_id',
         incremental_strategy='delete+insert',
         on_schema_change='fail',
-        pre_hook=[
-            "{% if is_incremental() %}
-             delete from {{ this }} f using {{ ref('stg_api__dossiers') }} s
-             where s.dossier_id = f.dossier_id and s.is_deleted
-               and s.changed_at > (select max(source_changed_at) from {{ this }})
-                                  - interval '{{ var('incremental_lookback_minutes', 15) }} minutes'
-             {% endif %}"
-        ]
+        pre_hook=["{{ delete_new_tombstones() }}"]
     )
 }}
 -- What the data-quality rules (expectations/, dq-rules.md) read, one narrow row per current, non-deleted
@@ -60,6 +53,5 @@ select
 from {{ ref('stg_api__dossiers') }}
 where not is_deleted
 {% if is_incremental() %}
-  and changed_at > (select max(source_changed_at) from {{ this }})
-                   - interval '{{ var("incremental_lookback_minutes", 15) }} minutes'
+  and {{ changed_since_last_build('changed_at') }}
 {% endif %}

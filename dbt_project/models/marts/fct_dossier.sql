@@ -5,14 +5,7 @@
         unique_key='dossier_id',
         incremental_strategy='delete+insert',
         on_schema_change='fail',
-        pre_hook=[
-            "{% if is_incremental() %}
-             delete from {{ this }} f using {{ ref('stg_api__dossiers') }} s
-             where s.dossier_id = f.dossier_id and s.is_deleted
-               and s.changed_at > (select max(source_changed_at) from {{ this }})
-                                  - interval '{{ var('incremental_lookback_minutes', 15) }} minutes'
-             {% endif %}"
-        ]
+        pre_hook=["{{ delete_new_tombstones() }}"]
     )
 }}
 -- One row per current, non-deleted dossier. Incremental: each night only dossiers whose landed state
@@ -47,6 +40,5 @@ select
     changed_at as source_changed_at
 from {{ ref('int_dossiers__classified') }}
 {% if is_incremental() %}
-where changed_at > (select max(source_changed_at) from {{ this }})
-                   - interval '{{ var("incremental_lookback_minutes", 15) }} minutes'
+where {{ changed_since_last_build('changed_at') }}
 {% endif %}

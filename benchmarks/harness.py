@@ -1,0 +1,70 @@
+"""What the benchmarks share: a simulator serving a scenario in its own process, and a warehouse landed
+from it up to a night (production server settings), through the real ingestion."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+
+import psycopg
+import requests
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT_ROOT))
+
+from ingestion import pipeline  # noqa: E402
+from ingestion.settings import Settings  # noqa: E402
+from tests.support.postgres import free_port  # noqa: E402
+
+TOKEN = "bench"
+
+
+@contextmanager
+def serving_simulator(scale: float, clock: datetime) -> Iterator[str]:
+    """``python -m simulator serve`` for the scale at ``clock``; yields its base URL (token ``bench``)."""
+    port = free_port()
+    env = {**os.environ, "SIM_SCALE": str(scale), "SIM_TOKEN": TOKEN, "PROCEDURE_API_TOKEN": TOKEN,
+           "SIM_CLOCK": clock.isoformat()}
+    sim = subprocess.Popen([sys.executable, "-m", "simulator", "serve", "--port", str(port)], cwd=PROJECT_ROOT,
+                           env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        while "serving" not in (line := sim.stdout.readline()):
+            if not line:
+                raise RuntimeError("the simulator did not start")
+        print("  " + line.strip())
+        yield f"http://127.0.0.1:{port}/api/v1"
+    finally:
+        sim.terminate()
+        sim.wait()
+
+
+def bench_settings(api_url: str, writer: str, tmp: str) -> Settings:
+    return Settings.from_env({"PROCEDURE_API_URL": api_url, "PROCEDURE_API_TOKEN": TOKEN,
+                              "HISTORY_START": "2023-01-01", "FINANCE_INBOX": tmp,
+                              "REPORTS_DIR": f"{tmp}/reports", "GX_PROJECT_DIR": f"{tmp}/gx"},
+                             warehouse_url=writer)
+
+
+def land_night(settings: Settings, run_id: str, night: datetime) -> int:
+    """Land the reference data and every dossier up to ``night``; prints and returns the dossier count."""
+    t0 = time.perf_counter()
+    pipeline.refresh_reference(run_id, night, settings)
+    pipeline.pull_dossiers(run_id, "*", night, settings=settings)
+    with psycopg.connect(settings.warehouse_url) as conn:
+        dossiers = conn.execute("SELECT count(*) FROM raw.dossier_current").fetchone()[0]
+    print(f"  landed {dossiers:,} dossiers in {time.perf_counter() - t0:.0f}s")
+    return dossiers
+
+
+def next_day(api_url: str, settings: Settings, run_id: str, night: datetime) -> dict:
+    """Move the simulator's clock to ``night`` and land that day's changes; returns the pull's summary."""
+    base = api_url.removesuffix("/api/v1")
+    requests.post(f"{base}/_sim/clock", params={"to": night.strftime("%Y%m%d%H%M%S")},
+                  headers={"Authorization": f"Bearer {TOKEN}"}, timeout=600).raise_for_status()
+    return pipeline.pull_dossiers(run_id, "*", night, settings=settings)
