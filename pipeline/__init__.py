@@ -1,0 +1,1 @@
+"""What every stage of the pipeline shares: atomic file writes and the warehouse-wide run lock."""
