@@ -3,7 +3,13 @@
 ``nightly_report(run_id, as_of)``: the self-contained HTML report (``<REPORTS_DIR>/report/``) and the
 terminal summary, after every nightly run. ``publish_due_month(month, force)``: the monthly publication
 (công khai) of ``month`` (``YYYY-MM``), by default the latest complete month before the latest successful
-run's as-of date, unless its files already exist. The work itself is ``publication/``.
+run's as-of date, unless it is published already. The work itself is ``publication/``.
+
+A month is published when both of its files exist under their final names, ``cong-khai-YYYY-MM.html`` and
+``cong-khai-YYYY-MM.xlsx``. Each is written under a hidden temporary name and renamed only once both are
+complete (``publication.monthly``), so a final name always holds a whole file; a lone file (a crash
+between the two renames, someone deleting one) or a leftover temporary file does not count, and the month
+is written again, both files, on the next run. No marker file: the folder holds only what is published.
 """
 
 from __future__ import annotations
@@ -43,7 +49,18 @@ def publication_dir(settings: Settings) -> Path:
     return settings.reports_dir / "cong-khai"
 
 
+def published_files(out_dir: Path, month: date) -> list[Path]:
+    """Both files of ``month``'s publication when both exist (the month is published), else ``[]``."""
+    from publication.monthly import publication_paths
+
+    paths = publication_paths(out_dir, month)
+    # an empty file is no page and no workbook, whatever wrote it
+    return list(paths) if all(p.is_file() and p.stat().st_size > 0 for p in paths) else []
+
+
 def publish_due_month(month: str | None = None, force: bool = False, settings: Settings | None = None) -> dict:
+    """Publish ``month`` (``YYYY-MM``; default the due month, see ``due_month``) unless it is published
+    already (``published_files``) or ``force``; returns what was written, or why nothing was."""
     from publication.monthly import write_publication
 
     settings = settings or Settings.from_env()
@@ -55,7 +72,7 @@ def publish_due_month(month: str | None = None, force: bool = False, settings: S
         if target is None:
             return {"published": [], "reason": "no successful run yet"}
     out_dir = publication_dir(settings)
-    existing = sorted(out_dir.glob(f"cong-khai-{target:%Y-%m}.*"))
+    existing = published_files(out_dir, target)
     if existing and not force:
         return {"month": f"{target:%Y-%m}", "published": [], "already": [str(p) for p in existing]}
     try:

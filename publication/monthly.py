@@ -8,6 +8,15 @@ below the 95% target, as a printable HTML page (A4) and an Excel workbook.
 each unit from ``marts.fct_timeliness_monthly``. The workbook has one sheet per level; its numbers are
 numbers, with the display formats ``#,##0`` and ``0.0%``, which spreadsheet programs show with the reader's
 separators (1.234 and 95,3% on a Vietnamese system).
+
+Text from the API (unit codes and names, the province's name) is written as text: a name starting with
+``=`` never becomes a formula, and one starting with ``=``, ``+``, ``-`` or ``@`` carries Excel's quote
+prefix (``publication.spreadsheet``); in the HTML every such text is escaped.
+
+Both files are built completely under temporary names in ``out_dir`` and only then renamed over the final
+names (``pipeline.files``): a reader never sees half a file, and a crash leaves either the previous files,
+or (between the two renames, a moment) the new workbook beside the previous page — never a partial file.
+A month counts as published when both final names exist (``ops.publish``).
 """
 
 from __future__ import annotations
@@ -20,8 +29,10 @@ from openpyxl import Workbook
 from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
 from openpyxl.utils import get_column_letter
 
+from pipeline.files import commit_temporary, remove_stale_temporaries, temporary_sibling
 from publication import figures as F
 from publication.formatting import fmt_date, fmt_int, fmt_month, fmt_percent
+from publication.spreadsheet import put
 
 MIN_RESOLVED = 10  # the ranking's default threshold (dbt var min_resolved)
 HEADERS = ("Hạng", "Mã đơn vị", "Tên đơn vị", "Số hồ sơ đã giải quyết", "Số hồ sơ trễ hạn", "Tỷ lệ đúng hạn",
@@ -150,7 +161,7 @@ def render_html(pub: dict) -> str:
                       "</body>", "</html>", ""])
 
 
-def write_xlsx(pub: dict, path: Path) -> Path:
+def build_workbook(pub: dict) -> Workbook:
     """One sheet per level: a title, then the ranking from row ``HEADER_ROW`` (header) down."""
     wb = Workbook()
     wb.remove(wb.active)
@@ -160,15 +171,15 @@ def write_xlsx(pub: dict, path: Path) -> Path:
     header_fill = PatternFill("solid", fgColor="E8E8E8")
     for level, rows in pub["levels"].items():
         ws = wb.create_sheet(F.LEVELS[level])
-        ws["A1"] = f"{title_of(pub['month'])} – {F.LEVELS[level]} ({F.LEVEL_UNITS[level]})"
-        ws["A1"].font = Font(bold=True, size=13)
-        ws["A2"] = (f"{pub['province_name'] or ''} · đơn vị có từ {pub['min_resolved']} hồ sơ đã giải quyết trở lên; "
-                    f"mục tiêu tỷ lệ đúng hạn ≥ {fmt_percent(pub['target'], 0)}; hạng 1 là thấp nhất").lstrip(" ·")
-        ws["A2"].font = Font(italic=True)
+        title = put(ws, 1, 1, f"{title_of(pub['month'])} – {F.LEVELS[level]} ({F.LEVEL_UNITS[level]})")
+        title.font = Font(bold=True, size=13)
+        note = (f"{pub['province_name'] or ''} · đơn vị có từ {pub['min_resolved']} hồ sơ đã giải quyết trở lên; "
+                f"mục tiêu tỷ lệ đúng hạn ≥ {fmt_percent(pub['target'], 0)}; hạng 1 là thấp nhất").lstrip(" ·")
+        put(ws, 2, 1, note).font = Font(italic=True)
         ws.merge_cells(start_row=1, start_column=1, end_row=1, end_column=len(HEADERS))
         ws.merge_cells(start_row=2, start_column=1, end_row=2, end_column=len(HEADERS))
         for col, name in enumerate(HEADERS, start=1):
-            cell = ws.cell(row=HEADER_ROW, column=col, value=name)
+            cell = put(ws, HEADER_ROW, col, name)
             cell.font = Font(bold=True)
             cell.fill = header_fill
             cell.border = border
@@ -177,7 +188,7 @@ def write_xlsx(pub: dict, path: Path) -> Path:
             values = (r["rank"], r["unit_code"], r["unit_name"], r["resolved"], r["late"], r["on_time_rate"],
                       BELOW if r["below_target"] else MET)
             for col, value in enumerate(values, start=1):
-                cell = ws.cell(row=i, column=col, value=value)
+                cell = put(ws, i, col, value)
                 cell.border = border
                 if col in (4, 5):
                     cell.number_format = COUNT_FORMAT
@@ -187,7 +198,7 @@ def write_xlsx(pub: dict, path: Path) -> Path:
                     cell.fill = below_fill
                     cell.font = Font(bold=True)
         if not rows:
-            ws.cell(row=HEADER_ROW + 1, column=1, value="Không có đơn vị đủ điều kiện xếp hạng trong tháng.")
+            put(ws, HEADER_ROW + 1, 1, "Không có đơn vị đủ điều kiện xếp hạng trong tháng.")
         for col, width in enumerate((7, 16, 46, 14, 12, 13, 12), start=1):
             ws.column_dimensions[get_column_letter(col)].width = width
         ws.row_dimensions[HEADER_ROW].height = 32
@@ -202,10 +213,13 @@ def write_xlsx(pub: dict, path: Path) -> Path:
         ws.print_title_rows = f"{HEADER_ROW}:{HEADER_ROW}"
     wb.properties.title = title_of(pub["month"])
     wb.properties.language = "vi-VN"
-    tmp = path.with_suffix(".xlsx.tmp")
-    wb.save(tmp)
-    tmp.replace(path)
-    return path
+    return wb
+
+
+def publication_paths(out_dir: Path, month: date) -> tuple[Path, Path]:
+    """The two files of ``month``'s publication in ``out_dir``: ``cong-khai-YYYY-MM.html`` and ``.xlsx``."""
+    stem = f"cong-khai-{month:%Y-%m}"
+    return Path(out_dir) / f"{stem}.html", Path(out_dir) / f"{stem}.xlsx"
 
 
 def write_publication(url: str, month: date, out_dir: Path) -> list[Path]:
@@ -214,9 +228,19 @@ def write_publication(url: str, month: date, out_dir: Path) -> list[Path]:
     pub = load(url, month)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = f"cong-khai-{pub['month']:%Y-%m}"
-    html = out_dir / f"{stem}.html"
-    tmp = html.with_suffix(".html.tmp")
-    tmp.write_text(render_html(pub), encoding="utf-8")
-    tmp.replace(html)
-    return [html, write_xlsx(pub, out_dir / f"{stem}.xlsx")]
+    html, xlsx = publication_paths(out_dir, pub["month"])
+    staged: list[Path] = []
+    try:
+        # Both files are complete on disk before either final name changes (see the module docstring).
+        staged.append(temporary_sibling(html))
+        staged[-1].write_text(render_html(pub), encoding="utf-8")
+        staged.append(temporary_sibling(xlsx))
+        build_workbook(pub).save(staged[-1])
+        commit_temporary(staged[1], xlsx)
+        commit_temporary(staged[0], html)
+    finally:
+        for tmp in staged:
+            tmp.unlink(missing_ok=True)
+    for path in (html, xlsx):
+        remove_stale_temporaries(path)
+    return [html, xlsx]

@@ -6,17 +6,22 @@
 opens offline from disk: inline CSS, inline SVG charts (``publication.charts``), no script or font from
 elsewhere. Every figure shown comes from the marts (``publication.figures``); the same figures are
 embedded as JSON (``<script type="application/json" id="figures">``) and the headline figures as
-``data-metric``/``data-value`` attributes, so they can be checked by machine.
+``data-metric``/``data-value`` attributes, so they can be checked by machine. Every text from the
+warehouse (unit, field and investor names) is escaped, in the page, the SVG and the JSON block alike.
+
+Both files are written whole under a temporary name and renamed (``pipeline.files``): a browser or a web
+server reading ``latest.html`` while the nightly run rewrites it gets the previous report or the new one,
+never half of one. ``latest.html`` is written from the same text, not copied in place from the dated file.
 """
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Sequence
 from datetime import date, datetime
 from html import escape
 from pathlib import Path
 
+from pipeline.files import remove_stale_temporaries, write_atomic
 from publication import charts
 from publication import figures as F
 from publication.charts import Series
@@ -541,8 +546,8 @@ def write_report(url: str, out_dir: Path, as_of: date | None = None) -> Path:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"bao-cao-{fig['as_of']:%Y-%m-%d}.html"
-    tmp = path.with_suffix(".html.tmp")
-    tmp.write_text(render(fig), encoding="utf-8")
-    tmp.replace(path)
-    shutil.copyfile(path, out_dir / "latest.html")
+    html = render(fig)
+    for target in (path, out_dir / "latest.html"):
+        write_atomic(target, html)
+        remove_stale_temporaries(target)
     return path
