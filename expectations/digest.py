@@ -176,9 +176,10 @@ def send_digest(conn: psycopg.Connection, run_id: str, settings: Settings, deliv
     run_date = conn.execute("SELECT coalesce((SELECT run_date::text FROM audit.pipeline_runs WHERE run_id = %s), "
                             "current_date::text)", (run_id,)).fetchone()[0]
     dated, latest = digest_paths(settings, run_date)
-    dated.parent.mkdir(parents=True, exist_ok=True)
-    dated.write_text(body, encoding="utf-8")
-    latest.write_text(body, encoding="utf-8")
+    from pipeline.files import write_atomic  # whole files only: a reader never sees half a digest
+
+    write_atomic(dated, body)
+    write_atomic(latest, body)
     if digest.changed and deliver:
         outcome = deliver_message(digest.subject(), body)
     else:
