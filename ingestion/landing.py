@@ -1,37 +1,61 @@
 """Land API records in ``raw``: dossier windows (incremental) and reference lists (full refresh).
 
-The bulk path is COPY: new versions straight into ``raw.dossier_versions``, the window's (key, time,
-hash) rows into a temporary table, then set-based SQL for the current-state pointers
-(``raw.dossier_current``), the reconciliation row (``audit.ingest_runs``) and the watermark — all in
-one transaction per window, so a run killed midway leaves no partial window and the rerun starts where
-the last committed window ended.
+The bulk path is COPY: new versions straight into ``raw.dossier_versions``, then set-based SQL for the
+current-state pointers (``raw.dossier_current``), the reconciliation row (``audit.ingest_runs``) and the
+watermark — all in one transaction per window, so a run killed midway leaves no partial window and the
+rerun starts where the last committed window ended.
+
+What a window does when the source misbehaves (the night always goes on):
+
+- a record that cannot be landed (not an object, no key, no ``NgayCapNhat``, outside the window, or
+  something ``jsonb`` cannot store: ``ingestion.records``) goes to ``raw.quarantine`` with the reason and
+  its bytes, and the rest of the window commits. Anything PostgreSQL still refuses in the COPY (found by
+  nothing in ``ingestion.records``) rolls the window back once and makes it load again *carefully*: page
+  by page under savepoints, bisecting a refused page down to its refused records, which are quarantined
+  with the database's own reason. A clean window never pays for this;
+- a page the client gives up on (``PageUnavailable``) or a listing that breaks the contract
+  (``ProtocolError``): what was read before it commits, the page's request and bytes go to
+  ``raw.quarantined_pages``, the window is recorded ``incomplete`` and opened in ``audit.window_issues``,
+  which every later night (and ``python -m ingestion repull``) pulls again first until it completes;
+- a count that does not reconcile: the window commits, recorded ``mismatch`` and opened the same way; the
+  critical check BAT04 keeps the marts from being rebuilt on it.
 
 Reconciliation, per window: ``fetched = landed + duplicates + quarantined`` (landed counts distinct
-keys; duplicates are repeats of a key within the window) and ``reported = landed + quarantined``, where
-``reported`` is the API's total at the first page. A record updated while paging can legitimately move
-out of the window; then a fresh count (``recount``) must match instead. Anything else fails the window.
+keys; duplicates are repeats of a key within the window; quarantined counts every bad record, identical
+texts included) and ``landed + distinct bad texts ≤ reported ≤ landed + quarantined``, where ``reported``
+is the API's total at the first page: identical bad texts may be several records or one record repeated
+across pages, which the client cannot tell apart. A record updated while paging can legitimately move out
+of the window; then a fresh count (``recount``) must reconcile instead.
 """
 
 from __future__ import annotations
 
+import logging
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
 import psycopg
 
-from ingestion.client import ProcedureApiClient, Stats, format_ts
+from ingestion.client import ApiError, PageUnavailable, ProcedureApiClient, ProtocolError, Stats, format_ts
 from ingestion.records import Landable, RecordReader, Rejected, copy_json, copy_text, reject, same_content
+
+log = logging.getLogger(__name__)
 
 DOSSIERS = "dossiers"
 REFERENCE_KEYS = {"units": "MaDonVi", "procedures": "MaTTHC", "delegations": "MaUyQuyen"}
 ALL_PARTITIONS = "*"
 DOSSIER_READER = RecordReader("MaHoSo", "NgayCapNhat")
 MIN_SPLIT = timedelta(minutes=10)  # windows are not split finer than this
+COMPLETE, INCOMPLETE, MISMATCH, REFUSED = "complete", "incomplete", "mismatch", "refused"
+# SQLSTATE classes of a record the database refuses (22 data exception, 54 program limit exceeded — e.g. an
+# index row too large or nesting too deep): the window is loaded again carefully to find the record.
+REFUSED_RECORD_CLASSES = ("22", "54")
 
 
 class ReconciliationError(Exception):
-    """What the API reported does not match what was received: the window is not committed."""
+    """What the API reported does not match what was received (kept for callers that still catch it)."""
 
 
 @dataclass
@@ -48,13 +72,22 @@ class WindowResult:
     new_versions: int = 0
     duplicates: int = 0
     quarantined: int = 0
+    quarantined_distinct: int = 0
     retries: int = 0
     seconds: float = 0.0
+    status: str = COMPLETE
+    detail: str | None = None
+    careful: bool = False  # loaded page by page after the database refused a record in the bulk COPY
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["window_start"], d["window_end"] = self.window_start.isoformat(), self.window_end.isoformat()
         return d
+
+
+def reconciles(reported: int | None, landed: int, quarantined: int, distinct: int) -> bool:
+    """Whether the API's count agrees with what was landed and quarantined (see the module docstring)."""
+    return reported is not None and landed + distinct <= reported <= landed + quarantined
 
 
 # Versions this transaction added to the window (fetched_at is the transaction's start time) become
@@ -76,30 +109,55 @@ WHERE excluded.updated_at > c.updated_at
 
 INSERT_QUARANTINE = """
 INSERT INTO raw.quarantine AS q (source, reason, raw_text, raw_hash, first_run_id, last_run_id,
-                                 window_start, window_end)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+                                 window_start, window_end, raw_bytes, record_key, updated_at, disposition,
+                                 times_seen)
+VALUES (%(source)s, %(reason)s, %(raw_text)s, %(raw_hash)s, %(run_id)s, %(run_id)s, %(start)s, %(end)s,
+        %(raw_bytes)s, %(key)s, %(updated_at)s, %(disposition)s, %(times)s)
 ON CONFLICT (source, raw_hash) DO UPDATE
-SET last_run_id = excluded.last_run_id, last_seen_at = now(), times_seen = q.times_seen + 1
+SET last_run_id = excluded.last_run_id, last_seen_at = now(), times_seen = q.times_seen + excluded.times_seen,
+    reason = excluded.reason, disposition = excluded.disposition
 """
 
 INSERT_AUDIT = """
 INSERT INTO audit.ingest_runs (run_id, source, partition, window_start, window_end, pages, reported, recount,
-    fetched, landed, new_versions, duplicates, quarantined, retries, seconds, started_at, finished_at)
+    fetched, landed, new_versions, duplicates, quarantined, quarantined_distinct, retries, seconds, started_at,
+    finished_at, status, detail)
 VALUES (%(run_id)s, %(source)s, %(partition)s, %(window_start)s, %(window_end)s, %(pages)s, %(reported)s,
-    %(recount)s, %(fetched)s, %(landed)s, %(new_versions)s, %(duplicates)s, %(quarantined)s, %(retries)s,
-    %(seconds)s, %(started_at)s, now())
+    %(recount)s, %(fetched)s, %(landed)s, %(new_versions)s, %(duplicates)s, %(quarantined)s,
+    %(quarantined_distinct)s, %(retries)s, %(seconds)s, %(started_at)s, now(), %(status)s, %(detail)s)
 ON CONFLICT (run_id, source, partition, window_start) DO UPDATE
 SET window_end = excluded.window_end, pages = excluded.pages, reported = excluded.reported,
     recount = excluded.recount, fetched = excluded.fetched, landed = excluded.landed,
     new_versions = excluded.new_versions, duplicates = excluded.duplicates, quarantined = excluded.quarantined,
-    retries = excluded.retries, seconds = excluded.seconds, started_at = excluded.started_at,
-    finished_at = excluded.finished_at
+    quarantined_distinct = excluded.quarantined_distinct, retries = excluded.retries, seconds = excluded.seconds,
+    started_at = excluded.started_at, finished_at = excluded.finished_at, status = excluded.status,
+    detail = excluded.detail
+"""
+
+INSERT_PAGE = """
+INSERT INTO raw.quarantined_pages (run_id, source, partition, window_start, window_end, request, page_number,
+                                   http_status, attempts, reason, body, body_bytes)
+VALUES (%(run_id)s, %(source)s, %(partition)s, %(start)s, %(end)s, %(request)s, %(page_number)s, %(status)s,
+        %(attempts)s, %(reason)s, %(body)s, %(body_bytes)s)
+RETURNING page_id
+"""
+
+OPEN_ISSUE = """
+INSERT INTO audit.window_issues AS w (source, partition, window_start, window_end, kind, reason, request,
+                                      page_id, first_run_id, last_run_id)
+VALUES (%(source)s, %(partition)s, %(start)s, %(end)s, %(kind)s, %(reason)s, %(request)s, %(page_id)s,
+        %(run_id)s, %(run_id)s)
+ON CONFLICT (source, partition, window_start, window_end) WHERE resolved_at IS NULL DO UPDATE
+SET kind = excluded.kind, reason = excluded.reason, request = excluded.request,
+    page_id = coalesce(excluded.page_id, w.page_id), last_run_id = excluded.last_run_id,
+    attempts = w.attempts + 1, last_attempt_at = now()
 """
 
 # The watermark moves over the chain of this run's committed windows that starts at a window's end:
 # windows may commit out of order (they load in parallel), and the watermark must never pass a window
 # that is not committed. The first window of a pull may create the watermark; a later one only moves it
-# when the watermark has reached the window's start (all earlier windows are in).
+# when the watermark has reached the window's start (all earlier windows are in). A window that did not
+# complete still moves it: what it missed is in audit.window_issues, pulled again by the next nights.
 _CHAIN = """
 WITH RECURSIVE chain(e) AS (
     SELECT %(end)s::timestamp
@@ -155,91 +213,252 @@ def _versions_line(rec: Landable, run_id: bytes) -> bytes:
         copy_json(rec.payload), run_id)
 
 
-def _resolve_conflict(cur: psycopg.Cursor, item: Landable, run_id: str) -> bool:
-    """A record whose (MaHoSo, NgayCapNhat) is already held with other bytes: the same version if the JSON
-    is the same (a server that reorders keys), else a new version, inserted here. True if new."""
-    for (payload,) in cur.execute("SELECT payload::text FROM raw.dossier_versions WHERE updated_at = %s "
-                                  "AND dossier_id = %s", (item.updated_at, item.key)):
-        if same_content(item.payload, payload.encode()):
-            return False
-    cur.execute("INSERT INTO raw.dossier_versions (dossier_id, updated_at, content_hash, is_deleted, payload, run_id)"
-                " VALUES (%s, %s, %s, %s, %s::jsonb, %s)",
-                (item.key, item.updated_at, item.content_hash, item.is_deleted, item.payload.decode(), run_id))
-    return True
+COPY_VERSIONS = ("COPY raw.dossier_versions (dossier_id, updated_at, content_hash, is_deleted, payload, run_id)"
+                 " FROM STDIN")
+
+
+def database_reason(exc: psycopg.Error) -> str:
+    """PostgreSQL's own reason for refusing something: its primary message, without the CONTEXT lines
+    (which quote the record)."""
+    diag = getattr(exc, "diag", None)
+    message = getattr(diag, "message_primary", None) or str(exc).splitlines()[0]
+    return f"{message} (SQLSTATE {exc.sqlstate})" if getattr(exc, "sqlstate", None) else message
+
+
+def _refused_record(exc: BaseException) -> bool:
+    return isinstance(exc, psycopg.Error) and (exc.sqlstate or "")[:2] in REFUSED_RECORD_CLASSES
+
+
+class _Quarantine:
+    """The bad records of one window or list: each distinct text once, with how often it came."""
+
+    def __init__(self) -> None:
+        self.items: dict[bytes, Rejected] = {}
+        self.times: Counter[bytes] = Counter()
+        self.dispositions: dict[bytes, str] = {}
+
+    def add(self, item: Rejected, disposition: str = "rejected") -> None:
+        self.items.setdefault(item.raw_hash, item)
+        self.times[item.raw_hash] += 1
+        self.dispositions[item.raw_hash] = disposition
+
+    def rejected_count(self) -> tuple[int, int]:
+        """(occurrences, distinct texts) of the records that were not landed."""
+        hashes = [h for h, d in self.dispositions.items() if d == "rejected"]
+        return sum(self.times[h] for h in hashes), len(hashes)
+
+    def store(self, cur: psycopg.Cursor, source: str, run_id: str, start: datetime | None,
+              end: datetime | None) -> None:
+        for raw_hash, item in self.items.items():
+            cur.execute(INSERT_QUARANTINE, {
+                "source": source, "reason": item.reason, "raw_text": item.raw_text, "raw_hash": raw_hash,
+                "run_id": run_id, "start": start, "end": end, "raw_bytes": item.raw_bytes, "key": item.key,
+                "updated_at": item.updated_at, "disposition": self.dispositions[raw_hash],
+                "times": self.times[raw_hash]})
+
+
+def quarantine_page(cur: psycopg.Cursor, exc: PageUnavailable | ProtocolError, run_id: str, source: str,
+                    partition: str, start: datetime | None, end: datetime | None, page_number: int) -> int:
+    """Keep the request and bytes of a page the client could not use; returns its ``page_id``."""
+    body = getattr(exc, "body", None)
+    return cur.execute(INSERT_PAGE, {
+        "run_id": run_id, "source": source, "partition": partition, "start": start, "end": end,
+        "request": exc.request, "page_number": page_number, "status": getattr(exc, "status", None),
+        "attempts": getattr(exc, "attempts", 1), "reason": str(exc)[:2000], "body": body,
+        "body_bytes": None if body is None else len(body)}).fetchone()[0]
+
+
+class _WindowLoad:
+    """The bookkeeping of one window's load: what is held, seen, landed, quarantined."""
+
+    def __init__(self, cur: psycopg.Cursor, start: datetime, end: datetime, run: bytes):
+        self.cur, self.start, self.end, self.run = cur, start, end, run
+        self.held: dict[tuple[str, datetime], set[bytes]] = {}
+        for updated, key, content_hash in cur.execute(
+                "SELECT updated_at, dossier_id, content_hash FROM raw.dossier_versions "
+                "WHERE updated_at >= %s AND updated_at < %s", (start, end)):
+            self.held.setdefault((key, updated), set()).add(content_hash)
+        self.seen: set[tuple[str, bytes]] = set()
+        self.keys: Counter[str] = Counter()  # versions landed (or held) per key
+        self.conflicts: list[Landable] = []
+        self.quarantine = _Quarantine()
+        self.new_versions = 0
+        self.fetched = 0
+
+    def _dated(self, item: Landable) -> Landable | None:
+        """A tombstone whose NgayCapNhat cannot be read is dated one second before the window's end (the
+        server put it in this window); None when its dossier is already deleted (nothing to add)."""
+        row = self.cur.execute("SELECT is_deleted FROM raw.dossier_current WHERE dossier_id = %s",
+                               (item.key,)).fetchone()
+        if row is not None and row[0]:
+            return None
+        when = self.end - timedelta(seconds=1)
+        return Landable(item.key, when, f"{when:%Y%m%dT%H%M%S}", True, item.content_hash, item.payload, item.original)
+
+    def take(self, raw, suspect: bool) -> tuple[Landable, bytes] | None:
+        """Classify one received record; returns (record, COPY line) when it is a new version."""
+        self.fetched += 1
+        item = DOSSIER_READER.classify(raw, suspect)
+        if isinstance(item, Landable) and item.updated_at is None:
+            if item.original is not None:
+                self.quarantine.add(item.original, "landed as a tombstone")
+            dated = self._dated(item)
+            if dated is None:
+                self.keys[item.key] += 1
+                return None
+            item = dated
+        elif isinstance(item, Landable) and not self.start <= item.updated_at < self.end:
+            item = reject(item.payload, f"NgayCapNhat {item.updated_at} outside the requested window "
+                                        f"[{self.start}, {self.end})", item.key, item.updated_at)
+        if isinstance(item, Rejected):
+            self.quarantine.add(item)
+            return None
+        if item.original is not None:
+            self.quarantine.add(item.original, "landed as a tombstone")
+        identity = (item.key, item.content_hash)
+        if identity in self.seen:
+            return None  # the same version twice in one window: a duplicate across pages
+        self.seen.add(identity)
+        self.keys[item.key] += 1
+        stored = self.held.get((item.key, item.updated_at))
+        if stored is None:
+            self.new_versions += 1
+            return item, _versions_line(item, self.run)
+        if item.content_hash not in stored:
+            self.conflicts.append(item)  # same NgayCapNhat, other bytes: compared after the COPY
+        return None
+
+    def refused(self, item: Landable, reason: str) -> None:
+        """The database refused a new version: undo its bookkeeping and quarantine it."""
+        self.new_versions -= 1
+        self.seen.discard((item.key, item.content_hash))
+        self.keys[item.key] -= 1
+        if self.keys[item.key] <= 0:
+            del self.keys[item.key]
+        self.quarantine.add(reject(item.payload, f"PostgreSQL refused it: {reason}", item.key, item.updated_at))
+
+    def copy_carefully(self, lines: list[tuple[Landable, bytes]]) -> None:
+        """COPY one page's new versions under a savepoint; on a refusal, bisect to the refused records."""
+        if not lines:
+            return
+        try:
+            with self.cur.connection.transaction(), self.cur.copy(COPY_VERSIONS) as copy:
+                copy.write(b"".join(line for _, line in lines))
+        except psycopg.Error as exc:
+            if not _refused_record(exc):
+                raise
+            if len(lines) == 1:
+                self.refused(lines[0][0], database_reason(exc))
+                return
+            middle = len(lines) // 2
+            self.copy_carefully(lines[:middle])
+            self.copy_carefully(lines[middle:])
+
+    def resolve_conflicts(self, run_id: str) -> None:
+        """Records whose (MaHoSo, NgayCapNhat) is already held with other bytes: the same version if the JSON
+        is the same (a server that reorders keys), else a new version, inserted here."""
+        for item in self.conflicts:
+            payloads = [p for (p,) in self.cur.execute(
+                "SELECT payload::text FROM raw.dossier_versions WHERE updated_at = %s AND dossier_id = %s",
+                (item.updated_at, item.key))]
+            if any(same_content(item.payload, p.encode()) for p in payloads):
+                continue
+            try:
+                with self.cur.connection.transaction():
+                    self.cur.execute("INSERT INTO raw.dossier_versions (dossier_id, updated_at, content_hash, "
+                                     "is_deleted, payload, run_id) VALUES (%s, %s, %s, %s, %s::jsonb, %s)",
+                                     (item.key, item.updated_at, item.content_hash, item.is_deleted,
+                                      item.payload.decode(), run_id))
+                self.new_versions += 1
+            except psycopg.Error as exc:
+                if not _refused_record(exc):
+                    raise
+                self.new_versions += 1  # refused() takes it back
+                self.refused(item, database_reason(exc))
 
 
 def land_dossier_window(conn: psycopg.Connection, client: ProcedureApiClient, run_id: str, partition: str,
-                        start: datetime, end: datetime, *, moves_watermark: bool = True,
-                        first: bool = True) -> WindowResult:
+                        start: datetime, end: datetime, *, moves_watermark: bool = True, first: bool = True,
+                        careful: bool = False) -> WindowResult:
     """Pull ``GET /dossiers`` for ``[start, end)`` (and ``don_vi=partition``) and land it in one transaction.
 
     New versions are streamed with COPY straight into ``raw.dossier_versions`` (each payload written and
     parsed once); versions already held are recognised from the window's existing keys and hashes. The
     new versions then update ``raw.dossier_current`` set-based. Memory grows with the window's record
-    count (keys and hashes), which ``land_dossiers`` bounds by splitting windows.
+    count (keys and hashes), which ``land_dossiers`` bounds by splitting windows. ``careful``: COPY page by
+    page under savepoints (after the database refused a record of this window in the bulk COPY).
     """
+    try:
+        return _land_window(conn, client, run_id, partition, start, end, moves_watermark, first, careful)
+    except psycopg.Error as exc:
+        if careful or not _refused_record(exc):
+            raise
+        log.warning("dossiers %s [%s, %s): the database refused a record in the bulk COPY (%s); loading the "
+                    "window again page by page to find it", partition, start, end, database_reason(exc))
+        return _land_window(conn, client, run_id, partition, start, end, moves_watermark, first, True)
+
+
+def _land_window(conn: psycopg.Connection, client: ProcedureApiClient, run_id: str, partition: str,
+                 start: datetime, end: datetime, moves_watermark: bool, first: bool, careful: bool) -> WindowResult:
     t0 = time.perf_counter()
     started_at = datetime.now().astimezone()
-    result = WindowResult(DOSSIERS, partition, start, end)
+    result = WindowResult(DOSSIERS, partition, start, end, careful=careful)
     params = {"updated_from": format_ts(start), "updated_to": format_ts(end)}
     if partition != ALL_PARTITIONS:
         params["don_vi"] = partition
     stats = Stats()
-    rejected: dict[bytes, Rejected] = {}
     reported = None
-    run = copy_text(run_id).encode()
+    failure: PageUnavailable | ProtocolError | None = None
     with conn.transaction(), conn.cursor() as cur:
-        held: dict[tuple[str, datetime], set[bytes]] = {}
-        for updated, key, content_hash in cur.execute(
-                "SELECT updated_at, dossier_id, content_hash FROM raw.dossier_versions "
-                "WHERE updated_at >= %s AND updated_at < %s", (start, end)):
-            held.setdefault((key, updated), set()).add(content_hash)
-        seen: set[tuple[str, bytes]] = set()
-        keys: set[str] = set()
-        conflicts: list[Landable] = []
-        with cur.copy("COPY raw.dossier_versions (dossier_id, updated_at, content_hash, is_deleted, payload, run_id)"
-                      " FROM STDIN") as copy:
-            for page in client.pages(DOSSIERS, params, stats):
-                if reported is None:
-                    reported = page.total
-                lines = []
-                for raw in page.records:
-                    result.fetched += 1
-                    item = DOSSIER_READER.classify(raw)
-                    if isinstance(item, Landable) and not start <= item.updated_at < end:
-                        item = reject(item.payload, f"NgayCapNhat {item.updated_at} outside the requested window "
-                                                    f"[{start}, {end})")
-                    if isinstance(item, Rejected):
-                        rejected.setdefault(item.raw_hash, item)
-                        continue
-                    identity = (item.key, item.content_hash)
-                    if identity in seen:
-                        continue  # the same version twice in one window: a duplicate across pages
-                    seen.add(identity)
-                    keys.add(item.key)
-                    stored = held.get((item.key, item.updated_at))
-                    if stored is None:
-                        result.new_versions += 1
-                        lines.append(_versions_line(item, run))
-                    elif item.content_hash not in stored:
-                        conflicts.append(item)  # same NgayCapNhat, other bytes: compared after the COPY
-                if lines:
-                    copy.write(b"".join(lines))
-        result.new_versions += sum(_resolve_conflict(cur, item, run_id) for item in conflicts)
+        load = _WindowLoad(cur, start, end, copy_text(run_id).encode())
+
+        def pages():
+            nonlocal reported, failure
+            try:
+                for page in client.pages(DOSSIERS, params, stats):
+                    if reported is None:
+                        reported = page.total
+                    yield [new for raw in page.records if (new := load.take(raw, page.suspect)) is not None]
+            except (PageUnavailable, ProtocolError) as exc:
+                failure = exc
+
+        if careful:
+            for lines in pages():
+                load.copy_carefully(lines)
+        else:
+            with cur.copy(COPY_VERSIONS) as copy:
+                for lines in pages():
+                    if lines:
+                        copy.write(b"".join(line for _, line in lines))
+        load.resolve_conflicts(run_id)
         result.pages, result.retries, result.reported = stats.pages, stats.retries, reported or 0
-        result.landed = len(keys)
-        result.quarantined = len(rejected)
+        result.fetched, result.new_versions = load.fetched, load.new_versions
+        result.landed = len(load.keys)
+        result.quarantined, result.quarantined_distinct = load.quarantine.rejected_count()
         result.duplicates = result.fetched - result.landed - result.quarantined
-        if result.reported != result.landed + result.quarantined:
-            result.recount = client.count(DOSSIERS, params)
-            if result.recount != result.landed + result.quarantined:
-                raise ReconciliationError(
-                    f"dossiers {partition} [{start}, {end}): the API reported {result.reported} "
-                    f"(now {result.recount}) but {result.landed} landed + {result.quarantined} quarantined")
+        issue: dict | None = None
+        if failure is not None:
+            page_id = quarantine_page(cur, failure, run_id, DOSSIERS, partition, start, end, stats.pages + 1)
+            result.status, result.detail = INCOMPLETE, str(failure)[:2000]
+            issue = {"kind": INCOMPLETE, "reason": result.detail, "request": failure.request, "page_id": page_id}
+        elif not reconciles(reported, result.landed, result.quarantined, result.quarantined_distinct):
+            try:
+                result.recount = client.count(DOSSIERS, params)
+            except (PageUnavailable, ProtocolError) as exc:
+                result.detail = f"the recount failed: {exc}"[:2000]
+            if not reconciles(result.recount, result.landed, result.quarantined, result.quarantined_distinct):
+                result.status = MISMATCH
+                result.detail = (f"dossiers {partition} [{start}, {end}): the API reported {result.reported}"
+                                 f" (now {result.recount}) but {result.landed} landed + {result.quarantined} "
+                                 f"quarantined ({result.quarantined_distinct} distinct)"
+                                 + (f"; {result.detail}" if result.detail else ""))
+                issue = {"kind": MISMATCH, "reason": result.detail, "request": None, "page_id": None}
         cur.execute(UPSERT_CURRENT, {"run_id": run_id, "start": start, "end": end})
-        for item in rejected.values():
-            cur.execute(INSERT_QUARANTINE, (DOSSIERS, item.reason, item.raw_text, item.raw_hash, run_id, run_id,
-                                            start, end))
+        load.quarantine.store(cur, DOSSIERS, run_id, start, end)
+        if issue is not None:
+            cur.execute(OPEN_ISSUE, {"source": DOSSIERS, "partition": partition, "start": start, "end": end,
+                                     "run_id": run_id, **issue})
+            log.warning("dossiers %s [%s, %s) %s: %s", partition, start, end, result.status, result.detail)
         result.seconds = round(time.perf_counter() - t0, 3)
         cur.execute(INSERT_AUDIT, {**result.to_dict(), "window_start": start, "window_end": end, "run_id": run_id,
                                    "started_at": started_at})
@@ -252,11 +471,18 @@ def land_dossiers(conn: psycopg.Connection, client: ProcedureApiClient, run_id: 
                   start: datetime, end: datetime, max_records: int, *, moves_watermark: bool = True,
                   first: bool = True) -> list[WindowResult]:
     """Land ``[start, end)``, halving the window while the API reports more than ``max_records`` in it, so
-    memory stays bounded whatever the volume; the halves commit in time order."""
+    memory stays bounded whatever the volume; the halves commit in time order. When even the count cannot
+    be had, the window is attempted whole (and recorded incomplete if its pages cannot be had either)."""
     params = {"updated_from": format_ts(start), "updated_to": format_ts(end)}
     if partition != ALL_PARTITIONS:
         params["don_vi"] = partition
-    if end - start > MIN_SPLIT and client.count(DOSSIERS, params) > max_records:
+    try:
+        too_big = end - start > MIN_SPLIT and client.count(DOSSIERS, params) > max_records
+    except (PageUnavailable, ProtocolError) as exc:
+        log.warning("dossiers %s [%s, %s): the count failed (%s); pulling the window whole", partition, start,
+                    end, exc)
+        too_big = False
+    if too_big:
         middle = (start + (end - start) / 2).replace(microsecond=0)
         return (land_dossiers(conn, client, run_id, partition, start, middle, max_records,
                               moves_watermark=moves_watermark, first=first)
@@ -266,59 +492,152 @@ def land_dossiers(conn: psycopg.Connection, client: ProcedureApiClient, run_id: 
                                 first=first)]
 
 
+def open_issues(conn: psycopg.Connection, source: str, partition: str) -> list[tuple[int, datetime, datetime]]:
+    """The open window issues of ``source``/``partition``: (issue id, start, end), oldest first."""
+    return conn.execute("SELECT issue_id, window_start, window_end FROM audit.window_issues WHERE source = %s "
+                        "AND partition = %s AND resolved_at IS NULL ORDER BY window_start, issue_id",
+                        (source, partition)).fetchall()
+
+
+def resolve_issue(conn: psycopg.Connection, issue_id: int, run_id: str) -> None:
+    """Close a window issue: a pull of its whole range completed and reconciled."""
+    conn.execute("UPDATE audit.window_issues SET resolved_at = now(), resolved_run_id = %s, last_run_id = %s, "
+                 "last_attempt_at = now() WHERE issue_id = %s AND resolved_at IS NULL", (run_id, run_id, issue_id))
+
+
+# --- reference lists -------------------------------------------------------------------------------------
+
+# The database's verdict on each landed text before it is cast (a list is a few hundred records, so a
+# per-record check costs nothing and a record PostgreSQL refuses is quarantined instead of failing the list).
+JSONB_PROBLEM = """
+CREATE OR REPLACE FUNCTION pg_temp.jsonb_problem(value text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM value::jsonb;
+    RETURN NULL;
+EXCEPTION WHEN others THEN
+    RETURN SQLERRM || ' (SQLSTATE ' || SQLSTATE || ')';
+END
+$$
+"""
+
+
+@dataclass(frozen=True)
+class ReferencePolicy:
+    """When a reference list is refused (yesterday's versions then stay current): it came back empty while
+    records are current, or more than ``max_missing_share`` of the current records are missing from it —
+    unless the source is in ``accept`` (a deliberate large change, ``REFERENCE_ACCEPT_CHANGES``)."""
+
+    max_missing_share: float = 0.2
+    accept: frozenset[str] = frozenset()
+
+
 def refresh_reference_source(conn: psycopg.Connection, client: ProcedureApiClient, run_id: str, source: str,
-                             as_of: datetime) -> dict:
+                             as_of: datetime, policy: ReferencePolicy | None = None) -> dict:
     """Full refresh of one reference list: a changed record closes its previous version and opens a new
-    one; a record no longer served is closed. One transaction; reconciled like a dossier window."""
+    one; a record no longer served is closed. One transaction; reconciled like a dossier window.
+
+    A list that cannot be had (``PageUnavailable``, ``ProtocolError``) or is refused by ``policy`` changes
+    nothing current: the night goes on with yesterday's versions, and ``audit.ingest_runs`` says why
+    (status ``incomplete`` or ``refused``; a refused list is kept whole in ``raw.quarantine``)."""
+    policy = policy or ReferencePolicy()
     t0 = time.perf_counter()
     started_at = datetime.now().astimezone()
     reader = RecordReader(REFERENCE_KEYS[source], canonical=True)
     stats = Stats()
-    rejected: dict[bytes, Rejected] = {}
-    fetched, reported = 0, None
+    quarantine = _Quarantine()
+    fetched, reported, status, detail = 0, None, COMPLETE, None
+    received: list[bytes] = []
+    new_versions = closed = landed = 0
     with conn.transaction(), conn.cursor() as cur:
         cur.execute("CREATE TEMP TABLE IF NOT EXISTS reference_batch (seq bigint, record_key text, content_hash bytea,"
-                    " payload text) ON COMMIT DELETE ROWS")
+                    " payload text, raw_bytes bytea) ON COMMIT DELETE ROWS")
         cur.execute("TRUNCATE reference_batch")
-        with cur.copy("COPY reference_batch FROM STDIN") as copy:
-            seq = 0
-            for page in client.pages(source, {}, stats):
-                reported = page.total if reported is None else reported
-                for record in page.records:
-                    fetched += 1
-                    item = reader.classify(record)
-                    if isinstance(item, Rejected):
-                        rejected.setdefault(item.raw_hash, item)
-                        continue
-                    seq += 1
-                    copy.write(b"%d\t%s\t\\\\x%s\t%s\n" % (seq, copy_text(item.key).encode(),
-                                                            item.content_hash.hex().encode(), copy_json(item.payload)))
-        landed = cur.execute("SELECT count(DISTINCT record_key) FROM reference_batch").fetchone()[0]
-        if (reported or 0) != landed + len(rejected):
-            raise ReconciliationError(f"{source}: the API reported {reported} but {landed} landed + "
-                                      f"{len(rejected)} quarantined")
-        # The last occurrence of a key in the list is its current content.
-        cur.execute("CREATE TEMP TABLE IF NOT EXISTS reference_latest ON COMMIT DROP AS "
-                    "SELECT DISTINCT ON (record_key) record_key, content_hash, payload FROM reference_batch "
-                    "ORDER BY record_key, seq DESC")
-        closed = cur.execute(
-            "UPDATE raw.reference_versions rv SET valid_to = now() WHERE rv.source = %s AND rv.valid_to IS NULL "
-            "AND NOT EXISTS (SELECT 1 FROM reference_latest l WHERE l.record_key = rv.record_key "
-            "AND l.content_hash = rv.content_hash)", (source,)).rowcount
-        new_versions = cur.execute(
-            "INSERT INTO raw.reference_versions (source, record_key, content_hash, payload, first_run_id, valid_from) "
-            "SELECT %s, l.record_key, l.content_hash, l.payload::jsonb, %s, now() FROM reference_latest l "
-            "WHERE NOT EXISTS (SELECT 1 FROM raw.reference_versions rv WHERE rv.source = %s "
-            "AND rv.record_key = l.record_key AND rv.valid_to IS NULL)", (source, run_id, source)).rowcount
-        for item in rejected.values():
-            cur.execute(INSERT_QUARANTINE, (source, item.reason, item.raw_text, item.raw_hash, run_id, run_id,
-                                            None, None))
+        try:
+            with cur.copy("COPY reference_batch FROM STDIN") as copy:
+                seq = 0
+                for page in client.pages(source, {}, stats):
+                    reported = page.total if reported is None else reported
+                    for record in page.records:
+                        fetched += 1
+                        data = bytes(record)
+                        received.append(data)
+                        item = reader.classify(data, page.suspect)
+                        if isinstance(item, Rejected):
+                            quarantine.add(item)
+                            continue
+                        seq += 1
+                        copy.write(b"%d\t%s\t\\\\x%s\t%s\t\\\\x%s\n" % (
+                            seq, copy_text(item.key).encode(), item.content_hash.hex().encode(),
+                            copy_json(item.payload), data.hex().encode()))
+        except (PageUnavailable, ProtocolError) as exc:
+            quarantine_page(cur, exc, run_id, source, ALL_PARTITIONS, None, None, stats.pages + 1)
+            status = INCOMPLETE
+            detail = f"{source}: the list could not be read, yesterday's versions stay current: {exc}"
+        except psycopg.Error as exc:
+            if not _refused_record(exc):
+                raise
+            raise ApiError(f"{source}: the database refused the list's text ({database_reason(exc)})") from exc
+        if status == COMPLETE:
+            cur.execute(JSONB_PROBLEM)
+            for key, data, problem in cur.execute(
+                    "SELECT record_key, raw_bytes, pg_temp.jsonb_problem(payload) AS problem FROM reference_batch"
+                    ).fetchall():
+                if problem is not None:
+                    quarantine.add(reject(bytes(data), f"PostgreSQL refused it: {problem}", key))
+            cur.execute("DELETE FROM reference_batch WHERE pg_temp.jsonb_problem(payload) IS NOT NULL")
+            landed = cur.execute("SELECT count(DISTINCT record_key) FROM reference_batch").fetchone()[0]
+            rejected, distinct = quarantine.rejected_count()
+            if not reconciles(reported or 0, landed, rejected, distinct):
+                status = MISMATCH
+                detail = (f"{source}: the API reported {reported} but {landed} landed + {rejected} quarantined; "
+                          "yesterday's versions stay current")
+        if status == COMPLETE:
+            current, missing = cur.execute(
+                "SELECT count(*), count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM reference_batch b "
+                "WHERE b.record_key = rv.record_key)) FROM raw.reference_versions rv "
+                "WHERE rv.source = %s AND rv.valid_to IS NULL", (source,)).fetchone()
+            refusal = None
+            if current and landed == 0:
+                refusal = f"{source}: the API returned an empty list while {current} records are current"
+            elif current and missing / current > policy.max_missing_share:
+                refusal = (f"{source}: {missing} of the {current} current records ({missing / current:.0%}) are "
+                           f"missing from the list, more than the {policy.max_missing_share:.0%} allowed")
+            if refusal and source in policy.accept:
+                log.warning("%s; accepted (REFERENCE_ACCEPT_CHANGES)", refusal)
+                detail = f"{refusal}; accepted as a deliberate change"
+            elif refusal:
+                status = REFUSED
+                detail = (f"{refusal}; refused: yesterday's versions stay current (set REFERENCE_ACCEPT_CHANGES="
+                          f"{source} for a deliberate change)")
+                whole = b"[" + b",".join(received) + b"]"
+                quarantine.add(reject(whole, detail), "list refused")
+        if status == COMPLETE:
+            # The last occurrence of a key in the list is its current content.
+            cur.execute("CREATE TEMP TABLE IF NOT EXISTS reference_latest ON COMMIT DROP AS "
+                        "SELECT DISTINCT ON (record_key) record_key, content_hash, payload FROM reference_batch "
+                        "ORDER BY record_key, seq DESC")
+            closed = cur.execute(
+                "UPDATE raw.reference_versions rv SET valid_to = now() WHERE rv.source = %s AND rv.valid_to IS NULL "
+                "AND NOT EXISTS (SELECT 1 FROM reference_latest l WHERE l.record_key = rv.record_key "
+                "AND l.content_hash = rv.content_hash)", (source,)).rowcount
+            new_versions = cur.execute(
+                "INSERT INTO raw.reference_versions (source, record_key, content_hash, payload, first_run_id, "
+                "valid_from) SELECT %s, l.record_key, l.content_hash, l.payload::jsonb, %s, now() "
+                "FROM reference_latest l WHERE NOT EXISTS (SELECT 1 FROM raw.reference_versions rv "
+                "WHERE rv.source = %s AND rv.record_key = l.record_key AND rv.valid_to IS NULL)",
+                (source, run_id, source)).rowcount
+        quarantine.store(cur, source, run_id, None, None)
+        rejected, distinct = quarantine.rejected_count()
         seconds = round(time.perf_counter() - t0, 3)
         cur.execute(INSERT_AUDIT, {
             "run_id": run_id, "source": source, "partition": ALL_PARTITIONS, "window_start": as_of,
             "window_end": as_of, "pages": stats.pages, "reported": reported or 0, "recount": None,
             "fetched": fetched, "landed": landed, "new_versions": new_versions,
-            "duplicates": fetched - landed - len(rejected), "quarantined": len(rejected), "retries": stats.retries,
-            "seconds": seconds, "started_at": started_at})
+            "duplicates": max(0, fetched - landed - rejected), "quarantined": rejected,
+            "quarantined_distinct": distinct, "retries": stats.retries, "seconds": seconds,
+            "started_at": started_at, "status": status, "detail": detail})
+    if status != COMPLETE:
+        log.warning("%s", detail)
     return {"fetched": fetched, "landed": landed, "new_versions": new_versions, "closed": closed,
-            "quarantined": len(rejected), "retries": stats.retries, "seconds": seconds}
+            "quarantined": rejected, "retries": stats.retries, "seconds": seconds, "status": status,
+            "detail": detail}

@@ -18,13 +18,17 @@ import psycopg
 from ingestion.client import ProcedureApiClient
 from ingestion.landing import (
     ALL_PARTITIONS,
+    COMPLETE,
     DOSSIERS,
     REFERENCE_KEYS,
+    ReferencePolicy,
     advance_watermark,
     catch_up_watermark,
     land_dossiers,
+    open_issues,
     read_watermark,
     refresh_reference_source,
+    resolve_issue,
 )
 from ingestion.settings import Settings
 from ingestion.windows import plan_windows
@@ -57,12 +61,17 @@ def start_run(run_id: str, interval_start: datetime | None, interval_end: dateti
 
 
 def refresh_reference(run_id: str, as_of: datetime | None = None, settings: Settings | None = None) -> dict:
-    """Full refresh of units, procedures and delegations into ``raw.reference_versions``."""
+    """Full refresh of units, procedures and delegations into ``raw.reference_versions``. A list that cannot
+    be read, or that is refused (empty, or too many current records missing: ``REFERENCE_MAX_MISSING_SHARE``,
+    overridden by ``REFERENCE_ACCEPT_CHANGES``), leaves yesterday's versions current and the night goes on;
+    its status and reason are in the result and in ``audit.ingest_runs``."""
     settings = _settings(settings)
     client = ProcedureApiClient.from_settings(settings)
     as_of = as_of or datetime.now().replace(microsecond=0)
+    policy = ReferencePolicy(settings.reference_max_missing_share, settings.reference_accept)
     with _connect(settings) as conn:
-        return {source: refresh_reference_source(conn, client, run_id, source, as_of) for source in REFERENCE_KEYS}
+        return {source: refresh_reference_source(conn, client, run_id, source, as_of, policy)
+                for source in REFERENCE_KEYS}
 
 
 def plan_dossier_partitions(settings: Settings | None = None) -> list[str]:
@@ -83,6 +92,8 @@ def _sum(results: list[dict]) -> dict:
     out = {k: sum(r[k] for r in results) for k in keys}
     out["windows"] = len(results)
     out["seconds"] = round(out["seconds"], 3)
+    out["not_complete"] = [{"window": f"[{r['window_start']}, {r['window_end']})", "status": r["status"],
+                            "detail": r["detail"]} for r in results if r.get("status", COMPLETE) != COMPLETE]
     return out
 
 
@@ -97,23 +108,30 @@ def pull_dossiers(run_id: str, partition: str, interval_end: datetime, interval_
     settings = _settings(settings)
     with _connect(settings) as conn:
         watermark = read_watermark(conn, DOSSIERS, partition)
+        issues = open_issues(conn, DOSSIERS, partition)
     windows, advances = plan_windows(watermark, settings.history_start, interval_end, settings.lookback,
                                      interval_start)
 
-    def load(index: int, start: datetime, end: datetime) -> list[dict]:
+    def load(index: int, start: datetime, end: datetime, issue_id: int | None = None) -> list[dict]:
         client = ProcedureApiClient.from_settings(settings)
         with _connect(settings) as conn:
             out = []
             for r in land_dossiers(conn, client, run_id, partition, start, end, settings.max_window_records,
-                                   moves_watermark=advances, first=index == 0):
-                log.info("dossiers %s [%s, %s): %d fetched, %d new versions, %d quarantined in %.1fs", partition,
-                         r.window_start, r.window_end, r.fetched, r.new_versions, r.quarantined, r.seconds)
+                                   moves_watermark=advances and issue_id is None, first=index == 0):
+                log.info("dossiers %s [%s, %s) %s: %d fetched, %d new versions, %d quarantined in %.1fs", partition,
+                         r.window_start, r.window_end, r.status, r.fetched, r.new_versions, r.quarantined, r.seconds)
                 out.append(r.to_dict())
+            if issue_id is not None and all(r["status"] == COMPLETE for r in out):
+                resolve_issue(conn, issue_id, run_id)
+                log.info("dossiers %s [%s, %s): pulled again in full, issue %d resolved", partition, start, end,
+                         issue_id)
             return out
 
     results: list[dict] = []
     with ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="window") as pool:
-        futures = [pool.submit(load, i, start, end) for i, (start, end) in enumerate(windows)]
+        # Windows an earlier night could not complete are pulled again first (they do not move the watermark).
+        futures = [pool.submit(load, -1, start, end, issue_id) for issue_id, start, end in issues]
+        futures += [pool.submit(load, i, start, end) for i, (start, end) in enumerate(windows)]
         try:
             for future in futures:
                 results += future.result()
@@ -123,7 +141,7 @@ def pull_dossiers(run_id: str, partition: str, interval_end: datetime, interval_
     if advances and windows:
         with _connect(settings) as conn:
             catch_up_watermark(conn, DOSSIERS, partition, run_id)
-    return {"partition": partition, **_sum(results)}
+    return {"partition": partition, "repulled_issues": len(issues), **_sum(results)}
 
 
 def complete_partitions(run_id: str, interval_end: datetime, results: list[dict],

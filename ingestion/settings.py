@@ -7,6 +7,12 @@
 | ``PROCEDURE_API_PAGE_SIZE`` | ``1000`` | ``limit`` of each page (1..1000) |
 | ``PROCEDURE_API_CONNECT_TIMEOUT`` / ``PROCEDURE_API_READ_TIMEOUT`` | ``10`` / ``120`` | seconds |
 | ``PROCEDURE_API_MAX_RETRY_SECONDS`` | ``300`` | give up on a page after retrying it this long |
+| ``PROCEDURE_API_PAGE_DEADLINE_SECONDS`` | ``180`` | one attempt at a page, at most |
+| ``PROCEDURE_API_MAX_PAGE_BYTES`` | ``67108864`` (64 MiB) | a page body larger than this fails its window at once |
+| ``PIPELINE_LOCK_WAIT_SECONDS`` | ``900`` | a run waits this long for another run's lease, then fails |
+| ``PIPELINE_LOCK_TTL_SECONDS`` | ``21600`` | a lease not renewed for this long is free (its run was killed) |
+| ``REFERENCE_MAX_MISSING_SHARE`` | ``0.2`` | a reference list missing more of its current records is refused |
+| ``REFERENCE_ACCEPT_CHANGES`` | unset | lists whose large change is deliberate (``units,procedures`` or ``all``) |
 | ``WAREHOUSE_URL`` | the private cluster | see ``warehouse.config``; the pipeline connects as the writer role |
 | ``FINANCE_INBOX`` | ``.local/finance-inbox`` | folder of ``giai-ngan-*.xlsx`` workbooks |
 | ``HISTORY_START`` | ``2023-01-01`` | first day of the first (historical) load, when no watermark exists |
@@ -52,6 +58,12 @@ class Settings:
     connect_timeout: float = 10.0
     read_timeout: float = 120.0
     max_retry_seconds: float = 300.0
+    page_deadline: float = 180.0
+    max_page_bytes: int = 64 * 2**20
+    reference_max_missing_share: float = 0.2
+    reference_accept: frozenset[str] = frozenset()
+    lock_wait_seconds: float = 900.0
+    lock_ttl_seconds: float = 21600.0
     lookback: timedelta = timedelta(minutes=180)
     partition: str = "none"
     max_window_records: int = 200_000
@@ -90,6 +102,12 @@ class Settings:
             connect_timeout=float(get("PROCEDURE_API_CONNECT_TIMEOUT", "10")),
             read_timeout=float(get("PROCEDURE_API_READ_TIMEOUT", "120")),
             max_retry_seconds=float(get("PROCEDURE_API_MAX_RETRY_SECONDS", "300")),
+            page_deadline=float(get("PROCEDURE_API_PAGE_DEADLINE_SECONDS", "180")),
+            max_page_bytes=int(get("PROCEDURE_API_MAX_PAGE_BYTES", str(64 * 2**20))),
+            reference_max_missing_share=float(get("REFERENCE_MAX_MISSING_SHARE", "0.2")),
+            reference_accept=_reference_sources(get("REFERENCE_ACCEPT_CHANGES", "")),
+            lock_wait_seconds=float(get("PIPELINE_LOCK_WAIT_SECONDS", "900")),
+            lock_ttl_seconds=float(get("PIPELINE_LOCK_TTL_SECONDS", "21600")),
             lookback=timedelta(minutes=float(get("INGEST_LOOKBACK_MINUTES", "180"))),
             partition=partition,
             max_window_records=int(get("INGEST_MAX_WINDOW_RECORDS", "200000")),
@@ -99,6 +117,18 @@ class Settings:
     def with_api(self, url: str | None, token: str | None) -> Settings:
         """The same settings with another API endpoint (e.g. from an Airflow connection)."""
         return replace(self, api_url=url or self.api_url, api_token=token or self.api_token)
+
+
+def _reference_sources(value: str) -> frozenset[str]:
+    names = {v.strip().lower() for v in value.split(",") if v.strip()}
+    known = {"units", "procedures", "delegations"}
+    if "all" in names:
+        return frozenset(known)
+    unknown = names - known
+    if unknown:
+        raise ValueError(f"REFERENCE_ACCEPT_CHANGES: unknown list(s) {', '.join(sorted(unknown))} "
+                         "(units, procedures, delegations or all)")
+    return frozenset(names)
 
 
 def interval_end_for(run_date: date) -> datetime:
