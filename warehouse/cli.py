@@ -1,13 +1,18 @@
-"""Command line: ``python -m warehouse up|down|status|bootstrap|url``.
+"""Command line: ``python -m warehouse up|down|status|bootstrap|url|psql``.
 
 Progress goes to stderr; results (the summary, a URL) go to stdout so scripts can use
-``$(python -m warehouse url --role writer)``. Configuration: see :mod:`warehouse.config`.
+``export WAREHOUSE_WRITER_URL="$(python -m warehouse url --role writer)"``. Never hand such a URL
+to a program as an argument (``psql "$(… url)"``): arguments are visible to every user in ``ps``.
+``python -m warehouse psql [--role writer|admin|bi_reader] [psql options]`` runs psql with the
+password in its environment instead (:mod:`warehouse.psql`). Configuration: see
+:mod:`warehouse.config`.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from urllib.parse import urlsplit
 
@@ -17,6 +22,7 @@ from warehouse.bootstrap import bootstrap, connect
 from warehouse.cluster import PrivateCluster
 from warehouse.config import ROLES, Settings, mask_url, resolve_url
 from warehouse.errors import WarehouseError
+from warehouse.psql import libpq_command
 
 log = logging.getLogger("warehouse")
 
@@ -37,7 +43,19 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("bootstrap", help="create database, roles and schemas (idempotent)")
     url = commands.add_parser("url", help="print a full postgresql:// URL, password included")
     url.add_argument("--role", choices=ROLES, default="writer", help="default: writer")
-    args = parser.parse_args(argv)
+    psql = commands.add_parser(
+        "psql",
+        help="run psql as a role, the password kept off its command line",
+        description="Run psql on the warehouse database as --role; every other option goes to psql "
+        "(e.g. -c 'SELECT 1', -f file.sql, -v ON_ERROR_STOP=1; put -- before options of psql that "
+        "this command would take, such as -h).",
+    )
+    psql.add_argument("--role", choices=ROLES, default="writer", help="default: writer")
+    # psql's own options pass through untouched: only the psql command accepts unknown arguments.
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "psql":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.psql_args = extra[1:] if extra[:1] == ["--"] else extra
 
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
@@ -112,6 +130,17 @@ def cmd_url(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_psql(settings: Settings, args: argparse.Namespace) -> int:
+    """Replace this process by psql connected as ``--role``; its exit status is psql's."""
+    command, env = libpq_command("psql", resolve_url(args.role, settings), args.psql_args, pg_bin=settings.pg_bin)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # exec rather than a child: psql owns the terminal and its signals (Ctrl-C cancels a query), and no
+    # Python process lingers beside it.
+    os.execve(command[0], command, env)
+    return 0  # not reached
+
+
 def describe(settings: Settings) -> str:
     """Human-readable connection details with passwords masked."""
     urls = {role: resolve_url(role, settings) for role in ROLES}
@@ -132,6 +161,7 @@ def describe(settings: Settings) -> str:
         f"  credentials  {settings.credentials_file} (mode 0600)",
         "  roles",
         *(f"    {role:<10} {mask_url(url)}" for role, url in urls.items()),
+        "psql:                 python -m warehouse psql --role writer|bi_reader|admin",
         "Full URL for scripts: python -m warehouse url --role writer|bi_reader|admin",
     ]
     return "\n".join(lines)
@@ -143,4 +173,5 @@ HANDLERS = {
     "status": cmd_status,
     "bootstrap": cmd_bootstrap,
     "url": cmd_url,
+    "psql": cmd_psql,
 }

@@ -29,6 +29,29 @@ BI_READER_ROLE (``bi_reader``)
     Read-only LOGIN role: SELECT on the tables of ``marts``, nothing else.
 BI_READER_PASSWORD (generated at bootstrap and stored)
     Password of the read-only role.
+BI_READER_STATEMENT_TIMEOUT (``60s``)
+    Longest statement the read-only role may run (PostgreSQL ``statement_timeout``): a BI query
+    running longer is cancelled. A number with a unit (``ms``, ``s``, ``min``, ``h``, ``d``);
+    ``0`` turns the limit off.
+BI_READER_IDLE_TIMEOUT (``5min``)
+    ``idle_in_transaction_session_timeout`` of the read-only role: a session left idle inside an
+    open transaction (holding its snapshot and locks, which block vacuum and DDL) is closed.
+    Same syntax.
+BI_READER_CONNECTION_LIMIT (``20``)
+    Connections the read-only role may hold at once (``-1``: no limit). Room for a BI tool's
+    pool (Metabase opens up to 15 per database) and a few analysts; the pipeline's connections
+    never compete with these.
+APPLICANT_HASH_KEY (generated at the first bootstrap and kept in the warehouse)
+    Key of the HMAC-SHA256 behind ``staging.stg_api__dossiers.applicant_key`` (at least 16
+    characters, e.g. ``openssl rand -hex 32``). The bootstrap stores its HMAC padded keys in
+    ``raw.applicant_hash_key``, which only the writer reads; unset, a random 256-bit key is
+    generated once and kept there. Changing it changes every applicant_key. It replaces the
+    former ``APPLICANT_SALT``, which is ignored.
+
+The three ``BI_READER_*`` limits are role settings re-applied at every bootstrap, so a changed
+value takes effect for the sessions opened after the next ``up``/``bootstrap``. They guard the
+warehouse against runaway or forgotten BI queries; as with every PostgreSQL role setting, a
+client holding the password can still ``SET statement_timeout`` in its own session.
 
 Passwords given through the environment take precedence and are never written to the
 credentials file. Role names are fixed once a warehouse has been bootstrapped.
@@ -37,6 +60,7 @@ credentials file. Role names are fixed once a warehouse has been bootstrapped.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +78,11 @@ DEFAULT_OS_USER = "pgwarehouse"
 DEFAULT_START_TIMEOUT = 60
 DEFAULT_WRITER_ROLE = "pipeline"
 DEFAULT_BI_READER_ROLE = "bi_reader"
+DEFAULT_BI_READER_STATEMENT_TIMEOUT = "60s"
+DEFAULT_BI_READER_IDLE_TIMEOUT = "5min"
+DEFAULT_BI_READER_CONNECTION_LIMIT = 20
+# HMAC keys shorter than this are guessable; the generated one has 32 bytes.
+MIN_APPLICANT_HASH_KEY_LENGTH = 16
 ADMIN_USER = "warehouse_admin"
 ROLES = ("admin", "writer", "bi_reader")
 SCHEMAS = ("raw", "staging", "intermediate", "marts", "dq", "audit")
@@ -73,11 +102,17 @@ class Settings:
     start_timeout: int = DEFAULT_START_TIMEOUT
     writer_role: str = DEFAULT_WRITER_ROLE
     bi_reader_role: str = DEFAULT_BI_READER_ROLE
+    bi_reader_statement_timeout: str = DEFAULT_BI_READER_STATEMENT_TIMEOUT
+    bi_reader_idle_timeout: str = DEFAULT_BI_READER_IDLE_TIMEOUT
+    bi_reader_connection_limit: int = DEFAULT_BI_READER_CONNECTION_LIMIT
+    # True when the retired APPLICANT_SALT is still set, so the bootstrap can say it is ignored.
+    legacy_applicant_salt: bool = False
     # Secrets stay out of repr() so a logged Settings never leaks them.
     external_url: str | None = field(default=None, repr=False)
     admin_password: str | None = field(default=None, repr=False)
     writer_password: str | None = field(default=None, repr=False)
     bi_reader_password: str | None = field(default=None, repr=False)
+    applicant_hash_key: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -94,6 +129,13 @@ class Settings:
         if external_url and urlsplit(external_url).scheme not in ("postgresql", "postgres"):
             raise WarehouseError("WAREHOUSE_URL must be a postgresql:// URL")
         pg_bin = get("WAREHOUSE_PG_BIN")
+        hash_key = get("APPLICANT_HASH_KEY")
+        if hash_key is not None and len(hash_key.encode()) < MIN_APPLICANT_HASH_KEY_LENGTH:
+            # The value itself stays out of the message.
+            raise WarehouseError(
+                f"APPLICANT_HASH_KEY must hold at least {MIN_APPLICANT_HASH_KEY_LENGTH} characters "
+                "(e.g. `openssl rand -hex 32`), or be unset to keep the generated key"
+            )
         return cls(
             data_dir=data_dir,
             credentials_file=(
@@ -106,10 +148,19 @@ class Settings:
             start_timeout=_int_setting(get, "WAREHOUSE_START_TIMEOUT", DEFAULT_START_TIMEOUT, 1),
             writer_role=get("WAREHOUSE_WRITER_ROLE") or DEFAULT_WRITER_ROLE,
             bi_reader_role=get("BI_READER_ROLE") or DEFAULT_BI_READER_ROLE,
+            bi_reader_statement_timeout=_duration_setting(
+                get, "BI_READER_STATEMENT_TIMEOUT", DEFAULT_BI_READER_STATEMENT_TIMEOUT
+            ),
+            bi_reader_idle_timeout=_duration_setting(get, "BI_READER_IDLE_TIMEOUT", DEFAULT_BI_READER_IDLE_TIMEOUT),
+            bi_reader_connection_limit=_int_setting(
+                get, "BI_READER_CONNECTION_LIMIT", DEFAULT_BI_READER_CONNECTION_LIMIT, -1
+            ),
+            legacy_applicant_salt=get("APPLICANT_SALT") is not None,
             external_url=external_url,
             admin_password=get("WAREHOUSE_ADMIN_PASSWORD"),
             writer_password=get("WAREHOUSE_WRITER_PASSWORD"),
             bi_reader_password=get("BI_READER_PASSWORD"),
+            applicant_hash_key=hash_key,
         )
 
     @property
@@ -232,6 +283,28 @@ def mask_url(url: str) -> str:
 def _check_role(role: str) -> None:
     if role not in ROLES:
         raise WarehouseError(f"unknown role {role!r}; expected one of {', '.join(ROLES)}")
+
+
+# PostgreSQL's time units for integer settings (https://www.postgresql.org/docs/current/config-setting.html).
+_DURATION = re.compile(r"(?P<amount>\d+)\s*(?P<unit>us|ms|s|min|h|d)?")
+
+
+def _duration_setting(get, name: str, default: str) -> str:
+    """A PostgreSQL duration such as ``60s``; a unit is required (a bare number would mean
+    milliseconds to PostgreSQL, a surprise for a setting documented in seconds) except for ``0``."""
+    raw = get(name)
+    if raw is None:
+        return default
+    match = _DURATION.fullmatch(raw.strip())
+    if match is None or (match["unit"] is None and int(match["amount"]) != 0):
+        raise WarehouseError(
+            f"{name}={raw!r} is not a duration: write a number with a unit (ms, s, min, h, d), "
+            "e.g. 60s or 5min, or 0 for no limit"
+        )
+    amount = int(match["amount"])
+    if amount > 2_147_483_647:
+        raise WarehouseError(f"{name}={raw!r} is too large")
+    return f"{amount}{match['unit'] or ''}"
 
 
 def _int_setting(get, name: str, default: int, low: int, high: int | None = None) -> int:

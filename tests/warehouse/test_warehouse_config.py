@@ -69,3 +69,40 @@ def test_external_url_keeps_host_port_and_query(tmp_path):
 def test_external_url_must_be_postgresql():
     with pytest.raises(WarehouseError, match="postgresql://"):
         Settings.from_env({"WAREHOUSE_URL": "mysql://x@y/z"})
+
+
+def test_bi_reader_limits_default_and_come_from_the_environment():
+    defaults = Settings.from_env({})
+    assert (defaults.bi_reader_statement_timeout, defaults.bi_reader_idle_timeout,
+            defaults.bi_reader_connection_limit) == ("60s", "5min", 20)
+    settings = Settings.from_env({"BI_READER_STATEMENT_TIMEOUT": " 2 min", "BI_READER_IDLE_TIMEOUT": "0",
+                                  "BI_READER_CONNECTION_LIMIT": "-1"})
+    assert (settings.bi_reader_statement_timeout, settings.bi_reader_idle_timeout,
+            settings.bi_reader_connection_limit) == ("2min", "0", -1)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("BI_READER_STATEMENT_TIMEOUT", "60"),  # PostgreSQL would read 60 ms
+        ("BI_READER_STATEMENT_TIMEOUT", "1 minute"),
+        ("BI_READER_IDLE_TIMEOUT", "-5s"),
+        ("BI_READER_IDLE_TIMEOUT", "5min; DROP ROLE x"),
+        ("BI_READER_CONNECTION_LIMIT", "-2"),
+        ("BI_READER_CONNECTION_LIMIT", "many"),
+    ],
+)
+def test_invalid_bi_reader_limits_are_rejected(name, value):
+    with pytest.raises(WarehouseError, match=name):
+        Settings.from_env({name: value})
+
+
+def test_applicant_hash_key_is_a_secret_of_some_length():
+    key = "0123456789abcdef-key"
+    settings = Settings.from_env({"APPLICANT_HASH_KEY": key})
+    assert settings.applicant_hash_key == key and key not in repr(settings)
+    assert Settings.from_env({}).applicant_hash_key is None
+    with pytest.raises(WarehouseError, match="at least 16 characters") as raised:
+        Settings.from_env({"APPLICANT_HASH_KEY": "short-key"})
+    assert "short-key" not in str(raised.value)
+    assert Settings.from_env({"APPLICANT_SALT": "old"}).legacy_applicant_salt
