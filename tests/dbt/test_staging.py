@@ -8,6 +8,7 @@ under test. One ``dbt build --select staging`` runs for the module (its unit tes
 from __future__ import annotations
 
 import hashlib
+import hmac
 import itertools
 import json
 import os
@@ -34,7 +35,8 @@ from tests.support.simulator import running_simulator
 SCENARIO = Scenario(seed=11, start=date(2023, 1, 1), end=date(2023, 3, 31), scale=0.03,
                     clock=datetime(2023, 4, 1, 1, 0), defect_rates={**DEFAULT_DEFECT_RATES, "VAL06": 0.03})
 NIGHT = datetime(2023, 4, 1, 1, 0)
-SALT = "staging-test-salt"
+# The warehouse's HMAC key of applicant_key (APPLICANT_HASH_KEY), kept by the bootstrap in raw.applicant_hash_key.
+APPLICANT_HASH_KEY = "staging-test-applicant-hash-key"
 STAGED = dict(zip(TIMESTAMP_FIELDS, ("submitted_at", "received_at", "due_at", "finished_at", "returned_at",
                                      "refused_at"), strict=True))
 PERSONAL_FIELDS = ("ChuHoSo", "SoDienThoai", "Email", "DinhDanhCHS", "TrichYeuHoSo", "NguoiXuLy")
@@ -47,12 +49,12 @@ FORBIDDEN_COLUMNS = {name.lower() for name in PERSONAL_FIELDS} | {
 @pytest.fixture(scope="module")
 def landed(tmp_path_factory):
     """A warehouse with the scenario's reference lists, dossiers and finance workbooks landed in ``raw``;
-    yields ``(writer_url, province, records)``."""
+    yields ``(writer_url, province, records, bi_reader_url)``."""
     tmp = tmp_path_factory.mktemp("staging")
     inbox = tmp / "inbox"
     write_workbooks(inbox, investors(), date(2023, 1, 1), date(2023, 3, 31), 11, frozenset(), 0.05)
     province = Province(SCENARIO)
-    with throwaway_warehouse(tmp / "wh") as wh:
+    with throwaway_warehouse(tmp / "wh", env={"APPLICANT_HASH_KEY": APPLICANT_HASH_KEY}) as wh:
         writer = wh.urls["writer"]
         with running_simulator(province) as sim:
             settings = Settings.from_env({"PROCEDURE_API_URL": sim.url, "PROCEDURE_API_TOKEN": sim.token,
@@ -61,18 +63,18 @@ def landed(tmp_path_factory):
             pipeline.refresh_reference("staging-test", NIGHT, settings)
             pipeline.pull_dossiers("staging-test", "*", NIGHT, NIGHT - timedelta(days=1), settings)
         finance.load_inbox(writer, inbox, "staging-test")
-        yield writer, province, list(province.iter_all())
+        yield writer, province, list(province.iter_all()), wh.urls["bi_reader"]
 
 
 def dbt(args: list[str], writer: str):
-    """``run_dbt`` with a known applicant salt (the same environment every time, so dbt parses partially)."""
-    return run_dbt(args, writer, base_env={**os.environ, "APPLICANT_SALT": SALT})
+    """``run_dbt`` in the test's environment (the same every time, so dbt parses partially)."""
+    return run_dbt(args, writer)
 
 
 @pytest.fixture(scope="module")
 def built(landed):
     """``dbt build --select staging`` (views, data tests, unit tests)."""
-    writer, province, records = landed
+    writer, province, records, _ = landed
     return dbt(["build", "--select", "staging"], writer), writer, province, records
 
 
@@ -116,7 +118,8 @@ def expected_dossier(rec: dict) -> dict:
         "supplement_count": len(rec.get("DanhSachHoSoBoSung") or []),
         "step_count": len(steps),
         "latest_step_at": max(step_times, default=None),
-        "applicant_key": hashlib.md5(f"{SALT}|{','.join(identities)}".encode()).hexdigest() if identities else None,
+        "applicant_key": hmac.new(APPLICANT_HASH_KEY.encode(), ",".join(identities).encode(),
+                                  hashlib.sha256).hexdigest() if identities else None,
     }
     for field, column in STAGED.items():
         row[column] = parse_timestamp(rec.get(field))
@@ -235,6 +238,37 @@ def test_no_personal_data_passes_staging(built):
                 values = {v for (v,) in conn.execute(
                     f'SELECT DISTINCT "{c["column_name"]}" FROM staging."{c["table_name"]}"')}
                 assert not values & personal, (c["table_name"], c["column_name"])
+
+
+def test_no_catalogue_text_holds_the_applicant_hash_key(built, landed):
+    """The catalogue every role reads (view and function bodies, comments, settings) holds no secret, and
+    no md5 of identity numbers is left; the key table itself is the writer's alone."""
+    _, writer, _, records = built
+    reader = landed[3]
+    key = APPLICANT_HASH_KEY.encode()
+    padded = key.ljust(64, b"\0")
+    secrets = {APPLICANT_HASH_KEY, key.hex(), bytes(b ^ 0x36 for b in padded).hex(),
+               bytes(b ^ 0x5C for b in padded).hex()}
+    with psycopg.connect(reader) as conn:
+        views = dict(conn.execute("SELECT schemaname || '.' || viewname, definition FROM pg_views"))
+        assert "staging.stg_api__dossiers" in views  # bi_reader does see every view's definition
+        texts = [*views.values(),
+                 *(d for (d,) in conn.execute("SELECT definition FROM pg_matviews")),
+                 *(d for (d,) in conn.execute("SELECT prosrc FROM pg_proc")),
+                 *(d for (d,) in conn.execute("SELECT description FROM pg_description")),
+                 *(d for (d,) in conn.execute("SELECT concat_ws(' ', setting, reset_val, boot_val) FROM pg_settings")),
+                 *(d for (d,) in conn.execute("SELECT array_to_string(setconfig, ' ') FROM pg_db_role_setting"))]
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("SELECT * FROM raw.applicant_hash_key")
+    text = "\n".join(t or "" for t in texts).lower()
+    assert len(text) > 100_000
+    assert not [s for s in secrets if s.lower() in text]
+    assert "applicant_hash_key" in views["staging.stg_api__dossiers"]
+    assert not [name for name, definition in views.items() if "md5(" in definition]
+    # The key the values were computed with is the one configured: applicant_key counts applicants as before.
+    keys = rows(writer, "SELECT count(DISTINCT applicant_key) AS n FROM staging.stg_api__dossiers")[0]["n"]
+    assert keys == len({",".join(sorted({i["SoDinhDanh"] for i in rec.get("DinhDanhCHS") or []
+                                        if present(i.get("SoDinhDanh"))})) for rec in records} - {""}) > 100
 
 
 def _timestamp_cases() -> list[str]:

@@ -4,7 +4,7 @@
 -- the text as received is kept beside the values the data-quality rules need (VAL04, VAL06). Text
 -- attributes sent as "" are NULL: the contract's two spellings of a missing value become one.
 -- Personal data (ChuHoSo, SoDienThoai, Email, DinhDanhCHS, TrichYeuHoSo) does not pass: the identity
--- numbers only feed applicant_key, a salted hash for counting distinct applicants.
+-- numbers only feed applicant_key, a keyed hash (HMAC-SHA256) for counting distinct applicants.
 with source as (
     select * from {{ source('api', 'dossiers_current') }}
 ),
@@ -110,11 +110,19 @@ renamed as (
             select max({{ json_timestamp("step.value -> 'ThoiDiemXuLy'") }})
             from jsonb_array_elements({{ json_array('"QuaTrinhXuLy"') }}) as step (value)
         ) as latest_step_at,
+        -- HMAC-SHA256 (RFC 2104) of the sorted, distinct identity numbers joined by ',', keyed with the padded
+        -- keys the bootstrap keeps in raw (readable by the writer only): the key never appears in this
+        -- view's definition, which every role can read in pg_views. The two key lookups are uncorrelated,
+        -- so PostgreSQL evaluates them once per query, not once per dossier.
         (
-            select md5(
-                '{{ var("applicant_salt") | replace("\'", "\'\'") }}|'
-                || string_agg(distinct identity.number collate "C", ',' order by identity.number collate "C")
-            )
+            select encode(sha256(
+                (select hash_key.outer_pad from {{ source('warehouse', 'applicant_hash_key') }} as hash_key)
+                || sha256(
+                    (select hash_key.inner_pad from {{ source('warehouse', 'applicant_hash_key') }} as hash_key)
+                    || convert_to(string_agg(distinct identity.number collate "C", ','
+                                             order by identity.number collate "C"), 'UTF8')
+                )
+            ), 'hex')
             from jsonb_array_elements({{ json_array('"DinhDanhCHS"') }}) as item (value)
             cross join lateral (select item.value ->> 'SoDinhDanh' as number) as identity
             where {{ is_present('identity.number') }}
