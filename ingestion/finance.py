@@ -3,14 +3,15 @@
 ``load_inbox`` picks up every ``giai-ngan-YYYY-MM-DD.xlsx`` under the inbox folder that it has not recorded
 yet, checks it, and either lands all its rows in ``raw.disbursement_rows`` (replacing an earlier workbook of
 the same report date in one transaction) or rejects it whole, recording in ``raw.finance_files`` why, at
-which 1-based Excel row and column. Files are never moved or changed.
+which 1-based Excel row and column. Files are never moved or changed. No file can stop the others: whatever
+goes wrong while reading or checking one file rejects that file, and the loader goes on with the next.
 
 Decisions where the spec is silent:
 
-- Candidates are the files named ``*.xlsx``, ``*.xlsm`` or ``*.xls`` anywhere under the inbox, except Office
+- Candidates are the entries named ``*.xlsx``, ``*.xlsm`` or ``*.xls`` anywhere under the inbox, except Office
   lock files (``~$…``) and hidden files or folders; other files (e.g. a generator's truth JSON) are ignored.
   A candidate whose name is not ``giai-ngan-YYYY-MM-DD.xlsx`` with a valid date is recorded as
-  ``skipped-name``.
+  ``skipped-name``. A folder (or pipe, or broken link) named like a workbook is a candidate too, and refused.
 - Order: report date, then modification time, then folder depth (a re-issue sits in a subfolder such as
   ``reissued/``), then path; so of two new files for one date the later one wins.
 - A file is known by its SHA-256. Content recorded as loaded or superseded is never read again, whatever its
@@ -19,15 +20,47 @@ Decisions where the spec is silent:
   rejected under a name with another report date once the rejected name is gone from the inbox (a rejection
   may depend on the date); the record is then rewritten. Skipped files are listed in the result with the
   recorded verdict (a rejection's reason included) and not recorded again.
+- Refused unread. Before its content is parsed, a file is refused when it cannot be opened or read
+  (permission denied, a folder or another non-regular file, gone since the inbox was listed), when it is
+  larger than ``FINANCE_MAX_FILE_BYTES`` (default 50 MiB, checked on the open file before a byte is read),
+  or when its zip central directory declares more than ``FINANCE_MAX_UNCOMPRESSED_BYTES`` (default 200 MiB)
+  in all, or a member of more than 1 MiB expanding above 100:1 (a zip bomb: real workbooks expand 5-20:1).
+  Python's zipfile never inflates a member beyond its declared size, so the declared sizes bound what
+  openpyxl inflates. Such a file is recorded under a pseudo key, ``unread-`` and the SHA-256 of its relative
+  path, size and modification time, in ``file_sha256`` (never a content hash, which is 64 hex digits alone):
+  its content was not examined. Every run tries it again (an open, a stat, a zip directory: cheap), so a
+  fixed permission or a raised cap takes effect without touching the file; while it fails the same way it
+  is listed as skipped with the recorded reason, and when it changes (path, size or modification time) it
+  is recorded again. Once it reads, it is known by its SHA-256 as any file; the pseudo record stays.
+- Sheets: the workbook holds exactly one sheet, ``GiaiNgan``; another sheet beside it (even hidden) makes it
+  ambiguous which one holds the figures, so the file is rejected. The sheet is read twice: once for values
+  (``data_only``: a formula counts with the value Excel last computed), once with ``data_only=False`` for
+  formulas and merged ranges (openpyxl's own sheet parser: its read-only mode has no merged ranges). A sheet
+  whose XML repeats rows or cells or lists them out of order (openpyxl would silently drop some), goes
+  beyond Excel's last row or column, or spans more than 10 million cells (rows times the width each row is
+  stored with; bounds memory) is rejected as damaged, without row or column.
 - Header: the first of the first 20 rows holding all nine headers (compared trimmed, case-insensitively).
   When none does, the row holding most of them (at least three) is taken as the header and the file is
   rejected at that row, naming each missing column. Columns other than the nine are kept in ``raw_row``.
+  A merged range reaching the header row or the rows below it is rejected at its first row and column
+  (a merge keeps its value in its first cell only, so the others would read empty); title rows above the
+  header may be merged.
 - Cells: ``MaDuAn``, ``ChuDauTu`` and ``NguonVon`` must not be empty (``TenDuAn`` may); ``NguonVon`` must be one
   of NSTW, NSDP, CTMTQG, ODA (trimmed, upper-cased); ``NamKeHoach`` an integer year in 2000-2100;
   ``LaKeoDai`` 0 or 1; amounts non-negative numbers, never empty (blank would be ambiguous between zero and
   unknown). Text amounts may use ``.``, ``,`` or spaces as thousands separators ("1.234.567.000",
   "1,234,567,000"); one separator followed by exactly three digits is a thousands separator (VND has no
   fractions of a dong in practice), otherwise, or after thousands groups of the other style, a decimal mark.
+- In the nine columns of a data row: a formula is rejected, naming its text (a workbook must hold values;
+  a cached result may be stale, or absent when no spreadsheet program computed it); formulas elsewhere (a
+  rate column, the title) are allowed and their computed value is kept in ``raw_row``. An Excel error value
+  (``#REF!``, ``#DIV/0!``, ``#N/A``, …, stored as an error or typed as text) is rejected as such. A date, time
+  or duration where a number, a year or 0/1 belongs is rejected saying so (the cell is formatted as a date:
+  a year 2023 so formatted reads as 1905-07-15). Digits other than ASCII 0-9 (superscript ``²⁰²³``,
+  full-width, Arabic-Indic, …) in ``NamKeHoach``, ``LaKeoDai`` and the amounts are rejected, naming the
+  character. Amounts must stay below 10^18 VND (text amounts at most 100 characters) and ``MaDuAn`` and
+  ``ChuDauTu`` at most 100 characters: every value then fits the warehouse's columns and indexes, so no
+  file can fail in the database and block the inbox night after night.
 - A file must hold at least one data row, and each plan line (project code, funding source, plan year,
   carried-over flag) at most once.
 - ``GiaiNganLuyKe`` of a plan line may not be below that line's figure on the latest earlier report date
@@ -35,9 +68,13 @@ Decisions where the spec is silent:
   old date disagrees with them, which one is wrong is for the data team to say.
 - Every problem of a file is collected; the recorded row and column are those of the first (by row, then
   column), and the reason lists a few more.
-- An unreadable file (not an xlsx, truncated while being copied, no ``GiaiNgan`` sheet) is rejected without
-  row or column. Database errors are not rejections: they propagate, leaving that file's transaction rolled
-  back and the file unrecorded, so the next run tries it again.
+- A file whose bytes are read but are no workbook (not an xlsx, truncated while being copied, no
+  ``GiaiNgan`` sheet) is rejected without row or column, known by its SHA-256 (a complete copy is another
+  content, read on the next run). Any other exception while reading, parsing or checking one file (an
+  openpyxl bug, an unexpected type) rejects it with ``<ExceptionType>: <message>`` as the reason.
+- Database errors are not rejections: they propagate, as does any failure while the file's rows are
+  written, leaving that file's transaction rolled back and the file unrecorded, so the next run tries it
+  again. Paths and reasons are stored as valid UTF-8 (file-name bytes that are not UTF-8 become ``\\xNN``).
 - Runs are serialised by a session advisory lock, so two runs never load the same file twice.
 """
 
@@ -46,17 +83,22 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import os
 import re
+import stat
+import unicodedata
+import zipfile
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from io import BytesIO
 from pathlib import Path
 
 import openpyxl
 import psycopg
-from openpyxl.utils import get_column_letter
+from openpyxl.utils import column_index_from_string, get_column_letter, range_boundaries
+from openpyxl.worksheet._reader import WorkSheetParser
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
@@ -82,13 +124,50 @@ MIN_HEADER_MATCH = 3  # fewer known headers than this and a row is not taken for
 PLAN_YEARS = range(2000, 2101)
 REASON_MORE_PROBLEMS = 5  # further problems listed in a rejection's reason
 
+# Caps on what one file may cost (FINANCE_MAX_FILE_BYTES, FINANCE_MAX_UNCOMPRESSED_BYTES in the settings).
+DEFAULT_MAX_FILE_BYTES = 50 * 2**20
+DEFAULT_MAX_UNCOMPRESSED_BYTES = 200 * 2**20
+MAX_COMPRESSION_RATIO = 100  # real workbooks' parts expand 5-20:1; deflate bombs about 1000:1
+RATIO_CHECKED_ABOVE = 2**20  # a small part may compress well and still cost nothing
+EXCEL_MAX_ROW, EXCEL_MAX_COLUMN = 1_048_576, 16_384
+MAX_SHEET_CELLS = 10_000_000  # rows x stored width; openpyxl pads each row to its last cell
+MAX_CODE_LENGTH = 100  # MaDuAn is in a btree index, whose entries must stay well under 2.7 kB
+MAX_AMOUNT = Decimal(10) ** 18  # VND; the province's whole capital plan is about 10^13
+MAX_AMOUNT_TEXT = 100
+# What Excel shows in a cell whose formula failed (openpyxl returns them as text).
+EXCEL_ERRORS = frozenset(
+    {
+        "#NULL!",
+        "#DIV/0!",
+        "#VALUE!",
+        "#REF!",
+        "#NAME?",
+        "#NUM!",
+        "#N/A",
+        "#GETTING_DATA",
+        "#SPILL!",
+        "#CALC!",
+        "#FIELD!",
+        "#BLOCKED!",
+        "#CONNECT!",
+        "#BUSY!",
+        "#UNKNOWN!",
+    }
+)
+UNREAD_KEY_PREFIX = "unread-"  # file_sha256 of a file refused before its content was examined
+SHOWN_TEXT = 80  # characters of a cell value or formula quoted in a reason
+
 LOADED, REJECTED, SUPERSEDED, SKIPPED_NAME, SKIPPED = "loaded", "rejected", "superseded", "skipped-name", "skipped"
 # Serialises loader runs on one warehouse (an arbitrary, fixed key).
 ADVISORY_LOCK_KEY = 4_460_218_305
 CONNECT_TIMEOUT = 10
 
-# Digits with thousands groups of one style, or plain digits; then an optional decimal part.
-_AMOUNT = re.compile(r"(?P<int>\d{1,3}(?P<sep>[.,])\d{3}(?:(?P=sep)\d{3})*|\d+)(?:(?P<dec>[.,])(?P<frac>\d+))?")
+# Digits with thousands groups of one style, or plain digits; then an optional decimal part. [0-9], not \d:
+# \d would take any Unicode digit, and Decimal() would read it.
+_AMOUNT = re.compile(
+    r"(?P<int>[0-9]{1,3}(?P<sep>[.,])[0-9]{3}(?:(?P=sep)[0-9]{3})*|[0-9]+)(?:(?P<dec>[.,])(?P<frac>[0-9]+))?"
+)
+_YEAR = re.compile(r"[0-9]{1,9}")
 _WHITESPACE = re.compile(r"\s+")
 _ROW_COLUMNS = (
     "report_date",
@@ -245,10 +324,12 @@ def report_date_from_name(name: str) -> date | None:
 def parse_amount(value: object) -> Decimal:
     """A non-negative VND amount from a cell: a number, or text with thousands separators.
 
-    Raises CellError for empty cells, text that is not a number ("chưa có số liệu") and negative amounts.
+    Raises CellError for empty cells, text that is not a number ("chưa có số liệu"), digits other than ASCII
+    0-9, dates, negative amounts and amounts of 10^18 VND or more.
     """
     if value is None or (isinstance(value, str) and not value.strip()):
         raise CellError("empty; an amount is required")
+    _refuse_temporal(value, "an amount")
     if isinstance(value, bool):
         raise CellError(f"{value} is not an amount")
     if isinstance(value, int):
@@ -261,13 +342,18 @@ def parse_amount(value: object) -> Decimal:
     elif isinstance(value, str):
         amount = _amount_from_text(value)
     else:
-        raise CellError(f"{value!r} is not an amount")
+        raise CellError(f"{_shown(value)} is not an amount")
     if amount < 0:
-        raise CellError(f"negative amount {value!r}")
+        raise CellError(f"negative amount {_shown(value)}")
+    if amount >= MAX_AMOUNT:
+        raise CellError(f"{_shown(value)} is too large to be an amount in VND (at most 18 digits)")
     return amount
 
 
 def _amount_from_text(text: str) -> Decimal:
+    _refuse_foreign_digits(text)
+    if len(text) > MAX_AMOUNT_TEXT:
+        raise CellError(f"{_shown(text)} is not a number (more than {MAX_AMOUNT_TEXT} characters)")
     compact = _WHITESPACE.sub("", text)
     negative = False
     if compact.startswith("(") and compact.endswith(")"):  # accounting style
@@ -276,10 +362,43 @@ def _amount_from_text(text: str) -> Decimal:
         negative, compact = True, compact[1:]
     match = _AMOUNT.fullmatch(compact)
     if match is None or (match["sep"] is not None and match["dec"] == match["sep"]):
-        raise CellError(f"{text!r} is not a number")
+        raise CellError(f"{_shown(text)} is not a number")
     digits = match["int"].replace(match["sep"] or "", "")
     amount = Decimal(f"{digits}.{match['frac']}" if match["frac"] else digits)
     return -amount if negative else amount
+
+
+def _refuse_foreign_digits(text: str) -> None:
+    """Refuse digits other than ASCII 0-9: ``int()`` refuses superscripts that ``isdigit()`` accepts, and
+    ``Decimal()`` silently reads full-width or Arabic-Indic ones; a figure typed so is not trusted."""
+    for char in text:
+        if char.isnumeric() and not ("0" <= char <= "9"):
+            name = unicodedata.name(char, "unnamed character")
+            raise CellError(
+                f"{_shown(text)} holds {char!r} (U+{ord(char):04X} {name}), not an ASCII digit 0-9; "
+                "type the figure with the digits 0-9"
+            )
+
+
+def _refuse_temporal(value: object, wanted: str) -> None:
+    """A date, time or duration where a number belongs: the cell is formatted as one in Excel."""
+    if isinstance(value, datetime | date | time | timedelta):
+        shown = str(value) if isinstance(value, timedelta) else value.isoformat()
+        kind = "a duration" if isinstance(value, timedelta) else "a time" if isinstance(value, time) else "a date"
+        raise CellError(
+            f"holds {kind} ({shown}) where {wanted} belongs; the cell is formatted as a date or time in Excel"
+        )
+
+
+def _refuse_excel_error(value: object) -> None:
+    if isinstance(value, str) and value.strip().upper() in EXCEL_ERRORS:
+        raise CellError(f"holds the Excel error {value.strip()}; the cell must hold a value, not a failed formula")
+
+
+def _shown(value: object) -> str:
+    """A value quoted in a reason: its repr, cut to a readable length."""
+    text = value if isinstance(value, str) and value.startswith("=") else repr(value)
+    return text if len(text) <= SHOWN_TEXT else f"{text[:SHOWN_TEXT]}… ({len(text)} characters)"
 
 
 def _text(value: object) -> str | None:
@@ -299,17 +418,27 @@ def _required_text(value: object) -> str:
     return text
 
 
+def _code(value: object) -> str:
+    code = _required_text(value)
+    if len(code) > MAX_CODE_LENGTH:
+        raise CellError(f"{_shown(code)} is too long for a code (at most {MAX_CODE_LENGTH} characters)")
+    return code
+
+
 def _funding_source(value: object) -> str:
     source = _required_text(value).upper()
     if source not in FUNDING_SOURCES:
-        raise CellError(f"{value!r} is not one of {', '.join(FUNDING_SOURCES)}")
+        raise CellError(f"{_shown(value)} is not one of {', '.join(FUNDING_SOURCES)}")
     return source
 
 
 def _plan_year(value: object) -> int:
+    _refuse_temporal(value, "a plan year")
     text = _text(value)
-    if text is None or isinstance(value, bool) or not text.isdigit():
-        raise CellError(f"{value!r} is not a year")
+    if text is not None:
+        _refuse_foreign_digits(text)
+    if text is None or isinstance(value, bool) or not _YEAR.fullmatch(text):
+        raise CellError(f"{_shown(value)} is not a year")
     year = int(text)
     if year not in PLAN_YEARS:
         raise CellError(f"{year} is not a plausible plan year ({PLAN_YEARS.start}-{PLAN_YEARS.stop - 1})")
@@ -317,16 +446,19 @@ def _plan_year(value: object) -> int:
 
 
 def _carried_over(value: object) -> bool:
+    _refuse_temporal(value, "0 or 1")
     text = _text(value)
+    if text is not None:
+        _refuse_foreign_digits(text)
     if text not in ("0", "1"):
-        raise CellError(f"{value!r} is not 0 or 1")
+        raise CellError(f"{_shown(value)} is not 0 or 1")
     return text == "1"
 
 
 _PARSERS = {
-    "MaDuAn": _required_text,
+    "MaDuAn": _code,
     "TenDuAn": _text,
-    "ChuDauTu": _required_text,
+    "ChuDauTu": _code,
     "NguonVon": _funding_source,
     "NamKeHoach": _plan_year,
     "LaKeoDai": _carried_over,
@@ -353,41 +485,147 @@ def _blank(value: object) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
 
 
-def parse_workbook(content: bytes) -> ParsedWorkbook:
+def archive_problem(content: bytes, max_uncompressed_bytes: int = DEFAULT_MAX_UNCOMPRESSED_BYTES) -> str | None:
+    """Why an xlsx file's zip archive must not be inflated (a possible zip bomb), judged from its central
+    directory alone; None when it may be, or when it is no zip at all (the workbook reader then says so)."""
+    try:
+        with zipfile.ZipFile(BytesIO(content)) as archive:
+            members = archive.infolist()
+    except Exception:  # not a zip, or a damaged one: parse_workbook rejects it with the details
+        return None
+    total = sum(member.file_size for member in members)
+    if total > max_uncompressed_bytes:
+        return (
+            f"its zip archive would expand to {total} bytes, above FINANCE_MAX_UNCOMPRESSED_BYTES "
+            f"({max_uncompressed_bytes}); not read (a possible zip bomb)"
+        )
+    for member in members:
+        ratio = member.file_size / max(member.compress_size, 1)
+        if member.file_size > RATIO_CHECKED_ABOVE and ratio > MAX_COMPRESSION_RATIO:
+            return (
+                f"zip member {member.filename} would expand {ratio:.0f}:1 ({member.compress_size} to "
+                f"{member.file_size} bytes), above {MAX_COMPRESSION_RATIO}:1; not read (a possible zip bomb)"
+            )
+    return None
+
+
+def parse_workbook(content: bytes, max_uncompressed_bytes: int = DEFAULT_MAX_UNCOMPRESSED_BYTES) -> ParsedWorkbook:
     """Read sheet ``GiaiNgan`` of an xlsx file's bytes into typed rows, or the problems rejecting it.
 
     Title rows above the header, blank rows and thousands separators are handled; see the module
-    docstring for what is a problem.
+    docstring for what is a problem. Never raises (but for BaseExceptions such as KeyboardInterrupt): any
+    failure becomes a problem of the file.
     """
     try:
-        grid = _read_sheet(content)
+        refusal = archive_problem(content, max_uncompressed_bytes)
+        if refusal is not None:
+            raise _UnreadableError(refusal)
+        sheet = _read_sheet(content)
+        return _parse_grid(sheet)
     except _UnreadableError as exc:
         return ParsedWorkbook(None, {}, [], [Problem(None, None, None, str(exc))])
-    return _parse_grid(grid)
+    except Exception as exc:  # an openpyxl bug, a value of an unforeseen type: this file only is rejected
+        log.warning("Unexpected error parsing a workbook", exc_info=True)
+        return ParsedWorkbook(None, {}, [], [Problem(None, None, None, _describe(exc))])
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
 
 
 class _UnreadableError(Exception):
     pass
 
 
-def _read_sheet(content: bytes) -> list[tuple]:
+@dataclass(frozen=True)
+class _Sheet:
+    """Sheet GiaiNgan as read: cell values by row (index 0 is Excel row 1), and what data_only hides."""
+
+    grid: list[tuple]
+    formulas: dict[tuple[int, int], str]  # (1-based row, 1-based column) -> formula text
+    merges: list[str]  # merged ranges, e.g. "A3:I3"
+
+
+def _read_sheet(content: bytes) -> _Sheet:
     try:
         # data_only: a formula cell counts with the value Excel last computed for it.
         book = openpyxl.load_workbook(BytesIO(content), read_only=True, data_only=True)
     except Exception as exc:  # openpyxl raises many types (zip, XML, key errors) on damaged files
-        raise _UnreadableError(f"cannot be read as an xlsx workbook ({type(exc).__name__}: {exc})") from exc
+        raise _UnreadableError(f"cannot be read as an xlsx workbook ({_describe(exc)})") from exc
     try:
         if SHEET_NAME not in book.sheetnames:
             raise _UnreadableError(f"has no sheet {SHEET_NAME} (sheets: {', '.join(book.sheetnames)})")
+        if len(book.sheetnames) > 1:
+            others = ", ".join(name for name in book.sheetnames if name != SHEET_NAME)
+            raise _UnreadableError(
+                f"holds other sheets beside {SHEET_NAME} ({others}): which sheet holds the figures is "
+                f"ambiguous; the workbook must hold the one sheet {SHEET_NAME}"
+            )
         sheet = book[SHEET_NAME]
-        # Some writers store a wrong sheet size, which would cut rows short; read every cell present.
-        sheet.reset_dimensions()
         try:
-            return [tuple(row) for row in sheet.iter_rows(values_only=True)]
+            # Structure first: it bounds what the value pass below would build in memory.
+            formulas, merges = _scan_structure(sheet)
+            # Some writers store a wrong sheet size, which would cut rows short; read every cell present.
+            sheet.reset_dimensions()
+            grid = [tuple(row) for row in sheet.iter_rows(values_only=True)]
+        except _UnreadableError:
+            raise
         except Exception as exc:  # as above: damaged sheet XML
-            raise _UnreadableError(f"sheet {SHEET_NAME} cannot be read ({type(exc).__name__}: {exc})") from exc
+            raise _UnreadableError(f"sheet {SHEET_NAME} cannot be read ({_describe(exc)})") from exc
+        return _Sheet(grid, formulas, merges)
     finally:
         book.close()
+
+
+def _scan_structure(sheet) -> tuple[dict[tuple[int, int], str], list[str]]:
+    """The formulas and merged ranges of a read-only sheet, checking the row and cell order on the way.
+
+    openpyxl's read-only sheet has no merged ranges, so its own sheet parser reads the XML once more with
+    ``data_only=False`` (read-only mode uses the same parser, so the two passes agree on every cell).
+    """
+    formulas: dict[tuple[int, int], str] = {}
+    cells = last_row = 0
+    with sheet._get_source() as source:
+        parser = WorkSheetParser(source, sheet._shared_strings, data_only=False)
+        for row_number, row in parser.parse():
+            if row_number <= last_row:
+                raise _UnreadableError(
+                    f"sheet {SHEET_NAME} is damaged: its XML lists row {row_number} after row {last_row}"
+                )
+            if row_number > EXCEL_MAX_ROW:
+                raise _UnreadableError(f"sheet {SHEET_NAME} is damaged: row {row_number} is beyond Excel's last row")
+            last_column = 0
+            for cell in row:
+                column = cell["column"]
+                if column <= last_column:
+                    raise _UnreadableError(
+                        f"sheet {SHEET_NAME} is damaged: row {row_number} lists column "
+                        f"{get_column_letter(column)} after column {get_column_letter(last_column)}"
+                    )
+                if column > EXCEL_MAX_COLUMN:
+                    raise _UnreadableError(
+                        f"sheet {SHEET_NAME} is damaged: row {row_number} has a cell beyond Excel's last column"
+                    )
+                last_column = column
+                if cell["data_type"] == "f":
+                    formulas[(row_number, column)] = _formula_text(cell["value"])
+            cells += last_column
+            if cells > MAX_SHEET_CELLS:
+                raise _UnreadableError(
+                    f"sheet {SHEET_NAME} spans more than {MAX_SHEET_CELLS} cells (by row {row_number}); not read"
+                )
+            last_row = row_number
+        merges = [str(merged.ref) for merged in parser.merged_cells.mergeCell] if parser.merged_cells else []
+    return formulas, merges
+
+
+def _formula_text(value: object) -> str:
+    if isinstance(value, str):
+        return value
+    text = getattr(value, "text", None)  # ArrayFormula
+    if isinstance(text, str):
+        return text
+    return f"{type(value).__name__} {getattr(value, 'ref', '')}".strip()  # DataTableFormula
 
 
 def _find_header(grid: list[tuple]) -> tuple[int | None, dict[str, int], list[Problem]]:
@@ -432,21 +670,72 @@ def _raw_keys(header_cells: tuple) -> list[str]:
     return keys
 
 
-def _parse_grid(grid: list[tuple]) -> ParsedWorkbook:
+def _column_name(columns: dict[str, int], keys: list[str], index: int) -> str:
+    """The header of a 0-based column: a required header's own spelling, else the raw key, else its letter."""
+    required = next((h for h, i in columns.items() if i == index), None)
+    if required is not None:
+        return required
+    return keys[index] if index < len(keys) else get_column_letter(index + 1)
+
+
+def _merge_problems(sheet: _Sheet, header_row: int, columns: dict[str, int], keys: list[str]) -> list[Problem]:
+    """Merged ranges reaching the header row or below it (title rows above the header may be merged)."""
+    problems = []
+    for ref in sheet.merges:
+        min_col, min_row, max_col, max_row = range_boundaries(ref)
+        if max_row < header_row or (min_col == max_col and min_row == max_row):
+            continue
+        row = max(min_row, header_row)
+        name, letter = _column_name(columns, keys, min_col - 1), get_column_letter(min_col)
+        where = "in the header row" if min_row <= header_row else "among the data rows"
+        problems.append(
+            Problem(
+                row,
+                name,
+                letter,
+                f"merged cells {ref} {where}: a merged range keeps its value in its first cell only "
+                f"({get_column_letter(min_col)}{min_row}); unmerge them and fill every cell",
+            )
+        )
+    return problems
+
+
+def _problem_order(problem: Problem) -> tuple[int, int]:
+    """By row, then column: the nine in their spec order (as a missing column has no letter), others after."""
+    if problem.column is None:
+        column = -1
+    elif problem.column in HEADERS:
+        column = HEADERS.index(problem.column)
+    else:
+        column = len(HEADERS) + (column_index_from_string(problem.letter) if problem.letter else 0)
+    return problem.row or 0, column
+
+
+def _parse_grid(sheet: _Sheet) -> ParsedWorkbook:
+    grid = sheet.grid
     header_row, columns, problems = _find_header(grid)
     if problems:
         return ParsedWorkbook(header_row, columns, [], problems)
     keys = _raw_keys(grid[header_row - 1])
+    problems = _merge_problems(sheet, header_row, columns, keys)
     rows: list[DisbursementRow] = []
     first_row_of_line: dict[tuple, int] = {}
     for row_number, cells in enumerate(grid[header_row:], start=header_row + 1):
-        if all(_blank(v) for v in cells):
+        formulas = {h: sheet.formulas.get((row_number, i + 1)) for h, i in columns.items()}
+        # A formula never computed has no value: its row is not blank.
+        if all(_blank(v) for v in cells) and not any(formulas.values()):
             continue
         typed = {}
         for header in HEADERS:
             index = columns[header]
             value = cells[index] if index < len(cells) else None
             try:
+                if formulas[header] is not None:
+                    raise CellError(
+                        f"holds the formula {_shown(formulas[header])}; a workbook must hold values, not "
+                        "formulas (paste the figures as values)"
+                    )
+                _refuse_excel_error(value)
                 typed[header] = _PARSERS[header](value)
             except CellError as exc:
                 problems.append(Problem(row_number, header, get_column_letter(index + 1), str(exc)))
@@ -483,7 +772,7 @@ def _parse_grid(grid: list[tuple]) -> ParsedWorkbook:
         rows.append(row)
     if not rows and not problems:
         problems.append(Problem(header_row, None, None, "no data rows below the header"))
-    problems.sort(key=lambda p: (p.row or 0, HEADERS.index(p.column) if p.column else -1))
+    problems.sort(key=_problem_order)
     return ParsedWorkbook(header_row, columns, rows, problems)
 
 
@@ -500,7 +789,18 @@ def _reason(file: str, problems: list[Problem]) -> str:
         listed = "; ".join(f"{p.where()}: {p.message}" for p in more[:REASON_MORE_PROBLEMS])
         others = len(more) - REASON_MORE_PROBLEMS
         reason += f" (and {len(more)} more: {listed}{f'; {others} others' if others > 0 else ''})"
-    return reason
+    return _storable(reason)
+
+
+def _storable(text: str) -> str:
+    """Text PostgreSQL takes: no NUL, no lone surrogates (undecodable file-name bytes become ``\\xNN``)."""
+    if text.isascii() and "\x00" not in text:
+        return text
+    try:
+        raw = text.encode("utf-8", "surrogateescape")  # the file name's own bytes, as os.fsdecode got them
+    except UnicodeEncodeError:
+        raw = text.encode("utf-8", "backslashreplace")
+    return raw.decode("utf-8", "backslashreplace").replace("\x00", "\\x00")
 
 
 # --- loading the inbox -----------------------------------------------------------------------------------
@@ -509,13 +809,21 @@ def _reason(file: str, problems: list[Problem]) -> str:
 @dataclass(frozen=True)
 class _Candidate:
     path: Path
-    relative: str
+    relative: str  # relative to the inbox, as stored (valid UTF-8)
     report_date: date | None
     modified_ns: int
+    size: int
+    unread_key: str  # its pseudo key, should its content not be examined
 
     @property
     def order(self) -> tuple:
         return (self.report_date or date.min, self.modified_ns, self.relative.count("/"), self.relative)
+
+
+@dataclass(frozen=True)
+class _Caps:
+    max_file_bytes: int
+    max_uncompressed_bytes: int
 
 
 def _candidates(inbox: Path) -> list[_Candidate]:
@@ -524,29 +832,62 @@ def _candidates(inbox: Path) -> list[_Candidate]:
         relative = path.relative_to(inbox)
         if any(part.startswith((".", "~$")) for part in relative.parts):
             continue
-        if path.suffix.lower() not in CANDIDATE_SUFFIXES or not path.is_file():
+        if path.suffix.lower() not in CANDIDATE_SUFFIXES:
             continue
-        found.append(_Candidate(path, relative.as_posix(), report_date_from_name(path.name), path.stat().st_mtime_ns))
+        try:
+            info = path.stat()
+        except OSError:
+            try:
+                info = path.lstat()  # a broken link: listed, and refused when read
+            except OSError:
+                continue  # gone since the folder was listed: nothing is left to record
+        found.append(
+            _Candidate(
+                path,
+                _storable(relative.as_posix()),
+                report_date_from_name(path.name),
+                info.st_mtime_ns,
+                info.st_size,
+                _unread_key(os.fsencode(relative.as_posix()), info.st_size, info.st_mtime_ns),
+            )
+        )
     return sorted(found, key=lambda c: c.order)
 
 
-def load_inbox(writer_url: str, inbox: Path, run_id: str) -> FinanceLoadResult:
+def _unread_key(relative: bytes, size: int, modified_ns: int) -> str:
+    """The pseudo key of a file refused before its content was examined: stable while it is unchanged."""
+    digest = hashlib.sha256(b"\0".join((relative, str(size).encode(), str(modified_ns).encode())))
+    return UNREAD_KEY_PREFIX + digest.hexdigest()
+
+
+def load_inbox(
+    writer_url: str,
+    inbox: Path,
+    run_id: str,
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    max_uncompressed_bytes: int = DEFAULT_MAX_UNCOMPRESSED_BYTES,
+) -> FinanceLoadResult:
     """Load the new or re-issued disbursement workbooks found under ``inbox`` into ``raw``.
 
     ``writer_url`` is a ``postgresql://`` URL of the pipeline's writer role. Each file is loaded whole,
     replacing the earlier file of its report date in one transaction, or rejected whole; files whose
-    content is already recorded are skipped. Every file, skipped or not, is listed in the result.
-    Raises FileNotFoundError if ``inbox`` is not a folder, and psycopg errors if the warehouse fails (the
-    file being loaded then stays unrecorded and untouched in the warehouse).
+    content is already recorded are skipped. Every file, skipped or not, is listed in the result. A file
+    larger than ``max_file_bytes``, or whose zip would expand beyond ``max_uncompressed_bytes``, is refused
+    unread (``FINANCE_MAX_FILE_BYTES``, ``FINANCE_MAX_UNCOMPRESSED_BYTES``). No file makes this raise.
+    Raises FileNotFoundError if ``inbox`` is not a folder, ValueError for a cap below 1, and psycopg errors
+    if the warehouse fails (the file being loaded then stays unrecorded and untouched in the warehouse).
     """
     inbox = Path(inbox)
+    if min(max_file_bytes, max_uncompressed_bytes) < 1:
+        raise ValueError("the finance file caps must be positive byte counts")
     if not inbox.is_dir():
         raise FileNotFoundError(f"finance inbox {inbox} is not a folder")
+    caps = _Caps(max_file_bytes, max_uncompressed_bytes)
     result = FinanceLoadResult(run_id)
     with psycopg.connect(writer_url, autocommit=True, connect_timeout=CONNECT_TIMEOUT) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", [ADVISORY_LOCK_KEY])
         for candidate in _candidates(inbox):
-            outcome = _load_file(conn, inbox, candidate, run_id)
+            outcome = _load_file(conn, inbox, candidate, run_id, caps)
             result.files.append(outcome)
             level = logging.WARNING if outcome.status == REJECTED else logging.INFO
             log.log(level, "%s: %s%s", outcome.file, outcome.status, f" ({outcome.reason})" if outcome.reason else "")
@@ -561,37 +902,31 @@ def load_inbox(writer_url: str, inbox: Path, run_id: str) -> FinanceLoadResult:
     return result
 
 
-def _load_file(conn: psycopg.Connection, inbox: Path, candidate: _Candidate, run_id: str) -> FileOutcome:
-    # One read: the hash is that of exactly the bytes parsed, even if the file is being replaced meanwhile.
-    content = candidate.path.read_bytes()
+def _load_file(conn: psycopg.Connection, inbox: Path, candidate: _Candidate, run_id: str, caps: _Caps) -> FileOutcome:
+    try:
+        # One read: the hash is that of exactly the bytes parsed, even if the file is being replaced meanwhile.
+        content = _read_bytes(candidate.path, caps.max_file_bytes)
+        refusal = archive_problem(content, caps.max_uncompressed_bytes)
+    except _UnreadableError as exc:
+        refusal = str(exc)
+    except Exception as exc:  # whatever reading one file raises is about that file only
+        log.warning("Unexpected error reading %s", candidate.relative, exc_info=True)
+        refusal = _describe(exc)
+    if refusal is not None:
+        return _refuse_unread(conn, candidate, run_id, refusal)
     sha = hashlib.sha256(content).hexdigest()
     outcome = FileOutcome(candidate.relative, candidate.report_date, SKIPPED, 0, None, sha)
-    with conn.cursor(row_factory=dict_row) as cursor:
-        recorded = cursor.execute(
-            "SELECT status, report_date, path, reason, loaded_at FROM raw.finance_files WHERE file_sha256 = %s",
-            [sha],
-        ).fetchone()
+    recorded = _recorded(conn, sha)
     if recorded is not None and not _read_again(recorded, candidate, inbox):
         return _skipped(outcome, recorded)
-    record = {
-        "file_sha256": sha,
-        "file_name": candidate.path.name,
-        "path": candidate.relative,
-        "report_date": candidate.report_date,
-        "file_modified_at": datetime.fromtimestamp(candidate.modified_ns / 1e9, tz=UTC),
-        "run_id": run_id,
-        "reason": None,
-        "reject_row": None,
-        "reject_column": None,
-        "rows": 0,
-    }
+    record = _file_record(candidate, sha, run_id)
     if candidate.report_date is None:
-        reason = f"{candidate.relative}: file name is not giai-ngan-YYYY-MM-DD.xlsx with a valid date; not read"
+        reason = _name_reason(candidate)
         with conn.transaction():
             _record(conn, record | {"status": SKIPPED_NAME, "reason": reason})
         return FileOutcome(candidate.relative, None, SKIPPED_NAME, 0, reason, sha)
 
-    parsed = parse_workbook(content)
+    parsed = parse_workbook(content, caps.max_uncompressed_bytes)  # never raises
     with conn.transaction():
         problems = parsed.problems or _decreasing_cumulative(conn, candidate.report_date, parsed)
         if problems:
@@ -611,6 +946,90 @@ def _load_file(conn: psycopg.Connection, inbox: Path, candidate: _Candidate, run
     )
 
 
+def _read_bytes(path: Path, max_bytes: int) -> bytes:
+    """A file's bytes, or _UnreadableError saying why not: checked to be a regular file no larger than
+    ``max_bytes`` on the open file, before a byte is read (O_NONBLOCK: opening a pipe must not hang)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError as exc:
+        raise _UnreadableError(
+            f"cannot be read ({_describe(exc)}): it was moved or deleted after the inbox was listed, or is a "
+            "broken link"
+        ) from exc
+    except OSError as exc:
+        raise _UnreadableError(f"cannot be read ({type(exc).__name__}: {exc.strerror or exc})") from exc
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise _UnreadableError("is a folder, not a workbook file")
+        if not stat.S_ISREG(info.st_mode):
+            raise _UnreadableError("is not a regular file (a pipe, socket or device); not read")
+        if info.st_size > max_bytes:
+            raise _UnreadableError(f"is {info.st_size} bytes, above FINANCE_MAX_FILE_BYTES ({max_bytes}); not read")
+        chunks, total = [], 0
+        while chunk := os.read(fd, min(2**20, max_bytes + 1 - total)):
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > max_bytes:
+                raise _UnreadableError(f"grew above FINANCE_MAX_FILE_BYTES ({max_bytes}) while being read")
+        return b"".join(chunks)
+    except OSError as exc:
+        raise _UnreadableError(f"cannot be read ({type(exc).__name__}: {exc.strerror or exc})") from exc
+    finally:
+        os.close(fd)
+
+
+def _refuse_unread(conn: psycopg.Connection, candidate: _Candidate, run_id: str, message: str) -> FileOutcome:
+    """Record a file whose content was not examined under its pseudo key (see the module docstring); skip it
+    when it was already refused so, unchanged."""
+    key = candidate.unread_key
+    if candidate.report_date is None:
+        status, reason = SKIPPED_NAME, _name_reason(candidate)
+    else:
+        status, reason = REJECTED, _storable(f"{candidate.relative}: {message}")
+    outcome = FileOutcome(candidate.relative, candidate.report_date, status, 0, reason, key)
+    recorded = _recorded(conn, key)
+    if recorded is not None and (recorded["status"], recorded["reason"]) == (status, reason):
+        return _skipped(outcome, recorded)
+    with conn.transaction():
+        _record(conn, _file_record(candidate, key, run_id) | {"status": status, "reason": reason})
+    return outcome
+
+
+def _recorded(conn: psycopg.Connection, key: str) -> dict | None:
+    with conn.cursor(row_factory=dict_row) as cursor:
+        return cursor.execute(
+            "SELECT status, report_date, path, reason, loaded_at FROM raw.finance_files WHERE file_sha256 = %s",
+            [key],
+        ).fetchone()
+
+
+def _file_record(candidate: _Candidate, key: str, run_id: str) -> dict:
+    return {
+        "file_sha256": key,
+        "file_name": _storable(candidate.path.name),
+        "path": candidate.relative,
+        "report_date": candidate.report_date,
+        "file_modified_at": _modified_at(candidate.modified_ns),
+        "run_id": run_id,
+        "reason": None,
+        "reject_row": None,
+        "reject_column": None,
+        "rows": 0,
+    }
+
+
+def _name_reason(candidate: _Candidate) -> str:
+    return f"{candidate.relative}: file name is not giai-ngan-YYYY-MM-DD.xlsx with a valid date; not read"
+
+
+def _modified_at(modified_ns: int) -> datetime | None:
+    try:
+        return datetime.fromtimestamp(modified_ns / 1e9, tz=UTC)
+    except (OverflowError, OSError, ValueError):  # a clock set to year 10000 is no reason to fail
+        return None
+
+
 def _read_again(recorded: dict, candidate: _Candidate, inbox: Path) -> bool:
     """Whether content already recorded deserves another reading under this file's name."""
     if candidate.report_date is None:
@@ -622,8 +1041,15 @@ def _read_again(recorded: dict, candidate: _Candidate, inbox: Path) -> bool:
     return (
         recorded["status"] == REJECTED
         and recorded["report_date"] != candidate.report_date
-        and not (inbox / recorded["path"]).exists()
+        and not _still_there(inbox / recorded["path"])
     )
+
+
+def _still_there(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:  # e.g. its folder is no longer readable: take it as there, so nothing changes
+        return True
 
 
 def _skipped(outcome: FileOutcome, recorded: dict) -> FileOutcome:
