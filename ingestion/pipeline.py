@@ -177,7 +177,8 @@ def load_workbooks(run_id: str, settings: Settings | None = None) -> dict:
     from ingestion.finance import load_inbox
 
     settings = _settings(settings)
-    return load_inbox(settings.warehouse_url, settings.finance_inbox, run_id).to_dict()
+    return load_inbox(settings.warehouse_url, settings.finance_inbox, run_id, settings.finance_max_file_bytes,
+                      settings.finance_max_uncompressed_bytes).to_dict()
 
 
 def summarize(conn: psycopg.Connection, run_id: str) -> list[tuple]:

@@ -68,6 +68,8 @@ class Settings:
     partition: str = "none"
     max_window_records: int = 200_000
     workers: int = 2
+    finance_max_file_bytes: int = 50 * 2**20  # the defaults of ingestion.finance
+    finance_max_uncompressed_bytes: int = 200 * 2**20
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, warehouse_url: str | None = None) -> Settings:
@@ -87,6 +89,12 @@ class Settings:
         if partition not in ("none", "district"):
             raise ValueError(f"INGEST_PARTITION must be 'none' or 'district', not {partition!r}")
         page_size = int(get("PROCEDURE_API_PAGE_SIZE", "1000"))
+        finance_max_file_bytes = int(get("FINANCE_MAX_FILE_BYTES", str(cls.finance_max_file_bytes)))
+        finance_max_uncompressed_bytes = int(
+            get("FINANCE_MAX_UNCOMPRESSED_BYTES", str(cls.finance_max_uncompressed_bytes))
+        )
+        if min(finance_max_file_bytes, finance_max_uncompressed_bytes) < 1:
+            raise ValueError("FINANCE_MAX_FILE_BYTES and FINANCE_MAX_UNCOMPRESSED_BYTES must be positive byte counts")
         if not 1 <= page_size <= 1000:
             raise ValueError("PROCEDURE_API_PAGE_SIZE must be in 1..1000")
         return cls(
@@ -112,6 +120,8 @@ class Settings:
             partition=partition,
             max_window_records=int(get("INGEST_MAX_WINDOW_RECORDS", "200000")),
             workers=max(1, int(get("INGEST_WORKERS", "2"))),
+            finance_max_file_bytes=finance_max_file_bytes,
+            finance_max_uncompressed_bytes=finance_max_uncompressed_bytes,
         )
 
     def with_api(self, url: str | None, token: str | None) -> Settings:
