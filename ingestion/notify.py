@@ -40,8 +40,8 @@ with the SMTP password's base64 forms an SMTP server could echo. The full traceb
 own log.
 
 Slack reads its messages as mrkdwn: the quoted text is escaped (``&``, ``<``, ``>`` as ``&amp;``,
-``&lt;``, ``&gt;``, so a unit name cannot become a link or an ``@channel`` mention), and a body quoted in
-a code block has its backticks replaced by ``ˋ`` (U+02CB), so it cannot close the block.
+``&lt;``, ``&gt;``, so a unit name cannot become a link or an ``@channel`` mention), and its backticks
+are replaced by ``ˋ`` (U+02CB), so a body quoted in a code block cannot close it (nor a headline open one).
 
 Only the standard library is imported at module level (``requests`` when a webhook is configured),
 so DAG files can reference this module without slowing their parsing.
@@ -68,7 +68,7 @@ MASK = "***"
 SECRET_NAME = re.compile(r"PASSWORD|PASSWD|TOKEN|SECRET|WEBHOOK|SALT|_KEY$|CREDENTIAL", re.I)
 MIN_SECRET_CHARS = 4  # shorter values ("on", "25") are no secrets and would mangle every text
 URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^\s/:@]*:)[^\s@/]+@", re.I)
-KEYWORD_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('[^']*'|\S+)", re.I)
+KEYWORD_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('[^']*'|[^\s;]+)", re.I)
 SLACK_FENCE = "```"
 OFF = ("off", "false", "no", "0")
 ON = ("on", "true", "yes", "1")
@@ -177,13 +177,14 @@ def write_alert(alert: Mapping[str, Any], env: Mapping[str, str] | None = None) 
 
 
 def slack_escape(text: str) -> str:
-    """``text`` as Slack mrkdwn shows it literally: ``&``, ``<``, ``>`` escaped (no links, no mentions)."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    """``text`` as Slack mrkdwn shows it literally: ``&``, ``<``, ``>`` escaped (no links, no mentions), and
+    backticks replaced by U+02CB (no code span or block can open or close)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("`", "ˋ")
 
 
 def slack_code_block(text: str) -> str:
-    """``text`` in a Slack code block it cannot close (its backticks become U+02CB)."""
-    return f"{SLACK_FENCE}{slack_escape(text).replace('`', 'ˋ')}{SLACK_FENCE}"
+    """``text`` in a Slack code block it cannot close."""
+    return f"{SLACK_FENCE}{slack_escape(text)}{SLACK_FENCE}"
 
 
 def slack_message(headline: str, body: str, bold: bool = False) -> str:

@@ -1,10 +1,15 @@
 """The publication tests' warehouse: a small simulator scenario and its finance workbooks ingested, staging
 and the data-quality stage run (so the marts hold data-quality issues), then the full dbt build — what a
-night does, without Airflow."""
+night does, without Airflow.
+
+The busiest units are served (``GET /units``) under names a spreadsheet or a browser would execute
+(``HOSTILE_NAMES``): whoever keys the procedure system's catalogue controls them, and every output must
+show them as text. The independent reference reads the same served records, so every comparison holds."""
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
@@ -25,6 +30,22 @@ START, END = date(2023, 1, 1), date(2023, 6, 30)
 AS_OF = datetime(2023, 7, 1, 1, 0)
 SCENARIO = Scenario(seed=42, start=START, end=END, scale=0.02, clock=AS_OF)
 RUN_ID = "night-2023-07-01"
+# A formula without a URL: the outputs' own checks rightly refuse any "http(s)://" in a self-contained page.
+HOSTILE_NAMES = ('=HYPERLINK("ftp.example.vn","Bấm vào đây")', "+1", "-2", "@SUM(A1)", "<script>alert(1)</script>",
+                 'Sở "A" & <b>B</b> `x`')
+
+
+class HostileNamesProvince(Province):
+    """The scenario's province whose busiest units (most dossiers) are named ``HOSTILE_NAMES``."""
+
+    def __init__(self, scenario: Scenario):
+        super().__init__(scenario)
+        counts = Counter(r.get("DonViXuLy") for r in self.iter_all())
+        busiest = [code for code, _ in counts.most_common() if code in self.unit_index][:len(HOSTILE_NAMES)]
+        self.renamed = dict(zip(busiest, HOSTILE_NAMES, strict=True))
+
+    def unit_records(self) -> list[dict]:
+        return [{**r, "TenDonVi": self.renamed.get(r["MaDonVi"], r["TenDonVi"])} for r in super().unit_records()]
 
 
 @contextmanager
@@ -32,7 +53,7 @@ def built_warehouse(tmp: Path) -> Iterator[dict]:
     """Ingest the scenario and its workbooks, build staging and dq, validate, build everything."""
     inbox = tmp / "inbox"
     finance = write_workbooks(inbox, investors(), START, END, seed=42)
-    province = Province(SCENARIO)
+    province = HostileNamesProvince(SCENARIO)
     with throwaway_warehouse(tmp) as wh, running_simulator(province) as sim:
         url = wh.urls["writer"]
         settings = Settings.from_env({"PROCEDURE_API_URL": sim.url, "PROCEDURE_API_TOKEN": sim.token,
