@@ -32,6 +32,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 
 from tests.support.postgres import free_port, throwaway_warehouse  # noqa: E402
+from warehouse.psql import libpq_command  # noqa: E402
 
 DOSSIERS_AT_SCALE_1 = 308_000  # default scenario (Jan–Sep 2023) at scale 1
 
@@ -103,7 +104,9 @@ def bench(n: int, wh, port: int) -> dict:
         conn.execute("CREATE TABLE bench.ceiling (dossier_id text, updated_at timestamp, "
                      "payload jsonb COMPRESSION lz4)")
         t0 = time.perf_counter()
-        subprocess.run(["psql", writer, "-q", "-c", f"\\copy bench.ceiling FROM '{rows_file}'"], check=True)
+        # The URL's password goes to psql in its environment, not in its arguments (visible in `ps`).
+        argv, psql_env = libpq_command("psql", writer, ["-q", "-c", f"\\copy bench.ceiling FROM '{rows_file}'"])
+        subprocess.run(argv, env=psql_env, check=True)
         copy_s = time.perf_counter() - t0
         # What a user would write: records as parsed from the API, the payload into a jsonb column. The
         # frame is built 100k rows at a time (1M parsed payloads would not fit in memory); only the

@@ -16,8 +16,8 @@ The connection comes from the writer role's ``postgresql://`` URL — ``WAREHOUS
 | ``DBT_SEND_ANONYMOUS_USAGE_STATS`` | ``False`` (no network calls at run time) |
 
 ``DBT_EXECUTABLE`` overrides the dbt binary (default: the ``dbt`` beside this Python, i.e. the project's
-``.venv``). ``BI_READER_ROLE`` (granted ``select`` on the marts) and ``APPLICANT_SALT`` (the salt of
-``applicant_key``) pass through from the environment.
+``.venv``). ``BI_READER_ROLE`` (granted ``select`` on the marts) passes through from the environment;
+``applicant_key``'s HMAC key is read by the model from the warehouse itself (``raw.applicant_hash_key``).
 """
 
 from __future__ import annotations
