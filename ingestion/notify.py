@@ -73,11 +73,11 @@ SLACK_FENCE = "```"
 OFF = ("off", "false", "no", "0")
 ON = ("on", "true", "yes", "1")
 
+log = logging.getLogger(__name__)
+
 
 class InsecureSMTPError(RuntimeError):
-    """The e-mail would travel (or log in) unencrypted while ``ALERT_SMTP_TLS`` requires TLS."""
-
-log = logging.getLogger(__name__)
+    """The e-mail would travel unencrypted while ``ALERT_SMTP_TLS`` requires TLS, or log in unencrypted."""
 
 
 def _get(env: Mapping[str, str], name: str, default: str | None = None) -> str | None:
@@ -124,7 +124,8 @@ def describe_exception(exception: BaseException | str, env: Mapping[str, str] | 
         prefix, text = "", exception
     else:
         prefix = f"{type(exception).__name__}: "
-        diag = getattr(exception, "diag", None)  # psycopg errors; the primary message quotes no row
+        # psycopg errors: the primary message says what went wrong; DETAIL and CONTEXT quote the row
+        diag = getattr(exception, "diag", None)
         primary = getattr(diag, "message_primary", None) if diag is not None else None
         text = primary if isinstance(primary, str) and primary.strip() else str(exception)
     first = next((line.strip() for line in text.splitlines() if line.strip()), "")
