@@ -341,7 +341,7 @@ def test_the_documented_psql_command_runs_as_each_role(wh, role, user):
 
 def test_psql_gets_the_password_in_its_environment_not_its_arguments(wh):
     password = wh.settings.password("writer")
-    proc = subprocess.Popen([sys.executable, "-m", "warehouse", "psql", "-AtX", "-c", "SELECT pg_sleep(3)"],
+    proc = subprocess.Popen([sys.executable, "-m", "warehouse", "psql", "-AtX", "-c", "SELECT pg_sleep(1)"],
                             env=command_env(wh), cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         # The command replaces itself by psql (same pid): wait for the exec.
