@@ -10,27 +10,17 @@ Wiring only: the work is ``publication.monthly``.
 
 from __future__ import annotations
 
-import os
-from datetime import timedelta
-
-import pendulum
 from airflow.sdk import Param, dag, task
 
 from dags.assets import MONTHLY_RANKING
-
-LOCAL_TZ = "Asia/Ho_Chi_Minh"
-
-
-def _on_task_failure(context) -> None:
-    from ingestion.notify import notify_task_failure
-
-    notify_task_failure(context)
+from dags.defaults import MONTHLY_DAG_ID, RUN_TIMEOUT, START_DATE, default_args
 
 
 @dag(
-    dag_id="cchc_monthly_publication",
+    dag_id=MONTHLY_DAG_ID,
     schedule=[MONTHLY_RANKING],
-    start_date=pendulum.datetime(2023, 1, 1, tz=LOCAL_TZ),
+    start_date=START_DATE,
+    dagrun_timeout=RUN_TIMEOUT,
     catchup=False,
     max_active_runs=1,
     tags=["cchc", "publication", "monthly"],
@@ -38,9 +28,7 @@ def _on_task_failure(context) -> None:
         "month": Param(None, type=["null", "string"], description="YYYY-MM; default: the latest complete month"),
         "force": Param(False, type="boolean", description="publish again even if the month's files exist"),
     },
-    default_args={"retries": int(os.environ.get("PIPELINE_TASK_RETRIES", "2")),
-                  "retry_delay": timedelta(seconds=float(os.environ.get("PIPELINE_RETRY_DELAY_SECONDS", "300"))),
-                  "on_failure_callback": _on_task_failure},
+    default_args=default_args(),
     doc_md=__doc__,
 )
 def cchc_monthly_publication():

@@ -1,4 +1,5 @@
-"""The nightly Airflow DAG ``cchc_nightly``: wiring only — every step is a function of ``ingestion.pipeline``.
+"""The nightly Airflow DAG ``cchc_nightly``: wiring only — every step is a function of ``ingestion``,
+``expectations``, ``ops`` and ``pipeline``.
 
 Heavy modules (the API client, pandas, dbt, Great Expectations) are imported inside the tasks, so
 parsing this file costs only the ``airflow.sdk`` import. See ``DOC`` below (shown in the UI) and
@@ -8,17 +9,17 @@ parsing this file costs only the ``airflow.sdk`` import. See ``DOC`` below (show
 from __future__ import annotations
 
 import os
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import pendulum
 from airflow.sdk import CronDataIntervalTimetable, chain, dag, task
+from airflow.sdk.definitions.taskgroup import TaskGroup
 
-from dags.assets import MARTS
+from dags.assets import DOSSIER_MARTS, FINANCE_MARTS
+from dags.defaults import LOCAL_TZ, NIGHTLY_DAG_ID, RUN_TIMEOUT, START_DATE, default_args, failure_callback
 
-DAG_ID = "cchc_nightly"
-LOCAL_TZ = "Asia/Ho_Chi_Minh"
+DAG_ID = NIGHTLY_DAG_ID
 
 DOC = """
 ### Nightly administrative-reform warehouse run
@@ -27,55 +28,47 @@ Runs every night at **01:00 Asia/Ho_Chi_Minh**. Its data interval is the previou
 yesterday to 01:00 today (local time), taken from the run's `data_interval_start`/`data_interval_end`
 (never `logical_date`) and handed to the ingestion functions as naive local times.
 
-1. `start_run` — records the run in `audit.pipeline_runs`;
-2. `refresh_reference` — full refresh of units, procedures and delegations into `raw`;
+1. `start_run` — takes the warehouse's lease (one writing run at a time) and records the run;
+2. `refresh_reference` — full refresh of units, procedures and delegations (a list that vanishes is
+   refused and yesterday's stays current);
 3. `plan_dossier_partitions` — `["*"]` (one stream), or one partition per district (`INGEST_PARTITION=district`);
-4. `pull_dossiers` — one mapped task per partition: dossiers changed since the partition's watermark
-   (minus a look-back) up to the interval end, in ≤31-day windows committed with their watermark;
+4. `pull_dossiers` — one mapped task per partition: the windows earlier nights could not complete, then
+   the dossiers changed since the partition's watermark (minus a look-back) up to the interval end;
 5. `complete_partitions` — after a partitioned pull, what no partition covers;
-6. `load_workbooks` — new or re-issued finance workbooks from the inbox;
-7. `dbt_staging` — dbt builds the staging views and `dq.dq_dossiers` (Cosmos, one task per node);
-8. `data_quality` — Great Expectations: the batch's critical checks (a failure stops the run here, so
-   yesterday's marts stay published), then every rule of dq-rules.md per dossier and the workbook
-   checks; findings into `dq`, Data Docs into `REPORTS_DIR/data-docs`, the digest to the data team;
-9. `dbt_marts` — intermediate models, marts (including `fct_dq_issue`, `fct_dq_daily`) and the snapshot;
-10. `marts_published` — emits the marts' Airflow Assets (`dags/assets.py`): the monthly publication DAG
-    and BI cache refreshes are scheduled on them, not on the clock;
-11. `write_report` — the self-contained HTML report in `REPORTS_DIR/report/` and the run's summary;
-12. `finish_run` — closes the run and prints its summary.
+6. `dbt_staging` — dbt builds the staging views and `dq.dq_dossiers` (Cosmos, one task per node);
+7. `data_quality` — Great Expectations: the batch's critical checks (a failure stops the dossier marts
+   here, so yesterday's stay published), then every rule of dq-rules.md per dossier;
+8. `dbt_marts` → `marts_published` — intermediate models, marts and snapshot; then the marts' Assets;
+9. `load_workbooks` → `finance` (staging, checks, marts) → `finance_published` — the finance
+   department's workbooks, on a branch of their own: a failure there does not hold the dossier marts;
+10. `write_report` — the HTML report and the run's summary, once the dossier marts are published;
+11. `finish_run` — whatever happened before: the data-quality digest (leading with what the night could
+    not do), one alert when something needs attention, the run's status, the lease released.
 
-`catchup=False`: a missed night is caught up by the watermarks, not by extra runs. Backfilling past
-intervals is still safe — the loaders are idempotent. At most one run at a time.
-
-The Airflow connection `procedure_api` (host = base URL, password = token), when defined, overrides
-`PROCEDURE_API_URL`/`PROCEDURE_API_TOKEN`. A failed task (after its retries) is appended to
+`catchup=False`: a missed night is caught up by the watermarks, not by extra runs. At most one run at a
+time, and at most `PIPELINE_RUN_TIMEOUT_MINUTES` per run; every task at most
+`PIPELINE_TASK_TIMEOUT_MINUTES`. A failed task (after its retries) is appended to
 `reports/alerts.log` and sent to Slack / e-mail when configured (`ingestion/notify.py`).
 """
 
-# Task retries; override with environment variables of the Airflow processes (e.g. for quick tests).
-RETRIES = int(os.environ.get("PIPELINE_TASK_RETRIES", "2"))
-RETRY_DELAY = timedelta(seconds=float(os.environ.get("PIPELINE_RETRY_DELAY_SECONDS", "300")))
 # How many partitions of the dossier pull run at once (only matters with INGEST_PARTITION=district).
 PULL_CONCURRENCY = int(os.environ.get("INGEST_PULL_CONCURRENCY", "4"))
-
-
-def _on_task_failure(context: Any) -> None:
-    """Task-level failure callback (a DAG-level one may never fire on Airflow 3.x)."""
-    from ingestion.notify import notify_task_failure
-
-    notify_task_failure(context)
-
 
 # dbt, rendered by Cosmos from a prebuilt manifest (no `dbt ls` at parse time): `python -m ops.dbt manifest`
 # writes it, and `make run` / `ops.airflow` do so before Airflow parses this file.
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 DBT_MANIFEST = Path(os.environ.get("DBT_MANIFEST_PATH", PROJECT_ROOT / ".local" / "dbt" / "manifest" / "manifest.json"))
-# The dbt models' as-of time: the end of the run's data interval, in local time.
+# The dbt models' as-of time: the end of the run's data interval, in local time; and the run, whose lease
+# every dbt invocation checks (macro assert_run_lease, on-run-start).
 AS_OF_TEMPLATE = "{{ data_interval_end.in_timezone('Asia/Ho_Chi_Minh').strftime('%Y-%m-%dT%H:%M:%S') }}"
+RUN_ID_TEMPLATE = "{{ ti.xcom_pull(task_ids='start_run')['run_id'] }}"
+FINANCE = "tag:finance"
+WORKBOOKS_FAILED = ("the dossier marts still build and publish; the disbursement marts keep the last workbooks "
+                    "loaded until the inbox is fixed")
 
 
-def _dbt_group(group_id: str, select: list[str]):
+def _dbt_group(group_id: str, select: list[str], exclude: list[str] | None = None):
     """A Cosmos task group running `dbt build` per node of ``select`` (tests run with their model)."""
     from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
     from cosmos.constants import InvocationMode, LoadMode, TestBehavior
@@ -86,13 +79,13 @@ def _dbt_group(group_id: str, select: list[str]):
         profile_config=ProfileConfig(profile_name="cchc", target_name="warehouse",
                                      profiles_yml_filepath=DBT_PROJECT_DIR / "profiles.yml"),
         execution_config=ExecutionConfig(invocation_mode=InvocationMode.DBT_RUNNER),
-        render_config=RenderConfig(load_method=LoadMode.DBT_MANIFEST, select=select,
+        render_config=RenderConfig(load_method=LoadMode.DBT_MANIFEST, select=select, exclude=exclude or [],
                                    test_behavior=TestBehavior.BUILD,
                                    # a relationships test runs once both of its models are built
                                    should_detach_multiple_parents_tests=True),
         # Whole-history tests on the staging views run weekly (dags/weekly.py), not every night.
-        operator_args={"vars": {"as_of": AS_OF_TEMPLATE}, "install_deps": False,
-                       "dbt_cmd_flags": ["--exclude", "tag:history_scan"]},
+        operator_args={"vars": {"as_of": AS_OF_TEMPLATE, "pipeline_run_id": RUN_ID_TEMPLATE},
+                       "install_deps": False, "dbt_cmd_flags": ["--exclude", "tag:history_scan"]},
     )
 
 
@@ -106,41 +99,46 @@ def _when(value: str | None) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value)
 
 
+def _check_lease(run: dict[str, Any]) -> None:
+    from pipeline.lease import check
+
+    settings = _settings()
+    check(settings.warehouse_url, run["run_id"], ttl_seconds=settings.lock_ttl_seconds)
+
+
 # --- the DAG ---------------------------------------------------------------------------------------
 
 @dag(
     dag_id=DAG_ID,
     schedule=CronDataIntervalTimetable("0 1 * * *", timezone=LOCAL_TZ),
-    start_date=pendulum.datetime(2023, 1, 1, tz=LOCAL_TZ),
+    start_date=START_DATE,
     catchup=False,
     max_active_runs=1,
+    dagrun_timeout=RUN_TIMEOUT,
     tags=["cchc", "ingestion", "nightly"],
     doc_md=DOC,
-    default_args={
-        "owner": "cchc-data",
-        "retries": RETRIES,
-        "retry_delay": RETRY_DELAY,
-        "on_failure_callback": _on_task_failure,
-    },
+    default_args=default_args(),
 )
 def cchc_nightly():
     @task
     def start_run() -> dict[str, Any]:
-        """Record the run; returns the run descriptor (run id, data interval) the other tasks use."""
+        """Take the warehouse's lease (waiting for another run to finish) and record the run; returns the run
+        descriptor (run id, data interval) the other tasks use."""
         from airflow.sdk import get_current_context
 
         from ingestion import pipeline
         from ingestion.orchestration import run_descriptor
 
         run = run_descriptor(get_current_context())
-        summary = pipeline.start_run(run["run_id"], _when(run["interval_start"]), _when(run["interval_end"]),
-                                     settings=_settings())
+        summary = pipeline.begin_night(run["run_id"], _when(run["interval_start"]), _when(run["interval_end"]),
+                                       settings=_settings())
         return {**run, "summary": summary}
 
     @task
     def refresh_reference(run: dict[str, Any]) -> dict:
         from ingestion import pipeline
 
+        _check_lease(run)
         return pipeline.refresh_reference(run["run_id"], _when(run["interval_end"]), settings=_settings())
 
     @task
@@ -153,6 +151,7 @@ def cchc_nightly():
     def pull_dossiers(run: dict[str, Any], partition: str) -> dict:
         from ingestion import pipeline
 
+        _check_lease(run)
         return pipeline.pull_dossiers(run["run_id"], partition, _when(run["interval_end"]),
                                       interval_start=_when(run["interval_start"]), settings=_settings())
 
@@ -160,56 +159,97 @@ def cchc_nightly():
     def complete_partitions(run: dict[str, Any], results: list[dict]) -> dict:
         from ingestion import pipeline
 
+        _check_lease(run)
         return pipeline.complete_partitions(run["run_id"], _when(run["interval_end"]), list(results),
                                             interval_start=_when(run["interval_start"]), settings=_settings())
 
-    @task
+    @task(on_failure_callback=failure_callback(WORKBOOKS_FAILED))
     def load_workbooks(run: dict[str, Any]) -> dict:
         from ingestion import pipeline
 
+        _check_lease(run)
         return pipeline.load_workbooks(run["run_id"], settings=_settings())
 
     @task
     def data_quality(run: dict[str, Any]) -> dict:
         """Great Expectations over the staged batch at the run's as-of time. A critical failure is final
-        (AirflowFailException: no retry, the batch will not mend itself) and keeps the marts from being
-        rebuilt; other errors (a lost connection) are retried like any task's."""
+        (AirflowFailException: no retry, the batch will not mend itself) and keeps the dossier marts from
+        being rebuilt; other errors (a lost connection) are retried like any task's."""
         from airflow.sdk.exceptions import AirflowFailException
 
         from expectations.validate import CriticalDataQualityError, run_data_quality
 
         try:
-            return run_data_quality(run["run_id"], _when(run["interval_end"]), settings=_settings())
+            return run_data_quality(run["run_id"], _when(run["interval_end"]), settings=_settings(),
+                                    finance=False, digest=False)
         except CriticalDataQualityError as exc:
             raise AirflowFailException(str(exc)) from exc
 
-    @task(outlets=MARTS)
-    def marts_published() -> list[str]:
-        """Every mart has been rebuilt: emit their asset events (runs only after dbt_marts succeeded)."""
-        return [a.name for a in MARTS]
+    @task(on_failure_callback=failure_callback(WORKBOOKS_FAILED))
+    def finance_quality(run: dict[str, Any]) -> dict:
+        """The workbook checks (warnings): their findings reach the digest."""
+        from expectations.validate import run_finance_quality
 
-    @task
+        return run_finance_quality(run["run_id"], _when(run["interval_end"]), settings=_settings())
+
+    @task(outlets=DOSSIER_MARTS)
+    def marts_published() -> list[str]:
+        """Every dossier mart has been rebuilt: emit their asset events (only after dbt_marts succeeded)."""
+        return [a.name for a in DOSSIER_MARTS]
+
+    @task(outlets=FINANCE_MARTS)
+    def finance_published() -> list[str]:
+        """The disbursement marts have been rebuilt from the night's workbooks."""
+        return [a.name for a in FINANCE_MARTS]
+
+    @task(trigger_rule="all_done")
     def write_report(run: dict[str, Any]) -> dict:
+        """The report, once the dossier marts are published — whether or not the workbooks loaded (the
+        disbursement figures are then those of the last workbooks loaded)."""
+        from airflow.sdk import get_current_context
+        from airflow.sdk.exceptions import AirflowSkipException
+
         from ops.publish import nightly_report
 
+        states = _task_states(get_current_context())
+        if states.get("marts_published") != "success":
+            raise AirflowSkipException("the dossier marts were not rebuilt tonight: no report")
         return nightly_report(run["run_id"], _when(run["interval_end"]), settings=_settings())
 
-    @task
-    def finish_run(run: dict[str, Any], reference: dict, dossiers: list[dict], completion: dict,
-                   workbooks: dict, quality: dict, report: dict) -> str:
+    @task(trigger_rule="all_done")
+    def finish_run() -> str:
+        """However the night went: the digest, the night's alert, the run's status, the lease released.
+        Fails (after doing all that) when a task failed, so the run shows as failed."""
+        from airflow.sdk import get_current_context
+        from airflow.sdk.exceptions import AirflowFailException
+
         from ingestion import pipeline
 
+        context = get_current_context()
+        ti = context["ti"]
+        run = ti.xcom_pull(task_ids="start_run")
+        if not run:
+            raise AirflowFailException("start_run did not complete (see its log): nothing to finish")
+        states = _task_states(context)
         results = {
             "start": run.get("summary"),
-            "reference": reference,
-            "dossiers": list(dossiers),
-            "completion": completion,
-            "workbooks": workbooks,
-            "data_quality": quality,
+            "reference": ti.xcom_pull(task_ids="refresh_reference"),
+            "dossiers": ti.xcom_pull(task_ids="pull_dossiers"),
+            "completion": ti.xcom_pull(task_ids="complete_partitions"),
+            "workbooks": ti.xcom_pull(task_ids="load_workbooks"),
+            "data_quality": ti.xcom_pull(task_ids="data_quality"),
+            "finance_quality": ti.xcom_pull(task_ids="finance_quality"),
         }
-        summary = pipeline.finish_run(run["run_id"], results, settings=_settings())
-        summary += f"\nreport: {report.get('report')}\n\n{report.get('summary', '')}"
+        report = ti.xcom_pull(task_ids="write_report") or {}
+        outcome = pipeline.finish_night(run["run_id"], _when(run["interval_end"]), results, states,
+                                        settings=_settings())
+        summary = outcome["summary"]
+        if report:
+            summary += f"\nreport: {report.get('report')}\n\n{report.get('summary', '')}"
         print(summary, flush=True)  # task stdout goes to the task log (and the console under `dags test`)
+        if outcome["failed_tasks"]:
+            raise AirflowFailException(f"the night ended {outcome['status']}: failed tasks "
+                                       f"{', '.join(outcome['failed_tasks'])}")
         return summary
 
     run = start_run()
@@ -217,20 +257,40 @@ def cchc_nightly():
     partitions = plan_dossier_partitions(run)
     dossiers = pull_dossiers.partial(run=run).expand(partition=partitions)
     completion = complete_partitions(run, dossiers)
-    workbooks = load_workbooks(run)
-    ingestion_stages = [run, reference, partitions, dossiers, completion, workbooks]
+    chain(run, reference, partitions, dossiers, completion)
 
-    # dbt staging (and the table the data-quality rules read), the data-quality stage, then intermediate,
-    # marts and the status snapshot.
-    dbt_staging = _dbt_group("dbt_staging", ["path:models/staging", "path:models/dq"])
+    # The dossiers: dbt staging (and the table the data-quality rules read), the data-quality gate, then
+    # intermediate, marts and the status snapshot.
+    dbt_staging = _dbt_group("dbt_staging", ["path:models/staging", "path:models/dq"], [FINANCE])
     quality = data_quality(run)
-    dbt_marts = _dbt_group("dbt_marts", ["path:models/intermediate", "path:models/marts", "path:snapshots"])
+    dbt_marts = _dbt_group("dbt_marts", ["path:models/intermediate", "path:models/marts", "path:snapshots"],
+                           [FINANCE])
     published = marts_published()
-    report = write_report(run)
-    later_stages: list = [dbt_staging, quality, dbt_marts, published, report]
+    chain(completion, dbt_staging, quality, dbt_marts, published)
 
-    finished = finish_run(run, reference, dossiers, completion, workbooks, quality, report)
-    chain(*ingestion_stages, *later_stages, finished)
+    # The finance department's workbooks, on their own branch: an unmounted inbox fails this branch only.
+    # Their marts wait for the dossiers' data-quality gate too: a broken night publishes nothing new.
+    workbooks = load_workbooks(run)
+    with TaskGroup("finance", tooltip="the disbursement workbooks: staging, checks, marts") as finance:
+        finance_staging = _dbt_group("staging", [f"path:models/staging,{FINANCE}"])
+        finance_checks = finance_quality(run)
+        finance_marts = _dbt_group("marts", [f"path:models/intermediate,{FINANCE}", f"path:models/marts,{FINANCE}"])
+        chain(finance_staging, finance_checks, finance_marts)
+    finance_done = finance_published()
+    chain(reference, workbooks, finance, finance_done)
+    chain(quality, finance_marts)
+
+    report = write_report(run)
+    finished = finish_run()
+    chain([published, finance_done], report, finished)
+    chain([completion, workbooks, quality, finance_checks], finished)
+
+
+def _task_states(context) -> dict[str, str]:
+    """This run's task states by task id (a mapped task's instances as ``<task_id>_<map index>``)."""
+    found = context["ti"].get_task_states(dag_id=context["dag"].dag_id, run_ids=[context["run_id"]])
+    states = found.get(context["run_id"], {}) if isinstance(found, dict) else {}
+    return {task_id: getattr(state, "value", state) or "none" for task_id, state in states.items()}
 
 
 cchc_nightly()

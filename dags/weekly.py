@@ -7,31 +7,20 @@ time in proportion to the history, so the nightly DAG skips them; this DAG runs 
 
 from __future__ import annotations
 
-import os
-from datetime import timedelta
-
-import pendulum
 from airflow.sdk import dag, task
 
-LOCAL_TZ = "Asia/Ho_Chi_Minh"
-
-
-def _on_task_failure(context) -> None:
-    from ingestion.notify import notify_task_failure
-
-    notify_task_failure(context)
+from dags.defaults import RUN_TIMEOUT, START_DATE, WEEKLY_DAG_ID, default_args
 
 
 @dag(
-    dag_id="cchc_weekly_integrity",
+    dag_id=WEEKLY_DAG_ID,
     schedule="0 3 * * 0",
-    start_date=pendulum.datetime(2023, 1, 1, tz=LOCAL_TZ),
+    start_date=START_DATE,
+    dagrun_timeout=RUN_TIMEOUT,
     catchup=False,
     max_active_runs=1,
     tags=["cchc", "dbt", "weekly"],
-    default_args={"retries": int(os.environ.get("PIPELINE_TASK_RETRIES", "2")),
-                  "retry_delay": timedelta(seconds=float(os.environ.get("PIPELINE_RETRY_DELAY_SECONDS", "300"))),
-                  "on_failure_callback": _on_task_failure},
+    default_args=default_args(),
 )
 def cchc_weekly_integrity():
     @task

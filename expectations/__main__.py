@@ -8,6 +8,11 @@
       Print the stored digest of a run.
   rules
       List the rules with their severity.
+  stopped
+      The runs whose batch a critical check stopped, and whether they were released.
+  release --run-id ID [--note TEXT]
+      Accept a stopped batch once reviewed: the next night's batch checks start after it, and what it
+      landed is published by that night. (Until then every night checks it again and stops too.)
 
 The warehouse is ``WAREHOUSE_WRITER_URL`` (or the private cluster); see ``ingestion/settings.py``.
 """
@@ -30,6 +35,10 @@ def main(argv: list[str] | None = None) -> int:
     digest = sub.add_parser("digest")
     digest.add_argument("--run-id", required=True)
     sub.add_parser("rules")
+    sub.add_parser("stopped")
+    release = sub.add_parser("release")
+    release.add_argument("--run-id", required=True)
+    release.add_argument("--note", help="why the batch is accepted (kept in dq.batch_releases)")
     args = parser.parse_args(argv)
 
     if args.command == "rules":
@@ -45,6 +54,30 @@ def main(argv: list[str] | None = None) -> int:
     from ingestion.settings import Settings
 
     settings = Settings.from_env()
+    if args.command == "stopped":
+        with psycopg.connect(settings.warehouse_url) as conn:
+            rows = conn.execute(
+                "SELECT v.run_id, v.as_of, string_agg(e.check_id || ' (' || coalesce(e.unexpected_count::text, '?') "
+                "|| ')', ', ' ORDER BY e.check_id), b.released_at, b.released_by FROM dq.validation_runs v "
+                "JOIN dq.expectation_results e USING (validation_id) LEFT JOIN dq.batch_releases b USING (run_id) "
+                "WHERE v.suite = 'batch' AND v.status = 'failed' AND NOT e.success "
+                "GROUP BY v.run_id, v.as_of, b.released_at, b.released_by ORDER BY v.as_of").fetchall()
+        if not rows:
+            print("no stopped batch")
+        for run_id, as_of, checks, released_at, released_by in rows:
+            state = f"released {released_at:%Y-%m-%d %H:%M} by {released_by}" if released_at else "not released"
+            print(f"{run_id}  as of {as_of:%Y-%m-%d %H:%M}  {checks}  {state}")
+        return 0
+    if args.command == "release":
+        import getpass
+
+        from expectations.validate import release_batch
+
+        if not release_batch(settings.warehouse_url, args.run_id, getpass.getuser(), args.note):
+            print(f"run {args.run_id} has no stopped batch", file=sys.stderr)
+            return 1
+        print(f"released the batch of run {args.run_id}: the next night publishes what it landed")
+        return 0
     if args.command == "digest":
         with psycopg.connect(settings.warehouse_url) as conn:
             row = conn.execute("SELECT body FROM dq.digests WHERE run_id = %s", (args.run_id,)).fetchone()

@@ -42,6 +42,13 @@ class Digest:
     backlog: list[tuple[str, str, int, str]] = field(default_factory=list)  # unit, name, open, worst rule
     finance_new: list[tuple[str, int]] = field(default_factory=list)
     finance_open: int = 0
+    # What the night's ingestion could not do: (source, status, detail) of every window or list that did not
+    # complete, the windows still open from earlier nights, the records quarantined, rejected workbooks.
+    ingestion: list[tuple[str, str, str]] = field(default_factory=list)
+    open_windows: list[tuple[int, str, str, str, str]] = field(default_factory=list)  # id, source, from, to, why
+    quarantined: list[tuple[str, str, int]] = field(default_factory=list)  # source, reason, records
+    rejected_workbooks: list[str] = field(default_factory=list)
+    failed_tasks: list[str] = field(default_factory=list)
 
     @property
     def new_total(self) -> int:
@@ -52,13 +59,20 @@ class Digest:
         return sum(n for _, n in self.resolved_by_rule)
 
     @property
+    def incomplete(self) -> bool:
+        """The night could not take in everything the sources offered."""
+        return bool(self.ingestion or self.open_windows or self.rejected_workbooks or self.failed_tasks)
+
+    @property
     def changed(self) -> bool:
-        return bool(self.critical or self.new_by_rule or self.resolved_by_rule or self.finance_new)
+        return bool(self.critical or self.new_by_rule or self.resolved_by_rule or self.finance_new
+                    or self.incomplete or self.quarantined)
 
     def subject(self) -> str:
         if self.critical:
             return f"[CRITICAL] Data quality, run {self.run_id}: the batch is broken, marts not rebuilt"
-        return (f"Data quality, run {self.run_id}: {self.new_total:,} new, {self.resolved_total:,} resolved, "
+        head = "[INCOMPLETE] " if self.incomplete else ""
+        return (f"{head}Data quality, run {self.run_id}: {self.new_total:,} new, {self.resolved_total:,} resolved, "
                 f"{self.open_total:,} open")
 
     def text(self) -> str:
@@ -68,7 +82,28 @@ class Digest:
             lines += [f"  {check}: {description}" + (f" ({count:,})" if count is not None else "")
                       for check, description, count in self.critical]
             lines += ["  Failing records: dq.findings / dq.expectation_results of validation "
-                      f"'{self.run_id}/batch'.", ""]
+                      f"'{self.run_id}/batch'.",
+                      "  Every next night checks this batch again until the source sends it corrected or the data "
+                      "team releases it: python -m expectations release --run-id " + self.run_id, ""]
+        if self.failed_tasks:
+            lines += [f"FAILED TASKS: {', '.join(self.failed_tasks)} (see reports/alerts.log and the task logs).", ""]
+        if self.ingestion or self.open_windows:
+            lines.append("NOT COMPLETE — what the night could not take in (everything else is published):")
+            lines += [f"  {source} {status}: {detail}" for source, status, detail in self.ingestion]
+            if self.open_windows:
+                lines.append(f"  Windows still to pull again ({len(self.open_windows)}; each night retries them "
+                             "first, or now: python -m ingestion repull):")
+                lines += [f"    #{issue} {source} [{start}, {end}): {why}"
+                          for issue, source, start, end, why in self.open_windows[:TOP_UNITS]]
+            lines += ["  Kept whole: raw.quarantined_pages (pages), raw.quarantine (records), audit.window_issues.", ""]
+        if self.rejected_workbooks:
+            lines.append("Finance workbooks rejected (kept in the inbox, recorded in raw.finance_files):")
+            lines += [f"  {reason}" for reason in self.rejected_workbooks[:TOP_UNITS]]
+            lines.append("")
+        if self.quarantined:
+            lines.append("Records quarantined this run (raw.quarantine: bytes as received, with the reason):")
+            lines += [f"  {source}: {n:,} × {reason}" for source, reason, n in self.quarantined[:TOP_UNITS]]
+            lines.append("")
         if self.as_of:
             since = f" since {self.previous_as_of}" if self.previous_as_of else " (first validation)"
             lines.append(f"Dossier issues as of {self.as_of}: {self.open_total:,} open, "
@@ -129,8 +164,27 @@ def _diff(conn, a: str, b: str | None, by_unit: bool) -> list[tuple]:
     return [tuple(r) for r in rows]
 
 
-def build_digest(conn: psycopg.Connection, run_id: str) -> Digest:
-    digest = Digest(run_id)
+def _ingestion(conn: psycopg.Connection, digest: Digest) -> None:
+    """What the run's ingestion could not do (see ``Digest.ingestion``)."""
+    run_id = digest.run_id
+    digest.ingestion = [tuple(r) for r in conn.execute(
+        "SELECT source, status, coalesce(detail, '') FROM audit.ingest_runs WHERE run_id = %s AND status <> 'complete' "
+        "ORDER BY source <> 'dossiers', source, window_start", (run_id,))]
+    digest.open_windows = [(i, s, f"{a:%Y-%m-%d %H:%M}", f"{b:%Y-%m-%d %H:%M}", why[:200]) for i, s, a, b, why in
+                           conn.execute("SELECT issue_id, source, window_start, window_end, kind || ': ' || reason "
+                                        "FROM audit.window_issues WHERE resolved_at IS NULL ORDER BY window_start")]
+    digest.quarantined = [tuple(r) for r in conn.execute(
+        "SELECT source, split_part(reason, ':', 1), sum(times_seen)::int FROM raw.quarantine "
+        "WHERE last_run_id = %s GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2", (run_id,))]
+    # Where, not what: the reasons themselves may quote cells (raw.finance_files has them).
+    digest.rejected_workbooks = [r for (r,) in conn.execute(
+        "SELECT path || coalesce(' (row ' || reject_row || coalesce(', column ' || reject_column, '') || ')', '') "
+        "FROM raw.finance_files WHERE run_id = %s AND status = 'rejected' ORDER BY path", (run_id,))]
+
+
+def build_digest(conn: psycopg.Connection, run_id: str, failed_tasks: list[str] | None = None) -> Digest:
+    digest = Digest(run_id, failed_tasks=list(failed_tasks or []))
+    _ingestion(conn, digest)
     digest.critical = [tuple(r) for r in conn.execute(
         "SELECT check_id, description, unexpected_count FROM dq.expectation_results WHERE validation_id = %s "
         "AND NOT success AND severity = 'critical' ORDER BY check_id", (f"{run_id}/batch",))]
@@ -167,11 +221,13 @@ def digest_paths(settings: Settings, run_date: str) -> tuple[Path, Path]:
     return folder / f"{run_date}.txt", folder / "latest.txt"
 
 
-def send_digest(conn: psycopg.Connection, run_id: str, settings: Settings, deliver: bool = True) -> dict:
-    """Build the run's digest, store and write it, and send it when something changed."""
+def send_digest(conn: psycopg.Connection, run_id: str, settings: Settings, deliver: bool = True,
+                failed_tasks: list[str] | None = None) -> dict:
+    """Build the run's digest, store and write it, and send it when something changed (or the night could
+    not take in everything)."""
     from ingestion.notify import deliver_message
 
-    digest = build_digest(conn, run_id)
+    digest = build_digest(conn, run_id, failed_tasks)
     body = digest.text()
     run_date = conn.execute("SELECT coalesce((SELECT run_date::text FROM audit.pipeline_runs WHERE run_id = %s), "
                             "current_date::text)", (run_id,)).fetchone()[0]
@@ -190,4 +246,5 @@ def send_digest(conn: psycopg.Connection, run_id: str, settings: Settings, deliv
                  (run_id, digest.changed, orjson.dumps(outcome).decode(), body))
     log.info("data-quality digest of %s: changed=%s, %s", run_id, digest.changed, outcome)
     return {"changed": digest.changed, "new": digest.new_total, "resolved": digest.resolved_total,
-            "open": digest.open_total, "critical": len(digest.critical), "file": str(dated), "delivered": outcome}
+            "open": digest.open_total, "critical": len(digest.critical), "file": str(dated), "delivered": outcome,
+            "incomplete": digest.incomplete}

@@ -149,12 +149,17 @@ REQUIRED_COLUMNS = ("dossier_id", "updated_at", "changed_at", "is_deleted", "pro
                     "step_count", "latest_step_at")
 
 
-def batch_rules(run_id: str) -> dict[str, tuple[SqlRule, ...]]:
+BAT03_SHARE = 0.05  # default share of a batch's records lacking a required field that stops the run
+
+
+def batch_rules(run_id: str, bat03_share: float = BAT03_SHARE) -> dict[str, tuple[SqlRule, ...]]:
     """Critical checks of the batch itself, per table they read: a failure stops the run before the marts.
 
-    Keys are the tables (schema, name) the checks run on; ``run_id`` scopes the checks of what this run
-    landed. BAT02 (required staged columns) is a column-set expectation, built in ``suites.py``."""
-    run = run_id.replace("'", "''")
+    Keys are the tables (schema, name) the checks run on; BAT03 and BAT04 look at what the runs of
+    ``batch_scope(run_id)`` landed. BAT02 (required staged columns) is a column-set expectation, built in
+    ``suites.py``."""
+    scope = _scope_ids(run_id)
+    absent = "f.field = any(string_to_array(d.absent_fields, ','))"
     return {
         DOSSIER_TABLE: (
             SqlRule("BAT01", "Duplicate dossier key in the current state", severity=CRITICAL,
@@ -172,12 +177,16 @@ def batch_rules(run_id: str) -> dict[str, tuple[SqlRule, ...]]:
                           "from d\n"
                           "where not exists (select 1 from raw.dossier_current as c "
                           "where c.dossier_id = d.dossier_id and not c.is_deleted)"),
-            SqlRule("BAT03", "A required field is absent from every record this run landed", severity=CRITICAL,
+            SqlRule("BAT03", f"A required field is absent from {bat03_share:.0%} or more of the records the batch "
+                             "landed", severity=CRITICAL,
                     query="select f.field as record_key, null::text as unit_code, "
-                          "count(*) || ' records without it' as observed_value\n"
+                          f"count(*) filter (where {absent}) || ' of ' || count(*) "
+                          "|| ' records without it' as observed_value\n"
                           f"from d, unnest(array[{', '.join(repr(f) for f in REQUIRED_FIELDS)}]) as f (field)\n"
-                          f"where d.run_id = '{run}'\n"
-                          "group by f.field\nhaving bool_and(f.field = any(string_to_array(d.absent_fields, ',')))"),
+                          f"where d.run_id in ({scope})\n"
+                          "group by f.field\n"
+                          f"having count(*) filter (where {absent}) > 0 "
+                          f"and count(*) filter (where {absent}) >= {float(bat03_share)!r} * count(*)"),
         ),
         ("audit", "ingest_runs"): (
             SqlRule("BAT04", "The API's count does not match what was landed and quarantined", severity=CRITICAL,
@@ -187,10 +196,29 @@ def batch_rules(run_id: str) -> dict[str, tuple[SqlRule, ...]]:
                           "|| ', landed ' || d.landed || ', duplicates ' || d.duplicates "
                           "|| ', quarantined ' || d.quarantined as observed_value\n"
                           "from d\n"
-                          f"where d.run_id = '{run}' and (d.fetched <> d.landed + d.duplicates + d.quarantined "
-                          "or coalesce(d.recount, d.reported) <> d.landed + d.quarantined)"),
+                          f"where d.run_id in ({scope}) and d.source = 'dossiers' and d.status <> 'incomplete' "
+                          "and (d.fetched <> d.landed + d.duplicates + d.quarantined "
+                          "or coalesce(d.recount, d.reported) < d.landed + d.quarantined_distinct "
+                          "or coalesce(d.recount, d.reported) > d.landed + d.quarantined) "
+                          "and not exists (select 1 from audit.window_issues as w where w.source = d.source "
+                          "and w.partition = d.partition and w.window_start = d.window_start "
+                          "and w.window_end = d.window_end and w.resolved_at is not null)"),
         ),
     }
+
+
+def _scope_ids(run_id: str) -> str:
+    """``select run_id …`` of ``batch_scope``, for an ``in (…)`` list."""
+    run = run_id.replace("'", "''")
+    last_good = (
+        "select max(g.started_at) from audit.pipeline_runs as g "
+        f"where g.run_id <> '{run}' and g.started_at < coalesce((select started_at from audit.pipeline_runs "
+        f"where run_id = '{run}'), 'infinity'::timestamptz) "
+        "and (exists (select 1 from dq.validation_runs as v where v.run_id = g.run_id and v.suite = 'batch' "
+        "and v.status = 'passed') or exists (select 1 from dq.batch_releases as b where b.run_id = g.run_id))")
+    return (f"select '{run}'::text union select p.run_id from audit.pipeline_runs as p "
+            f"where p.started_at <= coalesce((select started_at from audit.pipeline_runs where run_id = '{run}'), "
+            f"'-infinity'::timestamptz) and p.started_at > coalesce(({last_good}), '-infinity'::timestamptz)")
 
 
 # The finance department's workbooks (staging.stg_finance__disbursement_rows), one finding per row.

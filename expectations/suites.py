@@ -19,6 +19,7 @@ import great_expectations as gx
 import great_expectations.expectations as gxe
 
 from expectations.rules import (
+    BAT03_SHARE,
     CRITICAL,
     DOSSIER_RULES,
     DOSSIER_TABLE,
@@ -63,10 +64,10 @@ def dossier_suite(as_of: datetime) -> list[SuitePart]:
     return [_part("dossiers", DOSSIER_TABLE, DOSSIER_RULES, as_of)]
 
 
-def batch_suite(run_id: str) -> list[SuitePart]:
+def batch_suite(run_id: str, bat03_share: float = BAT03_SHARE) -> list[SuitePart]:
     """The critical checks of the batch: duplicate keys, required columns and fields, reconciliation."""
     parts = [_part(f"batch.{schema}.{table}", (schema, table), rules, None)
-             for (schema, table), rules in batch_rules(run_id).items()]
+             for (schema, table), rules in batch_rules(run_id, bat03_share).items()]
     columns = gx.ExpectationSuite(name="batch.staging.stg_api__dossiers")
     columns.add_expectation(gxe.ExpectTableColumnsToMatchSet(
         column_set=list(REQUIRED_COLUMNS), exact_match=False, severity=CRITICAL,

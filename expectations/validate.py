@@ -247,28 +247,31 @@ def prune_findings(conn: psycopg.Connection, as_of: datetime, keep_days: int) ->
 
 
 def run_data_quality(run_id: str, as_of: datetime, settings: Settings | None = None,
-                     notify: bool = True) -> dict:
-    """Validate the batch, the dossiers and the workbooks of ``run_id`` at ``as_of`` (naive local time).
+                     notify: bool = True, finance: bool = True, digest: bool = True) -> dict:
+    """Validate the batch and the dossiers of ``run_id`` at ``as_of`` (naive local time), and unless told
+    otherwise the workbooks (``finance``) and the digest (``digest``; the nightly DAG runs the workbook
+    checks on their own branch and sends the digest at the end of the night).
 
     Returns a summary (per suite: status, seconds, failing checks; the digest). Raises
-    ``CriticalDataQualityError`` after storing and reporting a critical failure."""
+    ``CriticalDataQualityError`` after storing (and, with ``digest``, reporting) a critical failure."""
     from expectations.digest import send_digest
-    from expectations.rules import DOSSIER_TABLE, FINANCE_TABLE
-    from expectations.suites import batch_suite, dossier_suite, finance_suite
+    from expectations.rules import DOSSIER_TABLE
+    from expectations.suites import batch_suite, dossier_suite
 
     settings = settings or Settings.from_env()
     t0 = time.perf_counter()
     context = open_context(settings)
     summary: dict[str, Any] = {"run_id": run_id, "as_of": as_of.isoformat()}
     with psycopg.connect(settings.warehouse_url, autocommit=True, application_name="cchc-data-quality") as conn:
-        batch = _validate(context, conn, "batch", batch_suite(run_id), run_id, as_of, None)
+        batch = _validate(context, conn, "batch", batch_suite(run_id, settings.bat03_share), run_id, as_of, None)
         summary["batch"] = batch.to_dict()
         if not batch.failed_critical:
             summary["dossiers"] = _validate(context, conn, "dossiers", dossier_suite(as_of), run_id, as_of,
                                             DOSSIER_TABLE).to_dict()
-            summary["finance"] = _validate(context, conn, "finance", finance_suite(), run_id, as_of,
-                                           FINANCE_TABLE).to_dict()
-        summary["digest"] = send_digest(conn, run_id, settings, deliver=notify)
+            if finance:
+                summary["finance"] = _finance(context, conn, run_id, as_of)
+        if digest:
+            summary["digest"] = send_digest(conn, run_id, settings, deliver=notify)
         summary["pruned_findings"] = prune_findings(conn, as_of, settings.findings_keep_days)
         if batch.failed_critical:
             conn.execute("UPDATE audit.pipeline_runs SET status = 'failed', finished_at = now(), "
@@ -281,3 +284,36 @@ def run_data_quality(run_id: str, as_of: datetime, settings: Settings | None = N
                            for c in batch.failed_critical)
         raise CriticalDataQualityError(f"the batch of run {run_id} is broken, the marts are not rebuilt: {failed}")
     return summary
+
+
+def _finance(context, conn: psycopg.Connection, run_id: str, as_of: datetime) -> dict:
+    from expectations.rules import FINANCE_TABLE
+    from expectations.suites import finance_suite
+
+    return _validate(context, conn, "finance", finance_suite(), run_id, as_of, FINANCE_TABLE).to_dict()
+
+
+def run_finance_quality(run_id: str, as_of: datetime, settings: Settings | None = None) -> dict:
+    """The workbook checks alone (warnings), for the nightly DAG's finance branch."""
+    settings = settings or Settings.from_env()
+    t0 = time.perf_counter()
+    context = open_context(settings)
+    with psycopg.connect(settings.warehouse_url, autocommit=True, application_name="cchc-data-quality") as conn:
+        summary = {"run_id": run_id, "finance": _finance(context, conn, run_id, as_of)}
+    summary["seconds"] = round(time.perf_counter() - t0, 2)
+    return summary
+
+
+def release_batch(url: str, run_id: str, released_by: str, note: str | None = None) -> bool:
+    """Accept a batch stopped by a critical check (the data team reviewed it): the next nights' batch checks
+    start after it, so what it landed is published by the next night. False when the run has no stopped
+    batch validation."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        stopped = conn.execute("SELECT 1 FROM dq.validation_runs WHERE run_id = %s AND suite = 'batch' "
+                               "AND status = 'failed'", (run_id,)).fetchone()
+        if stopped is None:
+            return False
+        conn.execute("INSERT INTO dq.batch_releases (run_id, released_by, note) VALUES (%s, %s, %s) "
+                     "ON CONFLICT (run_id) DO UPDATE SET released_at = now(), released_by = excluded.released_by, "
+                     "note = excluded.note", (run_id, released_by, note))
+    return True

@@ -308,7 +308,7 @@ class _WindowLoad:
                 return None
             item = dated
         elif isinstance(item, Landable) and not self.start <= item.updated_at < self.end:
-            item = reject(item.payload, f"NgayCapNhat {item.updated_at} outside the requested window "
+            item = reject(item.payload, f"outside the requested window: NgayCapNhat {item.updated_at} not in "
                                         f"[{self.start}, {self.end})", item.key, item.updated_at)
         if isinstance(item, Rejected):
             self.quarantine.add(item)

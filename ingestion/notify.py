@@ -156,6 +156,13 @@ def build_alert(context: Mapping[str, Any], env: Mapping[str, str] | None = None
 
 def format_message(alert: Mapping[str, Any]) -> str:
     """One human-readable line (Slack text, e-mail subject and first line)."""
+    if alert.get("event") != "task_failed" and alert.get("message"):
+        return str(alert["message"])
+    consequence = f" — {alert['consequence']}" if alert.get("consequence") else ""
+    return _task_line(alert) + consequence
+
+
+def _task_line(alert: Mapping[str, Any]) -> str:
     where = f"{alert.get('dag_id')}.{alert.get('task_id')}"
     if alert.get("map_index") not in (None, -1):
         where += f"[{alert['map_index']}]"
@@ -322,14 +329,31 @@ def deliver(alert: Mapping[str, Any], env: Mapping[str, str] | None = None) -> d
     return outcome
 
 
-def notify_task_failure(context: Mapping[str, Any]) -> None:
-    """Task ``on_failure_callback``: record and send the failure; never raises."""
+def notify_event(event: str, message: str, details: Mapping[str, Any] | None = None,
+                 env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Record and send an alert that is not a task failure (e.g. a night that could not take in everything):
+    one JSON line in ``alerts.log`` and the configured channels; never raises. ``message`` and ``details``
+    must carry no record content (counts, windows, reasons)."""
+    alert = {"event": event, "at": datetime.now(UTC).isoformat(timespec="seconds"),
+             "message": redact(_bounded(message, 2000), env), **(details or {})}
+    try:
+        return deliver(alert, env)
+    except Exception:  # pragma: no cover - deliver never raises; belt and braces
+        log.exception("ingestion.notify failed")
+        return {}
+
+
+def notify_task_failure(context: Mapping[str, Any], consequence: str | None = None) -> None:
+    """Task ``on_failure_callback``: record and send the failure (with what it means for the night, when
+    the task says so); never raises."""
     try:
         try:
             alert = build_alert(context)
         except Exception as exc:
             alert = {"event": "task_failed", "at": datetime.now(UTC).isoformat(timespec="seconds"),
                      "exception": None, "context_error": describe_exception(exc)}
+        if consequence:
+            alert["consequence"] = consequence
         outcome = deliver(alert)
         log.info("Failure alert for %s.%s: %s", alert.get("dag_id"), alert.get("task_id"), outcome)
     except Exception:  # pragma: no cover - belt and braces: nothing may escape a failure callback

@@ -60,6 +60,19 @@ def start_run(run_id: str, interval_start: datetime | None, interval_end: dateti
             "interval_end": interval_end.isoformat()}
 
 
+def begin_night(run_id: str, interval_start: datetime | None, interval_end: datetime,
+                settings: Settings | None = None) -> dict:
+    """The first step of a nightly run: take the warehouse's lease (``pipeline.lease``: waiting for another
+    run to finish, failing after ``PIPELINE_LOCK_WAIT_SECONDS`` with a message naming it), then record the
+    run."""
+    from pipeline.lease import acquire
+
+    settings = _settings(settings)
+    lease = acquire(settings.warehouse_url, run_id, wait_seconds=settings.lock_wait_seconds,
+                    ttl_seconds=settings.lock_ttl_seconds)
+    return {**start_run(run_id, interval_start, interval_end, settings), "lease": lease.holder}
+
+
 def refresh_reference(run_id: str, as_of: datetime | None = None, settings: Settings | None = None) -> dict:
     """Full refresh of units, procedures and delegations into ``raw.reference_versions``. A list that cannot
     be read, or that is refused (empty, or too many current records missing: ``REFERENCE_MAX_MISSING_SHARE``,
@@ -189,13 +202,63 @@ def summarize(conn: psycopg.Connection, run_id: str) -> list[tuple]:
         (run_id,)).fetchall()
 
 
-def finish_run(run_id: str, results: dict, settings: Settings | None = None) -> str:
+NOT_DONE = ("failed", "upstream_failed")
+
+
+def finish_night(run_id: str, as_of: datetime, results: dict, states: dict[str, str],
+                 settings: Settings | None = None) -> dict:
+    """The last step of a nightly run, however the night went (``states``: every task's state).
+
+    Sends the data-quality digest (leading with what the night could not do: a critical stop, windows
+    not complete, refused lists, rejected workbooks), one alert when the night's data needs attention,
+    closes the run in ``audit.pipeline_runs`` — ``success``, ``partial`` (a task failed but the dossier
+    marts were published) or ``failed`` — and releases the warehouse's lease. Returns the printable
+    summary, the status and the failed tasks."""
+    from expectations.digest import send_digest
+    from ingestion.notify import notify_event
+    from pipeline.lease import release
+
+    settings = _settings(settings)
+    failed = sorted(t for t, s in states.items() if s == "failed" and t != "finish_run")
+    if not failed:
+        status = "success"
+    elif states.get("marts_published") == "success":
+        status = "partial"
+    else:
+        status = "failed"
+    with _connect(settings) as conn:
+        digest = send_digest(conn, run_id, settings, failed_tasks=failed)
+        problems = night_problems(conn, run_id)
+    results = {**results, "digest": digest, "failed_tasks": failed, "problems": problems}
+    if problems:
+        notify_event("night_incomplete", f"Nightly run {run_id}: " + "; ".join(problems[:3])
+                     + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""),
+                     {"run_id": run_id, "problems": problems, "failed_tasks": failed})
+    summary = finish_run(run_id, results, settings, status=status)
+    release(settings.warehouse_url, run_id)
+    return {"summary": summary, "status": status, "failed_tasks": failed}
+
+
+def night_problems(conn: psycopg.Connection, run_id: str) -> list[str]:
+    """What the run's ingestion could not do, one line each: windows not complete, lists not refreshed,
+    pages kept whole, workbooks rejected."""
+    lines = [f"{source} {status}: {detail}" for source, status, detail in conn.execute(
+        "SELECT source, status, coalesce(detail, '') FROM audit.ingest_runs WHERE run_id = %s "
+        "AND status <> 'complete' ORDER BY source <> 'dossiers', source, window_start", (run_id,))]
+    rejected = conn.execute("SELECT count(*) FROM raw.finance_files WHERE run_id = %s AND status = 'rejected'",
+                            (run_id,)).fetchone()[0]
+    if rejected:
+        lines.append(f"{rejected} finance workbook(s) rejected (raw.finance_files)")
+    return lines
+
+
+def finish_run(run_id: str, results: dict, settings: Settings | None = None, status: str = "success") -> str:
     """Close the run in ``audit.pipeline_runs`` and return the printable summary of what it did."""
     settings = _settings(settings)
     with _connect(settings) as conn:
         rows = summarize(conn, run_id)
-        conn.execute("UPDATE audit.pipeline_runs SET finished_at = now(), status = 'success', summary = %s "
-                     "WHERE run_id = %s", (orjson.dumps(results, default=str).decode(), run_id))
+        conn.execute("UPDATE audit.pipeline_runs SET finished_at = now(), status = %s, summary = %s "
+                     "WHERE run_id = %s", (status, orjson.dumps(results, default=str).decode(), run_id))
         elapsed = conn.execute("SELECT extract(epoch FROM finished_at - started_at) FROM audit.pipeline_runs "
                                "WHERE run_id = %s", (run_id,)).fetchone()
     lines = [f"Run {run_id}", f"{'source':<12}{'windows':>8}{'fetched':>10}{'landed':>10}{'new versions':>14}"
@@ -210,8 +273,12 @@ def finish_run(run_id: str, results: dict, settings: Settings | None = None) -> 
             if f.get("status") == "rejected" and f.get("reason"):
                 lines.append(f"  rejected: {f['reason']}")
     quality = results.get("data_quality") or {}
+    for problem in results.get("problems") or []:
+        lines.append(f"NOT COMPLETE: {problem}")
+    if results.get("failed_tasks"):
+        lines.append(f"failed tasks: {', '.join(results['failed_tasks'])}")
     if quality:
-        digest = quality.get("digest") or {}
+        digest = results.get("digest") or quality.get("digest") or {}
         lines.append(f"data quality: batch {quality.get('batch', {}).get('status')}, "
                      f"{digest.get('open', 0)} open dossier issues ({digest.get('new', 0)} new, "
                      f"{digest.get('resolved', 0)} resolved), {quality.get('seconds')}s; "

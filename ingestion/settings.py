@@ -19,6 +19,7 @@
 | ``RUN_DATE`` | the simulator's clock, or today | the night to run: its data interval ends at 01:00 that day |
 | ``REPORTS_DIR`` | ``reports`` | where reports, digests and Data Docs are written |
 | ``GX_PROJECT_DIR`` | ``.local/gx`` | Great Expectations' project folder (its stores; the suites are code) |
+| ``DQ_BAT03_SHARE`` | ``0.05`` | a required field absent from this share of a batch's records stops the run |
 | ``DQ_FINDINGS_KEEP_DAYS`` | ``35`` | per-run findings older than this are pruned (``fct_dq_issue`` keeps history) |
 | ``INGEST_LOOKBACK_MINUTES`` | ``180`` | each night re-reads this much before the watermark (late commits) |
 | ``INGEST_MAX_WINDOW_RECORDS`` | ``200000`` | windows holding more records are halved (bounds memory) |
@@ -54,6 +55,7 @@ class Settings:
     reports_dir: Path
     gx_dir: Path = PROJECT_ROOT / ".local" / "gx"
     findings_keep_days: int = 35
+    bat03_share: float = 0.05
     page_size: int = 1000
     connect_timeout: float = 10.0
     read_timeout: float = 120.0
@@ -106,6 +108,7 @@ class Settings:
             reports_dir=Path(get("REPORTS_DIR", str(PROJECT_ROOT / "reports"))),
             gx_dir=Path(get("GX_PROJECT_DIR", str(PROJECT_ROOT / ".local" / "gx"))),
             findings_keep_days=int(get("DQ_FINDINGS_KEEP_DAYS", "35")),
+            bat03_share=float(get("DQ_BAT03_SHARE", "0.05")),
             page_size=page_size,
             connect_timeout=float(get("PROCEDURE_API_CONNECT_TIMEOUT", "10")),
             read_timeout=float(get("PROCEDURE_API_READ_TIMEOUT", "120")),

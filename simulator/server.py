@@ -45,7 +45,9 @@ class Faults:
     duplicate: float = 0.0
     extra_fields: float = 0.0
     malformed: float = 0.0
-    omit_fields: tuple[str, ...] = ()  # fields dropped from every non-deleted dossier (a format change)
+    omit_fields: tuple[str, ...] = ()  # fields dropped from non-deleted dossiers (a format change)
+    omit_share: float = 1.0  # ... from this share of them (deterministic per record)
+    drop: float = 0.0  # per record: left out of the page while still counted in ``total`` (records lost)
     retry_after: int = 1
     slow_seconds: float = 2.0
     seed: int = 7
@@ -68,6 +70,10 @@ class Faults:
                 setattr(f, attr, float(env[f"SIM_FAULT_{name}"]))
         if env.get("SIM_FAULT_OMIT_FIELDS"):
             f.omit_fields = tuple(x.strip() for x in env["SIM_FAULT_OMIT_FIELDS"].split(",") if x.strip())
+        if env.get("SIM_FAULT_OMIT_SHARE"):
+            f.omit_share = float(env["SIM_FAULT_OMIT_SHARE"])
+        if env.get("SIM_FAULT_DROP"):
+            f.drop = float(env["SIM_FAULT_DROP"])
         f.retry_after = int(env.get("SIM_FAULT_RETRY_AFTER", f.retry_after))
         f.slow_seconds = float(env.get("SIM_FAULT_SLOW_SECONDS", f.slow_seconds))
         f.seed = int(env.get("SIM_FAULT_SEED", f.seed))
@@ -85,7 +91,10 @@ MALFORMED_KINDS = ("string", "no_key", "bad_timestamp", "array")
 def _malformed(record: bytes) -> bytes:
     """A corrupt version of a record: not an object, no key, an unparseable NgayCapNhat, or an array."""
     kind = MALFORMED_KINDS[zlib.crc32(record, 3) % len(MALFORMED_KINDS)]
-    obj = orjson.loads(record)
+    try:
+        obj = orjson.loads(record)
+    except orjson.JSONDecodeError:
+        return record
     if kind == "string":
         return orjson.dumps(f"ERROR: record {obj.get('MaHoSo')} could not be serialised")
     if kind == "no_key":
@@ -199,8 +208,10 @@ class ProcedureApi:
     def _envelope(self, total: int, cursor: str | None, data: list[bytes],
                   dossiers: bool = False) -> tuple[int, dict, bytes]:
         """The list envelope around records already serialised (spliced, not re-encoded)."""
+        if dossiers and self.faults.drop > 0:
+            data = [rec for rec in data if not _hits(rec, self.faults.drop, 4)]
         if dossiers and self.faults.omit_fields:
-            data = [self._without_fields(rec) for rec in data]
+            data = [self._without_fields(rec) if _hits(rec, self.faults.omit_share, 5) else rec for rec in data]
         # Record-level faults hit the same records on every request (a schema change or a corrupt row
         # is a property of the record, not of the request), so retries and re-pulls see them again.
         if self.faults.extra_fields > 0:
@@ -212,7 +223,10 @@ class ProcedureApi:
         return 200, {"Content-Type": "application/json; charset=utf-8"}, body
 
     def _without_fields(self, rec: bytes) -> bytes:
-        obj = orjson.loads(rec)
+        try:
+            obj = orjson.loads(rec)
+        except orjson.JSONDecodeError:  # a record served as raw bytes (simulator.static.RawRecord)
+            return rec
         if not isinstance(obj, dict) or obj.get("DaXoa"):
             return rec
         for name in self.faults.omit_fields:
@@ -221,7 +235,10 @@ class ProcedureApi:
 
     @staticmethod
     def _with_extra_fields(rec: bytes) -> bytes:
-        obj = orjson.loads(rec)
+        try:
+            obj = orjson.loads(rec)
+        except orjson.JSONDecodeError:
+            return rec
         obj["TruongMoi"] = {"PhienBan": 2, "GhiChu": "trường mới"}
         return orjson.dumps(obj)
 
@@ -236,7 +253,7 @@ class ProcedureApi:
             offset, total = state["o"], state.get("n", total)
         page = records[offset:offset + limit]
         nxt = encode_cursor({"r": resource, "o": offset + limit, "n": total}) if offset + limit < len(records) else None
-        return self._envelope(total, nxt, [orjson.dumps(r) for r in page])
+        return self._envelope(total, nxt, [r.body if hasattr(r, "body") else orjson.dumps(r) for r in page])
 
     def _dossiers(self, params: dict, limit: int) -> tuple[int, dict, bytes]:
         frm_raw, to_raw = params.get("updated_from"), params.get("updated_to")
@@ -267,8 +284,11 @@ class ProcedureApi:
         records, nxt = self.province.page_json(frm, to, mask, after, limit)
         if nxt is not None and self._roll(self.faults.duplicate) and len(records) > 3:
             # A record "updated while paging": the next page starts a few records back.
-            back = orjson.loads(records[-1 - self._rng.randint(1, 3)])
-            nxt = self.province.position_of(back["MaHoSo"], back["NgayCapNhat"]) or nxt
+            try:
+                back = orjson.loads(records[-1 - self._rng.randint(1, 3)])
+                nxt = self.province.position_of(back["MaHoSo"], back["NgayCapNhat"]) or nxt
+            except (orjson.JSONDecodeError, KeyError, TypeError):
+                pass  # a raw record (simulator.static.RawRecord): no step back
         cursor = encode_cursor({"f": frm, "t": to, "d": don_vi, "u": nxt[0], "k": nxt[1], "n": total}) if nxt else None
         return self._envelope(total, cursor, records, dossiers=True)
 

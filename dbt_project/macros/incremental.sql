@@ -17,3 +17,24 @@
     where s.dossier_id = f.dossier_id and s.is_deleted and {{ changed_since_last_build('s.changed_at') }}
     {% endif %}
 {%- endmacro %}
+
+
+{% macro ensure_unique_index(columns) -%}
+    {#- A post-hook: a unique index on ``columns`` of this relation (nulls not distinct), created once — so an
+        incremental table whose rows must be unique fails the build on a second row instead of keeping it. -#}
+    do $$
+    begin
+        if not exists (
+            select 1 from pg_index i
+            where i.indrelid = '{{ this }}'::regclass and i.indisunique
+              and i.indkey::int2[] = (
+                  select array_agg(a.attnum order by k.ord)::int2[]
+                  from unnest(array[{% for c in columns %}'{{ c }}'{% if not loop.last %}, {% endif %}{% endfor %}]) with ordinality as k (name, ord)
+                  join pg_attribute a on a.attrelid = '{{ this }}'::regclass and a.attname = k.name
+              )
+        ) then
+            create unique index on {{ this }} ({{ columns | join(', ') }}) nulls not distinct;
+        end if;
+    end
+    $$
+{%- endmacro %}

@@ -28,7 +28,7 @@ EXPECTED_EDGES = [  # the ingestion chain, in order
     ("refresh_reference", "plan_dossier_partitions"),
     ("plan_dossier_partitions", "pull_dossiers"),
     ("pull_dossiers", "complete_partitions"),
-    ("complete_partitions", "load_workbooks"),
+    ("refresh_reference", "load_workbooks"),
 ]
 EXPECTED_TASKS = {t for edge in EXPECTED_EDGES for t in edge}
 # Cosmos renders the dbt task groups from the manifest at parse time (that is its job); dbt itself, GX,
@@ -78,10 +78,13 @@ PARSE_PROBE = """
             "tags": sorted(dag.tags),
             "doc_md": bool(dag.doc_md),
             "on_failure_callback_dag_level": bool(dag.on_failure_callback),
+            "dagrun_timeout": dag.dagrun_timeout.total_seconds() if dag.dagrun_timeout else None,
             "tasks": {{t.task_id: {{
                 "upstream": sorted(t.upstream_task_ids),
                 "retries": t.retries,
                 "retry_delay": t.retry_delay.total_seconds(),
+                "execution_timeout": t.execution_timeout.total_seconds() if t.execution_timeout else None,
+                "trigger_rule": str(getattr(t.trigger_rule, "value", t.trigger_rule)),
                 "on_failure_callback": bool(t.on_failure_callback),
                 "mapped": type(t).__name__.endswith("MappedOperator"),
                 "outlets": sorted(getattr(o, "name", str(o)) for o in (t.outlets or [])),
@@ -147,12 +150,27 @@ def test_dbt_runs_after_ingestion_staging_before_marts(parsed):
     assert "dbt_staging.dq_dossiers_model_build" in staging  # what the data-quality rules read
     assert {"dbt_marts.fct_dq_issue_model_build", "dbt_marts.fct_dq_daily_model_build"} <= marts
     for task in staging:
-        assert "load_workbooks" in ancestors(task)
+        assert "complete_partitions" in ancestors(task)
     # Great Expectations runs on the staged batch, and no mart is rebuilt before it has passed.
     assert staging <= ancestors("data_quality")
     for task in marts:
         assert staging <= ancestors(task), f"{task} must wait for every staging model"
         assert "data_quality" in ancestors(task), f"{task} must wait for the data-quality checks"
+    # The dossier marts do not wait on the workbooks: an unmounted inbox fails the finance branch only.
+    for task in staging | marts | {"data_quality", "marts_published"}:
+        assert "load_workbooks" not in ancestors(task), f"{task} must not wait for the workbooks"
+    assert not [t for t in staging | marts if "disbursement" in t]
+    finance = {t for t in tasks if t.startswith("finance.")}
+    assert {"finance.staging.stg_finance__disbursement_rows_model_build",
+            "finance.marts.fct_disbursement_model_build",
+            "finance.marts.rpt_disbursement_by_investor_model_build"} <= finance
+    for task in finance:
+        assert "load_workbooks" in ancestors(task), task
+    for task in (t for t in finance if t.startswith("finance.marts.")):
+        assert "data_quality" in ancestors(task), f"{task} must wait for the night's data-quality gate"
+    # The report and the end of the night run however the branches ended.
+    assert tasks["write_report"]["trigger_rule"] == "all_done"
+    assert tasks["finish_run"]["trigger_rule"] == "all_done"
 
 
 def test_marts_are_published_as_assets_and_drive_the_monthly_dag(parsed):
@@ -164,7 +182,9 @@ def test_marts_are_published_as_assets_and_drive_the_monthly_dag(parsed):
     assert any(t.startswith("dbt_marts.") for t in published["upstream"])
     assert "marts_published" in tasks["write_report"]["upstream"] or "marts_published" in set().union(
         *(tasks[u]["upstream"] for u in tasks["write_report"]["upstream"]))
-    assert not [t for t, v in tasks.items() if v["outlets"] and t != "marts_published"]
+    assert "marts.fct_disbursement" not in published["outlets"]
+    assert set(tasks["finance_published"]["outlets"]) == {"marts.fct_disbursement", "marts.rpt_disbursement_by_investor"}
+    assert not [t for t, v in tasks.items() if v["outlets"] and t not in ("marts_published", "finance_published")]
     assert parsed["monthly"]["timetable"] == "AssetTriggeredTimetable"
     assert parsed["monthly"]["assets"] == ["marts.rpt_monthly_ranking"]
     assert parsed["monthly"]["params"] == ["force", "month"]
@@ -181,11 +201,20 @@ def test_schedule_and_run_limits(parsed):
     assert dag["tags"] and dag["doc_md"]
 
 
-def test_every_task_retries_and_alerts(parsed):
+def test_every_task_retries_alerts_and_has_a_timeout(parsed):
+    assert parsed["dag"]["dagrun_timeout"] == 360 * 60, "a stuck night must not block the next ones"
     for task_id, task in parsed["dag"]["tasks"].items():
         assert task["retries"] >= 1, task_id
         assert task["retry_delay"] > 0, task_id
         assert task["on_failure_callback"], f"{task_id} has no task-level on_failure_callback"
+        assert task["execution_timeout"] == 120 * 60, f"{task_id} has no execution_timeout"
+
+
+def test_timeouts_come_from_the_environment(tmp_path):
+    code = PARSE_PROBE.format(dag_file=str(DAG_FILE), dags=str(DAGS), dag_id=DAG_ID)
+    out = _run_python(code, tmp_path, {"PIPELINE_TASK_TIMEOUT_MINUTES": "7", "PIPELINE_RUN_TIMEOUT_MINUTES": "30"})
+    assert out["dag"]["dagrun_timeout"] == 30 * 60
+    assert {t["execution_timeout"] for t in out["dag"]["tasks"].values()} == {7 * 60}
 
 
 def test_parse_is_light(parsed):
@@ -199,13 +228,13 @@ def test_dag_wires_existing_pipeline_functions():
     from ingestion import pipeline
 
     calls = {
-        "start_run": {"run_id", "interval_start", "interval_end", "settings"},
+        "begin_night": {"run_id", "interval_start", "interval_end", "settings"},
         "refresh_reference": {"run_id", "settings"},
         "plan_dossier_partitions": {"settings"},
         "pull_dossiers": {"run_id", "partition", "interval_start", "interval_end", "settings"},
         "complete_partitions": {"run_id", "interval_start", "interval_end", "results", "settings"},
         "load_workbooks": {"run_id", "settings"},
-        "finish_run": {"run_id", "results", "settings"},
+        "finish_night": {"run_id", "as_of", "results", "states", "settings"},
     }
     source = DAG_FILE.read_text()
     for name, params in calls.items():

@@ -5,7 +5,8 @@
         unique_key='dossier_id',
         incremental_strategy='delete+insert',
         on_schema_change='fail',
-        pre_hook=["{{ delete_new_tombstones() }}"]
+        pre_hook=["{{ delete_new_tombstones() }}"],
+        indexes=[{'columns': ['dossier_id'], 'unique': True}, {'columns': ['source_changed_at']}]
     )
 }}
 -- What the data-quality rules (expectations/, dq-rules.md) read, one narrow row per current, non-deleted

@@ -1,3 +1,4 @@
+{{ config(tags=['finance']) }}
 -- A month's disbursement figures are those of the latest report date within the month.
 with rows as (
     select * from {{ ref('stg_finance__disbursement_rows') }}

@@ -1,3 +1,4 @@
+{{ config(tags=['finance']) }}
 -- Public-investment disbursement per report date × project × funding source, against the Prime Minister's
 -- and the province's capital plans.
 select

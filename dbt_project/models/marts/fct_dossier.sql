@@ -5,7 +5,8 @@
         unique_key='dossier_id',
         incremental_strategy='delete+insert',
         on_schema_change='fail',
-        pre_hook=["{{ delete_new_tombstones() }}"]
+        pre_hook=["{{ delete_new_tombstones() }}"],
+        indexes=[{'columns': ['source_changed_at']}]
     )
 }}
 -- One row per current, non-deleted dossier. Incremental: each night only dossiers whose landed state

@@ -3,11 +3,13 @@
         materialized='incremental',
         incremental_strategy='append',
         on_schema_change='fail',
-        pre_hook="{% if is_incremental() %}delete from {{ this }} where as_of_date = {{ as_of_date() }}{% endif %}"
+        pre_hook="{% if is_incremental() %}delete from {{ this }} where as_of_date = {{ as_of_date() }}{% endif %}",
+        post_hook="{{ ensure_unique_index(['as_of_date', 'unit_code']) }}"
     )
 }}
 -- Dossiers in processing and those past their due date, per unit, as of the run's date. One row set per
--- run date, kept as history (a rerun of the same date replaces its set).
+-- run date, kept as history (a rerun of the same date replaces its set); the unique index on (as_of_date,
+-- unit_code) makes a second set for the same date fail the build instead of doubling the figures.
 select
     {{ as_of_date() }} as as_of_date,
     unit_code,

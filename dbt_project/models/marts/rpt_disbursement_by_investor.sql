@@ -1,3 +1,4 @@
+{{ config(tags=['finance']) }}
 -- Disbursement by investor (chủ đầu tư) per month and plan year, from each month's latest report date.
 -- Roll-ups add up amounts and divide once: rates are never averaged.
 select

@@ -1,3 +1,4 @@
+{{ config(tags=['finance']) }}
 -- One row per plan line (project × funding source × plan year × carried over) of the current workbook of
 -- each report date: disbursement of public investment capital (giải ngân vốn đầu tư công), VND.
 with source as (

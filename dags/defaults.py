@@ -1,0 +1,52 @@
+"""What the project's Airflow DAGs share: timezone, start date, retries, timeouts and the failure alert.
+
+| variable (read when a DAG file is parsed) | default | meaning |
+|---|---|---|
+| ``PIPELINE_TASK_RETRIES`` | ``2`` | retries of every task |
+| ``PIPELINE_RETRY_DELAY_SECONDS`` | ``300`` | delay between them |
+| ``PIPELINE_TASK_TIMEOUT_MINUTES`` | ``120`` | ``execution_timeout`` of every task (killed, then retried) |
+| ``PIPELINE_RUN_TIMEOUT_MINUTES`` | ``360`` | ``dagrun_timeout`` of every DAG: a stuck night cannot block the next |
+
+The defaults fit the 10× scenario (3M dossiers) with room: its first load takes a few minutes, its
+longest dbt model well under ten. A run that outlives ``dagrun_timeout`` is failed by the scheduler; its
+lease on the warehouse (``pipeline.lease``, whose default TTL equals the run timeout) frees itself.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from functools import partial
+from typing import Any
+
+import pendulum
+
+LOCAL_TZ = "Asia/Ho_Chi_Minh"
+START_DATE = pendulum.datetime(2023, 1, 1, tz=LOCAL_TZ)
+NIGHTLY_DAG_ID = "cchc_nightly"
+MONTHLY_DAG_ID = "cchc_monthly_publication"
+WEEKLY_DAG_ID = "cchc_weekly_integrity"
+
+RETRIES = int(os.environ.get("PIPELINE_TASK_RETRIES", "2"))
+RETRY_DELAY = timedelta(seconds=float(os.environ.get("PIPELINE_RETRY_DELAY_SECONDS", "300")))
+TASK_TIMEOUT = timedelta(minutes=float(os.environ.get("PIPELINE_TASK_TIMEOUT_MINUTES", "120")))
+RUN_TIMEOUT = timedelta(minutes=float(os.environ.get("PIPELINE_RUN_TIMEOUT_MINUTES", "360")))
+
+
+def on_task_failure(context: Any, consequence: str | None = None) -> None:
+    """Task-level failure callback (a DAG-level one may never fire on Airflow 3.x): the alert, with what
+    the failure means for the night when the task says so."""
+    from ingestion.notify import notify_task_failure
+
+    notify_task_failure(context, consequence=consequence)
+
+
+def failure_callback(consequence: str):
+    """A failure callback whose alert says what the failure means for the night."""
+    return partial(on_task_failure, consequence=consequence)
+
+
+def default_args(**overrides: Any) -> dict[str, Any]:
+    """Every task: retries, timeout, failure alert."""
+    return {"owner": "cchc-data", "retries": RETRIES, "retry_delay": RETRY_DELAY,
+            "execution_timeout": TASK_TIMEOUT, "on_failure_callback": on_task_failure, **overrides}
