@@ -42,9 +42,9 @@ Decisions where the spec is silent:
 - Header: the first of the first 20 rows holding all nine headers (compared trimmed, case-insensitively).
   When none does, the row holding most of them (at least three) is taken as the header and the file is
   rejected at that row, naming each missing column. Columns other than the nine are kept in ``raw_row``.
-  A merged range reaching the header row or the rows below it is rejected at its first row and column
-  (a merge keeps its value in its first cell only, so the others would read empty); title rows above the
-  header may be merged.
+  A merged range reaching the header row or the rows below it is rejected at its first row (or the header
+  row) and first column: a merge keeps its value in its first cell only, so the others would read empty.
+  Title rows above the header may be merged.
 - Cells: ``MaDuAn``, ``ChuDauTu`` and ``NguonVon`` must not be empty (``TenDuAn`` may); ``NguonVon`` must be one
   of NSTW, NSDP, CTMTQG, ODA (trimmed, upper-cased); ``NamKeHoach`` an integer year in 2000-2100;
   ``LaKeoDai`` 0 or 1; amounts non-negative numbers, never empty (blank would be ambiguous between zero and
@@ -256,7 +256,7 @@ class FileOutcome:
     status: str  # loaded | rejected | skipped (already recorded) | skipped-name
     rows: int
     reason: str | None
-    sha256: str
+    sha256: str  # its key in raw.finance_files: the content's SHA-256, or unread-… for a file refused unread
     reject_row: int | None = None
     reject_column: str | None = None
     replaces: str | None = None  # the earlier file of the same report date this one superseded
@@ -493,12 +493,6 @@ def archive_problem(content: bytes, max_uncompressed_bytes: int = DEFAULT_MAX_UN
             members = archive.infolist()
     except Exception:  # not a zip, or a damaged one: parse_workbook rejects it with the details
         return None
-    total = sum(member.file_size for member in members)
-    if total > max_uncompressed_bytes:
-        return (
-            f"its zip archive would expand to {total} bytes, above FINANCE_MAX_UNCOMPRESSED_BYTES "
-            f"({max_uncompressed_bytes}); not read (a possible zip bomb)"
-        )
     for member in members:
         ratio = member.file_size / max(member.compress_size, 1)
         if member.file_size > RATIO_CHECKED_ABOVE and ratio > MAX_COMPRESSION_RATIO:
@@ -506,6 +500,12 @@ def archive_problem(content: bytes, max_uncompressed_bytes: int = DEFAULT_MAX_UN
                 f"zip member {member.filename} would expand {ratio:.0f}:1 ({member.compress_size} to "
                 f"{member.file_size} bytes), above {MAX_COMPRESSION_RATIO}:1; not read (a possible zip bomb)"
             )
+    total = sum(member.file_size for member in members)
+    if total > max_uncompressed_bytes:
+        return (
+            f"its zip archive would expand to {total} bytes, above FINANCE_MAX_UNCOMPRESSED_BYTES "
+            f"({max_uncompressed_bytes}); not read (a possible zip bomb)"
+        )
     return None
 
 
@@ -714,10 +714,14 @@ def _problem_order(problem: Problem) -> tuple[int, int]:
 def _parse_grid(sheet: _Sheet) -> ParsedWorkbook:
     grid = sheet.grid
     header_row, columns, problems = _find_header(grid)
-    if problems:
-        return ParsedWorkbook(header_row, columns, [], problems)
+    if header_row is None:
+        return ParsedWorkbook(None, columns, [], problems)
     keys = _raw_keys(grid[header_row - 1])
-    problems = _merge_problems(sheet, header_row, columns, keys)
+    # A merged header hides the headers under it: say so before (or beside) the columns it makes missing.
+    merged = _merge_problems(sheet, header_row, columns, keys)
+    if problems:
+        return ParsedWorkbook(header_row, columns, [], sorted(problems + merged, key=_problem_order))
+    problems = merged
     rows: list[DisbursementRow] = []
     first_row_of_line: dict[tuple, int] = {}
     for row_number, cells in enumerate(grid[header_row:], start=header_row + 1):
@@ -953,11 +957,11 @@ def _read_bytes(path: Path, max_bytes: int) -> bytes:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError as exc:
         raise _UnreadableError(
-            f"cannot be read ({_describe(exc)}): it was moved or deleted after the inbox was listed, or is a "
+            f"cannot be read ({_os_error(exc)}): it was moved or deleted after the inbox was listed, or is a "
             "broken link"
         ) from exc
     except OSError as exc:
-        raise _UnreadableError(f"cannot be read ({type(exc).__name__}: {exc.strerror or exc})") from exc
+        raise _UnreadableError(f"cannot be read ({_os_error(exc)})") from exc
     try:
         info = os.fstat(fd)
         if stat.S_ISDIR(info.st_mode):
@@ -974,9 +978,15 @@ def _read_bytes(path: Path, max_bytes: int) -> bytes:
                 raise _UnreadableError(f"grew above FINANCE_MAX_FILE_BYTES ({max_bytes}) while being read")
         return b"".join(chunks)
     except OSError as exc:
-        raise _UnreadableError(f"cannot be read ({type(exc).__name__}: {exc.strerror or exc})") from exc
+        raise _UnreadableError(f"cannot be read ({_os_error(exc)})") from exc
     finally:
         os.close(fd)
+
+
+def _os_error(exc: OSError) -> str:
+    """E.g. ``PermissionError: Permission denied``: without the absolute path, which says nothing more and
+    would differ between servers."""
+    return f"{type(exc).__name__}: {exc.strerror or exc}"
 
 
 def _refuse_unread(conn: psycopg.Connection, candidate: _Candidate, run_id: str, message: str) -> FileOutcome:
