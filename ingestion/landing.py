@@ -39,7 +39,16 @@ from datetime import datetime, timedelta
 import psycopg
 
 from ingestion.client import ApiError, PageUnavailable, ProcedureApiClient, ProtocolError, Stats, format_ts
-from ingestion.records import Landable, RecordReader, Rejected, copy_json, copy_text, reject, same_content
+from ingestion.records import (
+    MAX_KEY_BYTES,
+    Landable,
+    RecordReader,
+    Rejected,
+    copy_json,
+    copy_text,
+    reject,
+    same_content,
+)
 
 log = logging.getLogger(__name__)
 
@@ -271,8 +280,9 @@ def quarantine_page(cur: psycopg.Cursor, exc: PageUnavailable | ProtocolError, r
 class _WindowLoad:
     """The bookkeeping of one window's load: what is held, seen, landed, quarantined."""
 
-    def __init__(self, cur: psycopg.Cursor, start: datetime, end: datetime, run: bytes):
-        self.cur, self.start, self.end, self.run = cur, start, end, run
+    def __init__(self, cur: psycopg.Cursor, start: datetime, end: datetime, run: bytes,
+                 reader: RecordReader = DOSSIER_READER):
+        self.cur, self.start, self.end, self.run, self.reader = cur, start, end, run, reader
         self.held: dict[tuple[str, datetime], set[bytes]] = {}
         for updated, key, content_hash in cur.execute(
                 "SELECT updated_at, dossier_id, content_hash FROM raw.dossier_versions "
@@ -298,7 +308,7 @@ class _WindowLoad:
     def take(self, raw, suspect: bool) -> tuple[Landable, bytes] | None:
         """Classify one received record; returns (record, COPY line) when it is a new version."""
         self.fetched += 1
-        item = DOSSIER_READER.classify(raw, suspect)
+        item = self.reader.classify(raw, suspect)
         if isinstance(item, Landable) and item.updated_at is None:
             if item.original is not None:
                 self.quarantine.add(item.original, "landed as a tombstone")
@@ -379,7 +389,7 @@ class _WindowLoad:
 
 def land_dossier_window(conn: psycopg.Connection, client: ProcedureApiClient, run_id: str, partition: str,
                         start: datetime, end: datetime, *, moves_watermark: bool = True, first: bool = True,
-                        careful: bool = False) -> WindowResult:
+                        careful: bool = False, reader: RecordReader = DOSSIER_READER) -> WindowResult:
     """Pull ``GET /dossiers`` for ``[start, end)`` (and ``don_vi=partition``) and land it in one transaction.
 
     New versions are streamed with COPY straight into ``raw.dossier_versions`` (each payload written and
@@ -389,17 +399,18 @@ def land_dossier_window(conn: psycopg.Connection, client: ProcedureApiClient, ru
     page under savepoints (after the database refused a record of this window in the bulk COPY).
     """
     try:
-        return _land_window(conn, client, run_id, partition, start, end, moves_watermark, first, careful)
+        return _land_window(conn, client, run_id, partition, start, end, moves_watermark, first, careful, reader)
     except psycopg.Error as exc:
         if careful or not _refused_record(exc):
             raise
         log.warning("dossiers %s [%s, %s): the database refused a record in the bulk COPY (%s); loading the "
                     "window again page by page to find it", partition, start, end, database_reason(exc))
-        return _land_window(conn, client, run_id, partition, start, end, moves_watermark, first, True)
+        return _land_window(conn, client, run_id, partition, start, end, moves_watermark, first, True, reader)
 
 
 def _land_window(conn: psycopg.Connection, client: ProcedureApiClient, run_id: str, partition: str,
-                 start: datetime, end: datetime, moves_watermark: bool, first: bool, careful: bool) -> WindowResult:
+                 start: datetime, end: datetime, moves_watermark: bool, first: bool, careful: bool,
+                 reader: RecordReader) -> WindowResult:
     t0 = time.perf_counter()
     started_at = datetime.now().astimezone()
     result = WindowResult(DOSSIERS, partition, start, end, careful=careful)
@@ -410,7 +421,7 @@ def _land_window(conn: psycopg.Connection, client: ProcedureApiClient, run_id: s
     reported = None
     failure: PageUnavailable | ProtocolError | None = None
     with conn.transaction(), conn.cursor() as cur:
-        load = _WindowLoad(cur, start, end, copy_text(run_id).encode())
+        load = _WindowLoad(cur, start, end, copy_text(run_id).encode(), reader)
 
         def pages():
             nonlocal reported, failure
@@ -469,7 +480,7 @@ def _land_window(conn: psycopg.Connection, client: ProcedureApiClient, run_id: s
 
 def land_dossiers(conn: psycopg.Connection, client: ProcedureApiClient, run_id: str, partition: str,
                   start: datetime, end: datetime, max_records: int, *, moves_watermark: bool = True,
-                  first: bool = True) -> list[WindowResult]:
+                  first: bool = True, reader: RecordReader = DOSSIER_READER) -> list[WindowResult]:
     """Land ``[start, end)``, halving the window while the API reports more than ``max_records`` in it, so
     memory stays bounded whatever the volume; the halves commit in time order. When even the count cannot
     be had, the window is attempted whole (and recorded incomplete if its pages cannot be had either)."""
@@ -485,11 +496,11 @@ def land_dossiers(conn: psycopg.Connection, client: ProcedureApiClient, run_id: 
     if too_big:
         middle = (start + (end - start) / 2).replace(microsecond=0)
         return (land_dossiers(conn, client, run_id, partition, start, middle, max_records,
-                              moves_watermark=moves_watermark, first=first)
+                              moves_watermark=moves_watermark, first=first, reader=reader)
                 + land_dossiers(conn, client, run_id, partition, middle, end, max_records,
-                                moves_watermark=moves_watermark, first=False))
+                                moves_watermark=moves_watermark, first=False, reader=reader))
     return [land_dossier_window(conn, client, run_id, partition, start, end, moves_watermark=moves_watermark,
-                                first=first)]
+                                first=first, reader=reader)]
 
 
 def open_issues(conn: psycopg.Connection, source: str, partition: str) -> list[tuple[int, datetime, datetime]]:
@@ -532,7 +543,8 @@ class ReferencePolicy:
 
 
 def refresh_reference_source(conn: psycopg.Connection, client: ProcedureApiClient, run_id: str, source: str,
-                             as_of: datetime, policy: ReferencePolicy | None = None) -> dict:
+                             as_of: datetime, policy: ReferencePolicy | None = None,
+                             max_key_bytes: int = MAX_KEY_BYTES) -> dict:
     """Full refresh of one reference list: a changed record closes its previous version and opens a new
     one; a record no longer served is closed. One transaction; reconciled like a dossier window.
 
@@ -542,7 +554,7 @@ def refresh_reference_source(conn: psycopg.Connection, client: ProcedureApiClien
     policy = policy or ReferencePolicy()
     t0 = time.perf_counter()
     started_at = datetime.now().astimezone()
-    reader = RecordReader(REFERENCE_KEYS[source], canonical=True)
+    reader = RecordReader(REFERENCE_KEYS[source], canonical=True, max_key_bytes=max_key_bytes)
     stats = Stats()
     quarantine = _Quarantine()
     fetched, reported, status, detail = 0, None, COMPLETE, None

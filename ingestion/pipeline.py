@@ -30,6 +30,7 @@ from ingestion.landing import (
     refresh_reference_source,
     resolve_issue,
 )
+from ingestion.records import RecordReader
 from ingestion.settings import Settings
 from ingestion.windows import plan_windows
 
@@ -83,7 +84,7 @@ def refresh_reference(run_id: str, as_of: datetime | None = None, settings: Sett
     as_of = as_of or datetime.now().replace(microsecond=0)
     policy = ReferencePolicy(settings.reference_max_missing_share, settings.reference_accept)
     with _connect(settings) as conn:
-        return {source: refresh_reference_source(conn, client, run_id, source, as_of, policy)
+        return {source: refresh_reference_source(conn, client, run_id, source, as_of, policy, settings.max_key_bytes)
                 for source in REFERENCE_KEYS}
 
 
@@ -125,12 +126,14 @@ def pull_dossiers(run_id: str, partition: str, interval_end: datetime, interval_
     windows, advances = plan_windows(watermark, settings.history_start, interval_end, settings.lookback,
                                      interval_start)
 
+    reader = dossier_reader(settings)
+
     def load(index: int, start: datetime, end: datetime, issue_id: int | None = None) -> list[dict]:
         client = ProcedureApiClient.from_settings(settings)
         with _connect(settings) as conn:
             out = []
             for r in land_dossiers(conn, client, run_id, partition, start, end, settings.max_window_records,
-                                   moves_watermark=advances and issue_id is None, first=index == 0):
+                                   moves_watermark=advances and issue_id is None, first=index == 0, reader=reader):
                 log.info("dossiers %s [%s, %s) %s: %d fetched, %d new versions, %d quarantined in %.1fs", partition,
                          r.window_start, r.window_end, r.status, r.fetched, r.new_versions, r.quarantined, r.seconds)
                 out.append(r.to_dict())
@@ -157,6 +160,11 @@ def pull_dossiers(run_id: str, partition: str, interval_end: datetime, interval_
     return {"partition": partition, "repulled_issues": len(issues), **_sum(results)}
 
 
+def dossier_reader(settings: Settings) -> RecordReader:
+    """How dossier records are classified under ``settings`` (the key length ``jsonb`` rows may have)."""
+    return RecordReader("MaHoSo", "NgayCapNhat", max_key_bytes=settings.max_key_bytes)
+
+
 def complete_partitions(run_id: str, interval_end: datetime, results: list[dict],
                         interval_start: datetime | None = None, settings: Settings | None = None) -> dict:
     """After a partitioned pull, land what no partition covers — dossiers of the province unit itself and of
@@ -178,7 +186,8 @@ def complete_partitions(run_id: str, interval_end: datetime, results: list[dict]
             covered = sum(client.count(DOSSIERS, {**params, "don_vi": p}) for p in partitions)
             if client.count(DOSSIERS, params) != covered:
                 pulled += [r.to_dict() for r in land_dossiers(conn, client, run_id, ALL_PARTITIONS, start, end,
-                                                              settings.max_window_records, moves_watermark=False)]
+                                                              settings.max_window_records, moves_watermark=False,
+                                                              reader=dossier_reader(settings))]
             if advances:
                 with conn.transaction(), conn.cursor() as cur:
                     advance_watermark(cur, DOSSIERS, REMAINDER, run_id, start, end, first=True)
@@ -211,9 +220,10 @@ def finish_night(run_id: str, as_of: datetime, results: dict, states: dict[str, 
 
     Sends the data-quality digest (leading with what the night could not do: a critical stop, windows
     not complete, refused lists, rejected workbooks), one alert when the night's data needs attention,
-    closes the run in ``audit.pipeline_runs`` — ``success``, ``partial`` (a task failed but the dossier
-    marts were published) or ``failed`` — and releases the warehouse's lease. Returns the printable
-    summary, the status and the failed tasks."""
+    closes the run in ``audit.pipeline_runs`` — ``success``; ``incomplete`` (every task succeeded, but a
+    window, a list or a workbook could not be taken in: what was good is published, the rest is named);
+    ``partial`` (a task failed but the dossier marts were published); ``failed`` — and releases the
+    warehouse's lease. Returns the printable summary, the status and the failed tasks."""
     from expectations.digest import send_digest
     from ingestion.notify import notify_event
     from pipeline.lease import release
@@ -229,6 +239,8 @@ def finish_night(run_id: str, as_of: datetime, results: dict, states: dict[str, 
     with _connect(settings) as conn:
         digest = send_digest(conn, run_id, settings, failed_tasks=failed)
         problems = night_problems(conn, run_id)
+    if status == "success" and problems:
+        status = "incomplete"
     results = {**results, "digest": digest, "failed_tasks": failed, "problems": problems}
     if problems:
         notify_event("night_incomplete", f"Nightly run {run_id}: " + "; ".join(problems[:3])

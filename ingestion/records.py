@@ -18,7 +18,8 @@ never costs its window a round trip:
 - a number beyond ``numeric``'s range (more than 131,072 digits before the decimal point or 16,383
   after it, e.g. ``1e1000000``);
 - nesting deeper than the parsers read (about 1,000 levels);
-- a key longer than ``MAX_KEY_BYTES`` (it would not fit a B-tree index entry: a dossier code is ~30 bytes).
+- a key longer than ``MAX_KEY_BYTES`` (``INGEST_MAX_KEY_BYTES``; a B-tree index entry holds about 2,700
+  bytes, and a dossier code is ~30).
 
 The checks cost nothing on a clean page: ``page_hazards`` scans the page's bytes once, and only the
 records of a page where it finds something are examined one by one. Anything else PostgreSQL refuses
@@ -334,11 +335,11 @@ def reject(raw: bytes, reason: str, key: str | None = None, updated_at: datetime
     return Rejected(reason, text, digest(raw), raw, key, updated_at)
 
 
-def storable_key(value: Any) -> str | None:
+def storable_key(value: Any, max_bytes: int = MAX_KEY_BYTES) -> str | None:
     """The key if it can be stored and indexed, else None."""
     if not isinstance(value, str) or not value.strip():
         return None
-    if "\x00" in value or _SURROGATE.search(value) or len(value.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+    if "\x00" in value or _SURROGATE.search(value) or len(value.encode("utf-8", "surrogatepass")) > max_bytes:
         return None
     return value
 
@@ -346,10 +347,12 @@ def storable_key(value: Any) -> str | None:
 class RecordReader:
     """Classifies the raw records of one source, keyed by ``key_field`` (and versioned by ``updated_field``)."""
 
-    def __init__(self, key_field: str, updated_field: str | None = None, canonical: bool = False):
+    def __init__(self, key_field: str, updated_field: str | None = None, canonical: bool = False,
+                 max_key_bytes: int = MAX_KEY_BYTES):
         # canonical: hash the sorted-key form, so a server that reorders keys does not look like a change
         # (worth its cost for the small reference lists, compared every night).
         self.key_field, self.updated_field, self.canonical = key_field, updated_field, canonical
+        self.max_key_bytes = max_key_bytes
         fields = [(key_field, Any, None), ("DaXoa", Any, None)]
         if updated_field:
             fields.append((updated_field, Any, None))
@@ -372,9 +375,9 @@ class RecordReader:
         key = getattr(head, self.key_field)
         if not isinstance(key, str) or not key.strip():
             return reject(data, f"no key: {self.key_field} is missing or empty")
-        if storable_key(key) is None:
+        if storable_key(key, self.max_key_bytes) is None:
             return reject(data, f"the key {self.key_field} cannot be stored ({len(key.encode()):,} bytes; at most "
-                                f"{MAX_KEY_BYTES:,})")
+                                f"{self.max_key_bytes:,})")
         updated = updated_text = None
         if self.updated_field:
             value = getattr(head, self.updated_field)
@@ -393,7 +396,7 @@ class RecordReader:
         obj = found.obj
         if not isinstance(obj, dict):
             return reject(data, reason if obj is None and found.problems else "not a JSON object")
-        key = storable_key(obj.get(self.key_field))
+        key = storable_key(obj.get(self.key_field), self.max_key_bytes)
         updated = parse_ts(obj.get(self.updated_field)) if self.updated_field else None
         if key is None:
             return reject(data, f"no usable key ({self.key_field} missing, empty or unstorable); {reason}")

@@ -24,6 +24,7 @@
 | ``INGEST_LOOKBACK_MINUTES`` | ``180`` | each night re-reads this much before the watermark (late commits) |
 | ``INGEST_MAX_WINDOW_RECORDS`` | ``200000`` | windows holding more records are halved (bounds memory) |
 | ``INGEST_WORKERS`` | ``2`` | windows loaded in parallel (each its own connection) |
+| ``INGEST_MAX_KEY_BYTES`` | ``1000`` | a record whose key is longer is quarantined (a B-tree entry holds ~2,700) |
 | ``INGEST_PARTITION`` | ``none`` | ``none``: one stream; ``district``: one mapped task per unit under the province |
 
 An Airflow connection ``procedure_api`` (``AIRFLOW_CONN_PROCEDURE_API``: host = base URL, password =
@@ -70,6 +71,7 @@ class Settings:
     partition: str = "none"
     max_window_records: int = 200_000
     workers: int = 2
+    max_key_bytes: int = 1000
     finance_max_file_bytes: int = 50 * 2**20  # the defaults of ingestion.finance
     finance_max_uncompressed_bytes: int = 200 * 2**20
 
@@ -123,6 +125,7 @@ class Settings:
             partition=partition,
             max_window_records=int(get("INGEST_MAX_WINDOW_RECORDS", "200000")),
             workers=max(1, int(get("INGEST_WORKERS", "2"))),
+            max_key_bytes=int(get("INGEST_MAX_KEY_BYTES", "1000")),
             finance_max_file_bytes=finance_max_file_bytes,
             finance_max_uncompressed_bytes=finance_max_uncompressed_bytes,
         )

@@ -37,8 +37,8 @@ def due_month(conn: psycopg.Connection) -> date | None:
     run is marked successful, so the run log would lag a night)."""
     as_of = conn.execute("SELECT max(as_of_date) FROM marts.fct_pending_overdue").fetchone()[0]
     if as_of is None:
-        as_of = conn.execute("SELECT max(interval_end)::date FROM audit.pipeline_runs WHERE status = 'success'"
-                             ).fetchone()[0]
+        as_of = conn.execute("SELECT max(interval_end)::date FROM audit.pipeline_runs "
+                             "WHERE status IN ('success', 'incomplete')").fetchone()[0]
     if as_of is None:
         return None
     first = as_of.replace(day=1)

@@ -183,7 +183,8 @@ def test_marts_are_published_as_assets_and_drive_the_monthly_dag(parsed):
     assert "marts_published" in tasks["write_report"]["upstream"] or "marts_published" in set().union(
         *(tasks[u]["upstream"] for u in tasks["write_report"]["upstream"]))
     assert "marts.fct_disbursement" not in published["outlets"]
-    assert set(tasks["finance_published"]["outlets"]) == {"marts.fct_disbursement", "marts.rpt_disbursement_by_investor"}
+    assert set(tasks["finance_published"]["outlets"]) == {"marts.fct_disbursement",
+                                                          "marts.rpt_disbursement_by_investor"}
     assert not [t for t, v in tasks.items() if v["outlets"] and t not in ("marts_published", "finance_published")]
     assert parsed["monthly"]["timetable"] == "AssetTriggeredTimetable"
     assert parsed["monthly"]["assets"] == ["marts.rpt_monthly_ranking"]

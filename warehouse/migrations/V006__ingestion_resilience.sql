@@ -14,7 +14,7 @@ ALTER TABLE raw.quarantine
     ADD COLUMN updated_at  timestamp,
     ADD COLUMN disposition text NOT NULL DEFAULT 'rejected'
         CHECK (disposition IN ('rejected', 'landed as a tombstone', 'list refused'));
-CREATE INDEX quarantine_record_key ON raw.quarantine (source, record_key) WHERE record_key IS NOT NULL;
+CREATE INDEX quarantine_record_key ON raw.quarantine (source, left(record_key, 200)) WHERE record_key IS NOT NULL;
 
 -- A page the client gave up on (after its retry budget, or at once for a broken listing): the request and
 -- the last bytes received, kept whole. The window it belongs to is open in audit.window_issues.
