@@ -3,6 +3,7 @@
     python -m ops.airflow db-migrate                          # create/upgrade the metadata DB (idempotent)
     python -m ops.airflow test-dag [--run-date YYYY-MM-DD]    # run cchc_nightly once, in-process
                                    [--dag-id ID]
+    python -m ops.airflow standalone                          # `make airflow`: the scheduled stack (ops/stack.py)
 
 ``airflow dags test`` runs a whole DAG run in one process, without scheduler, api-server or workers,
 and exits non-zero when the run fails. The run's data interval is the one that **ends at 01:00
@@ -154,14 +155,14 @@ def main(argv: list[str] | None = None) -> int:
                       help="the night to run (YYYY-MM-DD): the data interval ends at 01:00 local that day "
                            "(default: RUN_DATE, else today)")
     test.add_argument("--dag-id", default=DEFAULT_DAG_ID)
-    sub.add_parser("standalone", help="run Airflow (scheduler, API server, DAG processor) for nightly runs")
+    sub.add_parser("standalone", help="run Airflow every night: scheduler, api-server, dag-processor and "
+                                      "triggerer under a supervisor (ops/stack.py)")
     args = parser.parse_args(argv)
 
-    if args.command == "standalone" and not os.environ.get("WAREHOUSE_WRITER_URL"):
-        # the tasks' dbt connects as the writer role: default to the configured warehouse's
-        from warehouse import resolve_url
+    if args.command == "standalone":
+        from ops.stack import main as stack_main
 
-        os.environ["WAREHOUSE_WRITER_URL"] = resolve_url("writer")
+        return stack_main()
     env = airflow_env()
     ensure_db(env)
     from ops.dbt import ensure_manifest
@@ -170,14 +171,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "db-migrate":
         print(f"Airflow metadata database ready ({env['AIRFLOW__DATABASE__SQL_ALCHEMY_CONN']})")
         return 0
-    if args.command == "standalone":
-        # The scheduler then triggers cchc_nightly at 01:00 Asia/Ho_Chi_Minh; the DAG is created paused
-        # unless AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION is False (set below).
-        env.setdefault("AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION", "False")
-        simulator_env = PROJECT_ROOT / ".local" / "simulator" / "simulator.env"
-        if not env.get("PROCEDURE_API_URL") and simulator_env.exists():  # the demo source of `make simulator`
-            env.update(line.split("=", 1) for line in simulator_env.read_text().splitlines() if "=" in line)
-        os.execvpe(_airflow(), [_airflow(), "standalone"], env)
     return dags_test(args.dag_id, args.run_date or default_run_date(), env)
 
 

@@ -1,0 +1,263 @@
+"""``make airflow``: this project's Airflow, running every night — scheduler, api-server (UI and REST
+API), dag-processor and triggerer on the LocalExecutor, under one supervisor (``ops.supervisor``).
+
+    python -m ops.airflow standalone        # what `make airflow` runs; Ctrl-C or SIGTERM stops it
+
+What it does, in order:
+
+1. brings up what ``make run`` brings up when nothing external is configured (``ops.run.bring_up``):
+   the private warehouse (or bootstraps ``WAREHOUSE_URL``), the simulator as the source when
+   ``PROCEDURE_API_URL`` is unset, the finance inbox, ``REPORTS_DIR``;
+2. builds one environment for every component (``stack_env``, on top of ``ops.airflow.airflow_env``);
+3. prepares the metadata database (``airflow db migrate``, once per version) and the dbt manifest Cosmos
+   renders the dbt task groups from (``ops.dbt.ensure_manifest``);
+4. starts the four components with the venv's own ``airflow`` executable (absolute path; the venv's
+   ``bin`` first on ``PATH`` for whatever they spawn), prints the UI address, the admin password and
+   where the logs are, and supervises them: when one dies, it says which, with its exit code and the tail
+   of its log, stops the others and exits 1.
+
+Environment, on top of ``airflow_env`` (a variable already set wins):
+
+| variable | default |
+|---|---|
+| ``AIRFLOW__API__HOST`` / ``AIRFLOW__API__PORT`` | ``127.0.0.1`` / ``8080`` (UI and REST API) |
+| ``AIRFLOW__API__BASE_URL`` | ``http://<host>:<port>`` |
+| ``AIRFLOW__CORE__EXECUTION_API_SERVER_URL`` | ``<base url>/execution/`` (the tasks report there) |
+| ``AIRFLOW__API__WORKERS`` | ``1`` (one uvicorn worker is plenty for one operator on 2 cores) |
+| ``AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT`` / ``…TRIGGER_LOG_SERVER_PORT`` | Airflow's ``8793`` / ``8794`` |
+| ``AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION`` | ``False`` (the nightly DAG runs without a click) |
+| ``AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES`` | ``1`` (three DAG files) |
+| ``AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL`` | ``120`` s (the files change at deployments only) |
+| ``AIRFLOW__API_AUTH__JWT_SECRET``, ``AIRFLOW__API__SECRET_KEY``, ``AIRFLOW__CORE__FERNET_KEY`` | see "Secrets" |
+| ``AIRFLOW__DATABASE__SQL_ALCHEMY_CONN`` | see "Metadata database" |
+
+The executor is always the LocalExecutor and the auth manager Airflow 3's SimpleAuthManager: the
+configured users (``AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS``, default ``admin:admin``) get generated
+passwords in ``<AIRFLOW_HOME>/simple_auth_manager_passwords.json.generated`` (mode 0600), written here
+before the api-server starts (Airflow's own would be world-readable). Parallelism: ``airflow_env``'s, the
+number of CPUs between 2 and 8 — 2 task processes at a time on a 2-core server.
+
+Decisions:
+
+- **Secrets.** Every component must share the JWT secret (the api-server signs the tasks' tokens, the
+  scheduler and the tasks present them), the API secret key and the fernet key (connections and variables
+  are encrypted with it). Values given by the environment win; otherwise they are generated once into
+  ``<AIRFLOW_HOME>/secrets.json`` (mode 0600) — taking those of an existing ``airflow.cfg`` in that home,
+  so that what ``make run``'s ``airflow dags test`` encrypted there stays readable.
+- **Metadata database.** ``AIRFLOW__DATABASE__SQL_ALCHEMY_CONN`` when given; otherwise SQLite in
+  ``AIRFLOW_HOME`` (METADATA-DECISION).
+- **Supervision, not restarts**: a dead component stops the whole stack with exit code 1; run it under
+  systemd (``Restart=on-failure``) to have it come back. Component logs: ``<AIRFLOW_HOME>/logs/stack/``.
+"""
+
+from __future__ import annotations
+
+import base64
+import configparser
+import json
+import os
+import secrets
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+
+from ops.airflow import PROJECT_ROOT, airflow_env, ensure_db
+from ops.supervisor import Component, Supervisor
+
+COMPONENTS = ("scheduler", "dag-processor", "triggerer", "api-server")
+SIMPLE_AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
+SECRETS_FILE = "secrets.json"
+PASSWORDS_FILE = "simple_auth_manager_passwords.json.generated"
+HEALTH_PATH = "/api/v2/monitor/health"
+# The shared secrets: environment variable → (airflow.cfg section, option), and how to make a new one.
+SECRET_VARIABLES = {
+    "AIRFLOW__API_AUTH__JWT_SECRET": ("api_auth", "jwt_secret"),
+    "AIRFLOW__API__SECRET_KEY": ("api", "secret_key"),
+    "AIRFLOW__CORE__FERNET_KEY": ("core", "fernet_key"),
+}
+
+
+def airflow_executable() -> Path:
+    """The ``airflow`` of the running interpreter's environment (``.venv/bin/airflow``), as an absolute path
+    — never looked up on ``PATH``, which may not hold the venv."""
+    candidate = Path(sys.executable).absolute().parent / "airflow"
+    if not candidate.exists():
+        raise FileNotFoundError(f"no airflow executable beside {sys.executable}: run `make venv`")
+    return candidate
+
+
+def _new_secret(variable: str) -> str:
+    if variable == "AIRFLOW__CORE__FERNET_KEY":
+        return base64.urlsafe_b64encode(os.urandom(32)).decode()  # the format cryptography's Fernet expects
+    return secrets.token_urlsafe(32)
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` with mode 0600 from the start (never readable by others, not even briefly)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text() or "{}")
+    except FileNotFoundError:
+        return {}
+
+
+def ensure_secrets(home: Path, env: Mapping[str, str]) -> dict[str, str]:
+    """The shared secrets, as environment variables: the environment's, else ``<home>/secrets.json``'s,
+    else an existing ``airflow.cfg``'s, else new ones (then stored in ``secrets.json``, mode 0600)."""
+    path = home / SECRETS_FILE
+    stored = _read_json(path)
+    cfg = configparser.ConfigParser(interpolation=None)
+    cfg.read(home / "airflow.cfg")
+    changed = False
+    for variable, (section, option) in SECRET_VARIABLES.items():
+        if env.get(variable) or stored.get(variable):
+            continue
+        from_cfg = cfg.get(section, option, fallback="")
+        stored[variable] = from_cfg if from_cfg and "{" not in from_cfg else _new_secret(variable)
+        changed = True
+    if changed:
+        _write_private(path, json.dumps(stored, indent=2) + "\n")
+    elif path.exists():
+        path.chmod(0o600)
+    return {v: env.get(v) or stored[v] for v in SECRET_VARIABLES}
+
+
+def ensure_passwords(env: Mapping[str, str]) -> dict[str, str]:
+    """A password for every SimpleAuthManager user, in its passwords file (mode 0600); returns them."""
+    path = Path(env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"])
+    passwords = _read_json(path)
+    users = [u.split(":")[0].strip() for u in env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"].split(",") if u.strip()]
+    missing = [u for u in users if u not in passwords]
+    for user in missing:
+        passwords[user] = secrets.token_urlsafe(12)
+    if missing or not path.exists():
+        _write_private(path, json.dumps(passwords) + "\n")
+    else:
+        path.chmod(0o600)
+    return passwords
+
+
+def stack_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The one environment of every component: ``airflow_env(base=base)`` plus the stack's settings, the
+    shared secrets and the venv's ``bin`` first on ``PATH``."""
+    env = airflow_env(base=base)
+    home = Path(env["AIRFLOW_HOME"])
+    if env.get("AIRFLOW__CORE__EXECUTOR", "LocalExecutor") != "LocalExecutor":
+        print(f"make airflow: AIRFLOW__CORE__EXECUTOR={env['AIRFLOW__CORE__EXECUTOR']} ignored, this stack runs "
+              "the LocalExecutor (for workers on other machines use the compose stack)", file=sys.stderr)
+    env["AIRFLOW__CORE__EXECUTOR"] = "LocalExecutor"
+    env["AIRFLOW__CORE__AUTH_MANAGER"] = SIMPLE_AUTH_MANAGER
+    defaults = {
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__PORT": "8080",
+        "AIRFLOW__API__WORKERS": "1",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / PASSWORDS_FILE),
+        "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
+        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "120",
+    }
+    for key, value in defaults.items():
+        if not env.get(key):
+            env[key] = value
+    if not env.get("AIRFLOW__API__BASE_URL"):
+        env["AIRFLOW__API__BASE_URL"] = f"http://{_reachable_host(env['AIRFLOW__API__HOST'])}:{env['AIRFLOW__API__PORT']}"
+    if not env.get("AIRFLOW__CORE__EXECUTION_API_SERVER_URL"):
+        env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] = env["AIRFLOW__API__BASE_URL"].rstrip("/") + "/execution/"
+    env.update(ensure_secrets(home, env))
+    venv_bin = str(airflow_executable().parent)
+    paths = [p for p in env.get("PATH", "").split(os.pathsep) if p and p != venv_bin]
+    env["PATH"] = os.pathsep.join([venv_bin, *paths])
+    return env
+
+
+def _reachable_host(host: str) -> str:
+    """The address to reach a server listening on ``host`` from this machine."""
+    return "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
+
+
+def components(env: Mapping[str, str]) -> list[Component]:
+    """The four components, each run by the venv's ``airflow``, logging to ``<AIRFLOW_HOME>/logs/stack/``."""
+    airflow = str(airflow_executable())
+    logs = log_dir(env)
+    return [Component(name, [airflow, name], logs / f"{name}.log") for name in COMPONENTS]
+
+
+def log_dir(env: Mapping[str, str]) -> Path:
+    """Where the components' own output goes."""
+    return Path(env["AIRFLOW_HOME"]) / "logs" / "stack"
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its password replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+class HealthWatch:
+    """Polls the api-server's health endpoint until every component reports healthy, then says so once."""
+
+    def __init__(self, base_url: str, say, every: float = 2.0):
+        self.url = base_url.rstrip("/") + HEALTH_PATH
+        self.say = say
+        self.every = every
+        self.ready = False
+        self._next = 0.0
+
+    def __call__(self) -> None:
+        if self.ready or time.monotonic() < self._next:
+            return
+        self._next = time.monotonic() + self.every
+        try:
+            health = requests.get(self.url, timeout=2).json()
+        except (requests.RequestException, ValueError):
+            return
+        if all(isinstance(v, dict) and v.get("status") == "healthy" for v in health.values()):
+            self.ready = True
+            self.say(f"Airflow is ready: every component reports healthy ({self.url})")
+
+
+def main() -> int:
+    """Bring everything up and supervise the components; returns the exit code."""
+    from ops.dbt import ensure_manifest
+    from ops.run import bring_up
+
+    pipeline_env, warehouse, simulated = bring_up()
+    print(warehouse)
+    env = stack_env(pipeline_env)
+    home = Path(env["AIRFLOW_HOME"])
+    ensure_db(env)
+    ensure_manifest(env["WAREHOUSE_WRITER_URL"])
+    passwords = ensure_passwords(env)
+    user = next(iter(passwords)) if "admin" not in passwords else "admin"
+    base_url = env["AIRFLOW__API__BASE_URL"]
+    source = env.get("PROCEDURE_API_URL", "") + (" (the simulator)" if simulated else "")
+    print("\n".join([
+        "",
+        "== Airflow (make airflow) ==",
+        f"UI and REST API: {base_url}   user {user}, password {passwords[user]}",
+        f"  (passwords kept in {env['AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE']}, mode 0600)",
+        f"metadata database: {mask_url(env['AIRFLOW__DATABASE__SQL_ALCHEMY_CONN'])}",
+        f"procedure-system API: {source}",
+        f"component logs: {log_dir(env)}/<component>.log; task logs: {home / 'logs'}/dag_id=…",
+        f"cchc_nightly runs at 01:00 Asia/Ho_Chi_Minh; stop with Ctrl-C or `kill {os.getpid()}` (SIGTERM).",
+        "If a component dies, everything stops and this exits 1.",
+        "",
+    ]), flush=True)
+    supervisor = Supervisor(components(env), env, cwd=PROJECT_ROOT)
+    return supervisor.run(on_tick=HealthWatch(base_url, supervisor.say))

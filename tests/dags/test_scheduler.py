@@ -1,0 +1,324 @@
+"""The scheduled path for real: ``make airflow``'s stack (``python -m ops.airflow standalone``: scheduler,
+api-server, dag-processor, triggerer under ``ops.supervisor``) against a throw-away warehouse and a
+simulator. Every DAG parses, one night of ``cchc_nightly`` triggered through the REST API runs through the
+scheduler and the LocalExecutor into the warehouse, SIGTERM stops everything; and a component that dies
+brings the whole stack down loudly, naming it.
+
+The stack is started with the very command ``make airflow`` runs, in its own process group, with its own
+``AIRFLOW_HOME`` and free ports (api-server, the worker's and the triggerer's log servers), so it runs beside
+a developer's Airflow. Two settings differ from a production night, both for the test's cost:
+``PIPELINE_TASK_RETRIES=0`` and ``AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE=False`` (the scheduler creates no run
+of its own — today's night, the weekly one — beside the one the test triggers; triggered runs still run).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import date, datetime
+from pathlib import Path
+
+import psycopg
+import pytest
+import requests
+
+from simulator.__main__ import investors
+from simulator.finance import write_workbooks
+from simulator.province import Province
+from simulator.scenario import Scenario
+from tests.support.postgres import free_port, throwaway_warehouse
+from tests.support.simulator import running_simulator
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+SCENARIO = Scenario(seed=21, start=date(2023, 1, 1), end=date(2023, 1, 31), scale=0.005,
+                    clock=datetime(2023, 2, 1, 1))
+DAGS = {"cchc_nightly", "cchc_monthly_publication", "cchc_weekly_integrity"}
+COMPONENTS = {"scheduler", "api-server", "dag-processor", "triggerer"}
+# The venv's own airflow script, by absolute path (its shebang makes the venv's python the process' argv[0]).
+AIRFLOW = str(PROJECT_ROOT / ".venv" / "bin" / "airflow")
+# The developer's own settings must not leak into the test's stack (it would use their warehouse, their
+# Airflow metadata, their source).
+SCRUBBED_PREFIXES = ("AIRFLOW", "WAREHOUSE_", "PROCEDURE_API_", "SIM_", "DBT_", "BI_READER_")
+SCRUBBED = {"FINANCE_INBOX", "REPORTS_DIR", "RUN_DATE", "HISTORY_START", "INGEST_PARTITION", "APPLICANT_SALT"}
+STARTUP_TIMEOUT = 240  # seconds, generous: the machine may be busy with other test runs
+RUN_TIMEOUT = 600
+
+
+@pytest.fixture(scope="module")
+def services(tmp_path_factory) -> Iterator[tuple]:
+    """One throw-away warehouse, one simulator serving January 2023, one finance inbox."""
+    base = tmp_path_factory.mktemp("scheduler")
+    inbox = base / "inbox"
+    write_workbooks(inbox, investors(), date(2023, 1, 1), date(2023, 1, 31), seed=21)
+    province = Province(SCENARIO)
+    with throwaway_warehouse(base / "wh") as wh, running_simulator(province) as sim:
+        yield wh, sim, inbox
+
+
+def stack_environment(home: Path, services: tuple) -> dict[str, str]:
+    """The environment ``make airflow`` would see on a machine configured for this test."""
+    wh, sim, inbox = services
+    env = {k: v for k, v in os.environ.items() if not k.startswith(SCRUBBED_PREFIXES) and k not in SCRUBBED}
+    env.update({name: os.environ[name] for name in ("WAREHOUSE_OS_USER", "WAREHOUSE_PG_BIN") if name in os.environ})
+    env.update({
+        "AIRFLOW_HOME": str(home),
+        # the throw-away cluster, found by `python -m warehouse up` as already running
+        "WAREHOUSE_DATA_DIR": str(wh.settings.data_dir),
+        "WAREHOUSE_CREDENTIALS_FILE": str(wh.settings.credentials_file),
+        "WAREHOUSE_PORT": str(wh.port),
+        "PROCEDURE_API_URL": sim.url,
+        "PROCEDURE_API_TOKEN": sim.token,
+        "FINANCE_INBOX": str(inbox),
+        "HISTORY_START": "2023-01-01",
+        "REPORTS_DIR": str(home.parent / "reports"),
+        "PIPELINE_TASK_RETRIES": "0",
+        "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
+        "AIRFLOW__API__PORT": str(free_port()),
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
+    })
+    return env
+
+
+class Stack:
+    """``python -m ops.airflow standalone`` (what ``make airflow`` runs) in a process group of its own."""
+
+    def __init__(self, home: Path, env: dict[str, str]):
+        self.home = home
+        self.env = env
+        self.base_url = f"http://127.0.0.1:{env['AIRFLOW__API__PORT']}"
+        self.output = home.parent / f"{home.name}-stack.out"
+        with self.output.open("w") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", "ops.airflow", "standalone"], cwd=PROJECT_ROOT,
+                                         env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+        self.seen: set[tuple[int, int]] = set()
+
+    def text(self) -> str:
+        """The supervisor's output so far."""
+        return self.output.read_text(errors="replace")
+
+    def components(self) -> dict[str, int]:
+        """Component → pid, as the supervisor announced them ("started scheduler (pid 123), log: …")."""
+        return {m[1]: int(m[2]) for m in re.finditer(r"started (\S+) \(pid (\d+)\)", self.text())}
+
+    def roots(self) -> set[int]:
+        """The supervisor and the components: every process of the stack is in their sessions or below."""
+        return {self.proc.pid, *self.components().values()}
+
+    def watch(self) -> dict[tuple[int, int], list[str]]:
+        """The stack's processes now; remembered, so that the stop can be checked against all of them."""
+        procs = processes_of(self.home, self.roots())
+        self.seen |= set(procs)
+        return procs
+
+    def alive(self) -> None:
+        """Fail at once, with the supervisor's output, if it has exited."""
+        self.watch()
+        if self.proc.poll() is not None:
+            pytest.fail(f"the stack exited ({self.proc.returncode}) early:\n{self.text()[-6000:]}")
+
+    def wait_healthy(self) -> dict:
+        """Wait until the health endpoint reports every component healthy; returns the last report."""
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        health: dict = {}
+        while time.monotonic() < deadline:
+            self.alive()
+            try:
+                health = requests.get(self.base_url + "/api/v2/monitor/health", timeout=5).json()
+            except (requests.RequestException, ValueError):
+                health = {}
+            if health and all(v.get("status") == "healthy" for v in health.values()):
+                return health
+            time.sleep(1)
+        pytest.fail(f"not healthy after {STARTUP_TIMEOUT}s: {health}\n{self.text()[-6000:]}")
+
+    def token(self) -> str:
+        """A JWT for the admin user, whose password the stack generated into AIRFLOW_HOME."""
+        passwords = json.loads((self.home / "simple_auth_manager_passwords.json.generated").read_text())
+        response = requests.post(self.base_url + "/auth/token", timeout=30,
+                                 json={"username": "admin", "password": passwords["admin"]})
+        assert response.status_code in (200, 201), response.text
+        return response.json()["access_token"]
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 90) -> int:
+        """Signal the stack's process group and wait for the supervisor; SIGKILL the group if it hangs."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+            pytest.fail(f"the stack did not stop within {timeout}s of {signal.Signals(sig).name}")
+
+
+def _proc_table() -> dict[int, dict]:
+    """Every live (non-zombie) process: parent, process group, session, start time, environment, command."""
+    table = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            environ = (entry / "environ").read_bytes().split(b"\0")
+            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except (OSError, IndexError):
+            continue
+        if fields[0] != "Z":
+            table[int(entry.name)] = {"ppid": int(fields[1]), "pgrp": int(fields[2]), "sid": int(fields[3]),
+                                      "start": int(fields[19]), "environ": environ, "cmdline": cmdline}
+    return table
+
+
+def processes_of(home: Path, roots: set[int] = frozenset()) -> dict[tuple[int, int], list[str]]:
+    """Every live process of a stack, as (pid, start time) → command line: those whose environment names
+    this ``AIRFLOW_HOME``, those in the sessions or process groups of ``roots`` (the supervisor and the
+    components) and every descendant of these. (The environment alone is not enough: setproctitle, which
+    the api-server calls, overwrites it in /proc.)"""
+    marker = f"AIRFLOW_HOME={home}".encode()
+    table = _proc_table()
+    members = {pid for pid, p in table.items()
+               if marker in p["environ"] or pid in roots or p["pgrp"] in roots or p["sid"] in roots}
+    grew = True
+    while grew:
+        more = {pid for pid, p in table.items() if p["ppid"] in members} - members
+        members |= more
+        grew = bool(more)
+    return {(pid, table[pid]["start"]): table[pid]["cmdline"] for pid in members}
+
+
+def parent_of(pid: int) -> int:
+    """The parent process id of ``pid``."""
+    return int((Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def wait_gone(seen: set[tuple[int, int]], home: Path, roots: set[int],
+              timeout: float = 30) -> dict[tuple[int, int], list[str]]:
+    """Processes of the stack still alive after ``timeout`` seconds — any seen while it ran (same pid and
+    start time) or found now (empty when all are gone)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        now = processes_of(home, roots)
+        table = _proc_table()
+        left = {**{k: table[k[0]]["cmdline"] for k in seen if k[0] in table and table[k[0]]["start"] == k[1]}, **now}
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.5)
+
+
+def kill_leftovers(left: dict[tuple[int, int], list[str]]) -> None:
+    for pid, _ in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.slow
+def test_make_airflow_runs_the_night_through_the_scheduler(services, tmp_path):
+    started = time.monotonic()
+    wh, sim, _ = services
+    home = tmp_path / "airflow"
+    stack = Stack(home, stack_environment(home, services))
+    try:
+        stack.wait_healthy()
+        # The components run the venv's airflow by absolute path, in process groups of their own.
+        out = stack.text()
+        assert set(stack.components()) == COMPONENTS, out
+        stack.watch()
+        for name, pid in stack.components().items():
+            assert os.getpgid(pid) == pid and os.getsid(pid) == pid and parent_of(pid) == stack.proc.pid, name
+            header = (home / "logs" / "stack" / f"{name}.log").read_text().splitlines()[1]
+            assert header.endswith(f"starting: {AIRFLOW} {name}"), header
+        passwords = json.loads((home / "simple_auth_manager_passwords.json.generated").read_text())
+        assert f"UI and REST API: {stack.base_url}" in out and passwords["admin"] in out
+        for name in ("simple_auth_manager_passwords.json.generated", "secrets.json"):
+            assert stat.S_IMODE((home / name).stat().st_mode) == 0o600, name
+        assert str(home / "logs" / "stack") in out
+        assert {p.name for p in (home / "logs" / "stack").iterdir()} >= {f"{c}.log" for c in COMPONENTS}
+
+        api = requests.Session()
+        api.headers["Authorization"] = f"Bearer {stack.token()}"
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while time.monotonic() < deadline:  # the dag-processor parses the folder once it is up
+            stack.alive()
+            errors = api.get(stack.base_url + "/api/v2/importErrors", timeout=30).json()
+            dags = {d["dag_id"]: d for d in api.get(stack.base_url + "/api/v2/dags", timeout=30).json()["dags"]}
+            if errors["total_entries"] or set(dags) >= DAGS:
+                break
+            time.sleep(1)
+        assert errors["total_entries"] == 0, f"import errors: {errors['import_errors']}"
+        assert set(dags) == DAGS
+        assert not dags["cchc_nightly"]["is_paused"]
+
+        # One night, as the scheduler would create it: the interval 2023-01-31 01:00 → 2023-02-01 01:00 local.
+        run_id = "scheduler-test-2023-02-01"
+        response = api.post(stack.base_url + "/api/v2/dags/cchc_nightly/dagRuns", timeout=30, json={
+            "dag_run_id": run_id, "logical_date": "2023-01-31T01:00:00+07:00",
+            "data_interval_start": "2023-01-31T01:00:00+07:00", "data_interval_end": "2023-02-01T01:00:00+07:00"})
+        assert response.status_code == 200, response.text
+        deadline = time.monotonic() + RUN_TIMEOUT
+        while time.monotonic() < deadline:
+            stack.alive()
+            state = api.get(f"{stack.base_url}/api/v2/dags/cchc_nightly/dagRuns/{run_id}", timeout=30).json()["state"]
+            if state in ("success", "failed"):
+                break
+            time.sleep(2)
+        tis = api.get(f"{stack.base_url}/api/v2/dags/cchc_nightly/dagRuns/{run_id}/taskInstances",
+                      params={"limit": 1000}, timeout=30).json()["task_instances"]
+        not_done = sorted(f"{t['task_id']}: {t['state']}" for t in tis if t["state"] != "success")
+        assert state == "success", (f"run {state}; tasks not successful: {not_done}; logs in {home / 'logs'}")
+        assert not_done == []
+
+        with psycopg.connect(wh.urls["writer"]) as conn:
+            runs = conn.execute("SELECT status, interval_start, interval_end FROM audit.pipeline_runs").fetchall()
+            facts = conn.execute("SELECT count(*) FROM marts.fct_dossier").fetchone()[0]
+            as_of = conn.execute("SELECT DISTINCT as_of_date FROM marts.fct_pending_overdue").fetchall()
+            ranked = conn.execute("SELECT count(*) FROM marts.rpt_monthly_ranking").fetchone()[0]
+        assert runs == [("success", datetime(2023, 1, 31, 1), datetime(2023, 2, 1, 1))]
+        # every dossier the simulator serves that is not deleted is one fact row
+        assert facts == sum(1 for r in sim.province.iter_all() if not r["DaXoa"]) > 0
+        assert as_of == [(date(2023, 2, 1),)]
+        assert ranked > 0
+    finally:
+        stack.watch()
+        code = stack.stop(signal.SIGTERM)
+        left = wait_gone(stack.seen, home, stack.roots())
+        kill_leftovers(left)
+    print(f"scheduled night: {time.monotonic() - started:.0f}s")
+    assert code == 0, stack.text()[-4000:]
+    assert "SIGTERM received" in stack.text()
+    assert left == {}, f"processes left after the stop: {left}"
+
+
+@pytest.mark.slow
+def test_a_dead_component_stops_the_stack_loudly(services, tmp_path):
+    home = tmp_path / "airflow"
+    stack = Stack(home, stack_environment(home, services))
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while set(stack.components()) != COMPONENTS and time.monotonic() < deadline:
+            stack.alive()
+            time.sleep(0.5)
+        time.sleep(3)  # let the components get going: a crash, not a failed start
+        stack.alive()
+        os.kill(stack.components()["triggerer"], signal.SIGKILL)
+        code = stack.proc.wait(90)
+    finally:
+        if stack.proc.poll() is None:
+            stack.stop(signal.SIGKILL, timeout=10)
+        left = wait_gone(stack.seen, home, stack.roots())
+        kill_leftovers(left)
+    out = stack.text()
+    assert code == 1, out[-4000:]
+    assert "component triggerer" in out and "died: killed by SIGKILL" in out, out[-4000:]
+    assert f"last lines of {home / 'logs' / 'stack' / 'triggerer.log'}" in out
+    assert "SIGTERM received" not in out
+    assert left == {}, f"processes left after the supervisor exited: {left}"
