@@ -143,11 +143,14 @@ def pull_dossiers(run_id: str, partition: str, interval_end: datetime, interval_
                          issue_id)
             return out
 
+    # Windows an earlier night could not complete are pulled again first, one after the other: they may
+    # overlap each other and tonight's windows, which must then see what they landed (they do not move the
+    # watermark).
     results: list[dict] = []
+    for issue_id, start, end in issues:
+        results += load(-1, start, end, issue_id)
     with ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="window") as pool:
-        # Windows an earlier night could not complete are pulled again first (they do not move the watermark).
-        futures = [pool.submit(load, -1, start, end, issue_id) for issue_id, start, end in issues]
-        futures += [pool.submit(load, i, start, end) for i, (start, end) in enumerate(windows)]
+        futures = [pool.submit(load, i, start, end) for i, (start, end) in enumerate(windows)]
         try:
             for future in futures:
                 results += future.result()

@@ -1,15 +1,33 @@
-"""Real runs of the nightly DAG with ``airflow dags test``, against a throw-away warehouse, a running
-simulator and a finance inbox: the first night succeeds, covers the right data interval, lands everything
-and validates it; the second night's batch is broken (the API stops sending a field), so the run stops at
-the data-quality stage and yesterday's marts stay exactly as they were."""
+"""Real nights of the nightly DAG with ``airflow dags test``, against a throw-away warehouse, a dirty source
+served through the contract and a finance inbox — the night always finishes, publishes everything good and
+names precisely what is not:
+
+1. The source sends records no parser expects and one page no parser can read; the inbox holds a zip bomb
+   beside the good workbooks. The night succeeds ``incomplete``: everything good is landed and published,
+   the bad records and the page are kept with their reason, the digest and the alert lead with the window.
+   The monthly DAG publishes March.
+2. The source is fixed — the window is pulled again — and sends a tombstone with broken fields; the inbox
+   is unmounted. The dossier marts are rebuilt, the disbursement marts keep the last workbooks; the run
+   is ``partial`` and the alert says what the failure means.
+3. The API stops sending a field on a third of the records: the batch is stopped before the marts.
+4. The source is whole again, but the broken versions are still current: the batch is stopped again and
+   yesterday's marts stay exactly as they were.
+
+The dbt groups run with ``DBT_TASK_GRAIN=layer`` (one ``dbt build`` per group: the same models and tests
+as the default one-task-per-node grain, which ``test_scheduler.py`` runs through the real scheduler).
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
-from datetime import date, datetime
+import zipfile
+from datetime import date, datetime, timedelta
+from pathlib import Path
 
+import orjson
 import psycopg
 import pytest
 
@@ -18,97 +36,186 @@ from simulator.finance import write_workbooks
 from simulator.province import Province
 from simulator.scenario import Scenario
 from simulator.server import Faults
-from simulator.truth import findings
+from simulator.static import RawRecord, StaticProvince
+from tests.support.dirty import Reply, dirty_source
 from tests.support.postgres import throwaway_warehouse
-from tests.support.simulator import running_simulator
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SCENARIO = Scenario(seed=21, start=date(2023, 1, 1), end=date(2023, 3, 31), scale=0.02,
-                    clock=datetime(2023, 4, 1, 1, 0))
+NIGHT = datetime(2023, 4, 1, 1, 0)
+SCENARIO = Scenario(seed=21, start=date(2023, 1, 1), end=date(2023, 3, 31), scale=0.02, clock=NIGHT)
+PAGE = 500
+BROKEN_WINDOW = "20230304000000"  # the third 31-day window of the first load: [2023-03-04, 2023-04-01 01:00)
+GARBAGE = b'{"error_code":"00","total":12'
+FINANCE_MARTS = ("fct_disbursement", "rpt_disbursement_by_investor")
+
+
+def ts(when: datetime) -> str:
+    return when.strftime("%Y%m%d%H%M%S")
+
+
+def _break_window(request):
+    """Every page but the first of the broken window: bytes no parser can read."""
+    if request.path == "/dossiers" and request.params.get("updated_from") == BROKEN_WINDOW \
+            and request.params.get("cursor"):
+        return Reply(200, GARBAGE)
+    return None
+
+
+def zip_bomb(path: Path) -> None:
+    """A file named like a workbook whose one entry inflates far beyond the cap the test sets."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("xl/worksheets/sheet1.xml", b"0" * (12 * 2**20))
 
 
 @pytest.mark.slow
-def test_the_nightly_dag_runs_end_to_end(tmp_path):
+def test_the_night_always_finishes_and_names_what_it_could_not_do(tmp_path):
     inbox = tmp_path / "inbox"
     finance = write_workbooks(inbox, investors(), date(2023, 1, 1), date(2023, 3, 31), seed=21)
-    province = Province(SCENARIO)
-    with throwaway_warehouse(tmp_path / "wh") as wh, running_simulator(province) as sim:
+    zip_bomb(inbox / "giai-ngan-2023-02-15.xlsx")
+    base = Province(SCENARIO)
+    records = list(base.iter_all())
+    template = next(r for r in records if not r["DaXoa"] and r["NgayCapNhat"] < "20230201000000")
+    code = template["MaHoSo"][:-5]
+    when = ts(datetime(2023, 1, 20, 9))
+    dirty = [
+        RawRecord(orjson.dumps({**template, "MaHoSo": code + "90001", "NgayCapNhat": when})[:-1]
+                  + b',"TrichYeuHoSo":"Cap giay \\ud800"}', code + "90001", when),
+        RawRecord(orjson.dumps({**template, "MaHoSo": code + "90002", "NgayCapNhat": when})[:-1]
+                  + b',"ChuHoSo":"Nguy\\u0000n"}', code + "90002", when),
+        RawRecord(b'"ERROR: record could not be serialised"', code + "90003", when),
+        RawRecord(b'"ERROR: record could not be serialised"', code + "90004", when),
+    ]
+    windows = {**template, "MaHoSo": code + "90005", "NgayCapNhat": when,
+               "TaiLieuNop": [{"TepDinhKemId": "9", "DuongDanTaiTepTin": "C:\\u0000\\ho-so\\don.pdf"}]}
+    province = StaticProvince(base, [*records, windows, *dirty])
+    with throwaway_warehouse(tmp_path / "wh") as wh, dirty_source(province, rules=[_break_window]) as source:
         env = {**os.environ, "AIRFLOW_HOME": str(tmp_path / "airflow"), "WAREHOUSE_WRITER_URL": wh.urls["writer"],
-               "PROCEDURE_API_URL": sim.url, "PROCEDURE_API_TOKEN": sim.token, "FINANCE_INBOX": str(inbox),
+               "PROCEDURE_API_URL": source.url, "PROCEDURE_API_TOKEN": source.token, "FINANCE_INBOX": str(inbox),
                "HISTORY_START": "2023-01-01", "REPORTS_DIR": str(tmp_path / "reports"),
-               "PIPELINE_TASK_RETRIES": "0", "PIPELINE_RETRY_DELAY_SECONDS": "1"}
+               "PROCEDURE_API_PAGE_SIZE": str(PAGE), "PROCEDURE_API_MAX_RETRY_SECONDS": "3",
+               "FINANCE_MAX_UNCOMPRESSED_BYTES": str(8 * 2**20), "DBT_TASK_GRAIN": "layer",
+               "PIPELINE_TASK_RETRIES": "0", "PIPELINE_RETRY_DELAY_SECONDS": "1", "PIPELINE_LOCK_WAIT_SECONDS": "5"}
         env.pop("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", None)
-        proc = dags_test(env, "2023-04-01", tmp_path / "dags-test.log")
-        assert proc.returncode == 0, f"the DAG run failed; see {tmp_path / 'dags-test.log'}"
-        with psycopg.connect(wh.urls["writer"]) as conn:
-            status, start, end = conn.execute(
-                "SELECT status, interval_start, interval_end FROM audit.pipeline_runs").fetchone()
-            validations = dict(conn.execute("SELECT suite, status FROM dq.validation_runs"))
-            issues = {(d, r) for d, r in conn.execute("SELECT dossier_id, rule_id FROM marts.fct_dq_issue "
-                                                      "WHERE is_open")}
-            marts_before = checksums(conn)
-            current = {k: p for k, p in conn.execute("SELECT dossier_id, payload FROM raw.dossiers_current")}
-            units = conn.execute("SELECT count(*) FROM raw.units").fetchone()[0]
-            rows = conn.execute("SELECT count(*) FROM raw.disbursement_rows").fetchone()[0]
-            sources = {s for (s,) in conn.execute("SELECT DISTINCT source FROM audit.ingest_runs")}
-            facts = conn.execute("SELECT count(*) FROM marts.fct_dossier").fetchone()[0]
-            as_of = conn.execute("SELECT DISTINCT as_of_date FROM marts.fct_pending_overdue").fetchall()
-            ranked = conn.execute("SELECT count(*) FROM marts.rpt_monthly_ranking").fetchone()[0]
-        truth = findings(list(province.iter_all()), datetime(2023, 4, 1, 1), province.procedure_records(),
-                         province.unit_records())
-        records = list(province.iter_all())
-        # The monthly publication DAG (scheduled on the ranking's asset): the latest complete month, March.
-        monthly = dags_test(env, "2023-04-01", tmp_path / "dags-test-monthly.log", "cchc_monthly_publication")
-        assert monthly.returncode == 0, f"the monthly DAG failed; see {tmp_path / 'dags-test-monthly.log'}"
+        url = wh.urls["writer"]
 
-        province.set_clock(datetime(2023, 4, 2, 1))
-        sim.api.faults = Faults(omit_fields=("TrangThaiHoSo",))
-        proc2 = dags_test(env, "2023-04-02", tmp_path / "dags-test-2.log")
-        with psycopg.connect(wh.urls["writer"]) as conn:
-            second = {
-                "returncode": proc2.returncode,
-                "status": conn.execute("SELECT status FROM audit.pipeline_runs WHERE run_date = '2023-04-02'")
-                .fetchone()[0],
-                "validations": dict(conn.execute("SELECT suite, v.status FROM dq.validation_runs v "
-                                                 "JOIN audit.pipeline_runs USING (run_id) "
-                                                 "WHERE v.run_date = '2023-04-02'")),
-                "marts": checksums(conn),
-                "digest": conn.execute("SELECT body FROM dq.digests d JOIN audit.pipeline_runs USING (run_id) "
-                                       "WHERE run_date = '2023-04-02'").fetchone()[0],
+        # --- night 1: dirty records, an unreadable page, a zip bomb --------------------------------------
+        first = dags_test(env, "2023-04-01", tmp_path / "night-1.log")
+        assert first.returncode == 0, f"night 1 must finish; see {tmp_path / 'night-1.log'}"
+        in_broken = sorted((r for r in [*records, windows] if r["NgayCapNhat"] >= BROKEN_WINDOW),
+                           key=lambda r: (r["NgayCapNhat"], r["MaHoSo"]))
+        missed = {r["MaHoSo"] for r in in_broken[PAGE:]}
+        assert missed, "the broken page must hold records for the test to prove anything"
+        expected = {r["MaHoSo"]: r for r in [*records, windows] if r["MaHoSo"] not in missed}
+        with psycopg.connect(url) as conn:
+            night1 = {
+                "run": conn.execute("SELECT run_id, status FROM audit.pipeline_runs").fetchone(),
+                "current": dict(conn.execute("SELECT dossier_id, payload FROM raw.dossiers_current")),
+                "quarantine": {bytes(b): (r, n) for b, r, n in conn.execute(
+                    "SELECT raw_bytes, split_part(reason, ':', 1), times_seen FROM raw.quarantine")},
+                "page": conn.execute("SELECT request, body FROM raw.quarantined_pages").fetchall(),
+                "issues": conn.execute("SELECT kind FROM audit.window_issues WHERE resolved_at IS NULL").fetchall(),
+                "facts": conn.execute("SELECT count(*) FROM marts.fct_dossier").fetchone()[0],
+                "digest": conn.execute("SELECT body FROM dq.digests").fetchone()[0],
+                "rejected": conn.execute("SELECT path, reason FROM raw.finance_files WHERE status = 'rejected'"
+                                         ).fetchall(),
+                "disbursement": conn.execute("SELECT count(*) FROM raw.disbursement_rows").fetchone()[0],
+                "lease": conn.execute("SELECT count(*) FROM audit.run_lease").fetchone()[0],
             }
-    assert status == "success"
-    assert (start, end) == (datetime(2023, 3, 31, 1), datetime(2023, 4, 1, 1))
-    assert current == {r["MaHoSo"]: r for r in records}
-    assert units == len(province.unit_records())
-    assert rows == sum(len(v) for v in finance.effective_rows().values())
-    assert sources == {"units", "procedures", "delegations", "dossiers"}
-    # dbt ran through Cosmos with the run's as-of time (the interval's end, local).
-    assert facts == sum(1 for r in records if not r["DaXoa"])
-    assert as_of == [(date(2023, 4, 1),)]
-    assert ranked > 0
-    assert "Run " in proc.stdout + proc.stderr  # the run's summary is printed
-    # Great Expectations ran between staging and marts; its findings reached fct_dq_issue.
-    assert validations["batch"] == "passed" and validations["dossiers"] in ("passed", "warnings")
-    assert issues == {(k, r) for k, rules in truth.items() for r in rules}
-    assert (tmp_path / "reports" / "data-docs" / "index.html").exists()
-    assert (tmp_path / "reports" / "dq-digest" / "2023-04-01.txt").exists()
-    # The night's report and summary, and the month's publication.
-    assert (tmp_path / "reports" / "report" / "latest.html").exists()
-    assert "95" in proc.stdout + proc.stderr and "report:" in proc.stdout + proc.stderr
-    assert {p.name for p in (tmp_path / "reports" / "cong-khai").iterdir()} >= {"cong-khai-2023-03.html",
-                                                                               "cong-khai-2023-03.xlsx"}
+        assert night1["run"][1] == "incomplete"
+        assert night1["current"] == expected  # everything good landed, byte for byte as JSON
+        assert {night1["quarantine"][d.body] for d in dirty} == {
+            ("cannot be stored", 1), ("not a JSON object", 2)}
+        assert len(night1["quarantine"]) == 3
+        (request, body), = night1["page"]
+        assert f"updated_from={BROKEN_WINDOW}" in request and "cursor=" in request and bytes(body) == GARBAGE
+        assert night1["issues"] == [("incomplete",)]
+        assert night1["facts"] == sum(1 for r in expected.values() if not r["DaXoa"])
+        assert night1["digest"].startswith("[INCOMPLETE]")
+        head = night1["digest"].split("\n\n", 2)[1]
+        assert head.startswith("NOT COMPLETE") and f"updated_from={BROKEN_WINDOW}" in head
+        (path, reason), = night1["rejected"]
+        assert path == "giai-ngan-2023-02-15.xlsx" and reason
+        assert night1["disbursement"] == sum(len(v) for v in finance.effective_rows().values())
+        assert night1["lease"] == 0, "the night released the warehouse"
+        alerts = [json.loads(line) for line in (tmp_path / "reports" / "alerts.log").read_text().splitlines()]
+        (alert,) = [a for a in alerts if a["event"] == "night_incomplete"]
+        assert alert["message"].startswith(f"Nightly run {night1['run'][0]}: dossiers incomplete")
+        assert not any(a["event"] == "task_failed" for a in alerts)
+        assert (tmp_path / "reports" / "report" / "latest.html").exists()
+        assert "report:" in first.stdout + first.stderr
+        # The monthly publication DAG (scheduled on the ranking's asset): the latest complete month, March.
+        monthly = dags_test(env, "2023-04-01", tmp_path / "monthly.log", "cchc_monthly_publication")
+        assert monthly.returncode == 0, f"the monthly DAG failed; see {tmp_path / 'monthly.log'}"
+        assert {p.name for p in (tmp_path / "reports" / "cong-khai").iterdir()} >= {"cong-khai-2023-03.html",
+                                                                                   "cong-khai-2023-03.xlsx"}
+        with psycopg.connect(url) as conn:
+            finance_before = checksums(conn, FINANCE_MARTS)
 
-    # Night 2: the API stops sending TrangThaiHoSo. The run must stop before the marts.
-    assert second["returncode"] != 0
-    assert second["status"] == "failed"
-    assert second["validations"] == {"batch": "failed"}
-    assert second["marts"] == marts_before, "a broken batch must leave yesterday's marts untouched"
-    assert "BAT03" in second["digest"] and second["digest"].startswith("[CRITICAL]")
+        # --- night 2: the source is fixed, a broken tombstone, the inbox unmounted -------------------------
+        source.rules.clear()
+        province.set_clock(NIGHT + timedelta(days=1))
+        gone = next(r for r in expected.values() if not r["DaXoa"] and r["MaHoSo"] not in missed)
+        deleted_at = ts(NIGHT + timedelta(hours=6))
+        tombstone = RawRecord(b'{"MaHoSo":"%s","NgayCapNhat":"%s","DaXoa":true,"TrichYeuHoSo":"\\udc00",'
+                              b'"TrangThaiHoSo":NaN}' % (gone["MaHoSo"].encode(), deleted_at.encode()),
+                              gone["MaHoSo"], deleted_at)
+        province.set_records([r for r in [*records, windows, *dirty] if not isinstance(r, dict)
+                              or r["MaHoSo"] != gone["MaHoSo"]] + [tombstone])
+        second = dags_test({**env, "FINANCE_INBOX": str(tmp_path / "unmounted")}, "2023-04-02",
+                           tmp_path / "night-2.log")
+        assert second.returncode != 0, "a failed task shows: the run is marked failed"
+        truth = {r["MaHoSo"]: r for r in [*records, windows] if r["MaHoSo"] != gone["MaHoSo"]}
+        with psycopg.connect(url) as conn:
+            status = conn.execute("SELECT status FROM audit.pipeline_runs WHERE run_date = '2023-04-02'").fetchone()
+            current = dict(conn.execute("SELECT dossier_id, payload FROM raw.dossiers_current WHERE NOT is_deleted"))
+            open_issues = conn.execute("SELECT count(*) FROM audit.window_issues WHERE resolved_at IS NULL"
+                                       ).fetchone()[0]
+            facts = conn.execute("SELECT count(*) FROM marts.fct_dossier").fetchone()[0]
+            as_of = {d for (d,) in conn.execute("SELECT DISTINCT as_of_date FROM marts.fct_pending_overdue")}
+            finance_after = checksums(conn, FINANCE_MARTS)
+            marts_before = checksums(conn)
+        assert status == ("partial",)
+        assert current == {k: v for k, v in truth.items() if not v["DaXoa"]}  # the missed window is in
+        assert open_issues == 0
+        assert facts == len(current) and as_of == {date(2023, 4, 1), date(2023, 4, 2)}
+        assert finance_after == finance_before, "the disbursement marts keep the last workbooks"
+        alerts = [json.loads(line) for line in (tmp_path / "reports" / "alerts.log").read_text().splitlines()]
+        failed = [a for a in alerts if a["event"] == "task_failed"]
+        assert {a["task_id"] for a in failed} >= {"load_workbooks"}
+        workbooks = next(a for a in failed if a["task_id"] == "load_workbooks")
+        assert "dossier marts still build and publish" in workbooks["consequence"]
+        assert "unmounted" in workbooks["exception"]
+
+        def serve_day(days: int) -> None:
+            """The province as it stands ``days`` after the first night (its records move on)."""
+            province.set_clock(NIGHT + timedelta(days=days))
+            province.set_records([r for r in base.iter_all() if r["MaHoSo"] != gone["MaHoSo"]]
+                                 + [windows, *dirty, tombstone])
+
+        # --- night 3: the API stops sending a field on a third of the records ---------------------------
+        serve_day(2)
+        source.api.faults = Faults(omit_fields=("TrangThaiHoSo",), omit_share=0.35)
+        third = dags_test(env, "2023-04-03", tmp_path / "night-3.log")
+        # --- night 4: the source is whole again, but the broken versions are still current -----------------
+        serve_day(3)
+        source.api.faults = Faults()
+        fourth = dags_test(env, "2023-04-04", tmp_path / "night-4.log")
+        with psycopg.connect(url) as conn:
+            nights = {str(d): (s, v) for d, s, v in conn.execute(
+                "SELECT p.run_date, p.status, v.status FROM audit.pipeline_runs p LEFT JOIN dq.validation_runs v "
+                "ON v.run_id = p.run_id AND v.suite = 'batch' WHERE p.run_date >= '2023-04-03'")}
+            digests = dict(conn.execute("SELECT p.run_date::text, d.body FROM dq.digests d JOIN audit.pipeline_runs p "
+                                        "USING (run_id) WHERE p.run_date >= '2023-04-03'"))
+            marts_after = checksums(conn)
+    assert third.returncode != 0 and fourth.returncode != 0
+    assert nights == {"2023-04-03": ("failed", "failed"), "2023-04-04": ("failed", "failed")}
+    assert all(body.startswith("[CRITICAL]") and "BAT03" in body for body in digests.values())
+    assert marts_after == marts_before, "a stopped batch leaves yesterday's marts untouched, the next night too"
 
 
-def checksums(conn: psycopg.Connection) -> dict[str, str]:
-    """A digest of every marts table's content."""
-    tables = [t for (t,) in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'marts'")]
+def checksums(conn: psycopg.Connection, tables: tuple[str, ...] | None = None) -> dict[str, str]:
+    """A digest of every marts table's content (or of ``tables``)."""
+    tables = tables or tuple(t for (t,) in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'marts'"))
     return {t: conn.execute(f"SELECT count(*) || ':' || coalesce(md5(string_agg(x::text, '|' ORDER BY x::text)), '') "
                             f"FROM marts.{t} x").fetchone()[0] for t in sorted(tables)}
 
