@@ -7,6 +7,7 @@ PY := $(VENV)/bin/python
 UV := $(VENV)/bin/uv
 UV_VERSION := 0.13.8
 STAMP := $(VENV)/.installed
+TEST_WORKERS ?= 2
 
 .PHONY: help venv run test lint warehouse-up warehouse-down simulator simulator-stop status clean lock bench-sim bench-ingest bench-dbt bench-dq airflow
 
@@ -25,7 +26,7 @@ run: venv ## start the warehouse and the simulator (unless external ones are con
 	@$(PY) -m ops.run
 
 test: venv ## the whole test suite: real PostgreSQL, simulator, dbt, GX and Airflow, started by the tests
-	@$(PY) -m pytest $(PYTEST_ARGS)
+	@$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 lint: venv ## ruff
 	@$(VENV)/bin/ruff check .

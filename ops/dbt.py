@@ -12,9 +12,10 @@ The connection comes from the writer role's ``postgresql://`` URL — ``WAREHOUS
 | ``DBT_HOST``, ``DBT_PORT``, ``DBT_USER``, ``DBT_PASSWORD``, ``DBT_DBNAME`` | from the URL (port 5432 when absent) |
 | ``DBT_SSLMODE`` | the URL's ``sslmode`` query parameter, else ``prefer`` |
 | ``DBT_PROFILES_DIR`` | ``<repo>/dbt_project`` |
-| ``DBT_TARGET_PATH``, ``DBT_LOG_PATH`` | ``<repo>/.local/dbt/target``, ``<repo>/.local/dbt/logs`` (a clean tree) |
+| ``DBT_TARGET_PATH``, ``DBT_LOG_PATH`` | ``<repo>/.local/dbt/target``, ``<repo>/.local/dbt/logs``, unless set |
 | ``DBT_SEND_ANONYMOUS_USAGE_STATS`` | ``False`` (no network calls at run time) |
 
+(Two dbt processes at once — e.g. test workers — each need their own ``DBT_TARGET_PATH``.)
 ``DBT_EXECUTABLE`` overrides the dbt binary (default: the ``dbt`` beside this Python, i.e. the project's
 ``.venv``). ``BI_READER_ROLE`` (granted ``select`` on the marts) passes through from the environment;
 ``applicant_key``'s HMAC key is read by the model from the warehouse itself (``raw.applicant_hash_key``).
@@ -72,8 +73,8 @@ def dbt_env(writer_url: str, base: Mapping[str, str] | None = None) -> dict[str,
         DBT_DBNAME=database,
         DBT_SSLMODE=parse_qs(parts.query).get("sslmode", ["prefer"])[0],
         DBT_PROFILES_DIR=str(DBT_PROJECT_DIR),
-        DBT_TARGET_PATH=str(TARGET_PATH),
-        DBT_LOG_PATH=str(LOG_PATH),
+        DBT_TARGET_PATH=env.get("DBT_TARGET_PATH") or str(TARGET_PATH),
+        DBT_LOG_PATH=env.get("DBT_LOG_PATH") or str(LOG_PATH),
         DBT_SEND_ANONYMOUS_USAGE_STATS="False",
     )
     return env

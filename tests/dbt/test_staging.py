@@ -15,6 +15,7 @@ import os
 import random
 import time
 from datetime import date, datetime, timedelta
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -327,7 +328,7 @@ def test_source_freshness_is_configured_and_fresh(built):
     _, writer, _, _ = built
     proc = dbt(["source", "freshness"], writer)
     assert proc.returncode == 0, proc.stdout[-4000:]
-    sources = json.loads((TARGET_PATH / "sources.json").read_text())
+    sources = json.loads((Path(dbt_env(writer)["DBT_TARGET_PATH"]) / "sources.json").read_text())
     checked = {r["unique_id"].split(".", 2)[2] for r in sources["results"]}
     assert checked >= {"api.dossier_current", "api.dossier_versions", "api.units", "api.procedures",
                        "api.delegations", "audit.ingest_runs", "finance.disbursement_rows", "finance.finance_files"}
@@ -337,7 +338,8 @@ def test_source_freshness_is_configured_and_fresh(built):
 def test_dbt_parse_writes_the_manifest_cosmos_loads(built):
     """ensure_manifest writes the manifest Cosmos loads, in a folder no dbt command rewrites."""
     _, writer, _, _ = built
-    MANIFEST_PATH.unlink(missing_ok=True)
+    # Stale (older than every project file): rewritten, by a rename, so DAG parses meanwhile read a whole one.
+    os.utime(MANIFEST_PATH, (0, 0))
     started = time.time()
     assert ensure_manifest(writer) == MANIFEST_PATH
     assert MANIFEST_PATH.is_relative_to(DBT_PROJECT_DIR.parent / ".local" / "dbt")
@@ -360,7 +362,8 @@ def test_dbt_env_derives_the_profile_from_the_writer_url():
         "DBT_HOST": "db.example", "DBT_PORT": "6543", "DBT_USER": "pipe@line", "DBT_PASSWORD": "p:w/d",
         "DBT_DBNAME": "ware house", "DBT_SSLMODE": "require"}
     assert env["DBT_PROFILES_DIR"] == str(DBT_PROJECT_DIR)
-    assert env["DBT_TARGET_PATH"].endswith(os.path.join(".local", "dbt", "target"))
+    assert env["DBT_TARGET_PATH"] == str(TARGET_PATH)
+    assert dbt_env("postgresql://u:p@h/db", base={"DBT_TARGET_PATH": "/w1"})["DBT_TARGET_PATH"] == "/w1"
     assert dbt_env("postgresql://u:p@h/db", base={})["DBT_PORT"] == "5432"
     with pytest.raises(ValueError):
         dbt_env("mysql://u:p@h/db", base={})
