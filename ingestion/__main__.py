@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     refresh.add_argument("--accept", default="", help="lists whose large change is deliberate (or 'all')")
     args = parser.parse_args(argv)
 
-    from ingestion.settings import Settings, _reference_sources
+    from ingestion.settings import Settings, reference_sources
 
     settings = Settings.from_env()
     if args.command == "issues":
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     from ingestion import pipeline
     from pipeline.lease import acquire, release
 
-    settings = replace(settings, reference_accept=settings.reference_accept | _reference_sources(args.accept))
+    settings = replace(settings, reference_accept=settings.reference_accept | reference_sources(args.accept))
     run_id = f"reference-{datetime.now():%Y%m%dT%H%M%S}"
     acquire(settings.warehouse_url, run_id, wait_seconds=settings.lock_wait_seconds,
             ttl_seconds=settings.lock_ttl_seconds)

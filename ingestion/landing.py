@@ -63,10 +63,6 @@ COMPLETE, INCOMPLETE, MISMATCH, REFUSED = "complete", "incomplete", "mismatch", 
 REFUSED_RECORD_CLASSES = ("22", "54")
 
 
-class ReconciliationError(Exception):
-    """What the API reported does not match what was received (kept for callers that still catch it)."""
-
-
 @dataclass
 class WindowResult:
     source: str

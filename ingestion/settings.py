@@ -118,7 +118,7 @@ class Settings:
             page_deadline=float(get("PROCEDURE_API_PAGE_DEADLINE_SECONDS", "180")),
             max_page_bytes=int(get("PROCEDURE_API_MAX_PAGE_BYTES", str(64 * 2**20))),
             reference_max_missing_share=float(get("REFERENCE_MAX_MISSING_SHARE", "0.2")),
-            reference_accept=_reference_sources(get("REFERENCE_ACCEPT_CHANGES", "")),
+            reference_accept=reference_sources(get("REFERENCE_ACCEPT_CHANGES", "")),
             lock_wait_seconds=float(get("PIPELINE_LOCK_WAIT_SECONDS", "900")),
             lock_ttl_seconds=float(get("PIPELINE_LOCK_TTL_SECONDS", "21600")),
             lookback=timedelta(minutes=float(get("INGEST_LOOKBACK_MINUTES", "180"))),
@@ -135,7 +135,7 @@ class Settings:
         return replace(self, api_url=url or self.api_url, api_token=token or self.api_token)
 
 
-def _reference_sources(value: str) -> frozenset[str]:
+def reference_sources(value: str) -> frozenset[str]:
     names = {v.strip().lower() for v in value.split(",") if v.strip()}
     known = {"units", "procedures", "delegations"}
     if "all" in names:
