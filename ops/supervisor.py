@@ -11,7 +11,9 @@ everything in order), with its output appended to its own log file. Then it watc
 - SIGINT, SIGTERM or SIGHUP reach the supervisor: it stops every component and returns 0.
 
 Stopping a component sends SIGTERM to its process group, waits up to ``stop_timeout`` seconds for
-every process of that group to go, then sends SIGKILL to the group. On Linux each component's main
+every process of that group to go, then sends SIGKILL to the group. What a dead component leaves behind
+in its group (an Airflow scheduler's executor workers and log server) gets SIGKILL at once: with their
+leader gone nothing stops them in order, and they ignore SIGTERM. On Linux each component's main
 process also gets SIGTERM from the kernel should the supervisor itself be killed with SIGKILL
 (``PR_SET_PDEATHSIG``), so no component outlives it unnoticed.
 
@@ -190,6 +192,8 @@ class Supervisor:
         for line in tail(dead.log_file):
             print(f"  | {line}", file=self.out, flush=True)
         self.say("stopping the other components")
+        # What the dead one left behind (its workers, its log server) has no leader to stop it in order.
+        _signal_group(dead.pid, signal.SIGKILL)
         self.stop()
         self.say(f"stopped; exiting with code {COMPONENT_DIED} because {dead.name} died")
         return COMPONENT_DIED
