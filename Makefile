@@ -60,8 +60,7 @@ clean: ## stop everything and remove local state (warehouse data, simulator stat
 bench-ingest: venv ## ingestion speed: API → raw vs psql \copy and pandas to_sql, 100k and 1M dossiers
 	@$(PY) benchmarks/ingest.py
 
-airflow: venv ## run Airflow standalone (scheduler + UI on :8080) so cchc_nightly runs every night at 01:00
-	@$(PY) -m warehouse up >/dev/null
+airflow: venv ## run Airflow so cchc_nightly runs every night at 01:00: scheduler, UI on 127.0.0.1:8080, supervised
 	@$(PY) -m ops.airflow standalone
 
 bench-dbt: venv ## dbt build times: full and incremental nightly, default scenario and 10x
