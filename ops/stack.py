@@ -45,8 +45,17 @@ Decisions:
   are encrypted with it). Values given by the environment win; otherwise they are generated once into
   ``<AIRFLOW_HOME>/secrets.json`` (mode 0600) — taking those of an existing ``airflow.cfg`` in that home,
   so that what ``make run``'s ``airflow dags test`` encrypted there stays readable.
-- **Metadata database.** ``AIRFLOW__DATABASE__SQL_ALCHEMY_CONN`` when given; otherwise SQLite in
-  ``AIRFLOW_HOME`` (METADATA-DECISION).
+- **Metadata database.** ``AIRFLOW__DATABASE__SQL_ALCHEMY_CONN`` when given. Otherwise, with the private
+  warehouse cluster, a PostgreSQL database of its own there: role and database ``airflow`` (the role's
+  generated password in ``secrets.json``; no other role may connect to it), created or re-keyed at each
+  start. Four processes write Airflow's metadata for months; SQLite did run two scheduled nights here
+  without "database is locked", but it is Airflow's demo backend, and PostgreSQL costs the same to set
+  up (``airflow db migrate``: 7 s either way). With an external ``WAREHOUSE_URL`` and no connection
+  given, SQLite in ``AIRFLOW_HOME`` with a warning: creating databases on a server this project does not
+  manage is not done silently. (``make run``'s ``airflow dags test`` keeps its own SQLite file.)
+- **Another shell's Airflow CLI** (``airflow tasks clear``, ``airflow backfill create``) needs the same
+  metadata database, folders and keys: they are written to ``<AIRFLOW_HOME>/stack.env`` (mode 0600) at
+  each start, for ``set -a; . .local/airflow/stack.env; set +a``.
 - **Supervision, not restarts**: a dead component stops the whole stack with exit code 1; run it under
   systemd (``Restart=on-failure``) to have it come back. Component logs: ``<AIRFLOW_HOME>/logs/stack/``.
 """
@@ -58,11 +67,12 @@ import configparser
 import json
 import os
 import secrets
+import shlex
 import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import requests
 
@@ -72,6 +82,8 @@ from ops.supervisor import Component, Supervisor
 COMPONENTS = ("scheduler", "dag-processor", "triggerer", "api-server")
 SIMPLE_AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
 SECRETS_FILE = "secrets.json"
+CLI_ENV_FILE = "stack.env"
+METADATA_DB = "airflow"  # role and database in the private warehouse cluster
 PASSWORDS_FILE = "simple_auth_manager_passwords.json.generated"
 HEALTH_PATH = "/api/v2/monitor/health"
 # The shared secrets: environment variable → (airflow.cfg section, option), and how to make a new one.
@@ -112,6 +124,17 @@ def _read_json(path: Path) -> dict:
         return json.loads(path.read_text() or "{}")
     except FileNotFoundError:
         return {}
+
+
+def stored_secret(home: Path, key: str) -> str:
+    """A generated secret of this stack (e.g. the metadata database role's password), kept in
+    ``<home>/secrets.json`` (mode 0600): made once, then the same at every start."""
+    path = home / SECRETS_FILE
+    stored = _read_json(path)
+    if not stored.get(key):
+        stored[key] = secrets.token_urlsafe(24)
+        _write_private(path, json.dumps(stored, indent=2) + "\n")
+    return stored[key]
 
 
 def ensure_secrets(home: Path, env: Mapping[str, str]) -> dict[str, str]:
@@ -188,6 +211,45 @@ def stack_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+def metadata_database(pipeline_env: Mapping[str, str], home: Path) -> str:
+    """The metadata database when none is configured: ``airflow`` in the private warehouse cluster (role and
+    database created if missing, the role's password set from ``secrets.json``), else SQLite in ``home``."""
+    from psycopg import sql
+
+    from warehouse.bootstrap import connect
+    from warehouse.config import Settings, resolve_url
+
+    settings = Settings.from_env(pipeline_env)
+    if settings.external:
+        print("make airflow: WAREHOUSE_URL is an external server and AIRFLOW__DATABASE__SQL_ALCHEMY_CONN is unset: "
+              "Airflow's metadata goes to SQLite; give it a PostgreSQL database for a long-running server",
+              file=sys.stderr)
+        return f"sqlite:///{home / 'airflow.db'}"
+    password = stored_secret(home, "AIRFLOW_METADATA_DB_PASSWORD")
+    with connect(resolve_url("admin", settings)) as conn:
+        role = sql.Identifier(METADATA_DB)
+        exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [METADATA_DB]).fetchone()
+        conn.execute(sql.SQL("{} ROLE {} LOGIN PASSWORD {}").format(
+            sql.SQL("ALTER" if exists else "CREATE"), role, sql.Literal(password)))
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [METADATA_DB]).fetchone():
+            conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(role, role))
+        # the pipeline's and the BI tools' roles have no business in Airflow's metadata
+        conn.execute(sql.SQL("REVOKE CONNECT, TEMPORARY ON DATABASE {} FROM PUBLIC").format(role))
+    return (f"postgresql+psycopg2://{METADATA_DB}:{quote(password, safe='')}@{settings.host}:{settings.port}/"
+            f"{METADATA_DB}")
+
+
+def write_cli_env(env: Mapping[str, str]) -> Path:
+    """``<AIRFLOW_HOME>/stack.env`` (mode 0600): what another shell's ``airflow`` command needs to act on
+    this stack (metadata database, folders, keys), as shell assignments."""
+    names = ["AIRFLOW_HOME", "AIRFLOW__CORE__DAGS_FOLDER", "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
+             "AIRFLOW__CORE__LOAD_EXAMPLES", "AIRFLOW__CORE__EXECUTION_API_SERVER_URL", "PYTHONPATH",
+             *SECRET_VARIABLES]
+    path = Path(env["AIRFLOW_HOME"]) / CLI_ENV_FILE
+    _write_private(path, "".join(f"{name}={shlex.quote(env[name])}\n" for name in names if env.get(name)))
+    return path
+
+
 def _reachable_host(host: str) -> str:
     """The address to reach a server listening on ``host`` from this machine."""
     return "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
@@ -246,7 +308,10 @@ def main() -> int:
     print(warehouse)
     env = stack_env(pipeline_env)
     home = Path(env["AIRFLOW_HOME"])
+    if not pipeline_env.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"):
+        env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = metadata_database(pipeline_env, home)
     ensure_db(env)
+    cli_env = write_cli_env(env)
     ensure_manifest(env["WAREHOUSE_WRITER_URL"])
     passwords = ensure_passwords(env)
     user = next(iter(passwords)) if "admin" not in passwords else "admin"
@@ -258,6 +323,7 @@ def main() -> int:
         f"UI and REST API: {base_url}   user {user}, password {passwords[user]}",
         f"  (passwords kept in {env['AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE']}, mode 0600)",
         f"metadata database: {mask_url(env['AIRFLOW__DATABASE__SQL_ALCHEMY_CONN'])}",
+        f"Airflow CLI in another shell: set -a; . {cli_env}; set +a",
         f"procedure-system API: {source}",
         f"component logs: {log_dir(env)}/<component>.log; task logs: {home / 'logs'}/dag_id=…",
         f"cchc_nightly runs at 01:00 Asia/Ho_Chi_Minh; stop with Ctrl-C or `kill {os.getpid()}` (SIGTERM).",

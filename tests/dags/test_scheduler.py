@@ -241,7 +241,9 @@ def test_make_airflow_runs_the_night_through_the_scheduler(services, tmp_path):
             assert header.endswith(f"starting: {AIRFLOW} {name}"), header
         passwords = json.loads((home / "simple_auth_manager_passwords.json.generated").read_text())
         assert f"UI and REST API: {stack.base_url}" in out and passwords["admin"] in out
-        for name in ("simple_auth_manager_passwords.json.generated", "secrets.json"):
+        # Airflow's metadata: a database of its own in the (here throw-away) private warehouse cluster
+        assert f"metadata database: postgresql+psycopg2://airflow:***@127.0.0.1:{wh.port}/airflow" in out
+        for name in ("simple_auth_manager_passwords.json.generated", "secrets.json", "stack.env"):
             assert stat.S_IMODE((home / name).stat().st_mode) == 0o600, name
         assert str(home / "logs" / "stack") in out
         assert {p.name for p in (home / "logs" / "stack").iterdir()} >= {f"{c}.log" for c in COMPONENTS}
