@@ -68,6 +68,7 @@ import json
 import os
 import secrets
 import shlex
+import socket
 import sys
 import time
 from collections.abc import Mapping
@@ -267,6 +268,17 @@ def log_dir(env: Mapping[str, str]) -> Path:
     return Path(env["AIRFLOW_HOME"]) / "logs" / "stack"
 
 
+def port_taken(host: str, port: int) -> bool:
+    """True when something already listens on ``host:port`` (e.g. another Airflow's api-server)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
 def mask_url(url: str) -> str:
     """``url`` with its password replaced by ``***``."""
     parts = urlsplit(url)
@@ -304,6 +316,11 @@ def main() -> int:
     from ops.dbt import ensure_manifest
     from ops.run import bring_up
 
+    probe = stack_env()
+    if port_taken(probe["AIRFLOW__API__HOST"], int(probe["AIRFLOW__API__PORT"])):
+        print(f"make airflow: port {probe['AIRFLOW__API__PORT']} on {probe['AIRFLOW__API__HOST']} is already in use "
+              "(another Airflow?): stop it or choose another with AIRFLOW__API__PORT", file=sys.stderr)
+        return 1
     pipeline_env, warehouse, simulated = bring_up()
     print(warehouse)
     env = stack_env(pipeline_env)
