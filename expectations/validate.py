@@ -20,9 +20,12 @@ A validation's rows replace those of an earlier attempt of the same run (``valid
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -85,6 +88,21 @@ def _sqlalchemy_url(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix):]
     return url
+
+
+@contextmanager
+def project_lock(settings: Settings) -> Iterator[None]:
+    """Hold Great Expectations' project folder alone: every validation rewrites its stores and checkpoints,
+    and two at once (the nightly DAG's dossier and workbook checks run side by side under a scheduler, or
+    a validation run by hand) would leave a configuration neither can read. An exclusive ``flock`` on a
+    file of the folder, released when the validation ends (or its process dies)."""
+    settings.gx_dir.mkdir(parents=True, exist_ok=True)
+    with open(settings.gx_dir / ".validation.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def open_context(settings: Settings):
@@ -254,12 +272,26 @@ def run_data_quality(run_id: str, as_of: datetime, settings: Settings | None = N
 
     Returns a summary (per suite: status, seconds, failing checks; the digest). Raises
     ``CriticalDataQualityError`` after storing (and, with ``digest``, reporting) a critical failure."""
+
+    settings = settings or Settings.from_env()
+    t0 = time.perf_counter()
+    with project_lock(settings):
+        summary, batch = _dossier_checks(run_id, as_of, settings, notify, finance, digest)
+    summary["seconds"] = round(time.perf_counter() - t0, 2)
+    summary["data_docs"] = str(settings.reports_dir / "data-docs" / "index.html")
+    if batch.failed_critical:
+        failed = "; ".join(f"{c.check_id} {c.description.split(': ', 1)[-1]} ({c.unexpected_count})"
+                           for c in batch.failed_critical)
+        raise CriticalDataQualityError(f"the batch of run {run_id} is broken, the marts are not rebuilt: {failed}")
+    return summary
+
+
+def _dossier_checks(run_id: str, as_of: datetime, settings: Settings, notify: bool, finance: bool,
+                    digest: bool) -> tuple[dict, SuiteOutcome]:
     from expectations.digest import send_digest
     from expectations.rules import DOSSIER_TABLE
     from expectations.suites import batch_suite, dossier_suite
 
-    settings = settings or Settings.from_env()
-    t0 = time.perf_counter()
     context = open_context(settings)
     summary: dict[str, Any] = {"run_id": run_id, "as_of": as_of.isoformat()}
     with psycopg.connect(settings.warehouse_url, autocommit=True, application_name="cchc-data-quality") as conn:
@@ -277,13 +309,7 @@ def run_data_quality(run_id: str, as_of: datetime, settings: Settings | None = N
             conn.execute("UPDATE audit.pipeline_runs SET status = 'failed', finished_at = now(), "
                          "summary = coalesce(summary, '{}'::jsonb) || %s::jsonb WHERE run_id = %s",
                          (orjson.dumps({"data_quality": summary}, default=str).decode(), run_id))
-    summary["seconds"] = round(time.perf_counter() - t0, 2)
-    summary["data_docs"] = str(settings.reports_dir / "data-docs" / "index.html")
-    if batch.failed_critical:
-        failed = "; ".join(f"{c.check_id} {c.description.split(': ', 1)[-1]} ({c.unexpected_count})"
-                           for c in batch.failed_critical)
-        raise CriticalDataQualityError(f"the batch of run {run_id} is broken, the marts are not rebuilt: {failed}")
-    return summary
+    return summary, batch
 
 
 def _finance(context, conn: psycopg.Connection, run_id: str, as_of: datetime) -> dict:
@@ -297,9 +323,9 @@ def run_finance_quality(run_id: str, as_of: datetime, settings: Settings | None 
     """The workbook checks alone (warnings), for the nightly DAG's finance branch."""
     settings = settings or Settings.from_env()
     t0 = time.perf_counter()
-    context = open_context(settings)
-    with psycopg.connect(settings.warehouse_url, autocommit=True, application_name="cchc-data-quality") as conn:
-        summary = {"run_id": run_id, "finance": _finance(context, conn, run_id, as_of)}
+    with project_lock(settings), psycopg.connect(settings.warehouse_url, autocommit=True,
+                                                 application_name="cchc-data-quality") as conn:
+        summary = {"run_id": run_id, "finance": _finance(open_context(settings), conn, run_id, as_of)}
     summary["seconds"] = round(time.perf_counter() - t0, 2)
     return summary
 
