@@ -378,22 +378,3 @@ def test_only_the_psql_command_takes_extra_arguments():
     with pytest.raises(SystemExit) as exited:
         main(["url", "-c", "SELECT 1"])
     assert exited.value.code == 2
-
-
-def test_the_readmes_airflow_database_snippet_creates_the_role_without_argv_passwords(wh):
-    """README.md, "Running it nightly": the metadata database beside the private warehouse, as written there."""
-    readme = (PROJECT_ROOT / "README.md").read_text()
-    start = readme.index(".venv/bin/python -m warehouse psql --role admin -v ON_ERROR_STOP=1 <<'SQL'")
-    snippet = readme[start:readme.index("\nSQL\n", start) + len("\nSQL\n")]
-    assert "\\getenv airflow_password AIRFLOW_DB_PASSWORD" in snippet
-    password = "airflow-db-pw-from-the-environment"
-    proc = subprocess.run(["bash", "-c", snippet.replace(".venv/bin/python", sys.executable)],
-                          env={**command_env(wh), "AIRFLOW_DB_PASSWORD": password}, cwd=PROJECT_ROOT,
-                          capture_output=True, text=True, timeout=60)
-    try:
-        assert proc.returncode == 0, proc.stderr
-        airflow = replace_url_parts(wh.urls["admin"], user="airflow", password=password, database="airflow")
-        assert query(airflow, "SELECT current_user, current_database()") == [("airflow", "airflow")]
-    finally:
-        query(wh.urls["admin"], "DROP DATABASE IF EXISTS airflow")
-        query(wh.urls["admin"], "DROP ROLE IF EXISTS airflow")
