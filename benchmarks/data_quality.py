@@ -28,9 +28,9 @@ sys.path.insert(0, str(PROJECT_ROOT))
 
 from benchmarks.harness import bench_settings, land_night, next_day, serving_simulator  # noqa: E402
 from expectations.validate import run_data_quality  # noqa: E402
-from ingestion import pipeline  # noqa: E402
-from ingestion.settings import Settings  # noqa: E402
 from ops.dbt import run_dbt  # noqa: E402
+from pipeline import runs  # noqa: E402
+from pipeline.settings import Settings  # noqa: E402
 from simulator.truth import findings  # noqa: E402
 from tests.support.postgres import throwaway_warehouse  # noqa: E402
 
@@ -61,7 +61,7 @@ def _baseline(writer: str, night: datetime) -> tuple[float, int]:
 
 
 def _validate(settings: Settings, run_id: str, night: datetime) -> tuple[float, int]:
-    pipeline.start_run(run_id, night - timedelta(days=1), night, settings)
+    runs.start_run(run_id, night - timedelta(days=1), night, settings)
     t0 = time.perf_counter()
     summary = run_data_quality(run_id, night, settings, notify=False)
     return time.perf_counter() - t0, summary["digest"]["open"]

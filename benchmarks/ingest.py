@@ -1,7 +1,7 @@
 """Ingestion benchmark (``make bench-ingest``; not a test).
 
 For 100k and 1M dossiers, in the same run and on the same warehouse server:
-- **ingest**: the pipeline's own dossier pull (``ingestion.pipeline.pull_dossiers``: API paging, parsing,
+- **ingest**: the pipeline's own dossier pull (``ingestion.loads.pull_dossiers``: API paging, parsing,
   hashing, de-duplication, versions, current state, audit, watermark) from a simulator subprocess that
   pre-renders its records (so the source is not what is measured), in a child process whose peak
   memory is read from the kernel;
@@ -39,8 +39,8 @@ DOSSIERS_AT_SCALE_1 = 308_000  # default scenario (Jan–Sep 2023) at scale 1
 INGEST_CHILD = """
 import sys
 from datetime import datetime
-from ingestion.pipeline import pull_dossiers
-from ingestion.settings import Settings
+from ingestion.loads import pull_dossiers
+from pipeline.settings import Settings
 r = pull_dossiers(sys.argv[1], "*", datetime(2023, 10, 1, 1), settings=Settings.from_env())
 # VmHWM: this process's own peak (ru_maxrss would also count the parent's pages shared before exec).
 peak_kb = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM"))

@@ -1,6 +1,8 @@
 """What the project's Airflow DAGs share: timezone, start date, retries, timeouts and the failure alert.
 
-| variable (read when a DAG file is parsed) | default | meaning |
+Read through ``pipeline.settings`` when a DAG file is parsed:
+
+| variable | default | meaning |
 |---|---|---|
 | ``PIPELINE_TASK_RETRIES`` | ``2`` | retries of every task |
 | ``PIPELINE_RETRY_DELAY_SECONDS`` | ``300`` | delay between them |
@@ -14,29 +16,29 @@ lease on the warehouse (``pipeline.lease``, whose default TTL equals the run tim
 
 from __future__ import annotations
 
-import os
-from datetime import timedelta
 from functools import partial
 from typing import Any
 
 import pendulum
 
-LOCAL_TZ = "Asia/Ho_Chi_Minh"
+from pipeline.settings import LOCAL_TZ, DagSettings
+
+SETTINGS = DagSettings.from_env()
 START_DATE = pendulum.datetime(2023, 1, 1, tz=LOCAL_TZ)
 NIGHTLY_DAG_ID = "cchc_nightly"
 MONTHLY_DAG_ID = "cchc_monthly_publication"
 WEEKLY_DAG_ID = "cchc_weekly_integrity"
 
-RETRIES = int(os.environ.get("PIPELINE_TASK_RETRIES", "2"))
-RETRY_DELAY = timedelta(seconds=float(os.environ.get("PIPELINE_RETRY_DELAY_SECONDS", "300")))
-TASK_TIMEOUT = timedelta(minutes=float(os.environ.get("PIPELINE_TASK_TIMEOUT_MINUTES", "120")))
-RUN_TIMEOUT = timedelta(minutes=float(os.environ.get("PIPELINE_RUN_TIMEOUT_MINUTES", "360")))
+RETRIES = SETTINGS.retries
+RETRY_DELAY = SETTINGS.retry_delay
+TASK_TIMEOUT = SETTINGS.task_timeout
+RUN_TIMEOUT = SETTINGS.run_timeout
 
 
 def on_task_failure(context: Any, consequence: str | None = None) -> None:
     """Task-level failure callback (a DAG-level one may never fire on Airflow 3.x): the alert, with what
     the failure means for the night when the task says so."""
-    from ingestion.notify import notify_task_failure
+    from pipeline.alerts import notify_task_failure
 
     notify_task_failure(context, consequence=consequence)
 

@@ -8,16 +8,23 @@ parsing this file costs only the ``airflow.sdk`` import. See ``DOC`` below (show
 
 from __future__ import annotations
 
-import os
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from airflow.sdk import CronDataIntervalTimetable, chain, dag, task
 from airflow.sdk.definitions.taskgroup import TaskGroup
 
 from dags.assets import DOSSIER_MARTS, FINANCE_MARTS
-from dags.defaults import LOCAL_TZ, NIGHTLY_DAG_ID, RUN_TIMEOUT, START_DATE, default_args, failure_callback
+from dags.defaults import (
+    LOCAL_TZ,
+    NIGHTLY_DAG_ID,
+    RUN_TIMEOUT,
+    SETTINGS,
+    START_DATE,
+    default_args,
+    failure_callback,
+)
+from pipeline.settings import PROJECT_ROOT, dbt_vars
 
 DAG_ID = NIGHTLY_DAG_ID
 
@@ -48,17 +55,16 @@ yesterday to 01:00 today (local time), taken from the run's `data_interval_start
 `catchup=False`: a missed night is caught up by the watermarks, not by extra runs. At most one run at a
 time, and at most `PIPELINE_RUN_TIMEOUT_MINUTES` per run; every task at most
 `PIPELINE_TASK_TIMEOUT_MINUTES`. A failed task (after its retries) is appended to
-`reports/alerts.log` and sent to Slack / e-mail when configured (`ingestion/notify.py`).
+`reports/alerts.log` and sent to Slack / e-mail when configured (`pipeline/alerts.py`).
 """
 
 # How many partitions of the dossier pull run at once (only matters with INGEST_PARTITION=district).
-PULL_CONCURRENCY = int(os.environ.get("INGEST_PULL_CONCURRENCY", "4"))
+PULL_CONCURRENCY = SETTINGS.pull_concurrency
 
 # dbt, rendered by Cosmos from a prebuilt manifest (no `dbt ls` at parse time): `python -m ops.dbt manifest`
 # writes it, and `make run` / `ops.airflow` do so before Airflow parses this file.
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
-DBT_MANIFEST = Path(os.environ.get("DBT_MANIFEST_PATH", PROJECT_ROOT / ".local" / "dbt" / "manifest" / "manifest.json"))
+DBT_MANIFEST = SETTINGS.dbt_manifest_path
 # The dbt models' as-of time: the end of the run's data interval, in local time; and the run, whose lease
 # every dbt invocation checks (macro assert_run_lease, on-run-start).
 AS_OF_TEMPLATE = "{{ data_interval_end.in_timezone('Asia/Ho_Chi_Minh').strftime('%Y-%m-%dT%H:%M:%S') }}"
@@ -67,7 +73,10 @@ FINANCE = "tag:finance"
 # "node" (the default): one Cosmos task per dbt model, snapshot and test — every model's state and log in the
 # UI, retried alone. "layer": one `dbt build` per group — the same models and tests, without the fixed cost
 # of one dbt invocation per node (about two seconds each), for small deployments and quick test nights.
-DBT_TASK_GRAIN = os.environ.get("DBT_TASK_GRAIN", "node")
+DBT_TASK_GRAIN = SETTINGS.dbt_task_grain
+# What every dbt invocation of the night is given: the as-of time, the run (for its lease), the ranking's
+# target and threshold (pipeline.settings).
+DBT_VARS = dbt_vars(as_of=AS_OF_TEMPLATE, pipeline_run_id=RUN_ID_TEMPLATE)
 WORKBOOKS_FAILED = ("the dossier marts still build and publish; the disbursement marts keep the last workbooks "
                     "loaded until the inbox is fixed")
 
@@ -86,7 +95,7 @@ def _dbt_group(group_id: str, select: list[str], exclude: list[str] | None = Non
         with TaskGroup(group_id) as group:
             DbtBuildLocalOperator(task_id="build", project_dir=str(DBT_PROJECT_DIR), profile_config=profile,
                                   select=" ".join(select), exclude=" ".join([*(exclude or []), "tag:history_scan"]),
-                                  vars={"as_of": AS_OF_TEMPLATE, "pipeline_run_id": RUN_ID_TEMPLATE},
+                                  vars=DBT_VARS,
                                   install_deps=False, invocation_mode=InvocationMode.DBT_RUNNER)
         return group
     return DbtTaskGroup(
@@ -99,13 +108,13 @@ def _dbt_group(group_id: str, select: list[str], exclude: list[str] | None = Non
                                    # a relationships test runs once both of its models are built
                                    should_detach_multiple_parents_tests=True),
         # Whole-history tests on the staging views run weekly (dags/weekly.py), not every night.
-        operator_args={"vars": {"as_of": AS_OF_TEMPLATE, "pipeline_run_id": RUN_ID_TEMPLATE},
+        operator_args={"vars": DBT_VARS,
                        "install_deps": False, "dbt_cmd_flags": ["--exclude", "tag:history_scan"]},
     )
 
 
 def _settings():
-    from ingestion.orchestration import settings_from_airflow
+    from pipeline.orchestration import settings_from_airflow
 
     return settings_from_airflow()
 
@@ -141,49 +150,49 @@ def cchc_nightly():
         descriptor (run id, data interval) the other tasks use."""
         from airflow.sdk import get_current_context
 
-        from ingestion import pipeline
-        from ingestion.orchestration import run_descriptor
+        from pipeline import runs
+        from pipeline.orchestration import run_descriptor
 
         run = run_descriptor(get_current_context())
-        summary = pipeline.begin_night(run["run_id"], _when(run["interval_start"]), _when(run["interval_end"]),
+        summary = runs.begin_night(run["run_id"], _when(run["interval_start"]), _when(run["interval_end"]),
                                        settings=_settings())
         return {**run, "summary": summary}
 
     @task
     def refresh_reference(run: dict[str, Any]) -> dict:
-        from ingestion import pipeline
+        from ingestion import loads
 
         _check_lease(run)
-        return pipeline.refresh_reference(run["run_id"], _when(run["interval_end"]), settings=_settings())
+        return loads.refresh_reference(run["run_id"], _when(run["interval_end"]), settings=_settings())
 
     @task
     def plan_dossier_partitions(run: dict[str, Any]) -> list[str]:
-        from ingestion import pipeline
+        from ingestion import loads
 
-        return list(pipeline.plan_dossier_partitions(settings=_settings()))
+        return list(loads.plan_dossier_partitions(settings=_settings()))
 
     @task(max_active_tis_per_dag=PULL_CONCURRENCY)
     def pull_dossiers(run: dict[str, Any], partition: str) -> dict:
-        from ingestion import pipeline
+        from ingestion import loads
 
         _check_lease(run)
-        return pipeline.pull_dossiers(run["run_id"], partition, _when(run["interval_end"]),
+        return loads.pull_dossiers(run["run_id"], partition, _when(run["interval_end"]),
                                       interval_start=_when(run["interval_start"]), settings=_settings())
 
     @task
     def complete_partitions(run: dict[str, Any], results: list[dict]) -> dict:
-        from ingestion import pipeline
+        from ingestion import loads
 
         _check_lease(run)
-        return pipeline.complete_partitions(run["run_id"], _when(run["interval_end"]), list(results),
+        return loads.complete_partitions(run["run_id"], _when(run["interval_end"]), list(results),
                                             interval_start=_when(run["interval_start"]), settings=_settings())
 
     @task(on_failure_callback=failure_callback(WORKBOOKS_FAILED))
     def load_workbooks(run: dict[str, Any]) -> dict:
-        from ingestion import pipeline
+        from ingestion import loads
 
         _check_lease(run)
-        return pipeline.load_workbooks(run["run_id"], settings=_settings())
+        return loads.load_workbooks(run["run_id"], settings=_settings())
 
     @task
     def data_quality(run: dict[str, Any]) -> dict:
@@ -238,7 +247,7 @@ def cchc_nightly():
         from airflow.sdk import get_current_context
         from airflow.sdk.exceptions import AirflowFailException
 
-        from ingestion import pipeline
+        from pipeline import runs
 
         context = get_current_context()
         ti = context["ti"]
@@ -256,7 +265,7 @@ def cchc_nightly():
             "finance_quality": ti.xcom_pull(task_ids="finance_quality"),
         }
         report = ti.xcom_pull(task_ids="write_report") or {}
-        outcome = pipeline.finish_night(run["run_id"], _when(run["interval_end"]), results, states,
+        outcome = runs.finish_night(run["run_id"], _when(run["interval_end"]), results, states,
                                         settings=_settings())
         summary = outcome["summary"]
         if report:

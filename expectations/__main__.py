@@ -14,7 +14,7 @@
       Accept a stopped batch once reviewed: the next night's batch checks start after it, and what it
       landed is published by that night. (Until then every night checks it again and stops too.)
 
-The warehouse is ``WAREHOUSE_WRITER_URL`` (or the private cluster); see ``ingestion/settings.py``.
+The warehouse is ``WAREHOUSE_WRITER_URL`` (or the private cluster); see ``pipeline/settings.py``.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import psycopg
 
-    from ingestion.settings import Settings
+    from pipeline.settings import Settings
 
     settings = Settings.from_env()
     if args.command == "stopped":

@@ -5,7 +5,7 @@ resolved since the previous dossier validation (by rule and by unit), the units 
 backlog, and what the workbook checks found. Everything is counted by the server from ``dq.findings``.
 
 It is always stored (``dq.digests``) and written to ``<REPORTS_DIR>/dq-digest/<run_date>.txt`` (and
-``latest.txt``); it is *sent* through the configured channels (``ingestion.notify``: Slack webhook,
+``latest.txt``); it is *sent* through the configured channels (``pipeline.alerts``: Slack webhook,
 SMTP e-mail; see ``ALERT_*``) only when something changed — a critical failure, a new issue or a
 resolved one. No change, no message.
 """
@@ -20,7 +20,7 @@ import orjson
 import psycopg
 
 from expectations.rules import DOSSIER_RULES, FINANCE_RULES
-from ingestion.settings import Settings
+from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -225,7 +225,7 @@ def send_digest(conn: psycopg.Connection, run_id: str, settings: Settings, deliv
                 failed_tasks: list[str] | None = None) -> dict:
     """Build the run's digest, store and write it, and send it when something changed (or the night could
     not take in everything)."""
-    from ingestion.notify import deliver_message
+    from pipeline.alerts import deliver_message
 
     digest = build_digest(conn, run_id, failed_tasks)
     body = digest.text()

@@ -34,7 +34,7 @@ import orjson
 import psycopg
 
 from expectations.rules import CRITICAL
-from ingestion.settings import Settings
+from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
 

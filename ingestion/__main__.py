@@ -13,7 +13,7 @@
       than ``REFERENCE_MAX_MISSING_SHARE`` of its records) that the nightly run refused.
 
 Every night also pulls the open windows again first, so ``repull`` is only needed to recover before the
-next night. The warehouse and the API come from the usual variables (``ingestion/settings.py``).
+next night. The warehouse and the API come from the usual variables (``pipeline/settings.py``).
 """
 
 from __future__ import annotations
@@ -58,9 +58,10 @@ def _print_issues(settings) -> int:
 def _repull(settings, issue_ids: list[int]) -> int:
     import psycopg
 
-    from ingestion import pipeline
+    from ingestion import loads
     from ingestion.client import ProcedureApiClient
     from ingestion.landing import COMPLETE, land_dossiers, resolve_issue
+    from pipeline import runs
     from pipeline.lease import acquire, release
 
     run_id = f"repull-{datetime.now():%Y%m%dT%H%M%S}"
@@ -77,13 +78,13 @@ def _repull(settings, issue_ids: list[int]) -> int:
     status = "failed"
     try:
         now = datetime.now().replace(microsecond=0)
-        pipeline.start_run(run_id, None, now, settings)
+        runs.start_run(run_id, None, now, settings)
         client = ProcedureApiClient.from_settings(settings)
         closed = 0
         with psycopg.connect(settings.warehouse_url, autocommit=True) as conn:
             for issue_id, partition, start, end in rows:
                 results = land_dossiers(conn, client, run_id, partition, start, end, settings.max_window_records,
-                                        moves_watermark=False, reader=pipeline.dossier_reader(settings))
+                                        moves_watermark=False, reader=loads.dossier_reader(settings))
                 done = all(r.status == COMPLETE for r in results)
                 if done:
                     resolve_issue(conn, issue_id, run_id)
@@ -96,7 +97,7 @@ def _repull(settings, issue_ids: list[int]) -> int:
               "publishes them")
         return 0 if status == "success" else 1
     finally:
-        pipeline.finish_run(run_id, {"repull": [r[0] for r in rows]}, settings, status=status)
+        runs.finish_run(run_id, {"repull": [r[0] for r in rows]}, settings, status=status)
         release(settings.warehouse_url, run_id)
 
 
@@ -111,14 +112,15 @@ def main(argv: list[str] | None = None) -> int:
     refresh.add_argument("--accept", default="", help="lists whose large change is deliberate (or 'all')")
     args = parser.parse_args(argv)
 
-    from ingestion.settings import Settings, reference_sources
+    from pipeline.settings import Settings, reference_sources
 
     settings = Settings.from_env()
     if args.command == "issues":
         return _print_issues(settings)
     if args.command == "repull":
         return _repull(settings, args.issue)
-    from ingestion import pipeline
+    from ingestion import loads
+    from pipeline import runs
     from pipeline.lease import acquire, release
 
     settings = replace(settings, reference_accept=settings.reference_accept | reference_sources(args.accept))
@@ -126,13 +128,13 @@ def main(argv: list[str] | None = None) -> int:
     acquire(settings.warehouse_url, run_id, wait_seconds=settings.lock_wait_seconds,
             ttl_seconds=settings.lock_ttl_seconds)
     try:
-        pipeline.start_run(run_id, None, datetime.now().replace(microsecond=0), settings)
-        result = pipeline.refresh_reference(run_id, settings=settings)
+        runs.start_run(run_id, None, datetime.now().replace(microsecond=0), settings)
+        result = loads.refresh_reference(run_id, settings=settings)
         for source, outcome in result.items():
             print(f"{source}: {outcome['status']}, {outcome['new_versions']} new, {outcome['closed']} closed"
                   + (f" — {outcome['detail']}" if outcome.get("detail") else ""))
         ok = all(o["status"] == "complete" for o in result.values())
-        pipeline.finish_run(run_id, {"reference": result}, settings, status="success" if ok else "partial")
+        runs.finish_run(run_id, {"reference": result}, settings, status="success" if ok else "partial")
         return 0 if ok else 1
     finally:
         release(settings.warehouse_url, run_id)

@@ -33,19 +33,27 @@ Environment (``airflow_env``); a variable already set in the environment wins ov
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
 import hashlib
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Mapping
 from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from pipeline.settings import LOCAL_DIR, LOCAL_TZ, PROJECT_ROOT, RUN_HOUR, env_value, project_path
+
 DEFAULT_DAG_ID = "cchc_nightly"
-LOCAL_TZ = "Asia/Ho_Chi_Minh"
-RUN_HOUR = 1  # the nightly data interval ends at 01:00 local time (ingestion.settings.RUN_HOUR)
+STOP_GRACE_SECONDS = 20
+_TASK_START = re.compile(r"\[DAG TEST\] starting task_id=(\S+) map_index=(-?\d+)")
+_TASK_STATE = re.compile(r"new_state=(\w+)")
+_TASK_END = re.compile(r"\[DAG TEST\] end task task_id=(\S+) map_index=(-?\d+)")
 
 
 def _parallelism() -> str:
@@ -57,7 +65,7 @@ def airflow_env(extra: Mapping[str, str] | None = None, base: Mapping[str, str] 
     project defaults for whatever it does not set, then ``extra`` on top."""
     env = dict(os.environ if base is None else base)
     extra = dict(extra or {})
-    home = Path(extra.get("AIRFLOW_HOME") or env.get("AIRFLOW_HOME") or PROJECT_ROOT / ".local" / "airflow")
+    home = project_path(extra.get("AIRFLOW_HOME") or env_value("AIRFLOW_HOME", env) or LOCAL_DIR / "airflow")
     defaults = {
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
@@ -78,11 +86,11 @@ def airflow_env(extra: Mapping[str, str] | None = None, base: Mapping[str, str] 
     env["AIRFLOW__CORE__UNIT_TEST_MODE"] = "False"
     paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != str(PROJECT_ROOT)]
     env["PYTHONPATH"] = os.pathsep.join([str(PROJECT_ROOT), *paths])
-    if env.get("WAREHOUSE_WRITER_URL"):
+    if env_value("WAREHOUSE_WRITER_URL", env):
         # dbt (run by Cosmos inside the tasks) connects with the same writer role, through DBT_* variables.
         from ops.dbt import dbt_env
 
-        env = dbt_env(env["WAREHOUSE_WRITER_URL"], env)
+        env = dbt_env(env_value("WAREHOUSE_WRITER_URL", env), env)
     return env
 
 
@@ -123,26 +131,95 @@ def ensure_db(env: Mapping[str, str]) -> None:
 
 def logical_date_for(run_date: date) -> str:
     """The ``dags test`` logical date whose inferred data interval ends at 01:00 local on ``run_date``."""
-    end = datetime(run_date.year, run_date.month, run_date.day, RUN_HOUR, tzinfo=ZoneInfo(LOCAL_TZ))
+    end = datetime(run_date.year, run_date.month, run_date.day, RUN_HOUR.hour, tzinfo=ZoneInfo(LOCAL_TZ))
     return end.isoformat()  # e.g. 2023-10-01T01:00:00+07:00
 
 
-def dags_test(dag_id: str, run_date: date, env: Mapping[str, str], log_file: Path | None = None) -> int:
+def _die_with_parent() -> None:
+    """In the child, before ``airflow dags test`` starts: die (SIGTERM) when the wrapper dies, even by
+    SIGKILL (a test's timeout), so the run never outlives it as an orphan (Linux ``PR_SET_PDEATHSIG``)."""
+    with contextlib.suppress(OSError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _stop_group(proc: subprocess.Popen) -> None:
+    """Stop ``proc``'s whole process group: SIGTERM, then SIGKILL after ``STOP_GRACE_SECONDS``."""
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(STOP_GRACE_SECONDS)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def _progress(log_file: Path, proc: subprocess.Popen, started: float) -> None:
+    """Follow the run's log and print one line per finished task: its state and duration."""
+    position, begun, state = 0, {}, {}
+    while True:
+        done = proc.poll() is not None
+        with log_file.open(errors="replace") as fh:
+            fh.seek(position)
+            chunk = fh.read()
+            position = fh.tell()
+        for line in chunk.splitlines():
+            if m := _TASK_START.search(line):
+                begun[m.groups()] = time.monotonic()
+            elif (m := _TASK_STATE.search(line)) and begun:
+                state[list(begun)[-1]] = m.group(1)
+            elif m := _TASK_END.search(line):
+                task = m.groups()
+                took = time.monotonic() - begun.get(task, time.monotonic())
+                name = task[0] + (f"[{task[1]}]" if task[1] != "-1" else "")
+                print(f"  [{time.monotonic() - started:6.0f}s] {name:<58} {state.get(task, 'done'):<16} "
+                      f"{took:6.1f}s", flush=True)
+        if done:
+            return
+        time.sleep(0.5)
+
+
+def dags_test(dag_id: str, run_date: date, env: Mapping[str, str], log_file: Path | None = None,
+              progress: bool = False) -> int:
     """Run ``airflow dags test`` for the night of ``run_date``; output streams through, or goes to
-    ``log_file``. Returns the exit code (0: the run succeeded)."""
+    ``log_file`` (with ``progress``: one line per finished task printed meanwhile). Returns the exit
+    code (0: the run succeeded). The run is its own process group, stopped whole when this wrapper is
+    interrupted, terminated, or killed."""
     cmd = [_airflow(), "dags", "test", dag_id, logical_date_for(run_date)]
     print(f"$ {' '.join(cmd)}" + (f"  (log: {log_file})" if log_file else ""), flush=True)
-    if log_file is None:
-        return subprocess.call(cmd, env=dict(env), cwd=PROJECT_ROOT)
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    with log_file.open("w") as out:
-        return subprocess.call(cmd, env=dict(env), cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT)
+    out = None
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        out = log_file.open("w")
+    started = time.monotonic()
+
+    def terminated(signum, frame):
+        raise SystemExit(128 + signum)
+
+    previous = {sig: signal.signal(sig, terminated) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    proc = subprocess.Popen(cmd, env=dict(env), cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT if out else None,
+                            start_new_session=True, preexec_fn=_die_with_parent)
+    try:
+        if progress and log_file is not None:
+            _progress(log_file, proc, started)
+        return proc.wait()
+    finally:
+        _stop_group(proc)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if out is not None:
+            out.close()
 
 
-def default_run_date(env: Mapping[str, str] | None = None) -> date:
-    env = os.environ if env is None else env
-    if env.get("RUN_DATE"):
-        return date.fromisoformat(env["RUN_DATE"])
+def default_run_date(env: Mapping[str, str] | None = None, simulated: bool = False) -> date:
+    """``RUN_DATE``, else the simulator's clock (when it is the source), else today (local time)."""
+    from ops.run import run_date
+
+    env = dict(os.environ if env is None else env)
+    if simulated or env_value("RUN_DATE", env):
+        return run_date(env, simulated)
     return datetime.now(ZoneInfo(LOCAL_TZ)).date()
 
 
@@ -163,15 +240,23 @@ def main(argv: list[str] | None = None) -> int:
         from ops.stack import main as stack_main
 
         return stack_main()
-    env = airflow_env()
-    ensure_db(env)
     from ops.dbt import ensure_manifest
+    from ops.run import local_environment
 
-    ensure_manifest(env.get("WAREHOUSE_WRITER_URL"))
+    # As `make run` does, without starting anything: the configured warehouse, the running simulator when
+    # no API is configured, the finance inbox, short retries.
+    local, simulated = local_environment()
+    if args.command == "test-dag" and not env_value("PROCEDURE_API_URL", local):
+        print("no procedure-system API: set PROCEDURE_API_URL (and PROCEDURE_API_TOKEN), or start the "
+              "simulator (`make simulator`, or `make run` once)", file=sys.stderr)
+        return 2
+    env = airflow_env(base=local)
+    ensure_db(env)
+    ensure_manifest(env_value("WAREHOUSE_WRITER_URL", env))
     if args.command == "db-migrate":
         print(f"Airflow metadata database ready ({env['AIRFLOW__DATABASE__SQL_ALCHEMY_CONN']})")
         return 0
-    return dags_test(args.dag_id, args.run_date or default_run_date(), env)
+    return dags_test(args.dag_id, args.run_date or default_run_date(local, simulated), env)
 
 
 if __name__ == "__main__":

@@ -31,21 +31,22 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from pipeline.settings import LOCAL_DIR, PROJECT_ROOT, env_value, project_path, variable
+
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
-DBT_LOCAL_DIR = PROJECT_ROOT / ".local" / "dbt"
+DBT_LOCAL_DIR = LOCAL_DIR / "dbt"
 TARGET_PATH = DBT_LOCAL_DIR / "target"
 LOG_PATH = DBT_LOCAL_DIR / "logs"
 # For Cosmos' LoadMode.DBT_MANIFEST: a folder of its own, which no dbt run rewrites (every dbt command
 # rewrites target/manifest.json, and a DAG parsed while a task writes it would read half a file).
-MANIFEST_DIR = DBT_LOCAL_DIR / "manifest"
-MANIFEST_PATH = MANIFEST_DIR / "manifest.json"
+MANIFEST_PATH = project_path(env_value("DBT_MANIFEST_PATH") or variable("DBT_MANIFEST_PATH").default)
+MANIFEST_DIR = MANIFEST_PATH.parent
 
 
 def dbt_executable() -> str:
     """``DBT_EXECUTABLE``, else the ``dbt`` installed beside the running Python, else ``dbt`` on PATH."""
-    if os.environ.get("DBT_EXECUTABLE"):
-        return os.environ["DBT_EXECUTABLE"]
+    if env_value("DBT_EXECUTABLE"):
+        return env_value("DBT_EXECUTABLE")
     beside = Path(sys.executable).parent / "dbt"
     if beside.exists():
         return str(beside)
@@ -91,26 +92,11 @@ def run_dbt(args: Sequence[str], writer_url: str, *, capture_output: bool = True
 
 def writer_url_from_env() -> str:
     """``WAREHOUSE_WRITER_URL``, else the writer URL of the configured warehouse."""
-    if os.environ.get("WAREHOUSE_WRITER_URL"):
-        return os.environ["WAREHOUSE_WRITER_URL"]
+    if env_value("WAREHOUSE_WRITER_URL"):
+        return env_value("WAREHOUSE_WRITER_URL")
     from warehouse import resolve_url
 
     return resolve_url("writer")
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    if not args or args[0] in ("-h", "--help"):
-        print(__doc__)
-        return 0 if args else 2
-    if args == ["manifest"]:
-        print(ensure_manifest(writer_url_from_env()))
-        return 0
-    return run_dbt(args, writer_url_from_env(), capture_output=False).returncode
-
-
-if __name__ == "__main__":
-    sys.exit(main())
 
 
 def ensure_manifest(writer_url: str | None = None) -> Path:
@@ -131,3 +117,18 @@ def ensure_manifest(writer_url: str | None = None) -> Path:
     os.replace(scratch / "manifest.json", MANIFEST_PATH)
     shutil.rmtree(scratch, ignore_errors=True)
     return MANIFEST_PATH
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(__doc__)
+        return 0 if args else 2
+    if args == ["manifest"]:
+        print(ensure_manifest(writer_url_from_env()))
+        return 0
+    return run_dbt(args, writer_url_from_env(), capture_output=False).returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main())

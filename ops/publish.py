@@ -19,7 +19,7 @@ from pathlib import Path
 
 import psycopg
 
-from ingestion.settings import Settings
+from pipeline.settings import Settings
 
 
 def nightly_report(run_id: str, as_of: datetime, settings: Settings | None = None) -> dict:

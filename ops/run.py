@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -23,10 +24,18 @@ import requests
 
 from ops.airflow import airflow_env, dags_test, ensure_db
 from ops.dbt import ensure_manifest
+from pipeline.settings import DEFAULT_REPORTS_DIR, LOCAL_DIR, PROJECT_ROOT, env_value, project_path, variable
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-LOCAL = PROJECT_ROOT / ".local"
+LOCAL = LOCAL_DIR
 DAG_ID = "cchc_nightly"
+# An interactive night should not sit out five-minute retries (PIPELINE_RETRY_DELAY_SECONDS).
+INTERACTIVE_RETRY_DELAY = "10"
+
+
+def simulator_env_file(env: dict[str, str] | None = None) -> Path:
+    """Where ``python -m simulator start`` writes the running simulator's URL and token."""
+    state = env_value("SIM_STATE_DIR", env, variable("SIM_STATE_DIR").default)
+    return project_path(state) / "simulator.env"
 
 
 def _run(*args: str, env: dict | None = None) -> str:
@@ -46,30 +55,51 @@ def _env_file(path: Path) -> dict[str, str]:
     return out
 
 
+def local_environment(base: dict[str, str] | None = None) -> tuple[dict[str, str], bool]:
+    """The environment a night run by hand gets, as ``make run`` gives it — without starting anything:
+    the writer URL of the configured warehouse, the running simulator's URL and token when no API is
+    configured, the finance inbox, the reports folder, short retries. Returns it and whether the simulator
+    is the source (``python -m ops.airflow test-dag`` uses it too)."""
+    env = dict(os.environ if base is None else base)
+    if not env_value("WAREHOUSE_WRITER_URL", env):
+        env["WAREHOUSE_WRITER_URL"] = _run("-m", "warehouse", "url", "--role", "writer", env=env)
+    simulated = not env_value("PROCEDURE_API_URL", env)
+    if simulated and simulator_env_file(env).exists():
+        env.update(_env_file(simulator_env_file(env)))
+        if not env_value("HISTORY_START", env):
+            env["HISTORY_START"] = env_value("SIM_START", env, variable("SIM_START").default)
+    if env_value("FINANCE_INBOX", env):  # a configured inbox is the finance department's: never created here
+        inbox = project_path(env_value("FINANCE_INBOX", env))
+    else:
+        inbox = project_path(variable("FINANCE_INBOX").default)
+        inbox.mkdir(parents=True, exist_ok=True)
+    env["FINANCE_INBOX"] = str(inbox)
+    env.setdefault("REPORTS_DIR", str(project_path(env_value("REPORTS_DIR", env) or DEFAULT_REPORTS_DIR)))
+    if not env_value("PIPELINE_RETRY_DELAY_SECONDS", env):
+        env["PIPELINE_RETRY_DELAY_SECONDS"] = INTERACTIVE_RETRY_DELAY
+    return env, simulated
+
+
 def bring_up() -> tuple[dict[str, str], str, bool]:
     """Start or reach every service; returns the pipeline's environment, the warehouse description and
     whether the simulator is the source."""
-    env = os.environ.copy()
+    print("starting the warehouse …", flush=True)
     warehouse = _run("-m", "warehouse", "up")
-    env.setdefault("WAREHOUSE_WRITER_URL", _run("-m", "warehouse", "url", "--role", "writer"))
-    simulated = not env.get("PROCEDURE_API_URL")
-    if simulated:
+    if not env_value("PROCEDURE_API_URL"):
+        print("starting the procedure-system simulator (generating its province takes a few seconds) …",
+              flush=True)
         print(_run("-m", "simulator", "start"))
-        env.update(_env_file(LOCAL / "simulator" / "simulator.env"))
-        env.setdefault("HISTORY_START", env.get("SIM_START") or "2023-01-01")
-    inbox = Path(env.get("FINANCE_INBOX") or LOCAL / "finance-inbox")
-    inbox.mkdir(parents=True, exist_ok=True)
-    env["FINANCE_INBOX"] = str(inbox)
-    if simulated and not any(inbox.rglob("giai-ngan-*.xlsx")):
+    env, simulated = local_environment()
+    inbox = Path(env["FINANCE_INBOX"])
+    if simulated and inbox.is_dir() and not any(inbox.rglob("giai-ngan-*.xlsx")):
         print(_run("-m", "simulator", "workbooks", "--out", str(inbox)))
-    env.setdefault("REPORTS_DIR", str(PROJECT_ROOT / "reports"))
     return env, warehouse, simulated
 
 
 def run_date(env: dict[str, str], simulated: bool) -> date:
     """``RUN_DATE``, else the simulator's clock, else today (local time)."""
-    if env.get("RUN_DATE"):
-        return date.fromisoformat(env["RUN_DATE"])
+    if env_value("RUN_DATE", env):
+        return date.fromisoformat(env_value("RUN_DATE", env))
     if simulated:
         health = requests.get(env["PROCEDURE_API_URL"].rsplit("/api/", 1)[0] + "/_sim/health", timeout=10).json()
         return datetime.strptime(health["clock"], "%Y%m%d%H%M%S").date()
@@ -128,7 +158,7 @@ def quality(writer_url: str, run_id: str) -> list[str]:
         digest = conn.execute("SELECT body FROM dq.digests WHERE run_id = %s", (run_id,)).fetchone()
     if digest is None:
         return []
-    reports = Path(os.environ.get("REPORTS_DIR") or PROJECT_ROOT / "reports")
+    reports = project_path(env_value("REPORTS_DIR") or DEFAULT_REPORTS_DIR)
     return ["", "== Data quality (Great Expectations) ==", digest[0].rstrip(),
             f"Data Docs: {reports / 'data-docs' / 'index.html'}",
             f"Digest files: {reports / 'dq-digest'}"]
@@ -137,8 +167,8 @@ def quality(writer_url: str, run_id: str) -> list[str]:
 def published(env: dict[str, str]) -> str:
     """The night's HTML report (written by the DAG) and the monthly publication of the latest complete
     month (the monthly DAG is triggered by the marts' asset under a scheduler; here it is run directly)."""
-    from ingestion.settings import Settings
     from ops.publish import publication_dir, publish_due_month
+    from pipeline.settings import Settings
 
     settings = Settings.from_env(env)
     lines = [f"HTML report: {settings.reports_dir / 'report' / 'latest.html'}"]
@@ -154,15 +184,16 @@ def published(env: dict[str, str]) -> str:
 
 
 def main() -> int:
+    started = time.monotonic()
     env, warehouse, simulated = bring_up()
     night = run_date(env, simulated)
-    env.setdefault("PIPELINE_RETRY_DELAY_SECONDS", "10")  # an interactive run should not wait 5 minutes
     airflow = airflow_env(env)
+    print("preparing Airflow's metadata database and the dbt manifest …", flush=True)
     ensure_db(airflow)
     ensure_manifest(env["WAREHOUSE_WRITER_URL"])
     log_file = LOCAL / "airflow" / "last-run.log"
-    print(f"\n== Nightly pipeline for the night of {night} (Airflow DAG {DAG_ID}) ==")
-    code = dags_test(DAG_ID, night, airflow, log_file=log_file)
+    print(f"\n== Nightly pipeline for the night of {night} (Airflow DAG {DAG_ID}) ==", flush=True)
+    code = dags_test(DAG_ID, night, airflow, log_file=log_file, progress=True)
     print("\n== Warehouse ==\n" + warehouse)
     source = env["PROCEDURE_API_URL"] + (" (the simulator; token in .local/simulator/simulator.env)" if simulated
                                          else "")
@@ -173,7 +204,14 @@ def main() -> int:
     if code != 0:
         tail = log_file.read_text().splitlines()[-40:]
         print("\n".join(["", f"The DAG run FAILED (exit {code}); last lines of {log_file}:", *tail]), file=sys.stderr)
+    print(f"\nmake run took {time.monotonic() - started:.0f}s. Open: {_where_to_click(env)}")
     return code
+
+
+def _where_to_click(env: dict[str, str]) -> str:
+    reports = Path(env["REPORTS_DIR"])
+    return (f"{reports / 'report' / 'latest.html'} (the morning report) — or `make serve` for every page behind "
+            "one local URL")
 
 
 if __name__ == "__main__":

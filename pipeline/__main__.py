@@ -19,8 +19,8 @@ def main(argv: list[str] | None = None) -> int:
     lease.add_argument("--break", dest="break_it", action="store_true", help="free the lease (a dead run's)")
     args = parser.parse_args(argv)
 
-    from ingestion.settings import Settings
     from pipeline.lease import break_lease, read
+    from pipeline.settings import Settings
 
     url = Settings.from_env().warehouse_url
     if args.break_it:

@@ -12,26 +12,25 @@ report to ``report/``, the publication to ``cong-khai/``; ``--out`` names anothe
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from pipeline.settings import DEFAULT_REPORTS_DIR, env_value, project_path
 
 
 def warehouse_url() -> str:
     """``WAREHOUSE_WRITER_URL``, else the writer URL of the configured warehouse."""
-    if os.environ.get("WAREHOUSE_WRITER_URL"):
-        return os.environ["WAREHOUSE_WRITER_URL"]
+    if env_value("WAREHOUSE_WRITER_URL"):
+        return env_value("WAREHOUSE_WRITER_URL")
     from warehouse import resolve_url
 
     return resolve_url("writer")
 
 
 def reports_dir() -> Path:
-    return Path(os.environ.get("REPORTS_DIR") or PROJECT_ROOT / "reports")
+    return project_path(env_value("REPORTS_DIR") or DEFAULT_REPORTS_DIR)
 
 
 def _month(text: str) -> date:

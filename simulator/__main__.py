@@ -27,15 +27,16 @@ from pathlib import Path
 
 import requests
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-STATE_DIR = Path(os.environ.get("SIM_STATE_DIR", PROJECT_ROOT / ".local" / "simulator"))
-DEFAULT_PORT = int(os.environ.get("SIM_PORT", "8800"))
-DEFAULT_HOST = os.environ.get("SIM_HOST", "127.0.0.1")
+from pipeline.settings import PROJECT_ROOT, env_value, project_path, variable
+
+STATE_DIR = project_path(env_value("SIM_STATE_DIR") or variable("SIM_STATE_DIR").default)
+DEFAULT_PORT = int(env_value("SIM_PORT") or variable("SIM_PORT").default)
+DEFAULT_HOST = env_value("SIM_HOST") or variable("SIM_HOST").default
 BASE_PATH = "/api/v1"
 
 
 def _token() -> str | None:
-    return os.environ.get("PROCEDURE_API_TOKEN") or os.environ.get("SIM_TOKEN")
+    return env_value("PROCEDURE_API_TOKEN") or env_value("SIM_TOKEN")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -46,7 +47,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     token = _token() or secrets.token_urlsafe(24)
     t0 = time.perf_counter()
     province = Province(Scenario.from_env())
-    if os.environ.get("SIM_RENDER_CACHE", "0") not in ("", "0"):
+    if (env_value("SIM_RENDER_CACHE") or "0") != "0":
         print(f"simulator: {len(province.index.rows):,} records pre-rendered in {province.enable_cache():.1f}s",
               flush=True)
     api = ProcedureApi(province, token, BASE_PATH, Faults.from_env())
@@ -207,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--host", default=DEFAULT_HOST)
         p.add_argument("--port", type=int, default=DEFAULT_PORT)
         p.add_argument("--verbose", action="store_true")
-        p.add_argument("--timeout", type=float, default=float(os.environ.get("SIM_START_TIMEOUT", "600")))
+        p.add_argument("--timeout", type=float, default=float(env_value("SIM_START_TIMEOUT") or "600"))
     sub.add_parser("stop")
     sub.add_parser("status")
     p = sub.add_parser("export")

@@ -8,7 +8,6 @@ decides how far their lives have progressed. Scenarios come from keyword argumen
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -76,18 +75,19 @@ class Scenario:
     def from_env(cls, environ: dict[str, str] | None = None) -> Scenario:
         """Build from ``SIM_SCENARIO`` (a JSON file) then ``SIM_SEED``, ``SIM_START``, ``SIM_END``,
         ``SIM_SCALE``, ``SIM_CLOCK`` and ``SIM_DEFECT_<RULE>`` overrides."""
-        env = os.environ if environ is None else environ
+        from pipeline.settings import env_names, env_value
+
+        env = environ
         data: dict = {}
-        if env.get("SIM_SCENARIO"):
-            data = json.loads(Path(env["SIM_SCENARIO"]).read_text())
+        if env_value("SIM_SCENARIO", env):
+            data = json.loads(Path(env_value("SIM_SCENARIO", env)).read_text())
         for key, name in (("seed", "SIM_SEED"), ("start", "SIM_START"), ("end", "SIM_END"),
                           ("clock", "SIM_CLOCK")):
-            if env.get(name):
-                data[key] = int(env[name]) if key == "seed" else env[name]
-        if env.get("SIM_SCALE"):
-            data["scale"] = float(env["SIM_SCALE"])
-        rates = {k.removeprefix("SIM_DEFECT_"): float(v) for k, v in env.items()
-                 if k.startswith("SIM_DEFECT_")}
+            if env_value(name, env):
+                data[key] = int(env_value(name, env)) if key == "seed" else env_value(name, env)
+        if env_value("SIM_SCALE", env):
+            data["scale"] = float(env_value("SIM_SCALE", env))
+        rates = {k.removeprefix("SIM_DEFECT_"): float(v) for k, v in env_names("SIM_DEFECT_", env).items()}
         if rates:
             data["defect_rates"] = {**data.get("defect_rates", {}), **rates}
         return cls.from_dict(data)

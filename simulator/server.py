@@ -14,7 +14,6 @@ across pages, unknown extra fields.
 from __future__ import annotations
 
 import base64
-import os
 import random
 import threading
 import time
@@ -58,25 +57,23 @@ class Faults:
         ``_MALFORMED``; details from ``SIM_FAULT_RETRY_AFTER`` (s), ``SIM_FAULT_SLOW_SECONDS``,
         ``SIM_FAULT_SEED``; ``SIM_FAULT_OMIT_FIELDS`` (comma-separated) drops those fields from every non-deleted
         dossier; ``SIM_FAULTS=all:<rate>`` turns every fault but ``malformed`` on at one rate."""
-        env = os.environ if env is None else env
+        from pipeline.settings import env_value
+
         f = cls()
-        if env.get("SIM_FAULTS", "").startswith("all:"):
-            rate = float(env["SIM_FAULTS"].split(":", 1)[1])
+        every = env_value("SIM_FAULTS", env) or ""
+        if every.startswith("all:"):
+            rate = float(every.split(":", 1)[1])
             f.server_error = f.rate_limit = f.slow = f.truncate = f.duplicate = f.extra_fields = rate
         for attr, name in (("server_error", "5XX"), ("rate_limit", "429"), ("slow", "SLOW"),
                            ("truncate", "TRUNCATE"), ("duplicate", "DUPLICATE"), ("extra_fields", "EXTRA_FIELDS"),
-                           ("malformed", "MALFORMED")):
-            if env.get(f"SIM_FAULT_{name}"):
-                setattr(f, attr, float(env[f"SIM_FAULT_{name}"]))
-        if env.get("SIM_FAULT_OMIT_FIELDS"):
-            f.omit_fields = tuple(x.strip() for x in env["SIM_FAULT_OMIT_FIELDS"].split(",") if x.strip())
-        if env.get("SIM_FAULT_OMIT_SHARE"):
-            f.omit_share = float(env["SIM_FAULT_OMIT_SHARE"])
-        if env.get("SIM_FAULT_DROP"):
-            f.drop = float(env["SIM_FAULT_DROP"])
-        f.retry_after = int(env.get("SIM_FAULT_RETRY_AFTER", f.retry_after))
-        f.slow_seconds = float(env.get("SIM_FAULT_SLOW_SECONDS", f.slow_seconds))
-        f.seed = int(env.get("SIM_FAULT_SEED", f.seed))
+                           ("malformed", "MALFORMED"), ("omit_share", "OMIT_SHARE"), ("drop", "DROP")):
+            if env_value(f"SIM_FAULT_{name}", env):
+                setattr(f, attr, float(env_value(f"SIM_FAULT_{name}", env)))
+        if env_value("SIM_FAULT_OMIT_FIELDS", env):
+            f.omit_fields = tuple(x.strip() for x in env_value("SIM_FAULT_OMIT_FIELDS", env).split(",") if x.strip())
+        f.retry_after = int(env_value("SIM_FAULT_RETRY_AFTER", env, str(f.retry_after)))
+        f.slow_seconds = float(env_value("SIM_FAULT_SLOW_SECONDS", env, str(f.slow_seconds)))
+        f.seed = int(env_value("SIM_FAULT_SEED", env, str(f.seed)))
         return f
 
 

@@ -66,10 +66,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
+from pipeline.settings import PROJECT_ROOT, env_value
 from warehouse.credentials import CredentialStore
 from warehouse.errors import WarehouseError
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = PROJECT_ROOT / ".local" / "warehouse" / "pgdata"
 DEFAULT_PORT = 55432
 DEFAULT_HOST = "127.0.0.1"
@@ -120,8 +120,8 @@ class Settings:
         env = os.environ if environ is None else environ
 
         def get(name: str) -> str | None:
-            # An empty variable means "unset", as `FOO= make up` users expect.
-            return env.get(name) or None
+            # Through the project's one settings module; an empty variable means "unset".
+            return env.get(name) or None if name == "APPLICANT_SALT" else env_value(name, env)
 
         data_dir = Path(get("WAREHOUSE_DATA_DIR") or DEFAULT_DATA_DIR).expanduser().resolve()
         credentials = get("WAREHOUSE_CREDENTIALS_FILE")

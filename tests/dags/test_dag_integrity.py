@@ -225,22 +225,24 @@ def test_parse_is_light(parsed):
 
 
 def test_dag_wires_existing_pipeline_functions():
-    """Every function the DAG calls exists in ``ingestion.pipeline`` with the parameters it passes."""
-    from ingestion import pipeline
+    """Every function the DAG calls exists in ``ingestion.loads`` / ``pipeline.runs`` with the parameters
+    it passes."""
+    from ingestion import loads
+    from pipeline import runs
 
     calls = {
-        "begin_night": {"run_id", "interval_start", "interval_end", "settings"},
-        "refresh_reference": {"run_id", "settings"},
-        "plan_dossier_partitions": {"settings"},
-        "pull_dossiers": {"run_id", "partition", "interval_start", "interval_end", "settings"},
-        "complete_partitions": {"run_id", "interval_start", "interval_end", "results", "settings"},
-        "load_workbooks": {"run_id", "settings"},
-        "finish_night": {"run_id", "as_of", "results", "states", "settings"},
+        (runs, "begin_night"): {"run_id", "interval_start", "interval_end", "settings"},
+        (loads, "refresh_reference"): {"run_id", "settings"},
+        (loads, "plan_dossier_partitions"): {"settings"},
+        (loads, "pull_dossiers"): {"run_id", "partition", "interval_start", "interval_end", "settings"},
+        (loads, "complete_partitions"): {"run_id", "interval_start", "interval_end", "results", "settings"},
+        (loads, "load_workbooks"): {"run_id", "settings"},
+        (runs, "finish_night"): {"run_id", "as_of", "results", "states", "settings"},
     }
     source = DAG_FILE.read_text()
-    for name, params in calls.items():
-        assert f"pipeline.{name}(" in source
-        assert params <= set(inspect.signature(getattr(pipeline, name)).parameters), name
+    for (module, name), params in calls.items():
+        assert f"{module.__name__.rsplit('.', 1)[-1]}.{name}(" in source, name
+        assert params <= set(inspect.signature(getattr(module, name)).parameters), name
 
 
 GLUE_PROBE = """
@@ -248,7 +250,7 @@ GLUE_PROBE = """
     from datetime import datetime, timezone
     from types import SimpleNamespace
 
-    from ingestion import orchestration as m
+    from pipeline import orchestration as m
 
     utc = timezone.utc
     ctx = {{"run_id": "scheduled__2023-09-30T18:00:00+00:00",

@@ -1,4 +1,4 @@
-"""``ingestion.notify``: the task failure callback writes its alert line and never raises; alerts carry no
+"""``pipeline.alerts``: the task failure callback writes its alert line and never raises; alerts carry no
 record content and no secret; Slack text is escaped; e-mail goes over TLS unless TLS is turned off."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from types import SimpleNamespace
 import psycopg
 import pytest
 
-from ingestion import notify
+from pipeline import alerts as notify
 from tests.support.postgres import throwaway_warehouse
 
 ALERT_VARS = ("ALERT_SLACK_WEBHOOK_URL", "ALERT_SMTP_HOST", "ALERT_SMTP_PORT", "ALERT_SMTP_USER",
@@ -347,7 +347,7 @@ def test_the_smtp_password_is_never_echoed_nor_sent_in_clear(reports, monkeypatc
         monkeypatch.setenv("ALERT_SMTP_CA_FILE", str(cert))
         monkeypatch.setenv("ALERT_SMTP_USER", "alerts@example.vn")
         monkeypatch.setenv("ALERT_SMTP_PASSWORD", password)
-        with caplog.at_level(logging.WARNING, logger="ingestion.notify"):
+        with caplog.at_level(logging.WARNING, logger="pipeline.alerts"):
             rejected = notify.deliver(notify.build_alert(_context()))
         monkeypatch.setenv("ALERT_SMTP_TLS", "off")
         in_clear = notify.deliver(notify.build_alert(_context()))

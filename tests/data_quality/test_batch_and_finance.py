@@ -17,9 +17,10 @@ import psycopg
 import pytest
 
 from expectations.validate import CriticalDataQualityError, release_batch, run_data_quality
-from ingestion import pipeline
-from ingestion.settings import Settings
+from ingestion import loads
 from ops.dbt import run_dbt
+from pipeline import runs
+from pipeline.settings import Settings
 from simulator.__main__ import investors
 from simulator.finance import write_workbooks
 from simulator.province import Province
@@ -47,10 +48,10 @@ def env(tmp_path_factory):
                                       "HISTORY_START": "2023-01-01", "FINANCE_INBOX": str(tmp / "inbox"),
                                       "REPORTS_DIR": str(tmp / "reports"), "GX_PROJECT_DIR": str(tmp / "gx"),
                                       "INGEST_LOOKBACK_MINUTES": "0"}, warehouse_url=wh.urls["writer"])
-        pipeline.start_run("clean", None, NIGHT, settings)
-        pipeline.refresh_reference("clean", NIGHT, settings)
-        pipeline.pull_dossiers("clean", "*", NIGHT, settings=settings)
-        pipeline.load_workbooks("clean", settings)
+        runs.start_run("clean", None, NIGHT, settings)
+        loads.refresh_reference("clean", NIGHT, settings)
+        loads.pull_dossiers("clean", "*", NIGHT, settings=settings)
+        loads.load_workbooks("clean", settings)
         build_staging(wh.urls["writer"], NIGHT)
         summary = run_data_quality("clean", NIGHT, settings, notify=False)
         yield {"wh": wh, "url": wh.urls["writer"], "admin": wh.urls["admin"], "settings": settings, "sim": sim,
@@ -70,7 +71,7 @@ def stopped(env: dict, run_id: str) -> CriticalDataQualityError:
     """Run the data-quality stage for ``run_id``, expecting the critical stop; check what it left behind.
     The stopped batch is then released (as the data team would once it has seen it), so that the next
     tests' batches do not include it."""
-    pipeline.start_run(run_id, None, NIGHT, env["settings"])
+    runs.start_run(run_id, None, NIGHT, env["settings"])
     with pytest.raises(CriticalDataQualityError) as caught:
         run_data_quality(run_id, NIGHT, env["settings"], notify=False)
     with psycopg.connect(env["url"]) as conn:
@@ -101,7 +102,7 @@ def test_a_previous_version_s_checkpoints_do_not_break_the_run(env):
     checkpoint = json.loads((gx / "checkpoints" / "batch.json").read_text())
     checkpoint["validation_definitions"].append({"id": stale["id"], "name": "batch.raw.gone"})
     (gx / "checkpoints" / "batch.json").write_text(json.dumps(checkpoint))
-    pipeline.start_run("upgrade", None, NIGHT, env["settings"])
+    runs.start_run("upgrade", None, NIGHT, env["settings"])
     summary = run_data_quality("upgrade", NIGHT, env["settings"], notify=False)
     assert summary["batch"]["status"] == "passed"
 
@@ -223,7 +224,7 @@ def test_workbook_rules_flag_broken_rows(env):
                             "is_carried_over, plan_pm, plan_province, disbursed_cumulative, investor_code "
                             "FROM raw.disbursement_rows ORDER BY report_date").fetchall()
         units = {u for (u,) in conn.execute("SELECT record_key FROM raw.reference_versions WHERE source = 'units'")}
-    pipeline.start_run("fin", None, NIGHT, env["settings"])
+    runs.start_run("fin", None, NIGHT, env["settings"])
     run_data_quality("fin", NIGHT, env["settings"], notify=False)
     expected: dict[str, set[str]] = {}
     previous: dict[tuple, Decimal] = {}

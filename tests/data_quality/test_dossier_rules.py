@@ -21,9 +21,10 @@ import pytest
 
 from expectations.rules import RULE_IDS
 from expectations.validate import run_data_quality
-from ingestion import pipeline
-from ingestion.settings import Settings
+from ingestion import loads
 from ops.dbt import run_dbt
+from pipeline import runs
+from pipeline.settings import Settings
 from simulator.province import Province
 from simulator.scenario import DEFAULT_DEFECT_RATES, Scenario
 from simulator.static import StaticProvince
@@ -158,9 +159,9 @@ class SlackCatcher:
 def night(state: dict, run_id: str, as_of: datetime) -> dict:
     """One nightly run's stages up to the data-quality marts (what the DAG does, minus Airflow)."""
     settings = state["settings"]
-    pipeline.start_run(run_id, as_of - timedelta(days=1), as_of, settings)
-    pipeline.refresh_reference(run_id, as_of, settings)
-    pipeline.pull_dossiers(run_id, "*", as_of, settings=settings)
+    runs.start_run(run_id, as_of - timedelta(days=1), as_of, settings)
+    loads.refresh_reference(run_id, as_of, settings)
+    loads.pull_dossiers(run_id, "*", as_of, settings=settings)
     dbt_vars = json.dumps({"as_of": as_of.isoformat(), "incremental_lookback_minutes": 0})
     proc = run_dbt(["build", "--select", *STAGING_AND_DQ, "--exclude", "tag:history_scan", "--vars", dbt_vars],
                    state["url"])

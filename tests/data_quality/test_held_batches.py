@@ -19,9 +19,10 @@ import psycopg
 import pytest
 
 from expectations.validate import CriticalDataQualityError, run_data_quality
-from ingestion import pipeline
-from ingestion.settings import Settings
+from ingestion import loads
 from ops.dbt import run_dbt
+from pipeline import runs
+from pipeline.settings import Settings
 from simulator.province import Province
 from simulator.scenario import Scenario
 from simulator.server import Faults, _hits
@@ -53,9 +54,9 @@ def night(env: dict, run_id: str, when: datetime, faults: Faults | None = None) 
     critical error."""
     env["province"].set_clock(when)
     env["sim"].api.faults = faults or Faults()
-    pipeline.start_run(run_id, when - timedelta(days=1), when, env["settings"])
-    pipeline.refresh_reference(run_id, when, env["settings"])
-    pulled = pipeline.pull_dossiers(run_id, "*", when, settings=env["settings"])
+    runs.start_run(run_id, when - timedelta(days=1), when, env["settings"])
+    loads.refresh_reference(run_id, when, env["settings"])
+    pulled = loads.pull_dossiers(run_id, "*", when, settings=env["settings"])
     proc = run_dbt(["build", "--select", "dq_dossiers"], env["url"])  # it reads no as-of: no --vars, no re-parse
     assert proc.returncode == 0, proc.stdout[-3000:]
     return {"pulled": pulled, **validate(env, run_id, when)}
@@ -63,7 +64,7 @@ def night(env: dict, run_id: str, when: datetime, faults: Faults | None = None) 
 
 def validate(env: dict, run_id: str, when: datetime) -> dict:
     """The batch and dossier checks of ``run_id`` at ``when``: the summary, or the critical error."""
-    pipeline.start_run(run_id, when - timedelta(days=1), when, env["settings"])
+    runs.start_run(run_id, when - timedelta(days=1), when, env["settings"])
     try:
         return {"summary": run_data_quality(run_id, when, env["settings"], notify=False, finance=False,
                                             digest=False)}

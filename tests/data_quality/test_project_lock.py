@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from expectations.validate import project_lock
-from ingestion.settings import Settings
+from pipeline.settings import Settings
 
 
 def test_a_second_validation_waits_for_the_first(tmp_path: Path):

@@ -14,9 +14,9 @@ from decimal import Decimal
 import psycopg
 import pytest
 
-from ingestion import pipeline
-from ingestion.settings import Settings
+from ingestion import loads
 from ops.dbt import run_dbt
+from pipeline.settings import Settings
 from simulator.__main__ import investors
 from simulator.finance import write_workbooks
 from simulator.province import Province
@@ -94,9 +94,9 @@ def built(tmp_path_factory):
         settings = Settings.from_env({"PROCEDURE_API_URL": sim.url, "PROCEDURE_API_TOKEN": sim.token,
                                       "HISTORY_START": "2023-01-01", "FINANCE_INBOX": str(inbox)},
                                      warehouse_url=wh.urls["writer"])
-        pipeline.refresh_reference("e2e", AS_OF, settings)
-        pipeline.pull_dossiers("e2e", "*", AS_OF, settings=settings)
-        pipeline.load_workbooks("e2e", settings)
+        loads.refresh_reference("e2e", AS_OF, settings)
+        loads.pull_dossiers("e2e", "*", AS_OF, settings=settings)
+        loads.load_workbooks("e2e", settings)
         proc = run_dbt(["build", "--vars", json.dumps({"as_of": AS_OF.isoformat()})], wh.urls["writer"])
         assert proc.returncode == 0, proc.stdout[-6000:]
         expected = compute_marts(list(province.iter_all()), province.unit_records(), province.procedure_records(),
@@ -138,8 +138,8 @@ def test_incremental_nights_equal_a_full_refresh(tmp_path):
         night = datetime(2023, 6, 20, 1)
         for n in range(4):
             province.set_clock(night)
-            pipeline.refresh_reference(f"n{n}", night, settings)
-            pipeline.pull_dossiers(f"n{n}", "*", night, settings=settings)
+            loads.refresh_reference(f"n{n}", night, settings)
+            loads.pull_dossiers(f"n{n}", "*", night, settings=settings)
             total = len(province.index.rows)
             # Nights seconds apart: no wall-clock look-back, or every night would rebuild everything.
             proc = run_dbt(["build", "--vars", json.dumps({"as_of": night.isoformat(),

@@ -22,8 +22,8 @@ import pytest
 from psycopg.rows import dict_row
 
 from ingestion import finance, pipeline
-from ingestion.settings import Settings
 from ops.dbt import DBT_PROJECT_DIR, MANIFEST_PATH, TARGET_PATH, dbt_env, ensure_manifest, run_dbt
+from pipeline.settings import Settings
 from simulator.__main__ import investors
 from simulator.finance import write_workbooks
 from simulator.province import Province

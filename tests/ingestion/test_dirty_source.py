@@ -22,9 +22,10 @@ import orjson
 import psycopg
 import pytest
 
-from ingestion import pipeline
+from ingestion import loads
 from ingestion.client import ProcedureApiClient
-from ingestion.settings import Settings
+from pipeline import runs
+from pipeline.settings import Settings
 from simulator.province import Province
 from simulator.scenario import Scenario
 from simulator.static import RawRecord, StaticProvince
@@ -64,8 +65,8 @@ def settings_for(source, writer: str, **overrides) -> Settings:
 
 
 def pull(settings: Settings, run_id: str, night: datetime = NIGHT) -> dict:
-    pipeline.start_run(run_id, night - timedelta(days=1), night, settings)
-    return pipeline.pull_dossiers(run_id, "*", night, night - timedelta(days=1), settings)
+    runs.start_run(run_id, night - timedelta(days=1), night, settings)
+    return loads.pull_dossiers(run_id, "*", night, night - timedelta(days=1), settings)
 
 
 def rows(writer: str, sql: str, params=()) -> list[tuple]:
@@ -363,8 +364,8 @@ def test_a_reference_list_that_vanishes_is_refused_and_yesterdays_stays(base, wr
 
         def refresh(run_id: str, accept: str = "") -> dict:
             s = settings if not accept else settings_for(source, writer, REFERENCE_ACCEPT_CHANGES=accept)
-            pipeline.start_run(run_id, None, NIGHT, s)
-            return pipeline.refresh_reference(run_id, NIGHT, s)["units"]
+            runs.start_run(run_id, None, NIGHT, s)
+            return loads.refresh_reference(run_id, NIGHT, s)["units"]
 
         def landed() -> set[str]:
             return {u for (u,) in rows(writer, "SELECT unit_code FROM raw.units")}

@@ -17,9 +17,10 @@ from datetime import date, datetime, timedelta
 import psycopg
 import pytest
 
-from ingestion import pipeline
+from ingestion import loads
 from ingestion.client import ApiError, ProcedureApiClient
-from ingestion.settings import Settings
+from pipeline import runs
+from pipeline.settings import Settings
 from simulator.province import Province
 from simulator.scenario import Scenario
 from simulator.server import Faults
@@ -59,9 +60,9 @@ def settings_for(sim, writer: str, **overrides) -> Settings:
 
 
 def ingest(settings: Settings, run_id: str, night: datetime = NIGHT) -> dict:
-    pipeline.start_run(run_id, night - timedelta(days=1), night, settings)
-    reference = pipeline.refresh_reference(run_id, night, settings)
-    dossiers = pipeline.pull_dossiers(run_id, "*", night, night - timedelta(days=1), settings)
+    runs.start_run(run_id, night - timedelta(days=1), night, settings)
+    reference = loads.refresh_reference(run_id, night, settings)
+    dossiers = loads.pull_dossiers(run_id, "*", night, night - timedelta(days=1), settings)
     return {"reference": reference, "dossiers": dossiers}
 
 
@@ -207,7 +208,7 @@ def test_a_run_killed_mid_window_recovers_on_rerun(province, writer):
     with running_simulator(province, Faults(slow=1.0, slow_seconds=0.15)) as sim:
         env = {**os.environ, "PROCEDURE_API_URL": sim.url, "PROCEDURE_API_TOKEN": sim.token,
                "HISTORY_START": "2023-01-01", "WAREHOUSE_WRITER_URL": writer, "PROCEDURE_API_PAGE_SIZE": "50"}
-        code = ("from datetime import datetime; from ingestion.pipeline import pull_dossiers; "
+        code = ("from datetime import datetime; from ingestion.loads import pull_dossiers; "
                 "pull_dossiers('killed', '*', datetime(2023, 4, 1, 1))")
         child = subprocess.Popen([sys.executable, "-c", code], env=env)
         try:
@@ -241,18 +242,18 @@ def test_a_run_killed_mid_window_recovers_on_rerun(province, writer):
             return any(start <= t < end for start, end in committed)
         assert versions == {k: r for k, r in expected.items() if in_committed(r["NgayCapNhat"])}
         assert len(versions) < len(expected)
-        pipeline.pull_dossiers("rerun", "*", NIGHT, settings=settings_for(sim, writer))
+        loads.pull_dossiers("rerun", "*", NIGHT, settings=settings_for(sim, writer))
     assert current_state(writer) == truth(province)
 
 
 def test_partitioned_pull_covers_everything(province, writer):
     with running_simulator(province) as sim:
         s = settings_for(sim, writer, INGEST_PARTITION="district")
-        partitions = pipeline.plan_dossier_partitions(s)
+        partitions = loads.plan_dossier_partitions(s)
         assert len(partitions) > 18
-        pipeline.refresh_reference("part", NIGHT, s)
-        results = [pipeline.pull_dossiers("part", p, NIGHT, settings=s) for p in partitions]
-        completion = pipeline.complete_partitions("part", NIGHT, results, settings=s)
+        loads.refresh_reference("part", NIGHT, s)
+        results = [loads.pull_dossiers("part", p, NIGHT, settings=s) for p in partitions]
+        completion = loads.complete_partitions("part", NIGHT, results, settings=s)
     # Dossiers of the province unit itself are in no partition: the completion step fetched them.
     assert completion["fetched"] > 0
     assert current_state(writer) == truth(province)

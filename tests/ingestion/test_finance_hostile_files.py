@@ -28,7 +28,7 @@ from psycopg.rows import dict_row
 
 from ingestion import finance
 from ingestion.finance import CellError, load_inbox, parse_amount
-from ingestion.settings import Settings
+from pipeline.settings import Settings
 from tests.support.postgres import throwaway_warehouse
 
 RUN = "hostile-run"

@@ -321,7 +321,7 @@ def deliver(alert: Mapping[str, Any], env: Mapping[str, str] | None = None) -> d
         outcome["file"] = f"ok: {write_alert(alert, env)}"
     except Exception as exc:  # the file is the last resort: say so on stderr
         outcome["file"] = f"error: {exc!r}"
-        print(f"ingestion.notify: could not write the alert file: {exc!r}\n{format_message(alert)}",
+        print(f"pipeline.alerts: could not write the alert file: {exc!r}\n{format_message(alert)}",
               file=sys.stderr)
     timeout = _timeout(env)
     outcome.update(_channels(env, lambda url: send_slack(alert, url, timeout),
@@ -339,7 +339,7 @@ def notify_event(event: str, message: str, details: Mapping[str, Any] | None = N
     try:
         return deliver(alert, env)
     except Exception:  # pragma: no cover - deliver never raises; belt and braces
-        log.exception("ingestion.notify failed")
+        log.exception("pipeline.alerts failed")
         return {}
 
 
@@ -357,4 +357,4 @@ def notify_task_failure(context: Mapping[str, Any], consequence: str | None = No
         outcome = deliver(alert)
         log.info("Failure alert for %s.%s: %s", alert.get("dag_id"), alert.get("task_id"), outcome)
     except Exception:  # pragma: no cover - belt and braces: nothing may escape a failure callback
-        log.exception("ingestion.notify failed")
+        log.exception("pipeline.alerts failed")

@@ -10,7 +10,7 @@ from typing import Any
 
 import pendulum
 
-from ingestion.settings import LOCAL_TZ, Settings, interval_end_for
+from pipeline.settings import LOCAL_TZ, Settings, interval_end_for
 
 API_CONN_ID = "procedure_api"
 
