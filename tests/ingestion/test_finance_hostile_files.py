@@ -480,14 +480,14 @@ def test_unreadable_entries_are_refused_and_retried_only_once_changed(db, writer
 
 def test_a_file_vanishing_between_listing_and_reading_is_refused(db, writer_url, inbox, monkeypatch):
     victim = save_book(inbox / "giai-ngan-2023-01-31.xlsx")
-    list_inbox = finance._candidates
+    list_inbox = finance.loader.candidates
 
     def listing_then_removal(folder):
         found = list_inbox(folder)
         victim.unlink()  # moved away by someone right after the loader listed the inbox
         return found
 
-    monkeypatch.setattr(finance, "_candidates", listing_then_removal)
+    monkeypatch.setattr(finance.loader, "candidates", listing_then_removal)
     _result, outcomes = load(writer_url, inbox)
 
     assert_rejected(db, outcomes, victim.name, None, None, "FileNotFoundError", "moved or deleted")
@@ -562,22 +562,22 @@ def test_file_names_that_are_not_utf8_are_stored_escaped(db, writer_url, inbox):
 
 def test_any_unexpected_exception_rejects_that_file_only(db, writer_url, inbox, monkeypatch):
     # Faults no check foresees, injected at two seams: while a cell is parsed and while the bytes are read.
-    parse_name = finance._PARSERS["TenDuAn"]
+    parse_name = finance.workbook._PARSERS["TenDuAn"]
 
     def bug_on_one_name(value):
         if value == "gây lỗi":
             raise KeyError("an unforeseen bug")
         return parse_name(value)
 
-    check_archive = finance.archive_problem
+    check_archive = finance.inbox.archive_problem
 
     def bug_on_one_file(content, cap):
         if b"odd-file" in content:
             raise MemoryError("out of memory")
         return check_archive(content, cap)
 
-    monkeypatch.setitem(finance._PARSERS, "TenDuAn", bug_on_one_name)
-    monkeypatch.setattr(finance, "archive_problem", bug_on_one_file)
+    monkeypatch.setitem(finance.workbook._PARSERS, "TenDuAn", bug_on_one_name)
+    monkeypatch.setattr(finance.inbox, "archive_problem", bug_on_one_file)
     save_book(inbox / "giai-ngan-2023-01-31.xlsx", edit=with_cell(3, "TenDuAn", "gây lỗi"))
     (inbox / "giai-ngan-2023-02-28.xlsx").write_bytes(b"odd-file")
 

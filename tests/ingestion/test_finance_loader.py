@@ -435,7 +435,7 @@ def test_failure_mid_load_keeps_the_previous_rows(db, writer_url, clean_truth, c
         assert remaining == 0
         raise RuntimeError("connection lost during COPY")
 
-    monkeypatch.setattr(finance, "_copy_rows", copy_fails)
+    monkeypatch.setattr(finance.loader, "_copy_rows", copy_fails)
     with pytest.raises(RuntimeError, match="during COPY"):
         load_inbox(writer_url, clean_inbox, "failing-run")
     assert snapshot(db) == before
