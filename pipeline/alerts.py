@@ -1,32 +1,65 @@
-"""Failure alerts of the pipeline's Airflow tasks: a task-level ``on_failure_callback``.
+"""Alerts of the pipeline: a task-level ``on_failure_callback``, one-off events and the data-quality digest.
 
 ``notify_task_failure(context)`` is called by Airflow with the task's context when a task fails for
-good (after its last retry). It
+good (after its last retry); ``notify_event`` records an alert that is not a task failure (a night that
+could not take in everything); ``deliver_message`` sends a message such as the digest. Each
 
-1. always appends one JSON line to ``<REPORTS_DIR>/alerts.log`` (``event``, ``at`` (UTC), ``dag_id``,
-   ``task_id``, ``map_index``, ``run_id``, ``try_number``, ``max_tries``, ``logical_date``,
-   ``data_interval_start``/``_end``, ``exception``);
-2. posts it to a Slack incoming webhook when ``ALERT_SLACK_WEBHOOK_URL`` is set;
-3. e-mails it over SMTP when ``ALERT_SMTP_HOST`` and ``ALERT_EMAIL_TO`` are set.
+1. appends one JSON line to ``<REPORTS_DIR>/alerts.log`` (alerts only, not the digest: ``event``, ``at``
+   (UTC), ``dag_id``, ``task_id``, ``map_index``, ``run_id``, ``try_number``, ``max_tries``,
+   ``logical_date``, ``data_interval_start``/``_end``, ``exception``);
+2. posts to Slack through the Slack provider's ``SlackWebhookNotifier`` when the Airflow connection
+   ``ALERT_SLACK_CONN_ID`` (default ``cchc_slack``) exists;
+3. e-mails ``ALERT_EMAIL_TO`` through the SMTP provider's ``SmtpNotifier`` when the Airflow connection
+   ``ALERT_SMTP_CONN_ID`` (default ``cchc_smtp``) exists and ``ALERT_EMAIL_TO`` is set.
 
-It never raises: each channel's error is logged (and the file's, written to stderr), so a broken
-notifier cannot mask the task's own failure.
+A connection that does not exist turns its channel off (``"skipped"``), no error. Nothing here raises:
+each channel's error is logged and returned as its outcome (the file's is also written to stderr), so a
+broken notifier cannot mask the task's own failure.
 
 | variable | default | meaning |
 |---|---|---|
-| ``REPORTS_DIR`` | ``<project>/reports`` | ``alerts.log`` is written here |
-| ``ALERT_SLACK_WEBHOOK_URL`` | unset: no Slack | Slack incoming-webhook URL (secret) |
-| ``ALERT_SMTP_HOST`` | unset: no e-mail | SMTP server |
-| ``ALERT_SMTP_PORT`` | ``25`` | its port; ``465`` means implicit TLS, any other port STARTTLS |
-| ``ALERT_SMTP_TLS`` | ``on`` | ``on``: TLS required, certificate checked (no STARTTLS: not sent); ``off``: plain |
-| ``ALERT_SMTP_CA_FILE`` | unset: the system's CAs | PEM file of the CA of the server's certificate (internal CA) |
-| ``ALERT_SMTP_USER`` / ``ALERT_SMTP_PASSWORD`` | unset: no login | SMTP credentials (secret); sent only over TLS |
-| ``ALERT_EMAIL_FROM`` | ``ALERT_SMTP_USER``, else ``cchc-pipeline@localhost`` | sender |
+| ``REPORTS_DIR`` | ``reports`` | ``alerts.log`` is written here |
+| ``ALERT_SLACK_CONN_ID`` | ``cchc_slack`` | Airflow connection of the Slack incoming webhook |
+| ``ALERT_SMTP_CONN_ID`` | ``cchc_smtp`` | Airflow connection of the SMTP server |
+| ``ALERT_EMAIL_FROM`` | the connection's ``from_email``, else its login | sender (else ``DEFAULT_SENDER``) |
 | ``ALERT_EMAIL_TO`` | unset: no e-mail | recipients, comma-separated |
-| ``ALERT_TIMEOUT_SECONDS`` | ``10`` | network timeout of each channel |
 
-``ALERT_SMTP_TLS=off`` is for a relay on the same host or a trusted network: it sends no login (with
-``ALERT_SMTP_USER`` set the send fails rather than put the password on the wire in clear).
+The secrets (webhook token, SMTP password) live in the connections only, defined like any Airflow
+connection: ``AIRFLOW_CONN_CCHC_SLACK`` / ``AIRFLOW_CONN_CCHC_SMTP`` as JSON or URI, a secrets backend,
+or (inside tasks) Airflow's connection store::
+
+    AIRFLOW_CONN_CCHC_SLACK='{"conn_type": "slackwebhook", "password": "https://hooks.slack.com/services/T…/B…/…"}'
+    AIRFLOW_CONN_CCHC_SMTP='{"conn_type": "smtp", "host": "smtp.example.vn", "port": 587, "login": "alerts@example.vn",
+                             "password": "…", "extra": {"disable_ssl": true}}'
+
+Where the connections are found. Inside an Airflow task the task SDK resolves them (the worker's
+``AIRFLOW_CONN_*`` variables, then the API server: secrets backend, variables, metadata database).
+Outside a task (``python -m expectations validate``, a test calling ``deliver_message``) the same SDK call
+reads this process's ``AIRFLOW_CONN_*`` variables and any secrets backend configured, but not the metadata
+database — checked: an ``AIRFLOW_CONN_CCHC_SLACK`` variable is found outside a task, so this module does
+not parse connections itself. A connection kept only in the metadata database therefore alerts from tasks
+only. The ``env`` arguments below give the plain variables (``ALERT_*``, ``REPORTS_DIR``); connections
+always come from Airflow. The variables are read one by one with ``pipeline.settings.env_value``, not
+through ``Settings.from_env``: that resolves the warehouse and validates every other setting, and a failure
+callback must alert even when one of those is what is broken.
+
+E-mail security, as the SMTP provider (3.2) does it, read in its source and checked by the tests:
+
+- the connection uses implicit TLS (``smtplib.SMTP_SSL``, port 465 by default) unless its extras say
+  ``"disable_ssl": true``, and then STARTTLS unless they say ``"disable_tls": true``. Both are on by
+  default, which suits no ordinary server (STARTTLS inside implicit TLS), so a connection names one:
+  port 465 ``{"disable_tls": true}``; port 587 or 25 with STARTTLS ``{"disable_ssl": true}``;
+- STARTTLS is required when on: a server that does not offer it gets nothing (smtplib's
+  ``SMTPNotSupportedError``, before any MAIL command), never a message in clear;
+- certificates are verified: the provider's context is ``ssl.create_default_context()`` (the system's
+  CAs, hostname checked). To trust an internal CA, point ``SSL_CERT_FILE`` at a PEM bundle holding it
+  (with the public CAs if other TLS clients of the process need them): OpenSSL reads it when the context
+  is made. ``"ssl_context": "none"`` (no verification) is refused here;
+- "TLS off", for a relay on localhost or a trusted network: ``{"disable_ssl": true, "disable_tls": true}``,
+  e.g. ``AIRFLOW_CONN_CCHC_SMTP='smtp://localhost:25?disable_ssl=true&disable_tls=true'``. Without TLS a
+  connection with a password (or OAuth2) is refused here rather than sending credentials in clear;
+- the provider reads ``disable_ssl``/``disable_tls`` with ``bool()``, so the text ``"false"`` would turn
+  TLS *off*: such a value is refused here (``true``/``false`` in JSON extras, or ``true`` in a URI).
 
 What an alert may carry. The records of the pipeline hold personal data (applicants' names, phone
 numbers, e-mail addresses) and alerts go to chat rooms and mailboxes, so an alert names the failure and
@@ -34,55 +67,63 @@ never quotes a record: an exception is cut to its message (``describe_exception`
 error, psycopg's ``diag.message_primary``, without the DETAIL and CONTEXT lines that quote the row
 (``COPY dossier_versions, line 3, column payload: "{...}"``); for any other, its first line — at most
 ``MAX_EXCEPTION_CHARS`` characters. Secrets are masked in whatever an alert or a channel's outcome says
-(``redact``): passwords in URLs and ``password=`` settings, and the value of every variable whose name
-says it is a secret (``*PASSWORD*``, ``*TOKEN*``, ``*SECRET*``, ``*WEBHOOK*``, ``*SALT*``, ``*_KEY``),
-with the SMTP password's base64 forms an SMTP server could echo. The full traceback stays in the task's
-own log.
+(``redact``): passwords in URLs and ``password=`` settings, the value of every variable whose name says it
+is a secret (``*PASSWORD*``, ``*TOKEN*``, ``*SECRET*``, ``*WEBHOOK*``, ``*SALT*``, ``*_KEY``), the
+passwords and secret extras of the alert connections and of every ``AIRFLOW_CONN_*`` variable, the webhook
+URL, and the SMTP password's base64 forms an SMTP server could echo (AUTH PLAIN, AUTH LOGIN). A Slack error
+is reported by its type and HTTP status only (the provider's message quotes the server's answer). The
+full traceback stays in the task's own log.
 
 Slack reads its messages as mrkdwn: the quoted text is escaped (``&``, ``<``, ``>`` as ``&amp;``,
 ``&lt;``, ``&gt;``, so a unit name cannot become a link or an ``@channel`` mention), and its backticks
-are replaced by ``ˋ`` (U+02CB), so a body quoted in a code block cannot close it (nor a headline open one).
+are replaced by ``ˋ`` (U+02CB), so a body quoted in a code block cannot close it (nor a headline open one);
+links are not unfurled. The e-mail is the provider's HTML message: the body HTML-escaped in a ``<pre>``,
+the subject one line of at most 200 characters.
 
-Only the standard library is imported at module level (``requests`` when a webhook is configured),
-so DAG files can reference this module without slowing their parsing.
+The notifiers' ``notify`` is called directly, not the notifier itself: calling it renders its fields as
+Jinja templates, and an exception's message (``{{ … }}``) must stay text. Timeouts and retries are the
+connections' (``timeout`` extra: 30 s by default for both; SMTP ``retry_limit``).
+
+Only the standard library (and ``pipeline.settings``) is imported at module level, the providers when a
+message is sent, so DAG files can reference this module without slowing their parsing.
 """
 
 from __future__ import annotations
 
 import base64
+import html
 import json
 import logging
 import os
 import re
 import sys
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from pipeline.settings import env_value, project_path, variable
+
 ALERTS_FILE = "alerts.log"
 MAX_EXCEPTION_CHARS = 300
+MAX_SUBJECT_CHARS = 200
+DEFAULT_SENDER = "cchc-pipeline@localhost"
 MASK = "***"
 SECRET_NAME = re.compile(r"PASSWORD|PASSWD|TOKEN|SECRET|WEBHOOK|SALT|_KEY$|CREDENTIAL", re.I)
 MIN_SECRET_CHARS = 4  # shorter values ("on", "25") are no secrets and would mangle every text
 URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^\s/:@]*:)[^\s@/]+@", re.I)
 KEYWORD_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('[^']*'|[^\s;]+)", re.I)
+HTTP_STATUS = re.compile(r"Status Code: (\d{3})")
+CONN_PREFIX = "AIRFLOW_CONN_"
 SLACK_FENCE = "```"
-OFF = ("off", "false", "no", "0")
-ON = ("on", "true", "yes", "1")
+TRUE_TEXT = ("true", "1", "yes", "on")
 
 log = logging.getLogger(__name__)
 
 
 class InsecureSMTPError(RuntimeError):
-    """The e-mail would travel unencrypted while ``ALERT_SMTP_TLS`` requires TLS, or log in unencrypted."""
-
-
-def _get(env: Mapping[str, str], name: str, default: str | None = None) -> str | None:
-    value = env.get(name)
-    return value if value not in (None, "") else default
+    """The SMTP connection would send credentials unencrypted, or not verify the server's certificate."""
 
 
 def _iso(value: Any) -> str | None:
@@ -91,24 +132,73 @@ def _iso(value: Any) -> str | None:
     return value.isoformat() if hasattr(value, "isoformat") else str(value)
 
 
-def _secret_values(env: Mapping[str, str]) -> list[str]:
-    """Values to mask: every variable named like a secret, and the SMTP password as AUTH sends it."""
-    values = {v for k, v in env.items() if SECRET_NAME.search(k) and v and len(v) >= MIN_SECRET_CHARS}
-    password = _get(env, "ALERT_SMTP_PASSWORD")
+def _environ(env: Mapping[str, str] | None) -> Mapping[str, str]:
+    return os.environ if env is None else env
+
+
+# ------------------------------------------------------------------------------------------ secrets
+
+def _auth_forms(login: str | None, password: str) -> set[str]:
+    """``password`` and the base64 forms SMTP AUTH sends it in (an SMTP server may echo them)."""
+    forms = {password}
+    for raw in (password, f"\0{login or ''}\0{password}"):  # AUTH LOGIN and AUTH PLAIN
+        forms.add(base64.b64encode(raw.encode()).decode())
+    return forms
+
+
+def connection_secrets(conn: Any) -> set[str]:
+    """What of an Airflow connection must never appear in an alert: its password (and its SMTP AUTH forms),
+    the extras named like secrets, and for a webhook the URL the password makes."""
+    values: set[str] = set()
+    password = getattr(conn, "password", None)
     if password:
-        user = _get(env, "ALERT_SMTP_USER") or ""
-        for raw in (password, f"\0{user}\0{password}"):  # AUTH LOGIN and AUTH PLAIN
-            values.add(base64.b64encode(raw.encode()).decode())
-        values.add(password)
+        values |= _auth_forms(getattr(conn, "login", None), password)
+        host = getattr(conn, "host", None) or ""
+        if "://" not in password and host:  # the webhook URL is host + token
+            values.add(f"{host.rstrip('/')}/{password.strip().lstrip('/')}")
+    try:
+        extra = conn.extra_dejson
+    except Exception:  # an unreadable extra holds nothing we could mask
+        extra = {}
+    values |= {v for k, v in extra.items() if isinstance(v, str) and SECRET_NAME.search(k)}
+    return {v for v in values if len(v) >= MIN_SECRET_CHARS}
+
+
+def _env_connection_secrets(env: Mapping[str, str]) -> set[str]:
+    """The secrets of every connection given as an ``AIRFLOW_CONN_*`` variable (parsed as Airflow does)."""
+    values: set[str] = set()
+    given = {k: v for k, v in env.items() if k.startswith(CONN_PREFIX) and v}
+    if not given:
+        return values
+    try:
+        from airflow.sdk import Connection
+    except Exception:  # pragma: no cover - Airflow is a dependency; without it there is nothing to parse
+        return values
+    for name, value in given.items():
+        conn_id = name[len(CONN_PREFIX):].lower()
+        try:
+            conn = (Connection.from_json(value, conn_id=conn_id) if value.lstrip().startswith("{")
+                    else Connection.from_uri(value, conn_id=conn_id))
+        except Exception:  # a malformed variable is Airflow's to report; mask it whole
+            values.add(value)
+            continue
+        values |= connection_secrets(conn)
+    return values
+
+
+def _secret_values(env: Mapping[str, str], extra: tuple[str, ...] = ()) -> list[str]:
+    """Values to mask: every variable named like a secret, and ``extra`` (the connections' secrets)."""
+    values = {v for k, v in env.items() if SECRET_NAME.search(k) and v and len(v) >= MIN_SECRET_CHARS}
+    values |= {v for v in extra if v and len(v) >= MIN_SECRET_CHARS}
     return sorted(values, key=len, reverse=True)  # longest first: a secret containing another is masked whole
 
 
-def redact(text: str, env: Mapping[str, str] | None = None) -> str:
-    """``text`` with passwords in URLs and ``password=`` settings, and secret variables' values, masked."""
-    env = os.environ if env is None else env
+def redact(text: str, env: Mapping[str, str] | None = None, secrets: tuple[str, ...] = ()) -> str:
+    """``text`` with passwords in URLs and ``password=`` settings, secret variables' and connections'
+    values, and ``secrets``, masked."""
     text = URL_PASSWORD.sub(rf"\1{MASK}@", text)
     text = KEYWORD_PASSWORD.sub(rf"\1{MASK}", text)
-    for value in _secret_values(env):
+    for value in _secret_values(_environ(env), secrets):
         text = text.replace(value, MASK)
     return text
 
@@ -117,7 +207,8 @@ def _bounded(text: str, limit: int = MAX_EXCEPTION_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
-def describe_exception(exception: BaseException | str, env: Mapping[str, str] | None = None) -> str:
+def describe_exception(exception: BaseException | str, env: Mapping[str, str] | None = None,
+                       secrets: tuple[str, ...] = ()) -> str:
     """``"<type>: <message>"`` of ``exception``, safe to send: the message only (a PostgreSQL error's primary
     message, else the first line), secrets masked, at most ``MAX_EXCEPTION_CHARS`` characters."""
     if isinstance(exception, str):  # Airflow passes some failures (e.g. a killed task) as text
@@ -129,10 +220,25 @@ def describe_exception(exception: BaseException | str, env: Mapping[str, str] | 
         primary = getattr(diag, "message_primary", None) if diag is not None else None
         text = primary if isinstance(primary, str) and primary.strip() else str(exception)
     first = next((line.strip() for line in text.splitlines() if line.strip()), "")
-    return _bounded(prefix + redact(first, env)) if first else prefix.rstrip(": ")
+    # masked before it is cut: a secret cut in two would no longer be recognised
+    return _bounded(prefix + redact(first, env, secrets)) if first else prefix.rstrip(": ")
 
 
-def build_alert(context: Mapping[str, Any], env: Mapping[str, str] | None = None) -> dict[str, Any]:
+def _scrub(value: Any, env: Mapping[str, str] | None, secrets: tuple[str, ...]) -> Any:
+    """``value`` with every string in it redacted (an alert built by a caller, before it leaves)."""
+    if isinstance(value, str):
+        return redact(value, env, secrets)
+    if isinstance(value, Mapping):
+        return {k: _scrub(v, env, secrets) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrub(v, env, secrets) for v in value]
+    return value
+
+
+# ------------------------------------------------------------------------------------ the alert itself
+
+def build_alert(context: Mapping[str, Any], env: Mapping[str, str] | None = None,
+                secrets: tuple[str, ...] = ()) -> dict[str, Any]:
     """The alert record of a failed task, from its Airflow context (missing keys become ``None``); its
     ``exception`` is ``describe_exception``'s, never a record's content or a secret."""
     ti = context.get("ti") or context.get("task_instance")
@@ -150,7 +256,7 @@ def build_alert(context: Mapping[str, Any], env: Mapping[str, str] | None = None
         "logical_date": _iso(context.get("logical_date")),
         "data_interval_start": _iso(context.get("data_interval_start")),
         "data_interval_end": _iso(context.get("data_interval_end")),
-        "exception": None if exception is None else describe_exception(exception, env),
+        "exception": None if exception is None else describe_exception(exception, env, secrets),
     }
 
 
@@ -170,9 +276,13 @@ def _task_line(alert: Mapping[str, Any]) -> str:
             f"{alert.get('exception')}")
 
 
+def _details(alert: Mapping[str, Any], indent: int) -> str:
+    return json.dumps(alert, ensure_ascii=False, indent=indent, default=str)
+
+
 def reports_dir(env: Mapping[str, str] | None = None) -> Path:
-    env = os.environ if env is None else env
-    return Path(_get(env, "REPORTS_DIR", str(PROJECT_ROOT / "reports")))
+    """``REPORTS_DIR`` (relative to the project folder), where ``alerts.log`` is written."""
+    return project_path(env_value("REPORTS_DIR", env, variable("REPORTS_DIR").default))
 
 
 def write_alert(alert: Mapping[str, Any], env: Mapping[str, str] | None = None) -> Path:
@@ -183,6 +293,8 @@ def write_alert(alert: Mapping[str, Any], env: Mapping[str, str] | None = None) 
         fh.write(json.dumps(alert, ensure_ascii=False, default=str) + "\n")
     return path
 
+
+# ------------------------------------------------------------------------------------------- Slack
 
 def slack_escape(text: str) -> str:
     """``text`` as Slack mrkdwn shows it literally: ``&``, ``<``, ``>`` escaped (no links, no mentions), and
@@ -201,121 +313,196 @@ def slack_message(headline: str, body: str, bold: bool = False) -> str:
     return f"{f'*{head}*' if bold else head}\n{slack_code_block(body)}"
 
 
-def send_slack(alert: Mapping[str, Any], webhook_url: str, timeout: float = 10.0) -> None:
-    """Post the alert to a Slack incoming webhook; raises on a network error or a non-2xx answer."""
-    details = json.dumps(alert, ensure_ascii=False, indent=1, default=str)
-    send_slack_text(slack_message(format_message(alert), details), webhook_url, timeout)
+def send_slack_text(text: str, conn_id: str) -> None:
+    """Post ``text``, mrkdwn already escaped (``slack_message``), through the Slack provider's webhook
+    notifier and the connection ``conn_id``; raises on a network error or a non-200 answer."""
+    from airflow.providers.slack.notifications.slack_webhook import SlackWebhookNotifier
+
+    notifier = SlackWebhookNotifier(slack_webhook_conn_id=conn_id, text=text, unfurl_links=False,
+                                    unfurl_media=False)
+    notifier.notify({})  # not notifier(context): that renders the text as a Jinja template
 
 
-def send_slack_text(text: str, webhook_url: str, timeout: float = 10.0) -> None:
-    """Post ``text``, mrkdwn already escaped (``slack_message``), to a Slack incoming webhook; raises on a
-    network error or a non-2xx answer."""
-    import requests
-
-    response = requests.post(webhook_url, json={"text": text}, timeout=timeout)
-    response.raise_for_status()
-
-
-def send_email(alert: Mapping[str, Any], env: Mapping[str, str], timeout: float = 10.0) -> None:
-    """E-mail the alert over SMTP (``ALERT_SMTP_*``, ``ALERT_EMAIL_*``); raises on failure."""
-    send_email_text(format_message(alert), format_message(alert) + "\n\n"
-                    + json.dumps(alert, ensure_ascii=False, indent=2, default=str) + "\n", env, timeout)
+def _slack_error(exc: Exception, env: Mapping[str, str] | None, secrets: tuple[str, ...]) -> str:
+    """A Slack failure as its outcome: the provider's message quotes the server's answer, so a non-200
+    answer is reported by its status only; a network error by its (masked) message."""
+    status = HTTP_STATUS.search(str(exc))
+    if status:
+        return f"error: {type(exc).__name__} (HTTP {status.group(1)})"
+    return f"error: {describe_exception(exc, env, secrets)}"
 
 
-def smtp_tls(env: Mapping[str, str]) -> bool:
-    """Whether TLS is required (``ALERT_SMTP_TLS``, default ``on``); raises on a value that is neither."""
-    value = (_get(env, "ALERT_SMTP_TLS", "on") or "on").strip().lower()
-    if value not in ON + OFF:
-        raise ValueError(f"ALERT_SMTP_TLS={value!r}: expected on or off")
-    return value in ON
+# ------------------------------------------------------------------------------------------- e-mail
+
+def _flag(extra: Mapping[str, Any], name: str) -> bool:
+    """The SMTP provider's reading of a ``disable_*`` extra (``bool(value)``), refusing a text it would read
+    against its sense (``"false"`` is true to ``bool``)."""
+    value = extra.get(name, False)
+    if isinstance(value, str) and value.strip() and value.strip().lower() not in TRUE_TEXT:
+        raise ValueError(f"SMTP connection extra {name}={value!r}: the SMTP provider reads any non-empty text "
+                         f"as true (TLS off); write {name}: false in JSON extras, or leave it out")
+    return bool(value)
 
 
-def send_email_text(subject: str, body: str, env: Mapping[str, str], timeout: float = 10.0) -> None:
-    """E-mail ``body`` over SMTP (``ALERT_SMTP_*``, ``ALERT_EMAIL_*``); raises on failure, and with
-    ``InsecureSMTPError`` when TLS is required and the server does not offer STARTTLS (nothing is sent)."""
-    import smtplib
-    import ssl
-
-    host = _get(env, "ALERT_SMTP_HOST")
-    port = int(_get(env, "ALERT_SMTP_PORT", "25"))
-    tls = smtp_tls(env)
-    user, password = _get(env, "ALERT_SMTP_USER"), _get(env, "ALERT_SMTP_PASSWORD")
-    if user and not tls:
-        raise InsecureSMTPError("ALERT_SMTP_TLS=off with ALERT_SMTP_USER set would send the SMTP password "
-                                "unencrypted: not sending (use TLS, or a relay that needs no login)")
-    recipients = [a.strip() for a in (_get(env, "ALERT_EMAIL_TO") or "").split(",") if a.strip()]
-    message = EmailMessage()
-    message["Subject"] = " ".join(subject.split())[:200]  # one header line, whatever the subject holds
-    message["From"] = _get(env, "ALERT_EMAIL_FROM") or user or "cchc-pipeline@localhost"
-    message["To"] = ", ".join(recipients)
-    message.set_content(body)
-    # smtplib's own default context verifies nothing: a man in the middle could present any certificate
-    context = ssl.create_default_context(cafile=_get(env, "ALERT_SMTP_CA_FILE")) if tls else None
-    if tls and port == 465:
-        smtp: smtplib.SMTP = smtplib.SMTP_SSL(host, port, timeout=timeout, context=context)
-    else:
-        smtp = smtplib.SMTP(host, port, timeout=timeout)
-    with smtp:
-        if tls and port != 465:
-            smtp.ehlo()
-            if not smtp.has_extn("starttls"):
-                raise InsecureSMTPError(f"the SMTP server {host}:{port} does not offer STARTTLS: not sending "
-                                        "unencrypted (ALERT_SMTP_TLS=off allows it, for a trusted relay)")
-            smtp.starttls(context=context)
-            smtp.ehlo()
-        if user:
-            smtp.login(user, password or "")
-        smtp.send_message(message, to_addrs=recipients)
+def smtp_transport(conn: Any) -> str:
+    """How the SMTP provider will talk to the connection's server: ``"implicit TLS"``, ``"STARTTLS"``,
+    ``"implicit TLS + STARTTLS"`` or ``"plain"``. Raises ``InsecureSMTPError`` for a connection that would
+    send credentials in clear or not verify certificates, ``ValueError`` for a misleading extra."""
+    extra = conn.extra_dejson
+    implicit, starttls = not _flag(extra, "disable_ssl"), not _flag(extra, "disable_tls")
+    if extra.get("ssl_context") not in (None, "default"):
+        raise InsecureSMTPError(f"SMTP connection extra ssl_context={extra['ssl_context']!r} would not verify the "
+                                "server's certificate: not sending (trust an internal CA with SSL_CERT_FILE)")
+    if not implicit and not starttls:
+        if conn.password or str(extra.get("auth_type", "basic")) == "oauth2":
+            raise InsecureSMTPError("SMTP connection with TLS off (disable_ssl and disable_tls) and a password "
+                                    "or token would send it unencrypted: not sending (use TLS, or a relay that "
+                                    "needs no login)")
+        return "plain"
+    return " + ".join(name for name, on in (("implicit TLS", implicit), ("STARTTLS", starttls)) if on)
 
 
-def _timeout(env: Mapping[str, str]) -> float:
+def _sender(conn: Any, configured: str | None) -> str:
+    if configured:
+        return configured
+    from_extra = conn.extra_dejson.get("from_email")
+    if from_extra:
+        return str(from_extra)
+    login = getattr(conn, "login", None) or ""
+    return login if "@" in login else DEFAULT_SENDER
+
+
+def send_email_text(subject: str, body: str, conn: Any, recipients: tuple[str, ...],
+                    sender: str | None = None) -> None:
+    """E-mail ``body`` (plain text, sent HTML-escaped in a ``<pre>``) to ``recipients`` through the SMTP
+    provider's notifier and the connection ``conn``; raises on failure, and before connecting when the
+    connection is insecure (``smtp_transport``)."""
+    from airflow.providers.smtp.notifications.smtp import SmtpNotifier
+
+    transport = smtp_transport(conn)
+    notifier = SmtpNotifier(to=list(recipients), from_email=_sender(conn, sender),
+                            subject=" ".join(subject.split())[:MAX_SUBJECT_CHARS],  # one header line
+                            html_content=f"<pre>{html.escape(body)}</pre>", smtp_conn_id=conn.conn_id)
     try:
-        return float(_get(env, "ALERT_TIMEOUT_SECONDS", "10"))
-    except ValueError:
-        return 10.0
+        notifier.notify({})  # not notifier(context): that renders subject and body as Jinja templates
+    except Exception as exc:
+        if transport == "implicit TLS + STARTTLS" and "STARTTLS" in str(exc):
+            # the provider's default asks for STARTTLS inside implicit TLS, which ordinary servers refuse
+            raise RuntimeError(f"{type(exc).__name__}: {exc} (the connection has implicit TLS and STARTTLS "
+                               "both on: set disable_tls for port 465, disable_ssl for STARTTLS)") from exc
+        raise
 
 
-def _channels(env: Mapping[str, str], slack, email) -> dict[str, str]:
-    """Run the Slack and e-mail senders that are configured; never raises."""
-    outcome: dict[str, str] = {}
-    webhook = _get(env, "ALERT_SLACK_WEBHOOK_URL")
-    if webhook:
+# ----------------------------------------------------------------------------------------- channels
+
+@dataclass
+class Channels:
+    """The alert connections as Airflow resolves them (``None``: that channel is off), the recipients, and
+    what must be masked in anything sent."""
+
+    slack: Any = None
+    smtp: Any = None
+    email_from: str | None = None
+    email_to: tuple[str, ...] = ()
+    errors: dict[str, str] = field(default_factory=dict)  # a channel whose connection could not be read
+    secrets: tuple[str, ...] = ()
+
+
+def _lookup(conn_id: str) -> Any:
+    """The Airflow connection ``conn_id`` (from wherever the task SDK finds it), ``None`` if it is not
+    defined; raises for an ``AIRFLOW_CONN_<ID>`` variable that is set but unreadable."""
+    from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook
+
+    try:
+        return BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException:
+        # The SDK reports a variable it cannot parse as "not defined" (it logs the parse error at debug
+        # level only): the channel would be silently off, though somebody meant to turn it on.
+        if os.environ.get(CONN_PREFIX + conn_id.upper()):
+            raise ValueError(f"{CONN_PREFIX}{conn_id.upper()} is set but Airflow cannot read it as a connection "
+                             "(JSON or URI)") from None
+        return None
+
+
+def resolve_channels(env: Mapping[str, str] | None = None) -> Channels:
+    """The configured channels: ``ALERT_*`` from ``env`` (default: the process environment), the connections
+    from Airflow. Never raises: a connection that cannot be read is that channel's error."""
+    channels = Channels()
+    try:
+        slack_id = env_value("ALERT_SLACK_CONN_ID", env, variable("ALERT_SLACK_CONN_ID").default)
+        smtp_id = env_value("ALERT_SMTP_CONN_ID", env, variable("ALERT_SMTP_CONN_ID").default)
+        channels.email_from = env_value("ALERT_EMAIL_FROM", env)
+        channels.email_to = tuple(a.strip() for a in (env_value("ALERT_EMAIL_TO", env) or "").split(",")
+                                  if a.strip())
+    except Exception as exc:  # pragma: no cover - the declarations are static
+        channels.errors = {"slack": f"error: {exc!r}", "email": f"error: {exc!r}"}
+        return channels
+    secrets = _env_connection_secrets(_environ(env))
+    for name, conn_id in (("slack", slack_id), ("smtp", smtp_id)):
         try:
-            slack(webhook)
+            conn = _lookup(conn_id)
+        except Exception as exc:  # e.g. a malformed AIRFLOW_CONN_* value, an unreachable secrets backend
+            channels.errors["email" if name == "smtp" else name] = \
+                f"error: connection {conn_id!r}: {describe_exception(exc, env)}"
+            continue
+        setattr(channels, name, conn)
+        if conn is not None:
+            secrets |= connection_secrets(conn)
+    channels.secrets = tuple(sorted(secrets, key=len, reverse=True))
+    return channels
+
+
+def _send(channels: Channels, slack_text: str, subject: str, body: str,
+          env: Mapping[str, str] | None) -> dict[str, str]:
+    """Send through the channels that are on; never raises. Returns each channel's outcome."""
+    outcome: dict[str, str] = {}
+    secrets = channels.secrets
+    if "slack" in channels.errors:
+        outcome["slack"] = channels.errors["slack"]
+    elif channels.slack is None:
+        outcome["slack"] = "skipped"
+    else:
+        try:
+            send_slack_text(slack_text, channels.slack.conn_id)
             outcome["slack"] = "ok"
         except Exception as exc:
-            # the exception's text may contain the (secret) webhook URL: keep only its type and status
-            status = getattr(getattr(exc, "response", None), "status_code", None)
-            outcome["slack"] = f"error: {type(exc).__name__}" + (f" (HTTP {status})" if status else "")
-            log.warning("Slack message failed: %s", outcome["slack"])
+            outcome["slack"] = _slack_error(exc, env, secrets)
+    if "email" in channels.errors:
+        outcome["email"] = channels.errors["email"]
+    elif channels.smtp is None or not channels.email_to:
+        outcome["email"] = "skipped"
     else:
-        outcome["slack"] = "skipped"
-    if _get(env, "ALERT_SMTP_HOST") and _get(env, "ALERT_EMAIL_TO"):
         try:
-            email()
+            send_email_text(subject, body, channels.smtp, channels.email_to, channels.email_from)
             outcome["email"] = "ok"
         except Exception as exc:
             # an SMTP server's answer can echo what it was sent (the AUTH line): masked like the alert
-            outcome["email"] = f"error: {describe_exception(exc, env)}"
-            log.warning("E-mail failed: %s", outcome["email"])
-    else:
-        outcome["email"] = "skipped"
+            outcome["email"] = f"error: {describe_exception(exc, env, secrets)}"
+    for name, result in outcome.items():
+        if result.startswith("error"):
+            log.warning("%s alert failed: %s", name, result)
     return outcome
 
 
 def deliver_message(subject: str, body: str, env: Mapping[str, str] | None = None) -> dict[str, str]:
     """Send a message (e.g. the data-quality digest) to every configured channel; never raises. Slack gets
-    the body as a code block under the subject. Returns each channel's outcome."""
-    env = os.environ if env is None else env
-    timeout = _timeout(env)
-    return _channels(env, lambda url: send_slack_text(slack_message(subject, body, bold=True), url, timeout),
-                     lambda: send_email_text(subject, body, env, timeout))
+    the body as a code block under the subject. Returns each channel's outcome (``"ok"``, ``"skipped"`` or
+    ``"error: ..."``)."""
+    try:
+        channels = resolve_channels(env)
+        subject, body = redact(subject, env, channels.secrets), redact(body, env, channels.secrets)
+        return _send(channels, slack_message(subject, body, bold=True), subject, body, env)
+    except Exception as exc:  # pragma: no cover - belt and braces: the digest must not fail the night
+        log.exception("pipeline.alerts failed")
+        return {"error": repr(type(exc))}
 
 
-def deliver(alert: Mapping[str, Any], env: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Send ``alert`` to every configured channel; never raises. Returns each channel's outcome
-    (``"ok"``, ``"skipped"`` or ``"error: ..."``)."""
-    env = os.environ if env is None else env
+def deliver(alert: Mapping[str, Any], env: Mapping[str, str] | None = None,
+            channels: Channels | None = None) -> dict[str, str]:
+    """Write ``alert`` to ``alerts.log`` and send it to every configured channel; never raises. Returns each
+    channel's outcome (``"ok: <file>"``, ``"ok"``, ``"skipped"`` or ``"error: ..."``)."""
+    channels = resolve_channels(env) if channels is None else channels
+    alert = _scrub(dict(alert), env, channels.secrets)
     outcome: dict[str, str] = {}
     try:
         outcome["file"] = f"ok: {write_alert(alert, env)}"
@@ -323,9 +510,9 @@ def deliver(alert: Mapping[str, Any], env: Mapping[str, str] | None = None) -> d
         outcome["file"] = f"error: {exc!r}"
         print(f"pipeline.alerts: could not write the alert file: {exc!r}\n{format_message(alert)}",
               file=sys.stderr)
-    timeout = _timeout(env)
-    outcome.update(_channels(env, lambda url: send_slack(alert, url, timeout),
-                             lambda: send_email(alert, env, timeout)))
+    headline = format_message(alert)
+    outcome.update(_send(channels, slack_message(headline, _details(alert, 1)), headline,
+                         f"{headline}\n\n{_details(alert, 2)}\n", env))
     return outcome
 
 
@@ -334,10 +521,11 @@ def notify_event(event: str, message: str, details: Mapping[str, Any] | None = N
     """Record and send an alert that is not a task failure (e.g. a night that could not take in everything):
     one JSON line in ``alerts.log`` and the configured channels; never raises. ``message`` and ``details``
     must carry no record content (counts, windows, reasons)."""
-    alert = {"event": event, "at": datetime.now(UTC).isoformat(timespec="seconds"),
-             "message": redact(_bounded(message, 2000), env), **(details or {})}
     try:
-        return deliver(alert, env)
+        channels = resolve_channels(env)
+        alert = {"event": event, "at": datetime.now(UTC).isoformat(timespec="seconds"),
+                 "message": _bounded(redact(message, env, channels.secrets), 2000), **(details or {})}
+        return deliver(alert, env, channels)
     except Exception:  # pragma: no cover - deliver never raises; belt and braces
         log.exception("pipeline.alerts failed")
         return {}
@@ -347,14 +535,15 @@ def notify_task_failure(context: Mapping[str, Any], consequence: str | None = No
     """Task ``on_failure_callback``: record and send the failure (with what it means for the night, when
     the task says so); never raises."""
     try:
+        channels = resolve_channels()
         try:
-            alert = build_alert(context)
+            alert = build_alert(context, secrets=channels.secrets)
         except Exception as exc:
             alert = {"event": "task_failed", "at": datetime.now(UTC).isoformat(timespec="seconds"),
-                     "exception": None, "context_error": describe_exception(exc)}
+                     "exception": None, "context_error": describe_exception(exc, secrets=channels.secrets)}
         if consequence:
             alert["consequence"] = consequence
-        outcome = deliver(alert)
+        outcome = deliver(alert, channels=channels)
         log.info("Failure alert for %s.%s: %s", alert.get("dag_id"), alert.get("task_id"), outcome)
     except Exception:  # pragma: no cover - belt and braces: nothing may escape a failure callback
         log.exception("pipeline.alerts failed")
