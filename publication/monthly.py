@@ -11,7 +11,8 @@ separators (1.234 and 95,3% on a Vietnamese system).
 
 Text from the API (unit codes and names, the province's name) is written as text: a name starting with
 ``=`` never becomes a formula, and one starting with ``=``, ``+``, ``-`` or ``@`` carries Excel's quote
-prefix (``publication.spreadsheet``); in the HTML every such text is escaped.
+prefix (``publication.spreadsheet``). The page is the template ``publication/templates/monthly.html.j2``
+(markup and CSS), rendered with autoescaping (``publication.pages``): every such text is escaped there.
 
 Both files are built completely under temporary names in ``out_dir`` and only then renamed over the final
 names (``pipeline.files``): a reader never sees half a file, and a crash leaves either the previous files,
@@ -22,16 +23,17 @@ A month counts as published when both final names exist (``ops.publish``).
 from __future__ import annotations
 
 from datetime import date, datetime
-from html import escape
 from pathlib import Path
 
+from markupsafe import Markup
 from openpyxl import Workbook
 from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
 from openpyxl.utils import get_column_letter
 
 from pipeline.files import commit_temporary, remove_stale_temporaries, temporary_sibling
 from publication import figures as F
-from publication.formatting import fmt_date, fmt_int, fmt_month, fmt_percent
+from publication.formatting import fmt_month, fmt_percent
+from publication.pages import render_page
 from publication.spreadsheet import put
 
 MIN_RESOLVED = 10  # the ranking's default threshold (dbt var min_resolved)
@@ -43,42 +45,13 @@ BELOW = "Dưới 95%"
 MET = "Đạt"
 HEADER_ROW = 4
 
-CSS = """
-@page { size: A4 portrait; margin: 16mm 14mm 18mm; }
-* { box-sizing: border-box; }
-body { margin: 0; color: #111; background: #fff;
-       font: 11pt/1.45 'Times New Roman', 'Noto Serif', 'DejaVu Serif', serif; }
-main { max-width: 190mm; margin: 0 auto; padding: 10mm 0; }
-.masthead { font-size: 10.5pt; text-align: center; width: 50%; }
-.masthead b { display: block; text-transform: uppercase; }
-h1 { font-size: 15pt; text-align: center; text-transform: uppercase; margin: 10mm 0 2mm; }
-p.sub { text-align: center; font-style: italic; margin: 0 0 6mm; }
-h2 { font-size: 12.5pt; margin: 8mm 0 2mm; break-after: avoid; }
-.below-list { border: 1px solid #b42318; padding: 2mm 4mm; margin: 2mm 0 3mm; break-inside: avoid; }
-.below-list ol { margin: 1mm 0 1mm 6mm; padding: 0; }
-table { width: 100%; border-collapse: collapse; font-size: 10.5pt; margin: 2mm 0 4mm; }
-th, td { border: 1px solid #555; padding: 1.2mm 2mm; vertical-align: top; }
-th { background: #e8e8e8; }
-td:nth-child(2) { width: 46%; } td:last-child { white-space: nowrap; }
-td.num { text-align: right; white-space: nowrap; font-variant-numeric: tabular-nums; }
-tr.below td { background: #fde8e6; font-weight: 600; }
-tr { break-inside: avoid; }
-thead { display: table-header-group; }
-p.note, footer { font-size: 9.5pt; color: #333; }
-@media screen { body { background: #eee; } main { background: #fff; padding: 12mm 14mm; margin: 6mm auto;
-  box-shadow: 0 0 4mm rgba(0,0,0,.15); } }
-"""
-
 
 class NoRankingError(LookupError):
     """``rpt_monthly_ranking`` has no row for the month asked."""
 
 
-def _e(text: object) -> str:
-    return escape("" if text is None else str(text), quote=True)
-
-
 def title_of(month: date) -> str:
+    """The publication's title for ``month``, on the page and in the workbook."""
     return f"Công khai tỷ lệ giải quyết hồ sơ đúng hạn tháng {fmt_month(month)}"
 
 
@@ -102,63 +75,13 @@ def load(url: str, month: date) -> dict:
             "generated_at": datetime.now().replace(microsecond=0)}
 
 
-def _below_sentence(r: dict) -> str:
-    timely = r["resolved"] - r["late"]
-    return (f"{r['unit_name']}: {fmt_percent(r['on_time_rate'])} đúng hạn ({fmt_int(timely)}/{fmt_int(r['resolved'])} "
-            f"hồ sơ trước và đúng hạn, {fmt_int(r['late'])} hồ sơ trễ hạn)")
-
-
 def render_html(pub: dict) -> str:
-    month = pub["month"]
-    province = pub["province_name"] or "Ủy ban nhân dân tỉnh"
-    title = title_of(month)
-    parts = [
-        f'<div class="masthead"><div><b>{_e(province)}</b>Kết quả giải quyết thủ tục hành chính</div></div>',
-        f"<h1>{_e(title)}</h1>",
-        f'<p class="sub">Số liệu hồ sơ đã giải quyết trong tháng {fmt_month(month)}, trích từ Hệ thống thông tin '
-        "giải quyết thủ tục hành chính</p>",
-        f'<p class="note">Xếp hạng các cơ quan, đơn vị có từ {pub["min_resolved"]} hồ sơ đã giải quyết trở lên trong '
-        "tháng, theo tỷ lệ giải quyết đúng hạn tăng dần (hạng 1 là đơn vị có tỷ lệ thấp nhất); cùng tỷ lệ thì đơn vị "
-        "giải quyết nhiều hồ sơ hơn xếp trước. Tỷ lệ giải quyết đúng hạn = (số hồ sơ trước hạn + đúng hạn) / số hồ "
-        f"sơ đã giải quyết. Mục tiêu: ít nhất {fmt_percent(pub['target'], 0)}; đơn vị dưới mục tiêu được công khai "
-        "dưới đây.</p>",
-    ]
-    numerals = ("I", "II", "III")
-    for n, (level, rows) in enumerate(pub["levels"].items()):
-        below = [r for r in rows if r["below_target"]]
-        parts.append(f'<section class="level" data-level="{level}"><h2>{numerals[n]}. {_e(F.LEVELS[level])} '
-                     f"({_e(F.LEVEL_UNITS[level])})</h2>")
-        if not rows:
-            parts.append('<p class="note">Không có đơn vị đủ điều kiện xếp hạng trong tháng.</p></section>')
-            continue
-        if below:
-            items = "".join(f'<li data-unit-code="{_e(r["unit_code"])}">{_e(_below_sentence(r))}</li>' for r in below)
-            parts.append(f'<div class="below-list"><b>Đơn vị có tỷ lệ giải quyết đúng hạn dưới '
-                         f"{fmt_percent(pub['target'], 0)}: {len(below)}/{len(rows)} đơn vị</b><ol>{items}</ol></div>")
-        else:
-            parts.append(f'<p class="note">Tất cả {len(rows)} đơn vị được xếp hạng đạt mục tiêu.</p>')
-        head = "".join(f"<th>{_e(h)}</th>" for h in ("Hạng", "Đơn vị", "Đã giải quyết", "Trễ hạn", "Tỷ lệ đúng hạn",
-                                                    "Kết quả"))
-        body = []
-        for r in rows:
-            body.append(
-                f'<tr class="{"below" if r["below_target"] else "met"}" data-level="{level}" '
-                f'data-unit-code="{_e(r["unit_code"])}" data-rank="{r["rank"]}" data-resolved="{r["resolved"]}" '
-                f'data-late="{r["late"]}" data-on-time-rate="{r["on_time_rate"]!r}" '
-                f'data-below-target="{"true" if r["below_target"] else "false"}">'
-                f'<td class="num">{r["rank"]}</td><td>{_e(r["unit_name"])}</td>'
-                f'<td class="num">{fmt_int(r["resolved"])}</td><td class="num">{fmt_int(r["late"])}</td>'
-                f'<td class="num">{fmt_percent(r["on_time_rate"])}</td>'
-                f"<td>{BELOW if r['below_target'] else MET}</td></tr>")
-        parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></section>")
-    parts.append(f"<footer>Lập ngày {fmt_date(pub['generated_at'].date())} từ kho dữ liệu theo dõi cải cách hành chính "
-                 "(bảng marts.rpt_monthly_ranking).</footer>")
-    payload = {"month": month, "target": pub["target"],
+    """The publication's HTML page for what ``load`` read (template ``monthly.html.j2``)."""
+    payload = {"month": pub["month"], "target": pub["target"],
                "levels": {str(level): rows for level, rows in pub["levels"].items()}}
-    return "\n".join(["<!DOCTYPE html>", '<html lang="vi">', "<head>", '<meta charset="utf-8">',
-                      f"<title>{_e(title)}</title>", f"<style>{CSS}</style>", "</head>", "<body><main>", *parts,
-                      "</main>", f'<script type="application/json" id="figures">{F.to_json(payload)}</script>',
-                      "</body>", "</html>", ""])
+    return render_page("monthly.html.j2", pub=pub, title=title_of(pub["month"]),
+                       figures_json=Markup(F.to_json(payload)),  # to_json escapes <, > and &: inert in <script>
+                       levels=F.LEVELS, level_units=F.LEVEL_UNITS, below_label=BELOW, met_label=MET)
 
 
 def build_workbook(pub: dict) -> Workbook:
