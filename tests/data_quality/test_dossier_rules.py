@@ -190,7 +190,9 @@ def state(tmp_path_factory):
     static = StaticProvince(province, records)
     slack = SlackCatcher()
     mp = pytest.MonkeyPatch()
-    mp.setenv("ALERT_SLACK_WEBHOOK_URL", slack.url)
+    # the digest goes to Slack through the alert connection (pipeline.alerts), here the local stand-in
+    mp.delenv("ALERT_SLACK_CONN_ID", raising=False)
+    mp.setenv("AIRFLOW_CONN_CCHC_SLACK", json.dumps({"conn_type": "slackwebhook", "password": slack.url}))
     try:
         with throwaway_warehouse(tmp / "wh") as wh, running_simulator(static) as sim:
             settings = Settings.from_env({"PROCEDURE_API_URL": sim.url, "PROCEDURE_API_TOKEN": sim.token,
