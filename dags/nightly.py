@@ -69,7 +69,6 @@ DBT_MANIFEST = SETTINGS.dbt_manifest_path
 # every dbt invocation checks (macro assert_run_lease, on-run-start).
 AS_OF_TEMPLATE = "{{ data_interval_end.in_timezone('Asia/Ho_Chi_Minh').strftime('%Y-%m-%dT%H:%M:%S') }}"
 RUN_ID_TEMPLATE = "{{ ti.xcom_pull(task_ids='start_run')['run_id'] }}"
-FINANCE = "tag:finance"
 # "node" (the default): one Cosmos task per dbt model, snapshot and test — every model's state and log in the
 # UI, retried alone. "layer": one `dbt build` per group — the same models and tests, without the fixed cost
 # of one dbt invocation per node (about two seconds each), for small deployments and quick test nights.
@@ -81,9 +80,10 @@ WORKBOOKS_FAILED = ("the dossier marts still build and publish; the disbursement
                     "loaded until the inbox is fixed")
 
 
-def _dbt_group(group_id: str, select: list[str], exclude: list[str] | None = None):
-    """A Cosmos task group running `dbt build` per node of ``select`` (tests run with their model), or one
-    `dbt build` of the whole selection with ``DBT_TASK_GRAIN=layer``."""
+def _dbt_group(group_id: str, selector: str):
+    """A Cosmos task group running `dbt build` per node of the dbt selector ``selector``
+    (``dbt_project/selectors.yml``; tests run with their model), or one `dbt build --selector` with
+    ``DBT_TASK_GRAIN=layer``."""
     from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
     from cosmos.constants import InvocationMode, LoadMode, TestBehavior
 
@@ -94,8 +94,7 @@ def _dbt_group(group_id: str, select: list[str], exclude: list[str] | None = Non
 
         with TaskGroup(group_id) as group:
             DbtBuildLocalOperator(task_id="build", project_dir=str(DBT_PROJECT_DIR), profile_config=profile,
-                                  select=" ".join(select), exclude=" ".join([*(exclude or []), "tag:history_scan"]),
-                                  vars=DBT_VARS,
+                                  selector=selector, vars=DBT_VARS,
                                   install_deps=False, invocation_mode=InvocationMode.DBT_RUNNER)
         return group
     return DbtTaskGroup(
@@ -103,7 +102,7 @@ def _dbt_group(group_id: str, select: list[str], exclude: list[str] | None = Non
         project_config=ProjectConfig(dbt_project_path=DBT_PROJECT_DIR, manifest_path=DBT_MANIFEST),
         profile_config=profile,
         execution_config=ExecutionConfig(invocation_mode=InvocationMode.DBT_RUNNER),
-        render_config=RenderConfig(load_method=LoadMode.DBT_MANIFEST, select=select, exclude=exclude or [],
+        render_config=RenderConfig(load_method=LoadMode.DBT_MANIFEST, selector=selector,
                                    test_behavior=TestBehavior.BUILD,
                                    # a relationships test runs once both of its models are built
                                    should_detach_multiple_parents_tests=True),
@@ -285,10 +284,9 @@ def cchc_nightly():
 
     # The dossiers: dbt staging (and the table the data-quality rules read), the data-quality gate, then
     # intermediate, marts and the status snapshot.
-    dbt_staging = _dbt_group("dbt_staging", ["path:models/staging", "path:models/dq"], [FINANCE])
+    dbt_staging = _dbt_group("dbt_staging", "nightly_staging")
     quality = data_quality(run)
-    dbt_marts = _dbt_group("dbt_marts", ["path:models/intermediate", "path:models/marts", "path:snapshots"],
-                           [FINANCE])
+    dbt_marts = _dbt_group("dbt_marts", "nightly_marts")
     published = marts_published()
     chain(completion, dbt_staging, quality, dbt_marts, published)
 
@@ -296,9 +294,9 @@ def cchc_nightly():
     # Their marts wait for the dossiers' data-quality gate too: a broken night publishes nothing new.
     workbooks = load_workbooks(run)
     with TaskGroup("finance", tooltip="the disbursement workbooks: staging, checks, marts") as finance:
-        finance_staging = _dbt_group("staging", [f"path:models/staging,{FINANCE}"])
+        finance_staging = _dbt_group("staging", "nightly_finance_staging")
         finance_checks = finance_quality(run)
-        finance_marts = _dbt_group("marts", [f"path:models/intermediate,{FINANCE}", f"path:models/marts,{FINANCE}"])
+        finance_marts = _dbt_group("marts", "nightly_finance_marts")
         chain(finance_staging, finance_checks, finance_marts)
     finance_done = finance_published()
     chain(reference, workbooks, finance, finance_done)

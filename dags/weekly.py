@@ -27,7 +27,7 @@ def cchc_weekly_integrity():
     def staging_history_tests() -> None:
         from ops.dbt import run_dbt, writer_url_from_env
 
-        proc = run_dbt(["test", "--select", "tag:history_scan"], writer_url_from_env(), capture_output=False)
+        proc = run_dbt(["test", "--selector", "weekly_history"], writer_url_from_env(), capture_output=False)
         if proc.returncode != 0:
             raise RuntimeError("the weekly staging integrity tests failed; see the task log")
 

@@ -77,6 +77,8 @@ def airflow_env(extra: Mapping[str, str] | None = None, base: Mapping[str, str] 
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
         # No usage telemetry: the machines running this have no network but the package registries.
         "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
+        # The dbt selectors come from the manifest; caching them would write Airflow Variables at parse time.
+        "AIRFLOW__COSMOS__ENABLE_CACHE_DBT_YAML_SELECTORS": "False",
         "DO_NOT_TRACK": "1",
     }
     for key, value in defaults.items():

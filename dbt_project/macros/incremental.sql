@@ -10,10 +10,10 @@
 {%- endmacro %}
 
 
-{% macro delete_new_tombstones() -%}
-    {#- A pre-hook: the table must also depend on stg_api__dossiers (`-- depends_on:` in the model). -#}
+{% macro delete_new_tombstones(parent) -%}
+    {#- A pre-hook; ``parent`` is the model's own parent holding the dossiers with is_deleted and changed_at. -#}
     {% if is_incremental() %}
-    delete from {{ this }} f using {{ ref('stg_api__dossiers') }} s
+    delete from {{ this }} f using {{ parent }} s
     where s.dossier_id = f.dossier_id and s.is_deleted and {{ changed_since_last_build('s.changed_at') }}
     {% endif %}
 {%- endmacro %}

@@ -17,9 +17,8 @@ import psycopg
 import pytest
 
 from expectations.validate import CriticalDataQualityError, release_batch, run_data_quality
-from ingestion import loads
-from ops.dbt import run_dbt
 from pipeline import runs
+from pipeline.night import run_night
 from pipeline.settings import Settings
 from simulator.__main__ import investors
 from simulator.finance import write_workbooks
@@ -32,12 +31,6 @@ NIGHT = datetime(2023, 4, 1, 1, 0)
 SCENARIO = Scenario(seed=5, start=date(2023, 1, 1), end=date(2023, 3, 31), scale=0.01, clock=NIGHT)
 
 
-def build_staging(url: str, as_of: datetime) -> None:
-    proc = run_dbt(["build", "--select", "path:models/staging", "path:models/dq", "--exclude", "tag:history_scan",
-                    "--vars", json.dumps({"as_of": as_of.isoformat(), "incremental_lookback_minutes": 0})], url)
-    assert proc.returncode == 0, proc.stdout[-5000:]
-
-
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("batch")
@@ -48,12 +41,7 @@ def env(tmp_path_factory):
                                       "HISTORY_START": "2023-01-01", "FINANCE_INBOX": str(tmp / "inbox"),
                                       "REPORTS_DIR": str(tmp / "reports"), "GX_PROJECT_DIR": str(tmp / "gx"),
                                       "INGEST_LOOKBACK_MINUTES": "0"}, warehouse_url=wh.urls["writer"])
-        runs.start_run("clean", None, NIGHT, settings)
-        loads.refresh_reference("clean", NIGHT, settings)
-        loads.pull_dossiers("clean", "*", NIGHT, settings=settings)
-        loads.load_workbooks("clean", settings)
-        build_staging(wh.urls["writer"], NIGHT)
-        summary = run_data_quality("clean", NIGHT, settings, notify=False)
+        summary = run_night(settings, NIGHT, run_id="clean", until="finance")["results"]["quality"]
         yield {"wh": wh, "url": wh.urls["writer"], "admin": wh.urls["admin"], "settings": settings, "sim": sim,
                "finance": finance, "summary": summary, "tmp": tmp}
 
@@ -95,11 +83,13 @@ def test_a_previous_version_s_checkpoints_do_not_break_the_run(env):
     """Great Expectations' stored checkpoints are build output: one naming an asset this version no longer
     has (as after an upgrade that moved a check) must not stop the next run."""
     gx = env["tmp"] / "gx" / "gx"
-    definition = json.loads((gx / "validation_definitions" / "batch.audit.ingest_runs.json").read_text())
-    stale = json.loads(json.dumps(definition).replace("audit.ingest_runs", "raw.gone"))
-    stale["id"] = "00000000-0000-0000-0000-000000000001"
+    # The night's last validation (the workbooks') left its definition and checkpoint behind.
+    definition = json.loads((gx / "validation_definitions" / "finance.json").read_text())
+    stale = json.loads(json.dumps(definition).replace("stg_finance__disbursement_rows", "gone"))
+    stale["id"], stale["name"] = "00000000-0000-0000-0000-000000000001", "batch.raw.gone"
     (gx / "validation_definitions" / "batch.raw.gone.json").write_text(json.dumps(stale))
-    checkpoint = json.loads((gx / "checkpoints" / "batch.json").read_text())
+    checkpoint = json.loads((gx / "checkpoints" / "finance.json").read_text())
+    checkpoint["name"] = "batch"
     checkpoint["validation_definitions"].append({"id": stale["id"], "name": "batch.raw.gone"})
     (gx / "checkpoints" / "batch.json").write_text(json.dumps(checkpoint))
     runs.start_run("upgrade", None, NIGHT, env["settings"])

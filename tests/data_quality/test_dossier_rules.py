@@ -20,10 +20,8 @@ import psycopg
 import pytest
 
 from expectations.rules import RULE_IDS
-from expectations.validate import run_data_quality
-from ingestion import loads
 from ops.dbt import run_dbt
-from pipeline import runs
+from pipeline.night import run_night
 from pipeline.settings import Settings
 from simulator.province import Province
 from simulator.scenario import DEFAULT_DEFECT_RATES, Scenario
@@ -158,15 +156,10 @@ class SlackCatcher:
 
 def night(state: dict, run_id: str, as_of: datetime) -> dict:
     """One nightly run's stages up to the data-quality marts (what the DAG does, minus Airflow)."""
-    settings = state["settings"]
-    runs.start_run(run_id, as_of - timedelta(days=1), as_of, settings)
-    loads.refresh_reference(run_id, as_of, settings)
-    loads.pull_dossiers(run_id, "*", as_of, settings=settings)
+    done = run_night(state["settings"], as_of, run_id=run_id, until="quality",
+                     extra_vars={"incremental_lookback_minutes": 0})
+    summary = done["results"]["quality"]
     dbt_vars = json.dumps({"as_of": as_of.isoformat(), "incremental_lookback_minutes": 0})
-    proc = run_dbt(["build", "--select", *STAGING_AND_DQ, "--exclude", "tag:history_scan", "--vars", dbt_vars],
-                   state["url"])
-    assert proc.returncode == 0, proc.stdout[-5000:]
-    summary = run_data_quality(run_id, as_of, settings)
     proc = run_dbt(["build", "--select", *DQ_MARTS, "--vars", dbt_vars], state["url"])
     assert proc.returncode == 0, proc.stdout[-5000:]
     return summary
@@ -184,6 +177,7 @@ def stored(url: str, validation_id: str) -> dict[str, set[str]]:
 @pytest.fixture(scope="module")
 def state(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("dq")
+    (tmp / "inbox").mkdir()
     province = Province(SCENARIO)
     cases = edge_cases(province, NIGHT1)
     records = list(province.iter_all()) + [rec for rec, _ in cases.values()]

@@ -19,9 +19,8 @@ import psycopg
 import pytest
 
 from expectations.validate import CriticalDataQualityError, run_data_quality
-from ingestion import loads
-from ops.dbt import run_dbt
 from pipeline import runs
+from pipeline.night import run_night
 from pipeline.settings import Settings
 from simulator.province import Province
 from simulator.scenario import Scenario
@@ -44,8 +43,6 @@ def env(tmp_path_factory):
                                       "HISTORY_START": "2023-01-01", "REPORTS_DIR": str(tmp / "reports"),
                                       "GX_PROJECT_DIR": str(tmp / "gx"), "INGEST_LOOKBACK_MINUTES": "0",
                                       "PROCEDURE_API_MAX_RETRY_SECONDS": "5"}, warehouse_url=wh.urls["writer"])
-        proc = run_dbt(["run", "--select", "path:models/staging", "--exclude", "tag:finance"], wh.urls["writer"])
-        assert proc.returncode == 0, proc.stdout[-3000:]
         yield {"url": wh.urls["writer"], "settings": settings, "sim": sim, "province": province}
 
 
@@ -54,12 +51,10 @@ def night(env: dict, run_id: str, when: datetime, faults: Faults | None = None) 
     critical error."""
     env["province"].set_clock(when)
     env["sim"].api.faults = faults or Faults()
-    runs.start_run(run_id, when - timedelta(days=1), when, env["settings"])
-    loads.refresh_reference(run_id, when, env["settings"])
-    pulled = loads.pull_dossiers(run_id, "*", when, settings=env["settings"])
-    proc = run_dbt(["build", "--select", "dq_dossiers"], env["url"])  # it reads no as-of: no --vars, no re-parse
-    assert proc.returncode == 0, proc.stdout[-3000:]
-    return {"pulled": pulled, **validate(env, run_id, when)}
+    done = run_night(env["settings"], when, run_id=run_id, until="quality")
+    quality = done["results"]["quality"]
+    return {"pulled": done["results"]["land"]["dossiers"][0],
+            **({"critical": quality["critical"]} if "critical" in quality else {"summary": quality})}
 
 
 def validate(env: dict, run_id: str, when: datetime) -> dict:

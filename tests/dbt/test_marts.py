@@ -14,8 +14,8 @@ from decimal import Decimal
 import psycopg
 import pytest
 
-from ingestion import loads
 from ops.dbt import run_dbt
+from pipeline.night import run_night
 from pipeline.settings import Settings
 from simulator.__main__ import investors
 from simulator.finance import write_workbooks
@@ -94,11 +94,7 @@ def built(tmp_path_factory):
         settings = Settings.from_env({"PROCEDURE_API_URL": sim.url, "PROCEDURE_API_TOKEN": sim.token,
                                       "HISTORY_START": "2023-01-01", "FINANCE_INBOX": str(inbox)},
                                      warehouse_url=wh.urls["writer"])
-        loads.refresh_reference("e2e", AS_OF, settings)
-        loads.pull_dossiers("e2e", "*", AS_OF, settings=settings)
-        loads.load_workbooks("e2e", settings)
-        proc = run_dbt(["build", "--vars", json.dumps({"as_of": AS_OF.isoformat()})], wh.urls["writer"])
-        assert proc.returncode == 0, proc.stdout[-6000:]
+        run_night(settings, AS_OF, run_id="e2e", until="marts", checks=False, lease=False)
         expected = compute_marts(list(province.iter_all()), province.unit_records(), province.procedure_records(),
                                  province.delegation_records(), finance.effective_rows(), AS_OF)
         yield {"url": wh.urls["writer"], "bi": wh.urls["bi_reader"], "expected": expected, "province": province,
@@ -133,20 +129,18 @@ def test_incremental_nights_equal_a_full_refresh(tmp_path):
     province = Province(replace(SCENARIO, clock=datetime(2023, 6, 20, 1)))
     with throwaway_warehouse(tmp_path) as wh, running_simulator(province) as sim:
         settings = Settings.from_env({"PROCEDURE_API_URL": sim.url, "PROCEDURE_API_TOKEN": sim.token,
-                                      "HISTORY_START": "2023-01-01", "FINANCE_INBOX": str(tmp_path / "empty")},
+                                      "HISTORY_START": "2023-01-01", "FINANCE_INBOX": str(tmp_path)},
                                      warehouse_url=wh.urls["writer"])
         night = datetime(2023, 6, 20, 1)
         for n in range(4):
             province.set_clock(night)
-            loads.refresh_reference(f"n{n}", night, settings)
-            loads.pull_dossiers(f"n{n}", "*", night, settings=settings)
             total = len(province.index.rows)
             # Nights seconds apart: no wall-clock look-back, or every night would rebuild everything.
-            proc = run_dbt(["build", "--vars", json.dumps({"as_of": night.isoformat(),
-                                                           "incremental_lookback_minutes": 0})], wh.urls["writer"])
-            assert proc.returncode == 0, proc.stdout[-6000:]
+            done = run_night(settings, night, run_id=f"n{n}", until="marts", checks=False, lease=False,
+                             extra_vars={"incremental_lookback_minutes": 0})
+            output = done["results"]["dbt"]["nightly_marts"]
             if n:
-                rebuilt = int(re.search(r"marts\.fct_dossier \.+ \[\S*INSERT 0 (\d+)", proc.stdout).group(1))
+                rebuilt = int(re.search(r"marts\.fct_dossier \.+ \[\S*INSERT 0 (\d+)", output).group(1))
                 assert rebuilt < total / 5, f"the incremental build rebuilt {rebuilt} of {total} dossiers"
             last, night = night, night + timedelta(days=1)
         def snapshot() -> dict[str, list[dict]]:

@@ -14,15 +14,15 @@ import json
 import os
 import random
 import time
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from pathlib import Path
 
 import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from ingestion import finance, pipeline
 from ops.dbt import DBT_PROJECT_DIR, MANIFEST_PATH, TARGET_PATH, dbt_env, ensure_manifest, run_dbt
+from pipeline.night import run_night
 from pipeline.settings import Settings
 from simulator.__main__ import investors
 from simulator.finance import write_workbooks
@@ -59,11 +59,9 @@ def landed(tmp_path_factory):
         writer = wh.urls["writer"]
         with running_simulator(province) as sim:
             settings = Settings.from_env({"PROCEDURE_API_URL": sim.url, "PROCEDURE_API_TOKEN": sim.token,
-                                          "HISTORY_START": "2023-01-01"}, warehouse_url=writer)
-            pipeline.start_run("staging-test", NIGHT - timedelta(days=1), NIGHT, settings)
-            pipeline.refresh_reference("staging-test", NIGHT, settings)
-            pipeline.pull_dossiers("staging-test", "*", NIGHT, NIGHT - timedelta(days=1), settings)
-        finance.load_inbox(writer, inbox, "staging-test")
+                                          "HISTORY_START": "2023-01-01", "FINANCE_INBOX": str(inbox)},
+                                         warehouse_url=writer)
+            run_night(settings, NIGHT, run_id="staging-test", until="land", lease=False)
         yield writer, province, list(province.iter_all()), wh.urls["bi_reader"]
 
 

@@ -8,17 +8,13 @@ show them as text. The independent reference reads the same served records, so e
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
 
-from expectations.validate import run_data_quality
-from ingestion import loads
-from ops.dbt import run_dbt
-from pipeline import runs
+from pipeline.night import run_night
 from pipeline.settings import Settings
 from simulator.__main__ import investors
 from simulator.finance import write_workbooks
@@ -61,17 +57,6 @@ def built_warehouse(tmp: Path) -> Iterator[dict]:
                                       "HISTORY_START": START.isoformat(), "FINANCE_INBOX": str(inbox),
                                       "REPORTS_DIR": str(tmp / "reports"), "GX_PROJECT_DIR": str(tmp / "gx")},
                                      warehouse_url=url)
-        dbt_vars = ["--vars", json.dumps({"as_of": AS_OF.isoformat()})]
-        runs.start_run(RUN_ID, None, AS_OF, settings)
-        results = {"reference": loads.refresh_reference(RUN_ID, AS_OF, settings),
-                   "dossiers": loads.pull_dossiers(RUN_ID, "*", AS_OF, settings=settings),
-                   "workbooks": loads.load_workbooks(RUN_ID, settings)}
-        proc = run_dbt(["build", "--select", "path:models/staging", "path:models/dq", "--exclude",
-                        "tag:history_scan", *dbt_vars], url)
-        assert proc.returncode == 0, proc.stdout[-6000:]
-        results["data_quality"] = run_data_quality(RUN_ID, AS_OF, settings, notify=False)
-        proc = run_dbt(["build", *dbt_vars], url)
-        assert proc.returncode == 0, proc.stdout[-6000:]
-        runs.finish_run(RUN_ID, results, settings)
+        run_night(settings, AS_OF, run_id=RUN_ID, until="marts")
         yield {"url": url, "bi": wh.urls["bi_reader"], "province": province, "finance": finance,
                "settings": settings, "tmp": tmp}

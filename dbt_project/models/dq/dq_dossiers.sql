@@ -1,11 +1,10 @@
--- depends_on: {{ ref('stg_api__dossiers') }}
 {{
     config(
         materialized='incremental',
         unique_key='dossier_id',
         incremental_strategy='delete+insert',
         on_schema_change='fail',
-        pre_hook=["{{ delete_new_tombstones() }}"],
+        pre_hook=["{{ delete_new_tombstones(ref('stg_api__dossiers')) }}"],
         indexes=[{'columns': ['dossier_id'], 'unique': True}, {'columns': ['source_changed_at']}]
     )
 }}

@@ -1,8 +1,8 @@
--- Every current, non-deleted dossier classified by the definitions of metrics.md: received, resolved,
--- in processing, paper intake, timeliness, online, digitisation. The business rules live here, once.
+-- Every current dossier classified by the definitions of metrics.md: received, resolved, in processing,
+-- paper intake, timeliness, online, digitisation. The business rules live here, once. Tombstones are kept,
+-- flagged (is_deleted): the marts leave them out, and fct_dossier's pre-hook removes them from its rows.
 with dossiers as (
     select * from {{ ref('stg_api__dossiers') }}
-    where not is_deleted
 ),
 
 procedures as (
@@ -32,6 +32,7 @@ select
     flags.dossier_id,
     flags.updated_at,
     flags.changed_at,
+    flags.is_deleted,
     flags.unit_code,
     flags.unit_level,
     flags.district_code,

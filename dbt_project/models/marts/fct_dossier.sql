@@ -1,11 +1,10 @@
--- depends_on: {{ ref('stg_api__dossiers') }}
 {{
     config(
         materialized='incremental',
         unique_key='dossier_id',
         incremental_strategy='delete+insert',
         on_schema_change='fail',
-        pre_hook=["{{ delete_new_tombstones() }}"],
+        pre_hook=["{{ delete_new_tombstones(ref('int_dossiers__classified')) }}"],
         indexes=[{'columns': ['source_changed_at']}]
     )
 }}
@@ -40,6 +39,7 @@ select
     resolved_month,
     changed_at as source_changed_at
 from {{ ref('int_dossiers__classified') }}
+where not is_deleted
 {% if is_incremental() %}
-where {{ changed_since_last_build('changed_at') }}
+  and {{ changed_since_last_build('changed_at') }}
 {% endif %}

@@ -17,7 +17,7 @@ with validations as (
         run_date,
         finished_at,
         row_number() over (partition by run_date order by finished_at desc) as attempt
-    from {{ source('dq', 'validation_runs') }}
+    from {{ ref('stg_dq__validation_runs') }}
     where suite = 'dossiers' and status in ('passed', 'warnings')
 ),
 
@@ -39,5 +39,5 @@ select
     count(*)::int as open_issues,
     daily.finished_at as validated_through
 from daily
-inner join {{ source('dq', 'findings') }} as f on f.validation_id = daily.validation_id
+inner join {{ ref('stg_dq__findings') }} as f on f.validation_id = daily.validation_id
 group by daily.run_date, f.unit_code, f.rule_id, daily.finished_at

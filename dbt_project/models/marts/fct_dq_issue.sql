@@ -17,7 +17,7 @@
 -- history of the issues, which outlives the per-run findings kept in dq.findings.
 with validations as (
     select validation_id, as_of, finished_at
-    from {{ source('dq', 'validation_runs') }}
+    from {{ ref('stg_dq__validation_runs') }}
     where suite = 'dossiers' and status in ('passed', 'warnings')
 ),
 
@@ -40,14 +40,14 @@ new_findings as (
         max(v.as_of) as last_seen_at,
         -- the unit of the latest validation that found it
         (array_agg(f.unit_code order by v.as_of desc, v.finished_at desc))[1] as unit_code
-    from {{ source('dq', 'findings') }} as f
+    from {{ ref('stg_dq__findings') }} as f
     inner join new_validations as v on v.validation_id = f.validation_id
     group by f.record_key, f.rule_id
 ),
 
 open_now as (
     select f.record_key as dossier_id, f.rule_id
-    from {{ source('dq', 'findings') }} as f
+    from {{ ref('stg_dq__findings') }} as f
     inner join latest on latest.validation_id = f.validation_id
 ),
 

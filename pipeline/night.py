@@ -1,0 +1,161 @@
+"""A night without Airflow: the nightly DAG's sequence as plain function calls, for the tests, the benchmarks
+and anyone who wants one night in a Python shell.
+
+    from pipeline.night import run_night
+    night = run_night(settings, datetime(2023, 10, 1, 1))     # the night ending 2023-10-01 01:00
+
+The stages, in the DAG's order (``dags/nightly.py``): ``land`` (reference lists, the dossier pull with the
+windows earlier nights left open, the workbooks), ``staging`` (dbt selector ``nightly_staging``),
+``quality`` (the batch and dossier checks: a critical failure stops the dossier and finance marts, as in
+the DAG), ``finance`` (``nightly_finance_staging``, the workbook checks, ``nightly_finance_marts``), ``marts``
+(``nightly_marts``), ``report``; then, always, the end of the night (``pipeline.runs.finish_night``: the
+digest, the alert, the run's status, the lease). ``until`` stops after a stage. A failing stage is recorded
+as the DAG would record its task (``failed``, the stages that needed it ``upstream_failed``) and does not
+raise, unless ``strict`` — the default, so a test sees a broken night at once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from datetime import datetime, timedelta
+from typing import Any
+
+from pipeline.settings import Settings
+
+log = logging.getLogger(__name__)
+
+STAGES = ("land", "staging", "quality", "finance", "marts", "report")
+
+
+class NightFailed(RuntimeError):
+    """A stage of the night failed (``strict``)."""
+
+
+def dbt_build(settings: Settings, selector: str, as_of: datetime, run_id: str | None = None,
+              extra_vars: dict | None = None, full_refresh: bool = False) -> str:
+    """``dbt build --selector <selector>`` with the night's vars; returns dbt's output, raises on failure."""
+    from ops.dbt import run_dbt
+
+    dbt_vars = settings.dbt_vars(as_of=as_of.isoformat(), **({"pipeline_run_id": run_id} if run_id else {}),
+                                 **(extra_vars or {}))
+    args = ["build", "--selector", selector, "--vars", json.dumps(dbt_vars)]
+    proc = run_dbt([*args, "--full-refresh"] if full_refresh else args, settings.warehouse_url)
+    if proc.returncode != 0:
+        raise NightFailed(f"dbt build --selector {selector} failed:\n{proc.stdout[-6000:]}")
+    return proc.stdout
+
+
+def run_night(settings: Settings, interval_end: datetime, *, interval_start: datetime | None = None,
+              run_id: str | None = None, until: str = "report", lease: bool = True, checks: bool = True,
+              strict: bool = True, extra_vars: dict | None = None) -> dict[str, Any]:
+    """Run the night ending ``interval_end`` (naive local time). ``lease``: take the warehouse's lease as the
+    DAG does; ``checks``: run the data-quality stage (a test of the marts alone may skip it);
+    ``extra_vars``: more dbt vars (e.g. ``incremental_lookback_minutes``). Returns the run id, each stage's
+    result, state and seconds, dbt's output per selector, the run's status and printable summary."""
+    from expectations.validate import CriticalDataQualityError, run_data_quality, run_finance_quality
+    from ingestion import loads
+    from pipeline import runs
+
+    if until not in STAGES:
+        raise ValueError(f"until must be one of {', '.join(STAGES)}")
+    interval_start = interval_start or interval_end - timedelta(days=1)
+    run_id = run_id or f"night-{interval_end:%Y%m%dT%H%M}"
+    wanted = STAGES[:STAGES.index(until) + 1]
+    results: dict[str, Any] = {"dbt": {}}
+    states: dict[str, str] = {}
+    seconds: dict[str, float] = {}
+    t0 = time.perf_counter()
+
+    def stage(name: str, part_of: str, needs: tuple[str, ...], work) -> Any:
+        if part_of not in wanted:
+            return None
+        if any(states.get(n) not in ("success", None) for n in needs):
+            states[name] = "upstream_failed"
+            return None
+        started = time.perf_counter()
+        try:
+            value = work()
+        except CriticalDataQualityError as exc:
+            states[name] = "failed"
+            results[name] = {"critical": str(exc)}
+            return None
+        except Exception as exc:
+            states[name] = "failed"
+            results[name] = {"error": f"{type(exc).__name__}: {exc}"}
+            log.exception("night %s: %s failed", run_id, name)
+            if strict:
+                _finish(runs, run_id, interval_end, results, states, settings, lease)
+                raise NightFailed(f"{name} failed: {exc}") from exc
+            return None
+        finally:
+            seconds[name] = round(time.perf_counter() - started, 3)
+        states[name] = "success"
+        results[name] = value
+        return value
+
+    if lease:
+        results["start"] = runs.begin_night(run_id, interval_start, interval_end, settings)
+    else:
+        results["start"] = runs.start_run(run_id, interval_start, interval_end, settings)
+
+    def land() -> dict:
+        out = {"reference": loads.refresh_reference(run_id, interval_end, settings)}
+        partitions = loads.plan_dossier_partitions(settings)
+        pulled = [loads.pull_dossiers(run_id, p, interval_end, interval_start=interval_start, settings=settings)
+                  for p in partitions]
+        out["dossiers"] = pulled
+        out["completion"] = loads.complete_partitions(run_id, interval_end, pulled, interval_start=interval_start,
+                                                      settings=settings)
+        return out
+
+    def dbt(selector: str):
+        return lambda: _dbt(results, settings, selector, interval_end, run_id, lease, extra_vars)
+
+    stage("land", "land", (), land)
+    stage("load_workbooks", "land", ("land",), lambda: loads.load_workbooks(run_id, settings))
+    stage("staging", "staging", ("land",), dbt("nightly_staging"))
+    if checks:
+        stage("quality", "quality", ("staging",),
+              lambda: run_data_quality(run_id, interval_end, settings, finance=False, digest=False))
+    gate = ("staging", "quality") if checks else ("staging",)
+    stage("finance.staging", "finance", ("load_workbooks", *gate), dbt("nightly_finance_staging"))
+    if checks:
+        stage("finance.quality", "finance", ("finance.staging",),
+              lambda: run_finance_quality(run_id, interval_end, settings))
+    stage("finance.marts", "finance", ("finance.staging", *(("finance.quality",) if checks else ())),
+          dbt("nightly_finance_marts"))
+    stage("marts", "marts", gate, dbt("nightly_marts"))
+    if states.get("marts") == "success":
+        states["marts_published"] = "success"
+
+    def report() -> dict:
+        from ops.publish import nightly_report
+
+        return nightly_report(run_id, interval_end, settings=settings)
+
+    stage("report", "report", ("marts",), report)
+    outcome = _finish(runs, run_id, interval_end, results, states, settings, lease)
+    log.info("night %s: %s in %.1fs", run_id, outcome["status"], time.perf_counter() - t0)
+    return {"run_id": run_id, "results": results, "states": states, "seconds": seconds, **outcome}
+
+
+def _dbt(results: dict, settings: Settings, selector: str, as_of: datetime, run_id: str, lease: bool,
+         extra_vars: dict | None) -> str:
+    output = dbt_build(settings, selector, as_of, run_id if lease else None, extra_vars)
+    results["dbt"][selector] = output
+    return f"dbt build --selector {selector}: ok"
+
+
+def _finish(runs, run_id: str, as_of: datetime, results: dict, states: dict, settings: Settings,
+            lease: bool) -> dict:
+    """The end of the night, however it went: with the lease, ``finish_night`` (digest, alert, status,
+    release); without, the run closed with its status."""
+    summary_results = {k: v for k, v in results.items() if k != "dbt"}
+    if lease:
+        return runs.finish_night(run_id, as_of, summary_results, states, settings=settings)
+    failed = sorted(t for t, s in states.items() if s == "failed")
+    status = "failed" if failed else "success"
+    return {"summary": runs.finish_run(run_id, summary_results, settings, status=status), "status": status,
+            "failed_tasks": failed}
