@@ -13,7 +13,6 @@ and the validation again. The last line is machine-readable, for the last scale:
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -28,8 +27,8 @@ sys.path.insert(0, str(PROJECT_ROOT))
 
 from benchmarks.harness import bench_settings, land_night, next_day, serving_simulator  # noqa: E402
 from expectations.validate import run_data_quality  # noqa: E402
-from ops.dbt import run_dbt  # noqa: E402
 from pipeline import runs  # noqa: E402
+from pipeline.night import dbt_build  # noqa: E402
 from pipeline.settings import Settings  # noqa: E402
 from simulator.truth import findings  # noqa: E402
 from tests.support.postgres import throwaway_warehouse  # noqa: E402
@@ -37,12 +36,9 @@ from tests.support.postgres import throwaway_warehouse  # noqa: E402
 NIGHT = datetime(2023, 9, 29, 1)
 
 
-def _build(writer: str, night: datetime) -> float:
+def _build(settings: Settings, night: datetime) -> float:
     t0 = time.perf_counter()
-    proc = run_dbt(["build", "--select", "path:models/staging", "path:models/dq", "--exclude", "tag:history_scan",
-                    "--vars", json.dumps({"as_of": night.isoformat(), "incremental_lookback_minutes": 0})], writer)
-    if proc.returncode != 0:
-        raise RuntimeError(proc.stdout[-4000:])
+    dbt_build(settings, "nightly_staging", night, extra_vars={"incremental_lookback_minutes": 0})
     return time.perf_counter() - t0
 
 
@@ -63,7 +59,7 @@ def _baseline(writer: str, night: datetime) -> tuple[float, int]:
 def _validate(settings: Settings, run_id: str, night: datetime) -> tuple[float, int]:
     runs.start_run(run_id, night - timedelta(days=1), night, settings)
     t0 = time.perf_counter()
-    summary = run_data_quality(run_id, night, settings, notify=False)
+    summary = run_data_quality(run_id, night, settings, notify=False, finance=False)
     return time.perf_counter() - t0, summary["digest"]["open"]
 
 
@@ -73,7 +69,7 @@ def bench(scale: float) -> tuple[float, float, int]:
         writer = wh.urls["writer"]
         settings = bench_settings(api, writer, tmp)
         land_night(settings, "night-1", NIGHT)
-        print(f"  dbt build of staging + dq_dossiers (full): {_build(writer, NIGHT):.1f}s")
+        print(f"  dbt build of staging + dq_dossiers (full): {_build(settings, NIGHT):.1f}s")
         validate_s, found = _validate(settings, "night-1", NIGHT)
         baseline_s, expected = _baseline(writer, NIGHT)
         for label, seconds, n in (("validation (Great Expectations, in the database)", validate_s, found),
@@ -83,7 +79,7 @@ def bench(scale: float) -> tuple[float, float, int]:
             print(f"  WARNING: the two disagree ({found} vs {expected})")
         nxt = NIGHT + timedelta(days=1)
         day = next_day(api, settings, "night-2", nxt)
-        build_s = _build(writer, nxt)
+        build_s = _build(settings, nxt)
         again_s = _validate(settings, "night-2", nxt)[0]
         print(f"  one day later: {day['new_versions']:,} new versions; dbt build of staging + dq_dossiers "
               f"(incremental): {build_s:.1f}s; validation: {again_s:.1f}s")

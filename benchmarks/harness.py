@@ -18,7 +18,7 @@ import requests
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 
-from ingestion import loads  # noqa: E402
+from pipeline.night import run_night  # noqa: E402
 from pipeline.settings import Settings  # noqa: E402
 from tests.support.postgres import free_port  # noqa: E402
 
@@ -54,8 +54,7 @@ def bench_settings(api_url: str, writer: str, tmp: str) -> Settings:
 def land_night(settings: Settings, run_id: str, night: datetime) -> int:
     """Land the reference data and every dossier up to ``night``; prints and returns the dossier count."""
     t0 = time.perf_counter()
-    loads.refresh_reference(run_id, night, settings)
-    loads.pull_dossiers(run_id, "*", night, settings=settings)
+    run_night(settings, night, run_id=run_id, until="land", lease=False, checks=False)
     with psycopg.connect(settings.warehouse_url) as conn:
         dossiers = conn.execute("SELECT count(*) FROM raw.dossier_current").fetchone()[0]
     print(f"  landed {dossiers:,} dossiers in {time.perf_counter() - t0:.0f}s")
@@ -67,4 +66,6 @@ def next_day(api_url: str, settings: Settings, run_id: str, night: datetime) -> 
     base = api_url.removesuffix("/api/v1")
     requests.post(f"{base}/_sim/clock", params={"to": night.strftime("%Y%m%d%H%M%S")},
                   headers={"Authorization": f"Bearer {TOKEN}"}, timeout=600).raise_for_status()
-    return loads.pull_dossiers(run_id, "*", night, settings=settings)
+    done = run_night(settings, night, run_id=run_id, until="land", lease=False, checks=False)
+    pulled = done["results"]["land"]["dossiers"]
+    return {k: sum(p[k] for p in pulled) for k in ("fetched", "new_versions", "seconds")}
