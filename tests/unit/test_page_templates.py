@@ -1,0 +1,121 @@
+"""The pages' templates rendered from small inline figures (no warehouse): text from the warehouse is escaped
+in the text and the attributes, the figures' JSON block reads back as given, the data attributes carry exact
+values, and a page needs nothing from elsewhere. The end-to-end checks against the marts are in
+``tests/publication``."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import date, datetime
+from decimal import Decimal
+from html.parser import HTMLParser
+
+import pytest
+
+from publication.monthly import render_html
+from publication.pages import exact
+from publication.report import render
+
+HOSTILE = '<script>alert(1)</script> & "Sở" \'A\''
+STAMP = datetime(2023, 7, 1, 1, 5)
+
+
+class Page(HTMLParser):
+    """Start tags with their attributes (decoded), the decoded text, and the script elements."""
+
+    def __init__(self, html: str):
+        super().__init__(convert_charrefs=True)
+        self.elements: list[tuple[str, dict]] = []
+        self.text = ""
+        self.feed(html)
+
+    def handle_starttag(self, tag, attrs):
+        self.elements.append((tag, dict(attrs)))
+
+    def handle_data(self, data):
+        self.text += data
+
+
+def figures_block(html: str):
+    scripts = re.findall(r"<script\b[^>]*>", html)
+    assert scripts == ['<script type="application/json" id="figures">']
+    return json.loads(re.search(r'<script type="application/json" id="figures">(.*?)</script>', html, re.S).group(1))
+
+
+def assert_self_contained(html: str) -> None:
+    assert html.startswith("<!DOCTYPE html>") and '<html lang="vi">' in html and '<meta charset="utf-8">' in html
+    assert not re.search(r"https?://|@import|url\(|\b(src|href)\s*=|<(link|img|iframe|object|embed)\b", html, re.I)
+
+
+def ranked(level: int, rank: int, code: str, name: str, resolved: int, late: int, below: bool) -> dict:
+    return {"level": level, "rank": rank, "unit_code": code, "unit_name": name, "resolved": resolved, "late": late,
+            "on_time_rate": (resolved - late) / resolved, "below_target": below}
+
+
+@pytest.fixture
+def publication() -> dict:
+    return {"month": date(2023, 6, 1), "province_name": HOSTILE, "target": 0.95, "min_resolved": 10,
+            "generated_at": STAMP,
+            "levels": {1: [ranked(1, 1, "000.00.01.H47", "Sở Tư pháp", 20, 0, False)],
+                       2: [ranked(2, 1, 'H47"<i>', HOSTILE, 40, 10, True),
+                           ranked(2, 2, "000.00.20.H47", "UBND huyện Duy Xuyên", 200, 8, False)],
+                       3: []}}
+
+
+def test_the_publication_page_escapes_what_comes_from_the_warehouse(publication):
+    html = render_html(publication)
+    assert_self_contained(html)
+    page = Page(html)
+    assert HOSTILE not in html and "<i>" not in html
+    assert page.text.count(HOSTILE) == 3  # the masthead, the list of units below target, the ranking table
+    rows = [attrs for tag, attrs in page.elements if tag == "tr" and "data-unit-code" in attrs]
+    assert [r["data-unit-code"] for r in rows] == ["000.00.01.H47", 'H47"<i>', "000.00.20.H47"]
+    listed = [attrs["data-unit-code"] for tag, attrs in page.elements if tag == "li"]
+    assert listed == ['H47"<i>']
+    assert rows[1] == {"class": "below", "data-level": "2", "data-unit-code": 'H47"<i>', "data-rank": "1",
+                       "data-resolved": "40", "data-late": "10", "data-on-time-rate": "0.75",
+                       "data-below-target": "true"}
+    assert f"{HOSTILE}: 75,0% đúng hạn (30/40 hồ sơ trước và đúng hạn, 10 hồ sơ trễ hạn)" in page.text
+    assert "Không có đơn vị đủ điều kiện xếp hạng trong tháng." in page.text  # level 3
+    assert "Tất cả 1 đơn vị được xếp hạng đạt mục tiêu." in page.text  # level 1
+
+
+def test_the_publication_figures_read_back_as_given(publication):
+    figures = figures_block(render_html(publication))
+    assert figures["month"] == "2023-06-01" and figures["target"] == 0.95
+    assert figures["levels"]["2"][0]["unit_name"] == HOSTILE and figures["levels"]["3"] == []
+
+
+def nothing_yet() -> dict:
+    """The figures of a warehouse with no complete month, no pending dossier, workbook or finding yet."""
+    return {"as_of": date(2023, 7, 1), "month": None, "target": 0.95, "province_name": HOSTILE,
+            "generated_at": STAMP, "timeliness": None, "ranking": {}, "online": [], "digitisation": [],
+            "pending_overdue": {"as_of_date": None, "in_processing": 0, "pending_overdue": 0, "overdue_share": None,
+                                "by_level": [], "units": []},
+            "delegation": {"as_of_date": None, "total": None, "by_plan": [], "by_type": [], "by_receiving_unit": []},
+            "disbursement": {"report_date": None, "plan_year": None, "plan_years": [], "total": None,
+                             "by_source": [], "by_investor": []},
+            "dq": {"validated_at": None, "open": 0, "by_rule": {}, "by_unit": []}}
+
+
+def test_the_report_of_a_warehouse_without_figures_yet():
+    html = render(nothing_yet())
+    assert_self_contained(html)
+    page = Page(html)
+    assert HOSTILE not in html and page.text.count(HOSTILE) == 2  # the title and the agency line
+    for note in ("chưa có tháng trọn vẹn", "Chưa có hồ sơ giải quyết trong một tháng trọn vẹn.",
+                 "Chưa có báo cáo giải ngân.", "Không có lỗi dữ liệu đang mở."):
+        assert note in page.text, note
+    assert "<svg" not in html, "no chart without figures"
+    values = {a["data-metric"]: a["data-value"] for _, a in page.elements if "data-metric" in a}
+    assert values == {"as_of": "2023-07-01", "dq.open": "0"}
+    assert figures_block(html)["province_name"] == HOSTILE
+
+
+@pytest.mark.parametrize(("value", "shown"), [
+    (None, ""), (True, "true"), (False, "false"), (0, "0"), (1234567, "1234567"), (0.1, "0.1"),
+    (0.8764044943820225, "0.8764044943820225"), (Decimal("618400000000"), "618400000000.0"), (Decimal("0.5"), "0.5"),
+])
+def test_data_values_are_exact(value, shown):
+    assert exact(value) == shown
