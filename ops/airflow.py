@@ -65,7 +65,7 @@ def airflow_env(extra: Mapping[str, str] | None = None, base: Mapping[str, str] 
     project defaults for whatever it does not set, then ``extra`` on top."""
     env = dict(os.environ if base is None else base)
     extra = dict(extra or {})
-    home = project_path(extra.get("AIRFLOW_HOME") or env_value("AIRFLOW_HOME", env) or LOCAL_DIR / "airflow")
+    home = project_path(env_value("AIRFLOW_HOME", extra) or env_value("AIRFLOW_HOME", env) or LOCAL_DIR / "airflow")
     defaults = {
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
@@ -106,7 +106,7 @@ def _migration_stamp(env: Mapping[str, str]) -> Path:
     from importlib.metadata import version
 
     key = f"{version('apache-airflow-core')}|{env['AIRFLOW__DATABASE__SQL_ALCHEMY_CONN']}"
-    return Path(env["AIRFLOW_HOME"]) / f".db-migrated-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+    return Path(env_value("AIRFLOW_HOME", env)) / f".db-migrated-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
 
 
 def _sqlite_file(env: Mapping[str, str]) -> Path | None:
@@ -117,7 +117,7 @@ def _sqlite_file(env: Mapping[str, str]) -> Path | None:
 def ensure_db(env: Mapping[str, str]) -> None:
     """``airflow db migrate``, once: skipped when this Airflow version already migrated this database
     (and, for SQLite, the file still exists)."""
-    home = Path(env["AIRFLOW_HOME"])
+    home = Path(env_value("AIRFLOW_HOME", env))
     home.mkdir(parents=True, exist_ok=True)
     stamp = _migration_stamp(env)
     db_file = _sqlite_file(env)

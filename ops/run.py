@@ -90,7 +90,7 @@ def bring_up() -> tuple[dict[str, str], str, bool]:
               flush=True)
         print(_run("-m", "simulator", "start"))
     env, simulated = local_environment()
-    inbox = Path(env["FINANCE_INBOX"])
+    inbox = Path(env_value("FINANCE_INBOX", env))
     if simulated and inbox.is_dir() and not any(inbox.rglob("giai-ngan-*.xlsx")):
         print(_run("-m", "simulator", "workbooks", "--out", str(inbox)))
     return env, warehouse, simulated
@@ -101,7 +101,8 @@ def run_date(env: dict[str, str], simulated: bool) -> date:
     if env_value("RUN_DATE", env):
         return date.fromisoformat(env_value("RUN_DATE", env))
     if simulated:
-        health = requests.get(env["PROCEDURE_API_URL"].rsplit("/api/", 1)[0] + "/_sim/health", timeout=10).json()
+        base = env_value("PROCEDURE_API_URL", env).rsplit("/api/", 1)[0]
+        health = requests.get(base + "/_sim/health", timeout=10).json()
         return datetime.strptime(health["clock"], "%Y%m%d%H%M%S").date()
     return datetime.now(ZoneInfo("Asia/Ho_Chi_Minh")).date()
 
@@ -190,15 +191,15 @@ def main() -> int:
     airflow = airflow_env(env)
     print("preparing Airflow's metadata database and the dbt manifest …", flush=True)
     ensure_db(airflow)
-    ensure_manifest(env["WAREHOUSE_WRITER_URL"])
+    ensure_manifest(env_value("WAREHOUSE_WRITER_URL", env))
     log_file = LOCAL / "airflow" / "last-run.log"
     print(f"\n== Nightly pipeline for the night of {night} (Airflow DAG {DAG_ID}) ==", flush=True)
     code = dags_test(DAG_ID, night, airflow, log_file=log_file, progress=True)
     print("\n== Warehouse ==\n" + warehouse)
-    source = env["PROCEDURE_API_URL"] + (" (the simulator; token in .local/simulator/simulator.env)" if simulated
-                                         else "")
-    print(f"\n== Sources ==\nprocedure-system API: {source}\nfinance workbooks: {env['FINANCE_INBOX']}")
-    print("\n== What the run did ==\n" + report(env["WAREHOUSE_WRITER_URL"]))
+    source = env_value("PROCEDURE_API_URL", env)
+    source += " (the simulator; token in .local/simulator/simulator.env)" if simulated else ""
+    print(f"\n== Sources ==\nprocedure-system API: {source}\nfinance workbooks: {env_value('FINANCE_INBOX', env)}")
+    print("\n== What the run did ==\n" + report(env_value("WAREHOUSE_WRITER_URL", env)))
     if code == 0:
         print("\n== Published ==\n" + published(env))
     if code != 0:
@@ -209,7 +210,7 @@ def main() -> int:
 
 
 def _where_to_click(env: dict[str, str]) -> str:
-    reports = Path(env["REPORTS_DIR"])
+    reports = Path(env_value("REPORTS_DIR", env))
     return (f"{reports / 'report' / 'latest.html'} (the morning report) — or `make serve` for every page behind "
             "one local URL")
 

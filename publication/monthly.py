@@ -36,7 +36,7 @@ from publication.formatting import fmt_month, fmt_percent
 from publication.pages import render_page
 from publication.spreadsheet import put
 
-MIN_RESOLVED = 10  # the ranking's default threshold (dbt var min_resolved)
+MIN_RESOLVED = F.MIN_RESOLVED  # the ranking's threshold (pipeline.settings; dbt var min_resolved)
 HEADERS = ("Hạng", "Mã đơn vị", "Tên đơn vị", "Số hồ sơ đã giải quyết", "Số hồ sơ trễ hạn", "Tỷ lệ đúng hạn",
            "Kết quả")
 COUNT_FORMAT = "#,##0"

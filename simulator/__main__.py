@@ -96,8 +96,9 @@ def _read_state() -> tuple[int | None, dict]:
 
 def cmd_start(args: argparse.Namespace) -> int:
     pid, env = _read_state()
-    if pid and _pid_alive(pid) and env.get("PROCEDURE_API_URL") and _health(env["PROCEDURE_API_URL"]):
-        print(f"simulator already running (pid {pid}) at {env['PROCEDURE_API_URL']}")
+    running_url = env_value("PROCEDURE_API_URL", env)
+    if pid and _pid_alive(pid) and running_url and _health(running_url):
+        print(f"simulator already running (pid {pid}) at {running_url}")
         return 0
     if pid and not _pid_alive(pid):
         print(f"simulator: removing stale pid file (pid {pid} is gone)")
@@ -154,9 +155,10 @@ def cmd_stop(_: argparse.Namespace) -> int:
 
 def cmd_status(_: argparse.Namespace) -> int:
     pid, env = _read_state()
-    health = _health(env["PROCEDURE_API_URL"]) if env.get("PROCEDURE_API_URL") else None
+    running_url = env_value("PROCEDURE_API_URL", env)
+    health = _health(running_url) if running_url else None
     if pid and _pid_alive(pid) and health:
-        print(f"simulator running (pid {pid}) at {env['PROCEDURE_API_URL']}; clock {health['clock']}")
+        print(f"simulator running (pid {pid}) at {running_url}; clock {health['clock']}")
         return 0
     print("simulator is not running")
     return 3
