@@ -124,7 +124,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args or args[0] in ("-h", "--help"):
         print(__doc__)
         return 0 if args else 2
-    if args == ["manifest"]:
+    if args[0] == "manifest":
+        if args[1:] in (["-h"], ["--help"]):
+            print("python -m ops.dbt manifest: write the dbt manifest Cosmos renders the DAG from "
+                  f"({MANIFEST_PATH}), unless it is newer than every file of the dbt project")
+            return 0
         print(ensure_manifest(writer_url_from_env()))
         return 0
     return run_dbt(args, writer_url_from_env(), capture_output=False).returncode

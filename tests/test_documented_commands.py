@@ -1,0 +1,60 @@
+"""Every command the READMEs and the docs document exists and answers ``--help``, and every ``make`` target they
+name is a target of the Makefile. (What the commands do is tested where their module is; this guards the
+paths a newcomer types.)"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DOCS = [PROJECT_ROOT / "README.md", *sorted(PROJECT_ROOT.glob("*/README.md")), *sorted(PROJECT_ROOT.glob("docs/*.md"))]
+MODULE_COMMAND = re.compile(r"python -m ([a-z_][a-z_.]*)((?: [a-z][a-z-]+)?)")
+MAKE_TARGET = re.compile(r"`make ([a-z][a-z-]+)|^make ([a-z][a-z-]+)", re.M)
+
+
+def documented_commands() -> list[tuple[str, ...]]:
+    found: set[tuple[str, ...]] = set()
+    for doc in DOCS:
+        for module, sub in MODULE_COMMAND.findall(doc.read_text()):
+            found.add((module, *sub.split()))
+    return sorted(found)
+
+
+def documented_targets() -> list[str]:
+    found = set()
+    for doc in DOCS:
+        for a, b in MAKE_TARGET.findall(doc.read_text()):
+            found.add(a or b)
+    return sorted(found)
+
+
+def _help(command: tuple[str, ...]) -> tuple[tuple[str, ...], int, str]:
+    proc = subprocess.run([sys.executable, "-m", *command, "--help"], cwd=PROJECT_ROOT, capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "False"})
+    return command, proc.returncode, (proc.stdout + proc.stderr)[-800:]
+
+
+def test_the_docs_document_commands_at_all():
+    commands = documented_commands()
+    assert ("ingestion", "repull") in commands and ("ops.airflow", "test-dag") in commands
+    assert {"run", "test", "airflow"} <= set(documented_targets())
+
+
+def test_every_documented_command_answers_help():
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(_help, documented_commands()))
+    failed = {" ".join(c): out for c, code, out in results if code != 0}
+    assert failed == {}
+
+
+@pytest.mark.parametrize("target", documented_targets())
+def test_every_documented_make_target_exists(target):
+    makefile = (PROJECT_ROOT / "Makefile").read_text()
+    assert re.search(rf"^{re.escape(target)}:", makefile, re.M), f"`make {target}` is documented but not a target"
