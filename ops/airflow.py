@@ -201,8 +201,10 @@ def dags_test(dag_id: str, run_date: date, env: Mapping[str, str], log_file: Pat
         raise SystemExit(128 + signum)
 
     previous = {sig: signal.signal(sig, terminated) for sig in (signal.SIGTERM, signal.SIGHUP)}
-    proc = subprocess.Popen(cmd, env=dict(env), cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT if out else None,
-                            start_new_session=True, preexec_fn=_die_with_parent)
+    # Through ops.guard, a session of its own that dies with this wrapper, taking every task process along.
+    proc = subprocess.Popen([sys.executable, "-m", "ops.guard", *cmd], env=dict(env), cwd=PROJECT_ROOT, stdout=out,
+                            stderr=subprocess.STDOUT if out else None, start_new_session=True,
+                            preexec_fn=_die_with_parent)
     try:
         if progress and log_file is not None:
             _progress(log_file, proc, started)
