@@ -230,9 +230,27 @@ def resolve_url(role: str = "writer", settings: Settings | None = None) -> str:
         settings.role_name(role),
         settings.password(role),
         settings.host,
-        settings.port,
+        running_port(settings.data_dir) or settings.port,
         settings.database,
     )
+
+
+def running_port(data_dir: Path) -> int | None:
+    """The port the private cluster of ``data_dir`` is running on, from its ``postmaster.pid`` (the fourth
+    line), when its server is alive — so ``python -m warehouse url`` names the cluster actually running,
+    even when it was started with another ``WAREHOUSE_PORT`` than this shell's."""
+    try:
+        lines = (Path(data_dir) / "postmaster.pid").read_text().splitlines()
+        pid, port = int(lines[0]), int(lines[3])
+    except (OSError, ValueError, IndexError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass  # alive, run by the cluster's own system user
+    return port
 
 
 def resolve_urls(settings: Settings | None = None) -> dict[str, str]:

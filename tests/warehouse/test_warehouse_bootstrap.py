@@ -182,6 +182,12 @@ def test_cli_up_is_idempotent_and_url_prints_full_urls(wh, monkeypatch, capsys):
         assert main(["url", "--role", role]) == 0
         assert capsys.readouterr().out.strip() == wh.urls[role]
 
+    # A shell without WAREHOUSE_PORT still gets the port the cluster is running on (not the default).
+    monkeypatch.delenv("WAREHOUSE_PORT")
+    assert wh.port != 55432
+    assert main(["url", "--role", "writer"]) == 0
+    assert capsys.readouterr().out.strip() == wh.urls["writer"]
+
 
 # --- the read-only role's limits ----------------------------------------------------------------------
 
