@@ -36,7 +36,8 @@ LEVEL_SERIES = ("province", 1, 2, 3)
 TOP_UNITS = 20  # units shown in the below-target charts and the data-quality backlog
 PENDING_UNITS = 15  # units shown in the chart of dossiers pending past their due date
 RECEIVING_UNITS = 25  # receiving units shown in the delegation chart (the slowest)
-TARGET_LABEL = f"Mục tiêu {fmt_percent(F.TARGET, 0)}"
+TARGET_SHOWN = fmt_percent(F.TARGET, 0)  # "95%" (PUBLICATION_ON_TIME_TARGET)
+TARGET_LABEL = f"Mục tiêu {TARGET_SHOWN}"
 
 
 def _scope_name(scope) -> str:
@@ -108,13 +109,14 @@ def _below_target_charts(fig: dict) -> dict[str, str]:
     out = {"chart-below-by-level": charts.bar_chart(
         "Số đơn vị dưới mục tiêu theo cấp", [F.LEVELS[lv] for lv in levels],
         [Series("Đơn vị được xếp hạng", [len(ranking.get(str(lv), [])) for lv in levels]),
-         Series("Đơn vị dưới 95%", [sum(r["below_target"] for r in ranking.get(str(lv), [])) for lv in levels])],
+         Series(f"Đơn vị dưới {TARGET_SHOWN}",
+                [sum(r["below_target"] for r in ranking.get(str(lv), [])) for lv in levels])],
         x_label="Cấp", y_label="Số đơn vị", percent=False, chart_id="chart-below-by-level")}
     for level in levels:
         shown = [r for r in ranking.get(str(level), []) if r["below_target"]][:TOP_UNITS]
         if shown:
             out[f"chart-below-level-{level}"] = charts.hbar_chart(
-                f"{F.LEVELS[level]}: đơn vị có tỷ lệ đúng hạn dưới 95%", [r["unit_name"] for r in shown],
+                f"{F.LEVELS[level]}: đơn vị có tỷ lệ đúng hạn dưới {TARGET_SHOWN}", [r["unit_name"] for r in shown],
                 [Series("Tỷ lệ đúng hạn", [r["on_time_rate"] for r in shown])], x_label="Tỷ lệ đúng hạn (%)",
                 target=F.TARGET, target_label=TARGET_LABEL,
                 notes=[f"{fmt_int(r['late'])} trễ hạn/{fmt_int(r['resolved'])}" for r in shown],
@@ -274,6 +276,7 @@ def render(fig: dict) -> str:
         figures_json=Markup(F.to_json(fig)),  # to_json escapes <, > and &: inert inside <script>
         scope_name=_scope_name,
         target=F.TARGET,
+        min_resolved=F.MIN_RESOLVED,
         levels=F.LEVELS,
         level_units=F.LEVEL_UNITS,
         province_label=F.PROVINCE,
