@@ -119,4 +119,3 @@ def test_the_report_of_a_warehouse_without_figures_yet():
 ])
 def test_data_values_are_exact(value, shown):
     assert exact(value) == shown
-
