@@ -6,7 +6,8 @@ Works against any server that follows the contract, and survives servers that do
   errors, a body that no parser can read or is cut short) are retried with exponential backoff and jitter
   within a time budget per page (``max_retry_seconds``). A ``Retry-After`` of 0, a negative one or garbage
   never becomes a busy loop: the wait is at least the backoff of that attempt. When the budget is spent
-  the page raises ``PageUnavailable`` holding the request and the last bytes received, so the caller can
+  the page raises ``PageUnavailable`` holding the request and, when the server kept answering 200 with
+  bytes no parser can read, those bytes (an error status has no body worth keeping), so the caller can
   keep them and go on (``ingestion.landing`` marks the window incomplete).
 - **Refusals** (400, 401, 403, 404, other 4xx) raise ``ApiError`` at once with the server's message: a
   wrong token or URL is a configuration error, not bad data.
@@ -62,7 +63,8 @@ class ApiError(Exception):
 
 class PageUnavailable(ApiError):
     """A page could not be had within the retry budget (the server kept failing, or kept sending bytes no
-    parser can read). ``body`` is the last body received, if any, kept for quarantine."""
+    parser can read). ``body`` is the last unreadable 200 body, kept for quarantine; ``None`` when the
+    attempts ended in error statuses or connection failures (``status`` then holds the last status)."""
 
     def __init__(self, message: str, request: str, attempts: int, reason: str, body: bytes | None = None,
                  status: int | None = None):
