@@ -43,7 +43,8 @@ simulator: venv ## start the procedure-system simulator in the background (SIM_*
 simulator-stop: venv ## stop the simulator
 	@$(PY) -m simulator stop
 
-status: venv ## where the warehouse and the simulator are
+status: venv ## the last run's state and when it ran; where the warehouse and the simulator are
+	@$(PY) -m pipeline status || true
 	@$(PY) -m warehouse status || true
 	@$(PY) -m simulator status || true
 

@@ -49,6 +49,7 @@ yesterday to 01:00 today (local time), taken from the run's `data_interval_start
 9. `load_workbooks` → `finance` (staging, checks, marts) → `finance_published` — the finance
    department's workbooks, on a branch of their own: a failure there does not hold the dossier marts;
 10. `write_report` — the HTML report and the run's summary, once the dossier marts are published;
+    `dbt_docs` beside it — the dbt docs site (`reports/dbt-docs/`: models, columns, tests, lineage, catalog);
 11. `finish_run` — whatever happened before: the data-quality digest (leading with what the night could
     not do), one alert when something needs attention, the run's status, the lease released.
 
@@ -240,6 +241,19 @@ def cchc_nightly():
         return nightly_report(run["run_id"], _when(run["interval_end"]), settings=_settings())
 
     @task(trigger_rule="all_done")
+    def dbt_docs() -> str:
+        """The dbt docs site, once the dossier marts are published (the catalog then describes them)."""
+        from airflow.sdk import get_current_context
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from ops.dbt import write_docs_site
+
+        if _task_states(get_current_context()).get("marts_published") != "success":
+            raise AirflowSkipException("the dossier marts were not rebuilt tonight: yesterday's docs stay")
+        settings = _settings()
+        return str(write_docs_site(settings.warehouse_url, settings.reports_dir / "dbt-docs"))
+
+    @task(trigger_rule="all_done")
     def finish_run() -> str:
         """However the night went: the digest, the night's alert, the run's status, the lease released.
         Fails (after doing all that) when a task failed, so the run shows as failed."""
@@ -264,6 +278,7 @@ def cchc_nightly():
             "finance_quality": ti.xcom_pull(task_ids="finance_quality"),
         }
         report = ti.xcom_pull(task_ids="write_report") or {}
+        results["dbt_docs"] = ti.xcom_pull(task_ids="dbt_docs")
         outcome = runs.finish_night(run["run_id"], _when(run["interval_end"]), results, states,
                                         settings=_settings())
         summary = outcome["summary"]
@@ -304,8 +319,10 @@ def cchc_nightly():
     chain(quality, finance_marts)
 
     report = write_report(run)
+    docs = dbt_docs()
     finished = finish_run()
     chain([published, finance_done], report, finished)
+    chain([published, finance_done], docs, finished)
     chain([completion, workbooks, quality, finance_checks], finished)
 
 

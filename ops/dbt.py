@@ -2,6 +2,7 @@
 
     python -m ops.dbt build --select staging     # any dbt command and arguments
     python -m ops.dbt manifest                   # writes .local/dbt/manifest/manifest.json (Cosmos reads it)
+    python -m ops.dbt docs-site                  # writes <REPORTS_DIR>/dbt-docs/index.html (every night does)
 
 The connection comes from the writer role's ``postgresql://`` URL — ``WAREHOUSE_WRITER_URL`` if set, else
 ``warehouse.resolve_url("writer")`` (the private cluster or ``WAREHOUSE_URL``) — turned into the variables
@@ -119,6 +120,27 @@ def ensure_manifest(writer_url: str | None = None) -> Path:
     return MANIFEST_PATH
 
 
+def write_docs_site(writer_url: str, out_dir: Path) -> Path:
+    """The dbt docs site as one self-contained page, ``<out_dir>/index.html`` (``dbt docs generate
+    --static``: the models, their columns and tests, the lineage graph and the warehouse's catalog).
+
+    Generated in a scratch target folder of its own (a concurrent dbt command keeps its target), then
+    moved into place in one rename, so the page served is always a whole one. Raises with dbt's output
+    when dbt fails."""
+    scratch = DBT_LOCAL_DIR / f"docs-{os.getpid()}"
+    try:
+        proc = run_dbt(["docs", "generate", "--static", "--target-path", str(scratch)], writer_url)
+        page = scratch / "static_index.html"
+        if proc.returncode != 0 or not page.is_file():
+            raise RuntimeError(f"dbt docs generate failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-2000:]}")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        target = out_dir / "index.html"
+        os.replace(page, target)
+        return target
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help"):
@@ -130,6 +152,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                   f"({MANIFEST_PATH}), unless it is newer than every file of the dbt project")
             return 0
         print(ensure_manifest(writer_url_from_env()))
+        return 0
+    if args[0] == "docs-site":
+        from pipeline.settings import Settings
+
+        out_dir = Settings.from_env().reports_dir / "dbt-docs"
+        if args[1:] in (["-h"], ["--help"]):
+            print(f"python -m ops.dbt docs-site: write the dbt docs site as one page, {out_dir}/index.html")
+            return 0
+        print(write_docs_site(writer_url_from_env(), out_dir))
         return 0
     return run_dbt(args, writer_url_from_env(), capture_output=False).returncode
 

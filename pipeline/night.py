@@ -8,7 +8,8 @@ The stages, in the DAG's order (``dags/nightly.py``): ``land`` (reference lists,
 windows earlier nights left open, the workbooks), ``staging`` (dbt selector ``nightly_staging``),
 ``quality`` (the batch and dossier checks: a critical failure stops the dossier and finance marts, as in
 the DAG), ``finance`` (``nightly_finance_staging``, the workbook checks, ``nightly_finance_marts``), ``marts``
-(``nightly_marts``), ``report``; then, always, the end of the night (``pipeline.runs.finish_night``: the
+(``nightly_marts``), ``report`` (and, with ``docs``, the dbt docs site as the DAG's ``dbt_docs`` task
+writes it: about seven seconds a night the tests of the figures do not need); then, always, the end of the night (``pipeline.runs.finish_night``: the
 digest, the alert, the run's status, the lease). ``until`` stops after a stage. A failing stage is recorded
 as the DAG would record its task (``failed``, the stages that needed it ``upstream_failed``) and does not
 raise, unless ``strict`` — the default, so a test sees a broken night at once.
@@ -49,7 +50,7 @@ def dbt_build(settings: Settings, selector: str, as_of: datetime, run_id: str | 
 
 def run_night(settings: Settings, interval_end: datetime, *, interval_start: datetime | None = None,
               run_id: str | None = None, until: str = "report", lease: bool = True, checks: bool = True,
-              strict: bool = True, extra_vars: dict | None = None) -> dict[str, Any]:
+              strict: bool = True, extra_vars: dict | None = None, docs: bool = False) -> dict[str, Any]:
     """Run the night ending ``interval_end`` (naive local time). ``lease``: take the warehouse's lease as the
     DAG does; ``checks``: run the data-quality stage (a test of the marts alone may skip it);
     ``extra_vars``: more dbt vars (e.g. ``incremental_lookback_minutes``). Returns the run id, each stage's
@@ -136,6 +137,11 @@ def run_night(settings: Settings, interval_end: datetime, *, interval_start: dat
         return nightly_report(run_id, interval_end, settings=settings)
 
     stage("report", "report", ("marts",), report)
+    if docs:
+        from ops.dbt import write_docs_site
+
+        stage("dbt_docs", "report", ("marts",),
+              lambda: str(write_docs_site(settings.warehouse_url, settings.reports_dir / "dbt-docs")))
     outcome = _finish(runs, run_id, interval_end, results, states, settings, lease)
     log.info("night %s: %s in %.1fs", run_id, outcome["status"], time.perf_counter() - t0)
     return {"run_id": run_id, "results": results, "states": states, "seconds": seconds, **outcome}

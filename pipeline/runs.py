@@ -149,3 +149,57 @@ def finish_run(run_id: str, results: dict, settings: Settings | None = None, sta
     return "\n".join(lines)
 
 
+
+
+def last_run(conn: psycopg.Connection) -> dict | None:
+    """The latest run recorded in ``audit.pipeline_runs`` (by start): its id, night, status, start, end,
+    seconds, problems and failed tasks; ``None`` before the first run."""
+    row = conn.execute(
+        "SELECT run_id, run_date, status, started_at, finished_at, "
+        "extract(epoch FROM coalesce(finished_at, now()) - started_at), "
+        "coalesce(summary->'problems', '[]'::jsonb), coalesce(summary->'failed_tasks', '[]'::jsonb), "
+        "extract(epoch FROM now() - coalesce(finished_at, started_at)) "
+        "FROM audit.pipeline_runs ORDER BY started_at DESC LIMIT 1").fetchone()
+    if row is None:
+        return None
+    keys = ("run_id", "run_date", "status", "started_at", "finished_at", "seconds", "problems", "failed_tasks",
+            "age_seconds")
+    return dict(zip(keys, row, strict=True))
+
+
+def _ago(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 120:
+        return f"{seconds} s ago"
+    if seconds < 7200:
+        return f"{seconds // 60} min ago"
+    if seconds < 2 * 86400:
+        return f"{seconds // 3600} h ago"
+    return f"{seconds // 86400} days ago"
+
+
+def status_lines(settings: Settings | None = None) -> list[str]:
+    """``make status``'s pipeline part: the last run's state and when it ran, what it could not do, and who
+    holds the warehouse's lease now."""
+    from zoneinfo import ZoneInfo
+
+    from pipeline.lease import read
+    from pipeline.settings import LOCAL_TZ
+
+    settings = _settings(settings)
+    tz = ZoneInfo(LOCAL_TZ)
+    with _connect(settings) as conn:
+        run = last_run(conn)
+    if run is None:
+        lines = ["last run: none yet (make run runs the first night)"]
+    else:
+        when = run["finished_at"] or run["started_at"]
+        verb = "finished" if run["finished_at"] else "started"
+        lines = [f"last run: {run['run_id']} (night of {run['run_date']}): {run['status'].upper()}, "
+                 f"{verb} {when.astimezone(tz):%Y-%m-%d %H:%M} {LOCAL_TZ} ({_ago(run['age_seconds'])}), "
+                 f"{float(run['seconds']):.0f} s"]
+        lines += [f"  failed task: {t}" for t in run["failed_tasks"]]
+        lines += [f"  NOT COMPLETE: {p}" for p in run["problems"]]
+    held = read(settings.warehouse_url)
+    lines.append(f"lease: held by {held.describe()}" if held else "lease: free")
+    return lines

@@ -173,6 +173,10 @@ def test_dbt_runs_after_ingestion_staging_before_marts(parsed):
     # The report and the end of the night run however the branches ended.
     assert tasks["write_report"]["trigger_rule"] == "all_done"
     assert tasks["finish_run"]["trigger_rule"] == "all_done"
+    # The dbt docs site, every night the marts are rebuilt (it skips itself otherwise), before the end.
+    assert tasks["dbt_docs"]["trigger_rule"] == "all_done"
+    assert {"marts_published", "finance_published"} <= set(tasks["dbt_docs"]["upstream"])
+    assert "dbt_docs" in tasks["finish_run"]["upstream"]
 
 
 def test_marts_are_published_as_assets_and_drive_the_monthly_dag(parsed):

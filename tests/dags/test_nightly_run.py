@@ -142,6 +142,8 @@ def test_the_night_always_finishes_and_names_what_it_could_not_do(tmp_path):
         assert alert["message"].startswith(f"Nightly run {night1['run'][0]}: dossiers incomplete")
         assert not any(a["event"] == "task_failed" for a in alerts)
         assert (tmp_path / "reports" / "report" / "latest.html").exists()
+        docs = (tmp_path / "reports" / "dbt-docs" / "index.html").read_text(encoding="utf-8")
+        assert "model.cchc.fct_dossier" in docs and "rpt_monthly_ranking" in docs  # the night's dbt docs site
         assert "report:" in first.stdout + first.stderr
         # The monthly publication DAG (scheduled on the ranking's asset): the latest complete month, March.
         monthly = dags_test(env, "2023-04-01", tmp_path / "monthly.log", "cchc_monthly_publication")
