@@ -9,7 +9,7 @@ UV_VERSION := 0.13.8
 STAMP := $(VENV)/.installed
 TEST_WORKERS ?= 2
 
-.PHONY: help venv run test lint warehouse-up warehouse-down simulator simulator-stop status clean lock bench-sim bench-ingest bench-dbt bench-dq airflow
+.PHONY: help venv run test lint warehouse-up warehouse-down simulator simulator-stop status serve clean lock bench-sim bench-ingest bench-dbt bench-dq airflow
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s $$'\t'
@@ -47,6 +47,9 @@ status: venv ## the last run's state and when it ran; where the warehouse and th
 	@$(PY) -m pipeline status || true
 	@$(PY) -m warehouse status || true
 	@$(PY) -m simulator status || true
+
+serve: venv ## everything published behind one read-only URL, http://127.0.0.1:8090/ (SERVE_PORT): reports, publications, digests, Data Docs, dbt docs
+	@$(PY) -m ops.serve
 
 bench-sim: venv ## simulator serving speed (dossiers/s of JSON)
 	@$(PY) -m simulator bench

@@ -9,10 +9,11 @@ windows earlier nights left open, the workbooks), ``staging`` (dbt selector ``ni
 ``quality`` (the batch and dossier checks: a critical failure stops the dossier and finance marts, as in
 the DAG), ``finance`` (``nightly_finance_staging``, the workbook checks, ``nightly_finance_marts``), ``marts``
 (``nightly_marts``), ``report`` (and, with ``docs``, the dbt docs site as the DAG's ``dbt_docs`` task
-writes it: about seven seconds a night the tests of the figures do not need); then, always, the end of the night (``pipeline.runs.finish_night``: the
-digest, the alert, the run's status, the lease). ``until`` stops after a stage. A failing stage is recorded
-as the DAG would record its task (``failed``, the stages that needed it ``upstream_failed``) and does not
-raise, unless ``strict`` — the default, so a test sees a broken night at once.
+writes it: about seven seconds a night the tests of the figures do not need); then, always, the end of
+the night (``pipeline.runs.finish_night``: the digest, the alert, the run's status, the lease).
+``until`` stops after a stage. A failing stage is recorded as the DAG would record its task (``failed``,
+the stages that needed it ``upstream_failed``) and does not raise, unless ``strict`` — the default, so a
+test sees a broken night at once.
 """
 
 from __future__ import annotations

@@ -188,7 +188,9 @@ def status_lines(settings: Settings | None = None) -> list[str]:
 
     settings = _settings(settings)
     tz = ZoneInfo(LOCAL_TZ)
-    with _connect(settings) as conn:
+    # a status command answers quickly, also when the warehouse is far or down
+    with psycopg.connect(settings.warehouse_url, autocommit=True, connect_timeout=5,
+                         application_name="cchc-status") as conn:
         run = last_run(conn)
     if run is None:
         lines = ["last run: none yet (make run runs the first night)"]

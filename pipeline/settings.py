@@ -116,6 +116,11 @@ VARIABLES: dict[str, Variable] = {v.name: v for v in [
         ("AIRFLOW_CONN_PROCEDURE_API", None, "an Airflow connection overriding the two API variables"),
     ),
     *_vars(
+        "Front door",
+        ("SERVE_PORT", "8090", "port of make serve (127.0.0.1 only)"),
+        ("SUPERSET_PORT", "8088", "port of make superset (127.0.0.1 only)"),
+    ),
+    *_vars(
         "Simulator",
         ("SIM_SEED", "2023", "scenario seed"),
         ("SIM_START", "2023-01-01", "first submission day"),

@@ -67,6 +67,52 @@ def zip_bomb(path: Path) -> None:
         z.writestr("xl/worksheets/sheet1.xml", b"0" * (12 * 2**20))
 
 
+def check_front_door(env: dict, tmp_path: Path) -> None:
+    """`make serve` over the night's outputs: the index links the report, the publication, the digest, the
+    Data Docs and the dbt docs, every link answers, the night's state is on it, and nothing is writable."""
+    import re
+    import socket
+    import time
+    import urllib.error
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = (tmp_path / "serve.log").open("w")
+    serve = subprocess.Popen(["make", "-s", "serve"], cwd=PROJECT_ROOT, env={**env, "SERVE_PORT": str(port)},
+                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                index = urllib.request.urlopen(base + "/", timeout=10).read().decode("utf-8")
+                break
+            except OSError:
+                assert serve.poll() is None and time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
+                time.sleep(0.3)
+        links = set(re.findall(r'href="(/[^"]*)"', index))
+        assert {"/report/latest.html", "/report/bao-cao-2023-04-01.html", "/cong-khai/cong-khai-2023-03.html",
+                "/cong-khai/cong-khai-2023-03.xlsx", "/dq-digest/latest.txt", "/data-docs/index.html",
+                "/dbt-docs/index.html", "/alerts.log"} <= links
+        for link in links:
+            with urllib.request.urlopen(base + link, timeout=30) as resp:
+                assert resp.status == 200 and resp.read(), link
+        assert "INCOMPLETE" in index
+        digest = urllib.request.urlopen(base + "/dq-digest/latest.txt", timeout=10).read().decode("utf-8")
+        assert digest.startswith("[INCOMPLETE]")
+        try:
+            urllib.request.urlopen(urllib.request.Request(base + "/report/latest.html", data=b"x", method="POST"))
+            raise AssertionError("the front door must be read-only")
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 405
+    finally:
+        os.killpg(serve.pid, 15)
+        serve.wait(timeout=30)
+        log.close()
+
+
 @pytest.mark.slow
 def test_the_night_always_finishes_and_names_what_it_could_not_do(tmp_path):
     inbox = tmp_path / "inbox"
@@ -150,6 +196,12 @@ def test_the_night_always_finishes_and_names_what_it_could_not_do(tmp_path):
         assert monthly.returncode == 0, f"the monthly DAG failed; see {tmp_path / 'monthly.log'}"
         assert {p.name for p in (tmp_path / "reports" / "cong-khai").iterdir()} >= {"cong-khai-2023-03.html",
                                                                                    "cong-khai-2023-03.xlsx"}
+        # What a user opens next: `make status` names the night's state, `make serve` links it all.
+        status = subprocess.run(["make", "-s", "status"], cwd=PROJECT_ROOT, env=env, text=True,
+                                capture_output=True, timeout=120)
+        assert f"last run: {night1['run'][0]} (night of 2023-04-01): INCOMPLETE" in status.stdout, status.stdout
+        assert "NOT COMPLETE: dossiers incomplete" in status.stdout
+        check_front_door(env, tmp_path)
         with psycopg.connect(url) as conn:
             finance_before = checksums(conn, FINANCE_MARTS)
 
