@@ -1,0 +1,21 @@
+"""Apache Superset as the project's BI tool: its own cached environment, a local instance, and the two
+dashboards (the morning dashboard, data quality) kept in the repository as Superset's export bundle.
+
+    python -m bi serve       # make superset: install if needed, start on 127.0.0.1, import, print URL and login
+    python -m bi import      # import bi/bundle/ into a running Superset (the local one, or SUPERSET_URL)
+    python -m bi export      # the dashboards as edited in the UI, back into bi/bundle/
+    python -m bi install     # only the environment
+
+Modules: ``environment`` (the virtual environment, cached outside the working tree), ``instance`` (the local
+instance under ``.local/superset/``), ``bundle`` (zip the bundle for the import, normalise an export),
+``client`` (Superset's REST API), ``superset_setup`` and ``superset_settings`` (run inside Superset's own
+Python). Everything here but ``bundle.write_export`` is standard library only: the import also runs in the
+compose stack's Superset image. See bi/README.md.
+"""
+
+from pathlib import Path
+
+BI_DIR = Path(__file__).resolve().parent
+PROJECT_ROOT = BI_DIR.parent
+BUNDLE_DIR = BI_DIR / "bundle"
+LOCK_FILE = BI_DIR / "requirements.txt"
