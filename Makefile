@@ -15,10 +15,13 @@ help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s $$'\t'
 
 $(STAMP): requirements.txt
-	@test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
+	@test -x $(PY) || { echo "==> creating the virtual environment $(VENV) ($$($(PYTHON_BOOT) --version))"; $(PYTHON_BOOT) -m venv $(VENV); }
+	@echo "==> installing uv $(UV_VERSION) (the installer) from PyPI"
 	@$(PY) -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
+	@echo "==> installing the $$(grep -cE '^[a-zA-Z0-9]' requirements.txt) pinned packages of requirements.txt (Airflow, dbt, Great Expectations, ...): about two minutes the first time"
 	@$(UV) pip install -q --python $(PY) -r requirements.txt
 	@touch $(STAMP)
+	@echo "==> environment ready"
 
 venv: $(STAMP) ## create .venv and install the pinned requirements (uv)
 
