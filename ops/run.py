@@ -210,10 +210,12 @@ def main() -> int:
 
 
 def _where_to_click(env: dict[str, str]) -> str:
-    reports = Path(env_value("REPORTS_DIR", env))
-    return (f"{reports / 'report' / 'latest.html'} (the morning report) — or `make serve` for every page behind "
-            "one local URL")
+    from ops.serve import serve_port
 
+    reports = Path(env_value("REPORTS_DIR", env))
+    return (f"{reports / 'report' / 'latest.html'} (the morning report); `make serve` puts every page behind "
+            f"http://127.0.0.1:{serve_port()}/ (report, publications, digests, Data Docs, dbt docs), "
+            "`make superset` the dashboards, `make airflow` the nightly scheduler and its UI")
 
 if __name__ == "__main__":
     sys.exit(main())
