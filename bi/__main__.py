@@ -5,13 +5,14 @@
     python -m bi export     # write the two dashboards, as they are in that Superset, back into bi/bundle/
     python -m bi install    # build (or find) the cached environment and print where it is
 
-The variables (bi/README.md): ``SUPERSET_PORT`` (8088), ``SUPERSET_ADMIN_USERNAME`` and
-``SUPERSET_ADMIN_PASSWORD`` (the local admin; generated once when unset; required with ``SUPERSET_URL``),
+The variables (bi/README.md): ``SUPERSET_PORT`` (8088, read through ``pipeline.settings``),
+``SUPERSET_ADMIN_USERNAME`` and ``SUPERSET_ADMIN_PASSWORD`` (the local admin; generated once when unset;
+required with ``SUPERSET_URL``),
 ``SUPERSET_URL`` (another Superset to import into or export from, e.g. the compose stack's),
 ``BI_READER_URL`` (the warehouse as bi_reader, as Superset reaches it; default: ``python -m warehouse url
---role bi_reader``), ``SUPERSET_VENV`` (another place for the environment). They are read here and not
-through ``pipeline.settings``: the import also runs in the compose stack's Superset image, where only
-``bi/`` is installed. No password is taken from the command line.
+--role bi_reader``), ``SUPERSET_VENV`` (another place for the environment). Those but the port are read
+here, not through ``pipeline.settings``: the import also runs in the compose stack's Superset image, where
+only ``bi/`` is installed. No password is taken from the command line.
 """
 
 from __future__ import annotations
@@ -95,8 +96,14 @@ def cmd_export(args) -> int:
     return 0
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def cmd_serve(args) -> int:
-    port = int(os.environ.get("SUPERSET_PORT") or DEFAULT_PORT)
+    from pipeline.settings import env_value  # SUPERSET_PORT is one of the project's settings (README)
+
+    port = int(env_value("SUPERSET_PORT", default=str(DEFAULT_PORT)))
     if running_url(DEFAULT_HOME):
         raise SupersetError(f"a local Superset already runs at {running_url(DEFAULT_HOME)}")
     instance = LocalInstance(ensure_environment(), home=DEFAULT_HOME, port=port)
@@ -113,7 +120,7 @@ def cmd_serve(args) -> int:
               f"{instance.url}/superset/dashboard/cchc-data-quality/)\n"
               f"login: {username} / {password}   (kept in {instance.home / 'admin.json'})\n"
               "Ctrl-C stops it.", flush=True)
-        signal.signal(signal.SIGTERM, lambda *_: instance.stop())
+        signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops it as Ctrl-C does (never wait in the handler)
         return instance.wait()
     except KeyboardInterrupt:
         return 0

@@ -26,6 +26,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -44,7 +45,18 @@ MIGRATE_TIMEOUT = 900
 
 
 class EnvironmentUnavailable(RuntimeError):
-    """Superset's environment could not be built (no network to PyPI and nothing cached, or a failed install)."""
+    """Superset's environment could not be built: ``offline`` when the package index could not be reached and
+    uv's cache does not hold every wheel of the lock; otherwise a failed install (a real error)."""
+
+    def __init__(self, message: str, offline: bool = False):
+        super().__init__(message)
+        self.offline = offline
+
+
+# What uv prints when it cannot reach the index (DNS, connection, TLS, timeouts).
+NETWORK_ERRORS = re.compile(r"error sending request|dns error|failed to lookup address|Network is unreachable|"
+                            r"Connection refused|connection (?:reset|closed)|timed out|Could not connect|"
+                            r"tcp connect error|failed to fetch|offline", re.I)
 
 
 @dataclass(frozen=True)
@@ -105,9 +117,27 @@ def _run(cmd: list[str], timeout: float, what: str, env: dict | None = None, log
     started = time.monotonic()
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, check=False)
     if proc.returncode != 0:
-        raise EnvironmentUnavailable(f"{what} failed (exit {proc.returncode}):\n{(proc.stderr or proc.stdout)[-4000:]}")
+        output = (proc.stderr or proc.stdout)[-4000:]
+        raise EnvironmentUnavailable(f"{what} failed (exit {proc.returncode}):\n{output}",
+                                     offline=bool(NETWORK_ERRORS.search(output)))
     log(f"bi: {what} in {time.monotonic() - started:.0f}s")
     return proc
+
+
+def _install(uv: str, python: Path, log: Callable[[str], None]) -> None:
+    """``uv pip sync`` the lock; when the index cannot be reached, once more from uv's cache alone."""
+    sync = [uv, "pip", "sync", "--quiet", "--compile-bytecode", "--python", str(python), str(LOCK_FILE)]
+    try:
+        _run(sync, INSTALL_TIMEOUT, "uv pip sync bi/requirements.txt", log=log)
+    except EnvironmentUnavailable as exc:
+        if not exc.offline:
+            raise
+        log("bi: the package index does not answer: trying uv's cache alone (--offline)")
+        try:
+            _run([*sync, "--offline"], INSTALL_TIMEOUT, "uv pip sync --offline bi/requirements.txt", log=log)
+        except EnvironmentUnavailable as again:
+            raise EnvironmentUnavailable(f"no network to the package index and uv's cache lacks wheels of "
+                                         f"bi/requirements.txt:\n{again}", offline=True) from None
 
 
 def _build(path: Path, log: Callable[[str], None]) -> None:
@@ -117,8 +147,7 @@ def _build(path: Path, log: Callable[[str], None]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     log(f"bi: building Superset's environment in {path} (once per lock file)")
     _run([uv, "venv", "--quiet", "--python", base_python(), str(path)], 300, "uv venv", log=log)
-    _run([uv, "pip", "sync", "--quiet", "--compile-bytecode", "--python", str(path / "bin" / "python"), str(LOCK_FILE)],
-         INSTALL_TIMEOUT, "uv pip sync bi/requirements.txt", log=log)
+    _install(uv, path / "bin" / "python", log)
     _make_template(SupersetEnvironment(path), log)
     (path / STAMP).write_text(json.dumps({"lock": lock_hash(), "built_at": time.strftime("%Y-%m-%dT%H:%M:%S")}))
 

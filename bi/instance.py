@@ -162,7 +162,7 @@ class LocalInstance:
         """Run the web server on 127.0.0.1:``port`` in the background; with ``wait``, until it answers."""
         if port_taken(self.port):
             raise SupersetError(f"port {self.port} is taken: stop what listens there or set SUPERSET_PORT")
-        log = open(self.log_file, "ab")  # noqa: SIM115 (the server writes it after this returns)
+        log = os.fdopen(os.open(self.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
         self._server = subprocess.Popen(
             [str(self.environment.gunicorn), "--workers", "1", "--worker-class", "gthread", "--threads", "8",
              "--timeout", "120", "--bind", f"{HOST}:{self.port}", "--limit-request-line", "0",
