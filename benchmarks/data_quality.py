@@ -22,16 +22,15 @@ from pathlib import Path
 import orjson
 import psycopg
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(PROJECT_ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script: the project importable
 
-from benchmarks.harness import bench_settings, land_night, next_day, serving_simulator  # noqa: E402
-from expectations.validate import run_data_quality  # noqa: E402
-from pipeline import runs  # noqa: E402
-from pipeline.night import dbt_build  # noqa: E402
-from pipeline.settings import Settings  # noqa: E402
-from simulator.truth import findings  # noqa: E402
-from tests.support.postgres import throwaway_warehouse  # noqa: E402
+from benchmarks.harness import bench_settings, land_night, next_day, serving_simulator
+from expectations.validate import run_data_quality
+from pipeline import runs
+from pipeline.night import dbt_build
+from pipeline.settings import Settings
+from simulator.truth import findings
+from tests.support.postgres import throwaway_warehouse
 
 NIGHT = datetime(2023, 9, 29, 1)
 

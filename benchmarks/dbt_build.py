@@ -16,12 +16,11 @@ import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(PROJECT_ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script: the project importable
 
-from benchmarks.harness import bench_settings, land_night, next_day, serving_simulator  # noqa: E402
-from pipeline.night import dbt_build  # noqa: E402
-from tests.support.postgres import throwaway_warehouse  # noqa: E402
+from benchmarks.harness import bench_settings, land_night, next_day, serving_simulator
+from pipeline.night import dbt_build
+from tests.support.postgres import throwaway_warehouse
 
 NIGHT = datetime(2023, 9, 29, 1)
 

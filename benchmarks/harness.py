@@ -15,12 +15,10 @@ from pathlib import Path
 import psycopg
 import requests
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(PROJECT_ROOT))
-
-from pipeline.night import run_night  # noqa: E402
-from pipeline.settings import Settings  # noqa: E402
-from tests.support.postgres import free_port  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script: the project importable
+from pipeline.night import run_night
+from pipeline.settings import PROJECT_ROOT, Settings
+from tests.support.postgres import free_port
 
 TOKEN = "bench"
 

@@ -28,11 +28,10 @@ import requests
 from sqlalchemy import create_engine
 from sqlalchemy.dialects.postgresql import JSONB
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(PROJECT_ROOT))
-
-from tests.support.postgres import free_port, throwaway_warehouse  # noqa: E402
-from warehouse.psql import libpq_command  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script: the project importable
+from pipeline.settings import PROJECT_ROOT
+from tests.support.postgres import free_port, throwaway_warehouse
+from warehouse.psql import libpq_command
 
 DOSSIERS_AT_SCALE_1 = 308_000  # default scenario (Jan–Sep 2023) at scale 1
 

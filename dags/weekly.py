@@ -25,9 +25,10 @@ from dags.defaults import RUN_TIMEOUT, START_DATE, WEEKLY_DAG_ID, default_args
 def cchc_weekly_integrity():
     @task
     def staging_history_tests() -> None:
-        from ops.dbt import run_dbt, writer_url_from_env
+        from ops.dbt import run_dbt
+        from pipeline.settings import writer_url
 
-        proc = run_dbt(["test", "--selector", "weekly_history"], writer_url_from_env(), capture_output=False)
+        proc = run_dbt(["test", "--selector", "weekly_history"], writer_url(), capture_output=False)
         if proc.returncode != 0:
             raise RuntimeError("the weekly staging integrity tests failed; see the task log")
 

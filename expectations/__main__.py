@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import psycopg
 
-    from pipeline.settings import Settings
+    from pipeline.settings import LOCAL_TZ, Settings
 
     settings = Settings.from_env()
     if args.command == "stopped":
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     from expectations.validate import CriticalDataQualityError, DataQualityError, run_data_quality
 
     as_of = datetime.fromisoformat(args.as_of) if args.as_of else \
-        datetime.now(ZoneInfo("Asia/Ho_Chi_Minh")).replace(tzinfo=None, microsecond=0)
+        datetime.now(ZoneInfo(LOCAL_TZ)).replace(tzinfo=None, microsecond=0)
     run_id = args.run_id or f"manual-{as_of:%Y%m%dT%H%M%S}"
     with psycopg.connect(settings.warehouse_url, autocommit=True) as conn:
         conn.execute("INSERT INTO audit.pipeline_runs (run_id, run_date, interval_end) VALUES (%s, %s, %s) "

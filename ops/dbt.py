@@ -32,7 +32,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from pipeline.settings import LOCAL_DIR, PROJECT_ROOT, env_value, project_path, variable
+from pipeline.settings import LOCAL_DIR, PROJECT_ROOT, env_value, project_path, variable, writer_url
 
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 DBT_LOCAL_DIR = LOCAL_DIR / "dbt"
@@ -91,15 +91,6 @@ def run_dbt(args: Sequence[str], writer_url: str, *, capture_output: bool = True
                           text=True, capture_output=capture_output, check=False)
 
 
-def writer_url_from_env() -> str:
-    """``WAREHOUSE_WRITER_URL``, else the writer URL of the configured warehouse."""
-    if env_value("WAREHOUSE_WRITER_URL"):
-        return env_value("WAREHOUSE_WRITER_URL")
-    from warehouse import resolve_url
-
-    return resolve_url("writer")
-
-
 def ensure_manifest(writer_url: str | None = None) -> Path:
     """Write ``MANIFEST_PATH`` with ``dbt parse`` unless it is newer than every file of the dbt project.
 
@@ -151,18 +142,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("python -m ops.dbt manifest: write the dbt manifest Cosmos renders the DAG from "
                   f"({MANIFEST_PATH}), unless it is newer than every file of the dbt project")
             return 0
-        print(ensure_manifest(writer_url_from_env()))
+        print(ensure_manifest(writer_url()))
         return 0
     if args[0] == "docs-site":
-        from pipeline.settings import Settings
+        from pipeline.settings import reports_dir
 
-        out_dir = Settings.from_env().reports_dir / "dbt-docs"
+        out_dir = reports_dir() / "dbt-docs"
         if args[1:] in (["-h"], ["--help"]):
             print(f"python -m ops.dbt docs-site: write the dbt docs site as one page, {out_dir}/index.html")
             return 0
-        print(write_docs_site(writer_url_from_env(), out_dir))
+        print(write_docs_site(writer_url(), out_dir))
         return 0
-    return run_dbt(args, writer_url_from_env(), capture_output=False).returncode
+    return run_dbt(args, writer_url(), capture_output=False).returncode
 
 
 if __name__ == "__main__":

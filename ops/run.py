@@ -24,7 +24,7 @@ import requests
 
 from ops.airflow import airflow_env, dags_test, ensure_db
 from ops.dbt import ensure_manifest
-from pipeline.settings import DEFAULT_REPORTS_DIR, LOCAL_DIR, PROJECT_ROOT, env_value, project_path, variable
+from pipeline.settings import LOCAL_DIR, LOCAL_TZ, PROJECT_ROOT, env_value, project_path, reports_dir, variable
 
 LOCAL = LOCAL_DIR
 DAG_ID = "cchc_nightly"
@@ -74,7 +74,7 @@ def local_environment(base: dict[str, str] | None = None) -> tuple[dict[str, str
         inbox = project_path(variable("FINANCE_INBOX").default)
         inbox.mkdir(parents=True, exist_ok=True)
     env["FINANCE_INBOX"] = str(inbox)
-    env.setdefault("REPORTS_DIR", str(project_path(env_value("REPORTS_DIR", env) or DEFAULT_REPORTS_DIR)))
+    env.setdefault("REPORTS_DIR", str(reports_dir(env)))
     if not env_value("PIPELINE_RETRY_DELAY_SECONDS", env):
         env["PIPELINE_RETRY_DELAY_SECONDS"] = INTERACTIVE_RETRY_DELAY
     return env, simulated
@@ -104,7 +104,7 @@ def run_date(env: dict[str, str], simulated: bool) -> date:
         base = env_value("PROCEDURE_API_URL", env).rsplit("/api/", 1)[0]
         health = requests.get(base + "/_sim/health", timeout=10).json()
         return datetime.strptime(health["clock"], "%Y%m%d%H%M%S").date()
-    return datetime.now(ZoneInfo("Asia/Ho_Chi_Minh")).date()
+    return datetime.now(ZoneInfo(LOCAL_TZ)).date()
 
 
 def report(writer_url: str) -> str:
@@ -159,7 +159,7 @@ def quality(writer_url: str, run_id: str) -> list[str]:
         digest = conn.execute("SELECT body FROM dq.digests WHERE run_id = %s", (run_id,)).fetchone()
     if digest is None:
         return []
-    reports = project_path(env_value("REPORTS_DIR") or DEFAULT_REPORTS_DIR)
+    reports = reports_dir()
     return ["", "== Data quality (Great Expectations) ==", digest[0].rstrip(),
             f"Data Docs: {reports / 'data-docs' / 'index.html'}",
             f"Digest files: {reports / 'dq-digest'}"]
@@ -212,7 +212,7 @@ def main() -> int:
 def _where_to_click(env: dict[str, str]) -> str:
     from ops.serve import serve_port
 
-    reports = Path(env_value("REPORTS_DIR", env))
+    reports = reports_dir(env)
     return (f"{reports / 'report' / 'latest.html'} (the morning report); `make serve` puts every page behind "
             f"http://127.0.0.1:{serve_port()}/ (report, publications, digests, Data Docs, dbt docs), "
             "`make superset` the dashboards, `make airflow` the nightly scheduler and its UI")

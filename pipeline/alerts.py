@@ -103,7 +103,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pipeline.settings import env_value, project_path, variable
+from pipeline.settings import env_value, reports_dir, variable
 
 ALERTS_FILE = "alerts.log"
 MAX_EXCEPTION_CHARS = 300
@@ -278,11 +278,6 @@ def _task_line(alert: Mapping[str, Any]) -> str:
 
 def _details(alert: Mapping[str, Any], indent: int) -> str:
     return json.dumps(alert, ensure_ascii=False, indent=indent, default=str)
-
-
-def reports_dir(env: Mapping[str, str] | None = None) -> Path:
-    """``REPORTS_DIR`` (relative to the project folder), where ``alerts.log`` is written."""
-    return project_path(env_value("REPORTS_DIR", env, variable("REPORTS_DIR").default))
 
 
 def write_alert(alert: Mapping[str, Any], env: Mapping[str, str] | None = None) -> Path:

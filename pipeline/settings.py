@@ -211,6 +211,22 @@ def _path(name: str, env: Mapping[str, str] | None) -> Path:
     return project_path(env_value(name, env, variable(name).default))
 
 
+def writer_url(env: Mapping[str, str] | None = None) -> str:
+    """The pipeline's (writer role's) URL: ``WAREHOUSE_WRITER_URL``, else the configured warehouse's writer
+    URL (``warehouse.resolve_url``: the private cluster, or ``WAREHOUSE_URL``)."""
+    found = env_value("WAREHOUSE_WRITER_URL", env)
+    if found:
+        return found
+    from warehouse import resolve_url
+
+    return resolve_url("writer")
+
+
+def reports_dir(env: Mapping[str, str] | None = None) -> Path:
+    """``REPORTS_DIR`` (relative to the project), without resolving anything else."""
+    return _path("REPORTS_DIR", env)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the pipeline's stages need; build it with ``Settings.from_env()``."""
@@ -254,11 +270,7 @@ class Settings:
         """Read every setting from ``env`` (default: the process environment); ``warehouse_url`` overrides the
         writer URL (else ``WAREHOUSE_WRITER_URL``, else the configured warehouse's)."""
         if warehouse_url is None:
-            warehouse_url = env_value("WAREHOUSE_WRITER_URL", env)
-        if warehouse_url is None:
-            from warehouse import resolve_url
-
-            warehouse_url = resolve_url("writer")
+            warehouse_url = writer_url(env)
         partition = env_value("INGEST_PARTITION", env, "none")
         if partition not in ("none", "district"):
             raise ValueError(f"INGEST_PARTITION must be 'none' or 'district', not {partition!r}")
@@ -278,7 +290,7 @@ class Settings:
             warehouse_url=warehouse_url,
             finance_inbox=_path("FINANCE_INBOX", env),
             history_start=date.fromisoformat(env_value("HISTORY_START", env, "2023-01-01")),
-            reports_dir=_path("REPORTS_DIR", env),
+            reports_dir=reports_dir(env),
             gx_dir=_path("GX_PROJECT_DIR", env),
             findings_keep_days=_int("DQ_FINDINGS_KEEP_DAYS", env),
             bat03_share=_float("DQ_BAT03_SHARE", env),

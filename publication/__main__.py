@@ -17,20 +17,7 @@ from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
 
-from pipeline.settings import DEFAULT_REPORTS_DIR, env_value, project_path
-
-
-def warehouse_url() -> str:
-    """``WAREHOUSE_WRITER_URL``, else the writer URL of the configured warehouse."""
-    if env_value("WAREHOUSE_WRITER_URL"):
-        return env_value("WAREHOUSE_WRITER_URL")
-    from warehouse import resolve_url
-
-    return resolve_url("writer")
-
-
-def reports_dir() -> Path:
-    return project_path(env_value("REPORTS_DIR") or DEFAULT_REPORTS_DIR)
+from pipeline.settings import reports_dir, writer_url
 
 
 def _month(text: str) -> date:
@@ -68,16 +55,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "summary":
             from publication.summary import build_summary
 
-            print(build_summary(warehouse_url(), args.run_id))
+            print(build_summary(writer_url(), args.run_id))
         elif args.command == "report":
             from publication.report import write_report
 
-            path = write_report(warehouse_url(), args.out or reports_dir() / "report", args.as_of)
+            path = write_report(writer_url(), args.out or reports_dir() / "report", args.as_of)
             print(f"report: {path} (also {path.parent / 'latest.html'})")
         else:
             from publication.monthly import write_publication
 
-            for path in write_publication(warehouse_url(), args.month, args.out or reports_dir() / "cong-khai"):
+            for path in write_publication(writer_url(), args.month, args.out or reports_dir() / "cong-khai"):
                 print(f"publication: {path}")
     except (LookupError, RuntimeError) as exc:
         print(f"python -m publication {args.command}: {exc}", file=sys.stderr)
