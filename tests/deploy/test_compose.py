@@ -24,7 +24,7 @@ ENV_EXAMPLE = DEPLOY / ".env.example"
 AIRFLOW_SERVICES = ("airflow-init", "airflow-api-server", "airflow-scheduler", "airflow-dag-processor",
                     "airflow-worker")
 REQUIRED_SERVICES = ("warehouse", "warehouse-bootstrap", "metadata-db", "redis", *AIRFLOW_SERVICES,
-                     "simulator", "metabase", "metabase-setup")
+                     "simulator", "superset-init", "superset", "superset-import")
 AIRFLOW_SHARED = ("AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__API__SECRET_KEY", "AIRFLOW__CORE__FERNET_KEY",
                   "AIRFLOW__CORE__EXECUTION_API_SERVER_URL", "AIRFLOW__CORE__EXECUTOR",
                   "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "AIRFLOW__CELERY__BROKER_URL",
@@ -145,16 +145,37 @@ def test_the_worker_can_scale_out(services):
 
 
 def test_bi_service_reads_the_marts_as_bi_reader(services):
-    assert services["metabase"]["image"].startswith("metabase/metabase:")
-    assert "latest" not in services["metabase"]["image"], "pin Metabase's version"
-    setup = services["metabase-setup"]
-    assert command_of(setup)[-1].endswith("deploy/metabase_setup.py")
-    reader = url(env_of(setup)["BI_READER_URL"])
-    assert reader.scheme == "postgresql" and reader.username == "bi_reader"
+    superset, init, load = services["superset"], services["superset-init"], services["superset-import"]
+    # One image built from Superset's own lock (bi/requirements.txt, the one make superset installs).
+    for service in (superset, init, load):
+        assert service["build"]["dockerfile"] == "bi/Dockerfile" and service["image"] == superset["image"]
+    dockerfile = (ROOT / "bi" / "Dockerfile").read_text()
+    assert "bi/requirements.txt" in dockerfile and re.search(r"^FROM python:3\.11-slim$", dockerfile, re.M)
+    assert "SUPERSET_CONFIG_PATH=/opt/cchc/bi/docker/superset_config.py" in dockerfile
+    assert (ROOT / "bi" / "docker" / "superset_config.py").is_file()
+    # Its metadata is a database of its own in the metadata server, created by the server's init script.
+    metadata = url(env_of(superset)["SUPERSET_METADATA_URL"])
+    assert (metadata.hostname, metadata.path, metadata.username) == ("metadata-db", "/superset", "superset")
+    assert any(m.startswith("./deploy/metadata-db/init-superset.sh:/docker-entrypoint-initdb.d/")
+               for m in services["metadata-db"]["volumes"])
+    for service in (superset, init):
+        assert env_of(service)["SUPERSET_SECRET_KEY"].startswith("${SUPERSET_SECRET_KEY:?")
+        assert env_of(service)["SUPERSET_METADATA_URL"] == env_of(superset)["SUPERSET_METADATA_URL"]
+    # migrate and admin before the server; the server on 127.0.0.1 only; then the bundle's import
+    assert command_of(init) == ["python", "/opt/cchc/bi/superset_setup.py", "setup"]
+    assert init["depends_on"]["metadata-db"]["condition"] == "service_healthy"
+    assert superset["depends_on"]["superset-init"]["condition"] == "service_completed_successfully"
+    assert command_of(superset)[0] == "gunicorn" and command_of(superset)[-1] == "superset.app:create_app()"
+    assert superset["ports"] == ["127.0.0.1:8088:8088"]
+    assert command_of(load) == ["python", "-m", "bi", "import"]
+    assert load["depends_on"]["superset"]["condition"] == "service_healthy"
+    assert load["depends_on"]["warehouse-bootstrap"]["condition"] == "service_completed_successfully"
+    env = env_of(load)
+    assert url(env["SUPERSET_URL"]).hostname == "superset"
+    reader = url(env["BI_READER_URL"])
+    assert (reader.scheme, reader.username, reader.password) == ("postgresql", "bi_reader", "__BI_READER_PASSWORD__")
     assert reader.hostname == "warehouse" and reader.path == "/warehouse"
-    assert "metabase" in setup["depends_on"] and "warehouse-bootstrap" in setup["depends_on"]
-    # Metabase's own application database lives in the metadata server, not in the warehouse.
-    assert env_of(services["metabase"])["MB_DB_HOST"] == "metadata-db"
+    assert "SUPERSET_SECRET_KEY" not in env, "the import needs the admin's login, not the instance's key"
 
 
 def test_simulator_only_in_the_demo_profile(services):
