@@ -9,7 +9,7 @@ UV_VERSION := 0.13.8
 STAMP := $(VENV)/.installed
 TEST_WORKERS ?= 2
 
-.PHONY: help venv run test lint warehouse-up warehouse-down simulator simulator-stop status serve clean lock bench-sim bench-ingest bench-dbt bench-dq airflow
+.PHONY: help venv run test lint warehouse-up warehouse-down simulator simulator-stop status serve clean lock bench-sim bench-ingest bench-dbt bench-dq airflow superset
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s $$'\t'
@@ -69,6 +69,9 @@ bench-ingest: venv ## ingestion speed: API → raw vs psql \copy and pandas to_s
 
 airflow: venv ## run Airflow so cchc_nightly runs every night at 01:00: scheduler, UI on 127.0.0.1:8080, supervised
 	@$(PY) -m ops.airflow standalone
+
+superset: venv ## Superset on 127.0.0.1:8088 (SUPERSET_PORT) with the morning and data-quality dashboards; its own environment, built once
+	@$(PY) -m bi serve
 
 bench-dbt: venv ## dbt build times: full and incremental nightly, default scenario and 10x
 	@$(PY) benchmarks/dbt_build.py
