@@ -38,8 +38,13 @@ def reader_url(env=os.environ) -> str:
     if env.get("BI_READER_URL"):
         return env["BI_READER_URL"]
     from warehouse.config import resolve_url  # the project's environment only (not in the Superset image)
+    from warehouse.errors import WarehouseError
 
-    return resolve_url("bi_reader")
+    try:
+        return resolve_url("bi_reader")
+    except (WarehouseError, OSError) as exc:
+        raise SupersetError(f"cannot tell the warehouse's bi_reader URL ({exc}): run `make warehouse-up` "
+                            "(and `make run` for the marts) or set BI_READER_URL") from None
 
 
 def reachable(url: str) -> bool:
@@ -106,9 +111,9 @@ def cmd_serve(args) -> int:
     port = int(env_value("SUPERSET_PORT", default=str(DEFAULT_PORT)))
     if running_url(DEFAULT_HOME):
         raise SupersetError(f"a local Superset already runs at {running_url(DEFAULT_HOME)}")
+    reader = reader_url()
     instance = LocalInstance(ensure_environment(), home=DEFAULT_HOME, port=port)
     instance.prepare()
-    reader = reader_url()
     instance.start()
     try:
         username, password = instance.admin()

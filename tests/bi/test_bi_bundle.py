@@ -93,6 +93,13 @@ def test_each_charts_saved_query_asks_for_what_its_form_data_shows(bundle):
             assert query["row_limit"] == params["row_limit"], name
 
 
+def test_tables_show_names_as_text(bundle):
+    """Unit names come from whoever keys the procedure system's catalogue: a table must not render them as
+    HTML (Superset's tables do by default)."""
+    tables = [c for c in of_kind(bundle, "charts").values() if c["viz_type"] == "table"]
+    assert tables and all(c["params"].get("allow_render_html") is False for c in tables)
+
+
 def test_rates_are_ratios_of_sums_never_averages(bundle):
     for dataset in of_kind(bundle, "datasets").values():
         for metric in dataset["metrics"]:
