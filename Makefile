@@ -29,7 +29,7 @@ run: venv ## start the warehouse and the simulator (unless external ones are con
 	@$(PY) -m ops.run
 
 test: venv ## the whole test suite: real PostgreSQL, simulator, dbt, GX and Airflow, started by the tests
-	@$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	@$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=25 $(PYTEST_ARGS)
 
 lint: venv ## ruff
 	@$(VENV)/bin/ruff check .

@@ -153,6 +153,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         print(write_docs_site(writer_url(), out_dir))
         return 0
+    if "-h" in args or "--help" in args:  # dbt's own help needs no warehouse
+        return run_dbt(args, "postgresql://help:help@127.0.0.1:5432/help", capture_output=False).returncode
     return run_dbt(args, writer_url(), capture_output=False).returncode
 
 

@@ -103,7 +103,20 @@ def _one(root: Path, path: Path, label: str, missing: str) -> str:
     return f'<p class="missing">{html.escape(missing)}</p>'
 
 
+def serve_settings(env=None) -> Settings:
+    """The settings the front door needs: the reports folder, and the warehouse when one is known — a fresh
+    machine with no warehouse yet still gets its index (which says so)."""
+    from warehouse.errors import WarehouseError
+
+    try:
+        return Settings.from_env(env)
+    except WarehouseError:
+        return Settings.from_env(env, warehouse_url="")
+
+
 def _run_state(settings: Settings) -> str:
+    if not settings.warehouse_url:
+        return "<pre>no warehouse is configured or running yet: make run starts one</pre>"
     try:
         from pipeline.runs import status_lines
 
@@ -235,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, default=None, help="default SERVE_PORT (8090)")
     args = parser.parse_args(argv)
-    settings = Settings.from_env()
+    settings = serve_settings()
     port = serve_port() if args.port is None else args.port
     try:
         server = make_server(settings, port)

@@ -218,8 +218,9 @@ def writer_url(env: Mapping[str, str] | None = None) -> str:
     if found:
         return found
     from warehouse import resolve_url
+    from warehouse.config import Settings as WarehouseSettings
 
-    return resolve_url("writer")
+    return resolve_url("writer", WarehouseSettings.from_env(env))
 
 
 def reports_dir(env: Mapping[str, str] | None = None) -> Path:

@@ -37,11 +37,14 @@ SHARE = 0.05
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("held")
+    inbox = tmp / "finance-inbox"  # no workbook this month; never the project's own .local folder
+    inbox.mkdir()
     province = Province(SCENARIO)
     with throwaway_warehouse(tmp / "wh") as wh, running_simulator(province) as sim:
         settings = Settings.from_env({"PROCEDURE_API_URL": sim.url, "PROCEDURE_API_TOKEN": sim.token,
                                       "HISTORY_START": "2023-01-01", "REPORTS_DIR": str(tmp / "reports"),
                                       "GX_PROJECT_DIR": str(tmp / "gx"), "INGEST_LOOKBACK_MINUTES": "0",
+                                      "FINANCE_INBOX": str(inbox),
                                       "PROCEDURE_API_MAX_RETRY_SECONDS": "5"}, warehouse_url=wh.urls["writer"])
         yield {"url": wh.urls["writer"], "settings": settings, "sim": sim, "province": province}
 

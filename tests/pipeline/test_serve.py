@@ -85,10 +85,14 @@ def test_read_only_and_nothing_outside_the_reports_or_half_written(served):
 
 
 def test_an_empty_reports_folder_says_what_writes_it(tmp_path):
-    settings = Settings.from_env({"REPORTS_DIR": str(tmp_path / "none")})
-    from ops.serve import index_page
+    # A fresh machine: no warehouse, no credentials, nothing published yet.
+    from ops.serve import index_page, serve_settings
 
-    page = index_page(settings, with_state=False)
+    settings = serve_settings({"REPORTS_DIR": str(tmp_path / "none"),
+                               "WAREHOUSE_CREDENTIALS_FILE": str(tmp_path / "no-credentials.json")})
+    assert settings.warehouse_url == ""
+    page = index_page(settings)
+    assert "no warehouse is configured or running yet" in page
     assert page.count("not written yet: the nightly run writes it (make run)") >= 4
     assert not re.findall(r'href="/', page)
 
@@ -96,7 +100,7 @@ def test_an_empty_reports_folder_says_what_writes_it(tmp_path):
 def test_a_taken_port_is_a_clear_message(tmp_path, capsys):
     from ops.serve import main
 
-    settings = Settings.from_env({"REPORTS_DIR": str(Path(tmp_path))})
+    settings = Settings.from_env({"REPORTS_DIR": str(Path(tmp_path))}, warehouse_url="")
     server = make_server(settings, 0)
     try:
         assert main(["--port", str(server.server_address[1])]) == 2
