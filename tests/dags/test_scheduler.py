@@ -6,9 +6,12 @@ brings the whole stack down loudly, naming it.
 
 The stack is started with the very command ``make airflow`` runs, in its own process group, with its own
 ``AIRFLOW_HOME`` and free ports (api-server, the worker's and the triggerer's log servers), so it runs beside
-a developer's Airflow. Two settings differ from a production night, both for the test's cost:
-``PIPELINE_TASK_RETRIES=0`` and ``AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE=False`` (the scheduler creates no run
-of its own — today's night, the weekly one — beside the one the test triggers; triggered runs still run).
+a developer's Airflow. Three settings differ from a production night, all for the test's cost:
+``PIPELINE_TASK_RETRIES=0``, ``AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE=False`` (the scheduler creates no run
+of its own — today's night, the weekly one — beside the one the test triggers; triggered runs still run) and
+``DBT_TASK_GRAIN=layer`` (one task per dbt layer instead of one per model: the LocalExecutor starts a process
+per task, which is what this test is about, not the number of them; the node grain runs under
+``airflow dags test`` in test_dag_integrity).
 """
 
 from __future__ import annotations
@@ -82,6 +85,7 @@ def stack_environment(home: Path, services: tuple) -> dict[str, str]:
         "REPORTS_DIR": str(home.parent / "reports"),
         "GX_PROJECT_DIR": str(home.parent / "gx"),  # not the project's .local/gx, which other runs rewrite
         "PIPELINE_TASK_RETRIES": "0",
+        "DBT_TASK_GRAIN": "layer",
         "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
         "AIRFLOW__API__PORT": str(free_port()),
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
