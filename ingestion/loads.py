@@ -52,14 +52,19 @@ def refresh_reference(run_id: str, as_of: datetime | None = None, settings: Sett
     """Full refresh of units, procedures and delegations into ``raw.reference_versions``. A list that cannot
     be read, or that is refused (empty, or too many current records missing: ``REFERENCE_MAX_MISSING_SHARE``,
     overridden by ``REFERENCE_ACCEPT_CHANGES``), leaves yesterday's versions current and the night goes on;
-    its status and reason are in the result and in ``audit.ingest_runs``."""
+    its status and reason are in the result and in ``audit.ingest_runs``. Then ``raw.unit_geography`` is
+    rebuilt from the units (``ingestion.geography``; result key ``unit_geography``)."""
     settings = _settings(settings)
     client = ProcedureApiClient.from_settings(settings)
     as_of = as_of or datetime.now().replace(microsecond=0)
     policy = ReferencePolicy(settings.reference_max_missing_share, settings.reference_accept)
     with _connect(settings) as conn:
-        return {source: refresh_reference_source(conn, client, run_id, source, as_of, policy, settings.max_key_bytes)
-                for source in REFERENCE_KEYS}
+        out = {source: refresh_reference_source(conn, client, run_id, source, as_of, policy, settings.max_key_bytes)
+               for source in REFERENCE_KEYS}
+        from ingestion.geography import refresh_unit_geography  # shapely: only the tasks that need it import it
+
+        out["unit_geography"] = refresh_unit_geography(conn, run_id, as_of)  # the units' centres and areas, for maps
+        return out
 
 
 def plan_dossier_partitions(settings: Settings | None = None) -> list[str]:
