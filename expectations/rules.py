@@ -134,6 +134,11 @@ DOSSIER_RULES: tuple[SqlRule, ...] = (
             f"'NgayTiepNhan=' || {_ts('d.received_at')} || ', NgayHenTra=' || {_ts('d.due_at')}"),
     SqlRule("VAL06", "A timestamp present but not a valid yyyyMMddHHmmss local time",
             "d.invalid_timestamps is not null", "d.invalid_timestamps"),
+    # reorganisation.md: the System should have transferred the dossier to the closed unit's successor.
+    SqlRule("VAL07", "Received after the last day (HieuLucDen) of its DonViXuLy, which has closed",
+            f"exists (select 1 from {UNITS} u where u.unit_code = d.unit_code and d.received_at::date > u.valid_to)",
+            f"'NgayTiepNhan=' || {_ts('d.received_at')} || ', HieuLucDen=' || (select to_char(u.valid_to, "
+            f"'YYYYMMDD') from {UNITS} u where u.unit_code = d.unit_code)"),
 )
 RULE_IDS = tuple(r.rule_id for r in DOSSIER_RULES)
 

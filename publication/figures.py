@@ -60,6 +60,7 @@ DQ_RULES = {
     "VAL04": "Mã trạng thái, kênh nộp hoặc đối tượng không hợp lệ",
     "VAL05": "Ngày hẹn trả trước ngày tiếp nhận",
     "VAL06": "Ngày tháng sai định dạng",
+    "VAL07": "Tiếp nhận sau khi đơn vị đã giải thể, chưa chuyển đơn vị kế thừa",
 }
 DQ_GROUPS = {"INC": "Chưa cập nhật đầy đủ", "DIG": "Chưa số hóa", "VAL": "Giá trị không hợp lệ"}
 

@@ -7,16 +7,17 @@ API served. ``export`` writes it all to a folder for the tests and the data team
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import orjson
 
 TIMESTAMP_FIELDS = ("NgayNopHoSo", "NgayTiepNhan", "NgayHenTra", "NgayKetThucXuLy", "NgayTra", "NgayTuChoi")
 RULES = ("INC01", "INC02", "INC03", "INC04", "INC05", "INC06", "DIG01", "DIG02",
-         "VAL01", "VAL02", "VAL03", "VAL04", "VAL05", "VAL06")
+         "VAL01", "VAL02", "VAL03", "VAL04", "VAL05", "VAL06", "VAL07")
 STALE_AFTER = timedelta(days=30)
 
 
@@ -46,11 +47,12 @@ def _items(value) -> list[dict]:
     return [item if isinstance(item, dict) else {} for item in value] if isinstance(value, list) else []
 
 
-def rules_broken(rec: dict, as_of: datetime, paper_result: dict[str, bool], unit_codes: set[str]) -> list[str]:
+def rules_broken(rec: dict, as_of: datetime, paper_result: dict[str, bool], unit_codes: set[str],
+                 last_days: dict[str, date] | None = None) -> list[str]:
     """Rule ids of dq-rules.md that a current, non-deleted dossier record breaks at ``as_of``.
 
     ``paper_result`` maps each catalogue procedure code to its ``TraKetQuaGiay``; ``unit_codes`` holds
-    every known unit code.
+    every known unit code; ``last_days`` the last day (``HieuLucDen``) of each closed unit.
     """
     broken: list[str] = []
     ts: dict[str, datetime | None] = {}
@@ -105,6 +107,9 @@ def rules_broken(rec: dict, as_of: datetime, paper_result: dict[str, bool], unit
         broken.append("VAL04")
     if due_at and received_at and due_at < received_at:
         broken.append("VAL05")
+    last_day = (last_days or {}).get(rec.get("DonViXuLy"))
+    if received_at and last_day and received_at.date() > last_day:
+        broken.append("VAL07")
     return sorted(broken, key=RULES.index)
 
 
@@ -113,11 +118,17 @@ def findings(records: Iterable[dict], as_of: datetime, procedures: list[dict],
     """``{MaHoSo: [rule ids]}`` for every current, non-deleted dossier that breaks at least one rule."""
     paper = {p["MaTTHC"]: bool(p.get("TraKetQuaGiay")) for p in procedures}
     codes = {u["MaDonVi"] for u in units}
+    last_days = {}
+    for u in units:
+        end = u.get("HieuLucDen")
+        if isinstance(end, str) and len(end) == 8 and end.isdigit():
+            with contextlib.suppress(ValueError):
+                last_days[u["MaDonVi"]] = datetime.strptime(end, "%Y%m%d").date()
     out = {}
     for rec in records:
         if rec.get("DaXoa"):
             continue
-        broken = rules_broken(rec, as_of, paper, codes)
+        broken = rules_broken(rec, as_of, paper, codes, last_days)
         if broken:
             out[rec["MaHoSo"]] = broken
     return out

@@ -42,6 +42,14 @@ def ts(when: datetime) -> str:
     return when.strftime("%Y%m%d%H%M%S")
 
 
+def closed_commune(province: Province) -> dict:
+    """A commune closed on 2023-03-15, its area passed to an existing commune (reorganisation.md): the
+    System should have transferred what it received afterwards (VAL07)."""
+    successor = next(u for u in province.unit_records() if u["CapDonVi"] == 3 and not u.get("HieuLucDen"))
+    return {**successor, "MaDonVi": successor["MaDonVi"][:-3] + "Z99", "TenDonVi": "UBND xã Đã Sáp Nhập",
+            "MaHanhChinh": None, "HieuLucDen": "20230315", "DonViKeThua": [successor["MaDonVi"]]}
+
+
 def edge_cases(province: Province, as_of: datetime) -> dict[str, tuple[dict, set[str]]]:
     """Records no generator produces, each with the rules dq-rules.md says it breaks at ``as_of``."""
     paper = {p["MaTTHC"] for p in province.procedure_records() if p["TraKetQuaGiay"]}
@@ -115,6 +123,11 @@ def edge_cases(province: Province, as_of: datetime) -> dict[str, tuple[dict, set
     case("channel 4", {"VAL04"}, KenhThucHien=4)
     case("applicant missing", {"VAL04"}, LoaiDoiTuong=None)
     case("unknown unit", {"VAL03"}, DonViXuLy="000.00.99.H47")
+    # VAL07: received after the last day of its (closed) unit; on the last day itself is still in time.
+    closed = closed_commune(province)["MaDonVi"]
+    dates = {"NgayHenTra": "20230322170000", "NgayKetThucXuLy": "20230320100000", "NgayTra": "20230321090000"}
+    case("received after its unit closed", {"VAL07"}, DonViXuLy=closed, NgayTiepNhan="20230316080000", **dates)
+    case("received on its unit's last day", set(), DonViXuLy=closed, NgayTiepNhan="20230315163000", **dates)
     case("no procedure", {"VAL03"}, MaTTHC="")
     # One dossier breaking many rules at once.
     future = ts(as_of + timedelta(days=2))
@@ -181,7 +194,8 @@ def state(tmp_path_factory):
     province = Province(SCENARIO)
     cases = edge_cases(province, NIGHT1)
     records = list(province.iter_all()) + [rec for rec, _ in cases.values()]
-    static = StaticProvince(province, records)
+    units = [*province.unit_records(), closed_commune(province)]
+    static = StaticProvince(province, records, units=units)
     slack = SlackCatcher()
     mp = pytest.MonkeyPatch()
     # the digest goes to Slack through the alert connection (pipeline.alerts), here the local stand-in
@@ -195,9 +209,9 @@ def state(tmp_path_factory):
                                           "INGEST_LOOKBACK_MINUTES": "0"},
                                          warehouse_url=wh.urls["writer"])
             st = {"settings": settings, "url": wh.urls["writer"], "province": province, "static": static,
-                  "cases": cases, "records": records, "slack": slack, "wh": wh, "tmp": tmp}
+                  "units": units, "cases": cases, "records": records, "slack": slack, "wh": wh, "tmp": tmp}
             st["summary1"] = night(st, "night-1", NIGHT1)
-            st["truth1"] = findings(records, NIGHT1, province.procedure_records(), province.unit_records())
+            st["truth1"] = findings(records, NIGHT1, province.procedure_records(), units)
             st["messages1"] = list(slack.messages)
             yield st
     finally:
@@ -280,7 +294,7 @@ def second_night(state):
     state["static"].set_records(records)
     before = len(state["slack"].messages)
     summary = night(state, "night-2", NIGHT2)
-    truth2 = findings(records, NIGHT2, state["province"].procedure_records(), state["province"].unit_records())
+    truth2 = findings(records, NIGHT2, state["province"].procedure_records(), state["units"])
     messages2 = state["slack"].messages[before:]
     night(state, "night-3", NIGHT2)  # the same as-of, nothing new landed: nothing to say
     return {"fixed": fixed, "broken": clean, "deleted": deleted, "truth2": truth2, "summary": summary,

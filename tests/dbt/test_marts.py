@@ -40,6 +40,9 @@ KEYS = {
     "fct_delegation_usage": ["procedure_code"],
     "fct_disbursement": ["report_date", "project_code", "funding_source", "plan_year", "is_carried_over"],
     "rpt_monthly_ranking": ["month", "level", "unit_code"],
+    "fct_timeliness_monthly_current": ["month", "current_unit_code", "field_code"],
+    "fct_online_monthly_current": ["month", "current_unit_code"],
+    "fct_digitisation_monthly_current": ["month", "current_unit_code"],
 }
 HISTORY = ("fct_pending_overdue", "fct_delegation_progress")
 

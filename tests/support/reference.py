@@ -88,9 +88,11 @@ from datetime import date, datetime
 from decimal import Decimal
 from fractions import Fraction
 
+from tests.support import reference_units
+
 COLUMNS: dict[str, tuple[str, ...]] = {
     "dim_unit": ("unit_code", "unit_name", "level", "unit_type", "parent_code", "district_code", "valid_from",
-                 "valid_to"),
+                 "valid_to", "successor_code", "current_unit_code", "current_unit_name", "is_in_force"),
     "dim_procedure": ("procedure_code", "procedure_name", "field_code", "field_name", "online_level",
                       "legal_duration", "duration_unit", "returns_paper_result"),
     "fct_dossier": ("dossier_id", "unit_code", "procedure_code", "field_code", "channel", "status",
@@ -113,6 +115,14 @@ COLUMNS: dict[str, tuple[str, ...]] = {
                          "rate_vs_province"),
     "rpt_monthly_ranking": ("month", "level", "unit_code", "unit_name", "resolved", "on_time_rate", "rank",
                             "below_target"),
+    # reorganisation.md: the monthly facts on today's units (tests/support/reference_units.py).
+    "fct_timeliness_monthly_current": ("month", "current_unit_code", "unit_code", "current_unit_name", "field_code",
+                                       "resolved", "early", "on_time", "late", "on_time_rate", "overdue_rate"),
+    "fct_online_monthly_current": ("month", "current_unit_code", "unit_code", "current_unit_name", "received",
+                                   "online", "online_rate"),
+    "fct_digitisation_monthly_current": ("month", "current_unit_code", "unit_code", "current_unit_name",
+                                         "paper_received", "intake_digitised", "intake_digitisation_rate",
+                                         "paper_result_resolved", "result_digitised", "result_digitisation_rate"),
 }
 
 # Natural keys of each table (for comparisons and for the order of the rows returned).
@@ -128,6 +138,9 @@ KEYS: dict[str, tuple[str, ...]] = {
     "fct_delegation_usage": ("procedure_code",),
     "fct_disbursement": ("report_date", "project_code", "funding_source"),
     "rpt_monthly_ranking": ("month", "level", "unit_code"),
+    "fct_timeliness_monthly_current": ("month", "current_unit_code", "field_code"),
+    "fct_online_monthly_current": ("month", "current_unit_code"),
+    "fct_digitisation_monthly_current": ("month", "current_unit_code"),
 }
 
 NOT_RECEIVED_STATUSES = (1, 3)
@@ -309,8 +322,9 @@ def _last_by(records: Iterable[dict], key: str) -> dict[str, dict]:
     return out
 
 
-def dim_unit(units: list[dict]) -> list[dict]:
+def dim_unit(units: list[dict], as_of: date) -> list[dict]:
     by_code = _last_by(units, "MaDonVi")
+    lines = reference_units.lineage(units, as_of)
     rows = []
     for code, u in by_code.items():
         level = u.get("CapDonVi")
@@ -330,6 +344,7 @@ def dim_unit(units: list[dict]) -> list[dict]:
             "district_code": district,
             "valid_from": parse_date(u.get("HieuLucTu")),
             "valid_to": parse_date(u.get("HieuLucDen")),
+            **lines[code],
         })
     return _sorted("dim_unit", rows)
 
@@ -483,6 +498,8 @@ def _ranking(facts: list[dict], units: dict[str, dict], min_resolved: int) -> li
     for (month, unit), (resolved, good) in totals.items():
         if unit not in units or resolved < min_resolved:
             continue
+        if not reference_units.in_force_in_month(units[unit], month):  # reorganisation.md
+            continue
         groups[(month, units[unit].get("CapDonVi"))].append((Fraction(good, resolved), resolved, unit))
     rows = []
     for (month, level), members in groups.items():
@@ -516,7 +533,7 @@ def compute_marts(dossiers: list[dict], units: list[dict], procedures: list[dict
     unit_by_code = _last_by(units, "MaDonVi")
     progress = _delegation_progress(delegations, as_of_date)
     out = {
-        "dim_unit": dim_unit(units),
+        "dim_unit": dim_unit(units, as_of_date),
         "dim_procedure": dim_procedure(procedures),
         "fct_dossier": _sorted("fct_dossier", ({c: f[c] for c in COLUMNS["fct_dossier"]} for f in facts)),
         "fct_timeliness_monthly": _timeliness_monthly(facts),
@@ -528,6 +545,11 @@ def compute_marts(dossiers: list[dict], units: list[dict], procedures: list[dict
         "fct_disbursement": _disbursement(finance_rows),
         "rpt_monthly_ranking": _ranking(facts, unit_by_code, min_resolved),
     }
+    lines = reference_units.lineage(units, as_of_date)
+    for table in reference_units.CURRENT:
+        current = reference_units.on_current_units(table, out[table], lines)
+        out[f"{table}_current"] = _sorted(f"{table}_current",
+                                          ({c: r[c] for c in COLUMNS[f"{table}_current"]} for r in current))
     for table, rows in out.items():
         for row in rows:
             assert tuple(row) == COLUMNS[table], (table, tuple(row))

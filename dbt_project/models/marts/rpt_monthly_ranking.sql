@@ -1,5 +1,6 @@
 -- The monthly publication (công khai): per month and level, units with at least var min_resolved resolved
--- dossiers, ranked by on-time rate ascending, then resolved descending; below target under 95%.
+-- dossiers, ranked by on-time rate ascending, then resolved descending; below target under 95%. Each month
+-- ranks the units in force in that month.
 with per_unit as (
     select month, unit_code, sum(resolved) as resolved, sum(early + on_time) as timely
     from {{ ref('fct_timeliness_monthly') }}
@@ -17,6 +18,10 @@ eligible as (
     from per_unit
     join {{ ref('dim_unit') }} as units on units.unit_code = per_unit.unit_code
     where per_unit.resolved >= {{ var('min_resolved', 10) }}
+        -- Only units in force in the month (reorganisation.md): a unit closed on day d is in force in d's
+        -- month, a unit opened on day d from d's month on.
+        and (units.valid_from is null or units.valid_from < per_unit.month + interval '1 month')
+        and (units.valid_to is null or units.valid_to >= per_unit.month)
 )
 
 select

@@ -21,6 +21,15 @@ renamed as (
         nullif(payload ->> 'MaHanhChinh', '') as stat_code,
         {{ json_date("payload -> 'HieuLucTu'") }} as valid_from,
         {{ json_date("payload -> 'HieuLucDen'") }} as valid_to,
+        -- DonViKeThua (optional): the units that took over a closed unit's area, the main successor first.
+        -- Only non-empty strings count; anything else a server may send (not a list, numbers) is no successor.
+        array(
+            select successor.value #>> '{}'
+            from jsonb_array_elements({{ json_array("payload -> 'DonViKeThua'") }})
+                with ordinality as successor (value, position)
+            where jsonb_typeof(successor.value) = 'string' and successor.value #>> '{}' <> ''
+            order by successor.position
+        ) as successor_codes,
         is_listed
     from latest
 )
