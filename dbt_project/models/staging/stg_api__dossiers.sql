@@ -98,6 +98,12 @@ renamed as (
             from jsonb_array_elements({{ json_array('"TaiLieuNop"') }}) as component (value)
             where {{ json_flag("component.value -> 'DuocSoHoa'") }}
         ) as digitised_component_count,
+        (
+            select count(*)::int
+            from jsonb_array_elements({{ json_array('"TaiLieuNop"') }}) as component (value)
+            where {{ json_flag("component.value -> 'DuocTaiSuDung'") }}
+                or {{ json_flag("component.value -> 'DuocLayTuKhoDMQG'") }}
+        ) as reused_component_count,
         coalesce(jsonb_array_length({{ json_array('"DanhSachGiayToKetQua"') }}), 0) as result_count,
         (
             select count(*)::int
