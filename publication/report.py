@@ -26,7 +26,7 @@ from pathlib import Path
 from markupsafe import Markup
 
 from pipeline.files import remove_stale_temporaries, write_atomic
-from publication import charts
+from publication import charts, geo_map
 from publication import figures as F
 from publication.charts import Series
 from publication.formatting import fmt_billion, fmt_int, fmt_month, fmt_number, fmt_percent
@@ -63,6 +63,7 @@ def collect(conn, as_of: date | None = None) -> dict:
     out["delegation"] = F.delegation(conn, as_of)
     out["disbursement"] = F.disbursement(conn, as_of)
     out["dq"] = F.dq_backlog(conn)
+    out["map"] = geo_map.collect(conn, month)  # publication/geo_map.py: the maps (bản đồ)
     return out
 
 
@@ -273,6 +274,7 @@ def render(fig: dict) -> str:
         below=sum(1 for rows in ranking for r in rows if r["below_target"]),
         online_scopes=[s for s in LEVEL_SERIES if s in now["online"] or s in now["digitisation"]],
         charts=draw_charts(fig),
+        maps=geo_map.draw(fig["map"]),
         figures_json=Markup(F.to_json(fig)),  # to_json escapes <, > and &: inert inside <script>
         scope_name=_scope_name,
         target=F.TARGET,

@@ -4,7 +4,9 @@ night does, without Airflow.
 
 The busiest units are served (``GET /units``) under names a spreadsheet or a browser would execute
 (``HOSTILE_NAMES``): whoever keys the procedure system's catalogue controls them, and every output must
-show them as text. The independent reference reads the same served records, so every comparison holds."""
+show them as text. The two busiest communes are served without a statistics code (``MaHanhChinh``) and with
+one no geography knows (``UNMAPPED_CODES``): the report's map must list them beside it. The independent
+reference reads the same served records, so every comparison holds."""
 
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ RUN_ID = "night-2023-07-01"
 # A formula without a URL: the outputs' own checks rightly refuse any "http(s)://" in a self-contained page.
 HOSTILE_NAMES = ('=HYPERLINK("ftp.example.vn","Bấm vào đây")', "+1", "-2", "@SUM(A1)", "<script>alert(1)</script>",
                  'Sở "A" & <b>B</b> `x`')
+UNMAPPED_CODES = (None, "99999")  # MaHanhChinh of two communes: none, and one the package does not know
 
 
 class HostileNamesProvince(Province):
@@ -40,9 +43,14 @@ class HostileNamesProvince(Province):
         counts = Counter(r.get("DonViXuLy") for r in self.iter_all())
         busiest = [code for code, _ in counts.most_common() if code in self.unit_index][:len(HOSTILE_NAMES)]
         self.renamed = dict(zip(busiest, HOSTILE_NAMES, strict=True))
+        # For the report's map: the two busiest communes without a statistics code, and with one no geography knows.
+        communes = [code for code, _ in counts.most_common() if code in self.unit_index
+                    and self.units[self.unit_index[code]].level == 3][:len(UNMAPPED_CODES)]
+        self.recoded = dict(zip(communes, UNMAPPED_CODES, strict=True))
 
     def unit_records(self) -> list[dict]:
-        return [{**r, "TenDonVi": self.renamed.get(r["MaDonVi"], r["TenDonVi"])} for r in super().unit_records()]
+        return [{**r, "TenDonVi": self.renamed.get(r["MaDonVi"], r["TenDonVi"]),
+                 "MaHanhChinh": self.recoded.get(r["MaDonVi"], r["MaHanhChinh"])} for r in super().unit_records()]
 
 
 @contextmanager

@@ -57,5 +57,6 @@ select
     case when is_current then area_geojson end as area_geojson,
     case when is_current then geo_package end as geo_package,
     case when is_current then computed_at end as computed_at,
+    valid_from,
     valid_to
 from joined
