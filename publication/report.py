@@ -274,7 +274,7 @@ def render(fig: dict) -> str:
         below=sum(1 for rows in ranking for r in rows if r["below_target"]),
         online_scopes=[s for s in LEVEL_SERIES if s in now["online"] or s in now["digitisation"]],
         charts=draw_charts(fig),
-        maps=geo_map.draw(fig["map"]),
+        maps=geo_map.draw(fig.get("map") or {}),
         figures_json=Markup(F.to_json(fig)),  # to_json escapes <, > and &: inert inside <script>
         scope_name=_scope_name,
         target=F.TARGET,
