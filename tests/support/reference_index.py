@@ -134,13 +134,20 @@ def on_time_dossiers(facts: list[dict], as_of: datetime) -> list[dict]:
     return out
 
 
-def _points(rate: Fraction | None, criterion: str) -> Fraction | None:
+def criteria(thresholds: dict | None = None, max_points: dict | None = None) -> dict[str, tuple[Fraction, Fraction]]:
+    """Each criterion's (threshold, max points): the spec's defaults, or the dbt vars given (all six each)."""
+    thresholds, max_points = thresholds or THRESHOLDS, max_points or MAX_POINTS
+    return {c: (Fraction(str(thresholds[c])), Fraction(str(max_points[c]))) for c in CRITERIA}
+
+
+def _points(rate: Fraction | None, rule: tuple[Fraction, Fraction]) -> Fraction | None:
     if rate is None:
         return None
-    return min(Fraction(1), rate / THRESHOLDS[criterion]) * MAX_POINTS[criterion]
+    threshold, maximum = rule
+    return min(Fraction(1), rate / threshold) * maximum
 
 
-def monthly(facts: list[dict], as_of: datetime) -> list[dict]:
+def monthly(facts: list[dict], as_of: datetime, rules: dict[str, tuple[Fraction, Fraction]]) -> list[dict]:
     """``fct_service_index_monthly``: numerator, denominator, rate and points per month × unit × criterion."""
     as_of_cut = datetime.combine(as_of.date(), time())
     counts: dict[tuple, dict[str, list[int]]] = {}
@@ -175,8 +182,8 @@ def monthly(facts: list[dict], as_of: datetime) -> list[dict]:
             rate = Fraction(numerator, denominator) if denominator else None
             rows.append({"month": month, "unit_code": unit, "criterion_id": criterion, "numerator": numerator,
                          "denominator": denominator, "rate": _float(rate),
-                         "threshold": float(THRESHOLDS[criterion]), "max_points": MAX_POINTS[criterion],
-                         "points": _float(_points(rate, criterion)), "_rate": rate})
+                         "threshold": float(rules[criterion][0]), "max_points": float(rules[criterion][1]),
+                         "points": _float(_points(rate, rules[criterion])), "_rate": rate})
     return rows
 
 
@@ -188,19 +195,20 @@ def in_force(unit: dict, month: date) -> bool:
     return (valid_from is None or valid_from < _next_month(month)) and (valid_to is None or valid_to >= month)
 
 
-def ranking(rows: list[dict], units: list[dict]) -> list[dict]:
+def ranking(rows: list[dict], units: list[dict], rules: dict[str, tuple[Fraction, Fraction]]) -> list[dict]:
     """``rpt_service_index_ranking`` from the monthly rows (with their exact ``_rate``)."""
     from tests.support import reference as base
 
     by_code = {u.get("MaDonVi"): u for u in units}
-    per_unit: dict[tuple, dict] = defaultdict(lambda: {"score": Fraction(0), "points_max": 0, "lost": {}})
+    per_unit: dict[tuple, dict] = defaultdict(lambda: {"score": Fraction(0), "points_max": Fraction(0), "lost": {}})
     for r in rows:
         acc = per_unit[(r["month"], r["unit_code"])]
-        points = _points(r["_rate"], r["criterion_id"])
+        rule = rules[r["criterion_id"]]
+        points = _points(r["_rate"], rule)
         if points is not None:
             acc["score"] += points
-            acc["points_max"] += MAX_POINTS[r["criterion_id"]]
-        acc["lost"][r["criterion_id"]] = None if points is None else MAX_POINTS[r["criterion_id"]] - points
+            acc["points_max"] += rule[1]
+        acc["lost"][r["criterion_id"]] = None if points is None else rule[1] - points
     groups: dict[tuple, list[tuple]] = defaultdict(list)
     for (month, unit), acc in per_unit.items():
         u = by_code.get(unit)
@@ -213,7 +221,8 @@ def ranking(rows: list[dict], units: list[dict]) -> list[dict]:
         members.sort(key=lambda m: (-m[0], m[1]))
         for position, (score_100, unit, acc) in enumerate(members, start=1):
             out.append({"month": month, "level": level, "unit_code": unit, "unit_name": by_code[unit].get("TenDonVi"),
-                        "score": float(acc["score"]), "points_max": acc["points_max"], "score_100": float(score_100),
+                        "score": float(acc["score"]), "points_max": float(acc["points_max"]),
+                        "score_100": float(score_100),
                         "rank": position,
                         **{f"points_lost_{c.replace('.', '_')}": _float(acc["lost"].get(c)) for c in CRITERIA}})
     return out
@@ -227,23 +236,27 @@ def lost_dossiers(facts: list[dict], as_of: datetime) -> list[dict]:
             for d in on_time_dossiers(facts, as_of) if d["reason"] is not None]
 
 
-def compute_index(dossiers: Iterable[dict], units: list[dict], procedures: list[dict],
-                  as_of: datetime) -> dict[str, list[dict]]:
+def compute_index(dossiers: Iterable[dict], units: list[dict], procedures: list[dict], as_of: datetime,
+                  thresholds: dict | None = None, max_points: dict | None = None) -> dict[str, list[dict]]:
     """The three service-index tables from the API records as of ``as_of`` (the run's as-of time): ``{table:
-    rows}``, each row with exactly ``COLUMNS[table]``, sorted by ``KEYS[table]``. A date ``as_of`` is its 00:00."""
+    rows}``, each row with exactly ``COLUMNS[table]``, sorted by ``KEYS[table]``. A date ``as_of`` is its 00:00;
+    ``thresholds`` / ``max_points`` replace the spec's defaults (as the dbt vars do, all six criteria each)."""
     if not isinstance(as_of, datetime):
         as_of = datetime.combine(as_of, time())
+    rules = criteria(thresholds, max_points)
     facts = dossier_facts(dossiers, procedures)
-    rows = monthly(facts, as_of)
-    tables = {"fct_service_index_monthly": rows, "rpt_service_index_ranking": ranking(rows, units),
+    rows = monthly(facts, as_of, rules)
+    tables = {"fct_service_index_monthly": rows, "rpt_service_index_ranking": ranking(rows, units, rules),
               "fct_service_index_2_1_dossiers": lost_dossiers(facts, as_of)}
     return {t: sorted(({c: r[c] for c in COLUMNS[t]} for r in table), key=lambda r, t=t: _key(r, KEYS[t]))
             for t, table in tables.items()}
 
 
-def province_rollup(rows: Iterable[dict]) -> dict[str, dict]:
+def province_rollup(rows: Iterable[dict], thresholds: dict | None = None,
+                    max_points: dict | None = None) -> dict[str, dict]:
     """Per criterion, the province's numerator and denominator (sums over every unit's rows), its rate, points
     and points lost (max − points): the roll-up of the spec, formula applied to the sums."""
+    rules = criteria(thresholds, max_points)
     sums: dict[str, list[int]] = {c: [0, 0] for c in CRITERIA}
     for r in rows:
         sums[r["criterion_id"]][0] += r["numerator"]
@@ -251,7 +264,7 @@ def province_rollup(rows: Iterable[dict]) -> dict[str, dict]:
     out = {}
     for c, (numerator, denominator) in sums.items():
         rate = Fraction(numerator, denominator) if denominator else None
-        points = _points(rate, c)
+        points = _points(rate, rules[c])
         out[c] = {"numerator": numerator, "denominator": denominator, "rate": _float(rate),
-                  "points": _float(points), "lost": None if points is None else float(MAX_POINTS[c] - points)}
+                  "points": _float(points), "lost": None if points is None else float(rules[c][1] - points)}
     return out
