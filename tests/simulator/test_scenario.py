@@ -130,7 +130,9 @@ def test_every_rule_has_cases_and_rates_are_configurable(small_province):
     recs = list(small_province.iter_all())
     truth = findings(recs, small_province.clock, small_province.procedure_records(), small_province.unit_records())
     counts = Counter(rule for rules in truth.values() for rule in rules)
-    assert set(counts) == set(RULES), f"rules without cases: {set(RULES) - set(counts)}"
+    # VAL07 needs a unit that closed within the scenario: the default scenario (2023) has none; the
+    # reorganisation scenario plants its cases (tests/simulator/test_reorganisation.py).
+    assert set(counts) == set(RULES) - {"VAL07"}, f"rules without cases: {set(RULES) - {'VAL07'} - set(counts)}"
     assert any(len(r) >= 2 for r in truth.values()), "no dossier breaks several rules"
     silent = Province(replace(small_province.scenario, defect_rates={**DEFAULT_DEFECT_RATES, "VAL04": 0.0,
                                                                      "VAL06": 0.05}))
