@@ -42,7 +42,8 @@ yesterday to 01:00 today (local time), taken from the run's `data_interval_start
 4. `pull_dossiers` — one mapped task per partition: the windows earlier nights could not complete, then
    the dossiers changed since the partition's watermark (minus a look-back) up to the interval end;
 5. `complete_partitions` — after a partitioned pull, what no partition covers;
-6. `dbt_staging` — dbt builds the staging views and `dq.dq_dossiers` (Cosmos, one task per node);
+6. `dbt_staging` — dbt builds the staging views and `dq.dq_dossiers` (Cosmos: one `dbt build`, or one task
+   per node with `DBT_TASK_GRAIN=node`);
 7. `data_quality` — Great Expectations: the batch's critical checks (a failure stops the dossier marts
    here, so yesterday's stay published), then every rule of dq-rules.md per dossier;
 8. `dbt_marts` → `marts_published` — intermediate models, marts and snapshot; then the marts' Assets;
@@ -70,9 +71,9 @@ DBT_MANIFEST = SETTINGS.dbt_manifest_path
 # every dbt invocation checks (macro assert_run_lease, on-run-start).
 AS_OF_TEMPLATE = "{{ data_interval_end.in_timezone('Asia/Ho_Chi_Minh').strftime('%Y-%m-%dT%H:%M:%S') }}"
 RUN_ID_TEMPLATE = "{{ ti.xcom_pull(task_ids='start_run')['run_id'] }}"
-# "node" (the default): one Cosmos task per dbt model, snapshot and test — every model's state and log in the
-# UI, retried alone. "layer": one `dbt build` per group — the same models and tests, without the fixed cost
-# of one dbt invocation per node (about two seconds each), for small deployments and quick test nights.
+# "layer" (the default): one `dbt build` per group — every model and test, without the fixed cost of one dbt
+# invocation per node (about two seconds each, some fifty a night). "node": one Cosmos task per dbt model,
+# snapshot and test — every model's state and log in the UI, retried alone, spread over Celery workers.
 DBT_TASK_GRAIN = SETTINGS.dbt_task_grain
 # What every dbt invocation of the night is given: the as-of time, the run (for its lease), the ranking's
 # target and threshold (pipeline.settings).
@@ -203,6 +204,7 @@ def cchc_nightly():
 
         from expectations.validate import CriticalDataQualityError, run_data_quality
 
+        _check_lease(run)
         try:
             return run_data_quality(run["run_id"], _when(run["interval_end"]), settings=_settings(),
                                     finance=False, digest=False)
@@ -214,6 +216,7 @@ def cchc_nightly():
         """The workbook checks (warnings): their findings reach the digest."""
         from expectations.validate import run_finance_quality
 
+        _check_lease(run)
         return run_finance_quality(run["run_id"], _when(run["interval_end"]), settings=_settings())
 
     @task(outlets=DOSSIER_MARTS)

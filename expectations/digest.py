@@ -174,7 +174,7 @@ def _ingestion(conn: psycopg.Connection, digest: Digest) -> None:
                            conn.execute("SELECT issue_id, source, window_start, window_end, kind || ': ' || reason "
                                         "FROM audit.window_issues WHERE resolved_at IS NULL ORDER BY window_start")]
     digest.quarantined = [tuple(r) for r in conn.execute(
-        "SELECT source, split_part(reason, ':', 1), sum(times_seen)::int FROM raw.quarantine "
+        "SELECT source, split_part(reason, ':', 1), sum(times_seen_last_run)::int FROM raw.quarantine "
         "WHERE last_run_id = %s GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2", (run_id,))]
     # Where, not what: the reasons themselves may quote cells (raw.finance_files has them).
     digest.rejected_workbooks = [r for (r,) in conn.execute(

@@ -115,11 +115,13 @@ WHERE excluded.updated_at > c.updated_at
 INSERT_QUARANTINE = """
 INSERT INTO raw.quarantine AS q (source, reason, raw_text, raw_hash, first_run_id, last_run_id,
                                  window_start, window_end, raw_bytes, record_key, updated_at, disposition,
-                                 times_seen)
+                                 times_seen, times_seen_last_run)
 VALUES (%(source)s, %(reason)s, %(raw_text)s, %(raw_hash)s, %(run_id)s, %(run_id)s, %(start)s, %(end)s,
-        %(raw_bytes)s, %(key)s, %(updated_at)s, %(disposition)s, %(times)s)
+        %(raw_bytes)s, %(key)s, %(updated_at)s, %(disposition)s, %(times)s, %(times)s)
 ON CONFLICT (source, raw_hash) DO UPDATE
 SET last_run_id = excluded.last_run_id, last_seen_at = now(), times_seen = q.times_seen + excluded.times_seen,
+    times_seen_last_run = excluded.times_seen
+        + CASE WHEN q.last_run_id = excluded.last_run_id THEN q.times_seen_last_run ELSE 0 END,
     reason = excluded.reason, disposition = excluded.disposition
 """
 

@@ -105,7 +105,7 @@ VARIABLES: dict[str, Variable] = {v.name: v for v in [
         ("PIPELINE_RUN_TIMEOUT_MINUTES", "360", "dagrun_timeout of every DAG"),
         ("PIPELINE_LOCK_WAIT_SECONDS", "900", "a run waits this long for another run's lease"),
         ("PIPELINE_LOCK_TTL_SECONDS", "21600", "a lease not renewed for this long is free"),
-        ("DBT_TASK_GRAIN", "node", "node: one Airflow task per dbt node; layer: one dbt build per group"),
+        ("DBT_TASK_GRAIN", "layer", "layer: one dbt build per group; node: one Airflow task per dbt node"),
         ("ALERT_SLACK_CONN_ID", "cchc_slack", "Airflow connection (Slack incoming webhook) for alerts"),
         ("ALERT_SMTP_CONN_ID", "cchc_smtp", "Airflow connection (SMTP) for alerts"),
         ("ALERT_EMAIL_FROM", None, "sender of the alert e-mails"),
@@ -356,7 +356,7 @@ class DagSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> DagSettings:
-        grain = env_value("DBT_TASK_GRAIN", env, "node")
+        grain = env_value("DBT_TASK_GRAIN", env, "layer")
         if grain not in ("node", "layer"):
             raise ValueError(f"DBT_TASK_GRAIN must be 'node' or 'layer', not {grain!r}")
         return cls(

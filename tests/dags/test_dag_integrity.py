@@ -92,6 +92,11 @@ PARSE_PROBE = """
                 "outlets": sorted(getattr(o, "name", str(o)) for o in (t.outlets or [])),
             }} for t in dag.tasks}},
         }}
+    out["timeouts"] = {{d.dag_id: {{
+        "dagrun_timeout": d.dagrun_timeout.total_seconds() if d.dagrun_timeout else None,
+        "execution_timeouts": sorted({{t.execution_timeout.total_seconds() if t.execution_timeout else None
+                                      for t in d.tasks}}, key=str),
+        "callbacks": all(bool(t.on_failure_callback) for t in d.tasks)}} for d in bag.dags.values()}}
     monthly = bag.dags.get("cchc_monthly_publication")
     if monthly is not None:
         condition = getattr(monthly.timetable, "asset_condition", None)
@@ -104,8 +109,16 @@ PARSE_PROBE = """
 
 @pytest.fixture(scope="module")
 def parsed(tmp_path_factory) -> dict:
+    """The DAG as the default settings render it (one ``dbt build`` per dbt group)."""
     code = PARSE_PROBE.format(dag_file=str(DAG_FILE), dags=str(DAGS), dag_id=DAG_ID)
     return _run_python(code, tmp_path_factory.mktemp("dagbag"))
+
+
+@pytest.fixture(scope="module")
+def parsed_per_node(tmp_path_factory) -> dict:
+    """The DAG with ``DBT_TASK_GRAIN=node``: Cosmos renders one task per dbt node."""
+    code = PARSE_PROBE.format(dag_file=str(DAG_FILE), dags=str(DAGS), dag_id=DAG_ID)
+    return _run_python(code, tmp_path_factory.mktemp("dagbag"), {"DBT_TASK_GRAIN": "node"})
 
 
 def test_no_import_errors(parsed):
@@ -131,9 +144,17 @@ def test_tasks_and_dependency_order(parsed):
     assert ancestors == set(tasks) - {"finish_run"}
 
 
-def test_dbt_runs_after_ingestion_staging_before_marts(parsed):
-    """Cosmos renders one task per dbt node: staging after the loads, intermediate and marts after staging."""
+def test_by_default_each_dbt_group_is_one_build_after_ingestion_and_before_the_marts(parsed):
     tasks = parsed["dag"]["tasks"]
+    assert {t for t in tasks if t.startswith("dbt_")} >= {"dbt_staging.build", "dbt_marts.build"}
+    assert "complete_partitions" in tasks["dbt_staging.build"]["upstream"]
+    assert "dbt_staging.build" in tasks["data_quality"]["upstream"]
+    assert "data_quality" in tasks["dbt_marts.build"]["upstream"]
+
+
+def test_dbt_runs_after_ingestion_staging_before_marts(parsed_per_node):
+    """Cosmos renders one task per dbt node: staging after the loads, intermediate and marts after staging."""
+    tasks = parsed_per_node["dag"]["tasks"]
     staging = {t for t in tasks if t.startswith("dbt_staging.")}
     marts = {t for t in tasks if t.startswith("dbt_marts.")}
     assert "dbt_staging.stg_api__dossiers_model_build" in staging
@@ -222,6 +243,10 @@ def test_timeouts_come_from_the_environment(tmp_path):
     out = _run_python(code, tmp_path, {"PIPELINE_TASK_TIMEOUT_MINUTES": "7", "PIPELINE_RUN_TIMEOUT_MINUTES": "30"})
     assert out["dag"]["dagrun_timeout"] == 30 * 60
     assert {t["execution_timeout"] for t in out["dag"]["tasks"].values()} == {7 * 60}
+    # the monthly publication and the weekly integrity DAG share the defaults
+    assert set(out["timeouts"]) == {DAG_ID, "cchc_monthly_publication", "cchc_weekly_integrity"}
+    for dag_id, dag in out["timeouts"].items():
+        assert dag == {"dagrun_timeout": 30 * 60, "execution_timeouts": [7 * 60], "callbacks": True}, dag_id
 
 
 def test_parse_is_light(parsed):

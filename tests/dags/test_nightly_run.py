@@ -13,8 +13,7 @@ names precisely what is not:
 4. The source is whole again, but the broken versions are still current: the batch is stopped again and
    yesterday's marts stay exactly as they were.
 
-The dbt groups run with ``DBT_TASK_GRAIN=layer`` (one ``dbt build`` per group: the same models and tests
-as the default one-task-per-node grain, which ``test_scheduler.py`` runs through the real scheduler).
+The dbt groups run at the default grain (one ``dbt build`` per group).
 """
 
 from __future__ import annotations
@@ -139,7 +138,7 @@ def test_the_night_always_finishes_and_names_what_it_could_not_do(tmp_path):
                "PROCEDURE_API_URL": source.url, "PROCEDURE_API_TOKEN": source.token, "FINANCE_INBOX": str(inbox),
                "HISTORY_START": "2023-01-01", "REPORTS_DIR": str(tmp_path / "reports"),
                "PROCEDURE_API_PAGE_SIZE": str(PAGE), "PROCEDURE_API_MAX_RETRY_SECONDS": "3",
-               "FINANCE_MAX_UNCOMPRESSED_BYTES": str(8 * 2**20), "DBT_TASK_GRAIN": "layer",
+               "FINANCE_MAX_UNCOMPRESSED_BYTES": str(8 * 2**20),
                "PIPELINE_TASK_RETRIES": "0", "PIPELINE_RETRY_DELAY_SECONDS": "1", "PIPELINE_LOCK_WAIT_SECONDS": "5"}
         env.pop("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", None)
         url = wh.urls["writer"]
@@ -187,6 +186,11 @@ def test_the_night_always_finishes_and_names_what_it_could_not_do(tmp_path):
         (alert,) = [a for a in alerts if a["event"] == "night_incomplete"]
         assert alert["message"].startswith(f"Nightly run {night1['run'][0]}: dossiers incomplete")
         assert not any(a["event"] == "task_failed" for a in alerts)
+        # What the data team receives names where the bad records are, never what they hold.
+        sent = night1["digest"] + (tmp_path / "reports" / "alerts.log").read_text(encoding="utf-8")
+        for content in ("Cap giay", "Nguy", "could not be serialised", template["ChuHoSo"],
+                        template["TrichYeuHoSo"], "ho-so"):
+            assert content not in sent, f"record content in the digest or an alert: {content!r}"
         assert (tmp_path / "reports" / "report" / "latest.html").exists()
         docs = (tmp_path / "reports" / "dbt-docs" / "index.html").read_text(encoding="utf-8")
         assert "model.cchc.fct_dossier" in docs and "rpt_monthly_ranking" in docs  # the night's dbt docs site
@@ -205,8 +209,10 @@ def test_the_night_always_finishes_and_names_what_it_could_not_do(tmp_path):
         with psycopg.connect(url) as conn:
             finance_before = checksums(conn, FINANCE_MARTS)
 
-        # --- night 2: the source is fixed, a broken tombstone, the inbox unmounted -------------------------
+        # --- night 2: the source is fixed, a broken tombstone, the inbox unmounted, the units list lost ----
         source.rules.clear()
+        units = base.unit_records()
+        province.units_override = units[: int(len(units) * 0.6)]
         province.set_clock(NIGHT + timedelta(days=1))
         gone = next(r for r in expected.values() if not r["DaXoa"] and r["MaHoSo"] not in missed)
         deleted_at = ts(NIGHT + timedelta(hours=6))
@@ -228,7 +234,17 @@ def test_the_night_always_finishes_and_names_what_it_could_not_do(tmp_path):
             as_of = {d for (d,) in conn.execute("SELECT DISTINCT as_of_date FROM marts.fct_pending_overdue")}
             finance_after = checksums(conn, FINANCE_MARTS)
             marts_before = checksums(conn)
+            units_current = {u for (u,) in conn.execute("SELECT unit_code FROM raw.units")}
+            digest2 = conn.execute("SELECT d.body FROM dq.digests d JOIN audit.pipeline_runs p USING (run_id) "
+                                   "WHERE p.run_date = '2023-04-02'").fetchone()[0]
         assert status == ("partial",)
+        # the units list that lost 40% of its records was refused: yesterday's stays, the night went on with it,
+        # and both the digest and the alert say so first
+        assert units_current == {u["MaDonVi"] for u in units}
+        assert digest2.startswith("[INCOMPLETE]")
+        head = digest2.split("\n\n")[1:3]  # after the subject: the failed task, then what was not taken in
+        assert head[0].startswith("FAILED TASKS: load_workbooks") and head[1].startswith("NOT COMPLETE")
+        assert "units refused" in head[1] and "missing from the list" in head[1]
         assert current == {k: v for k, v in truth.items() if not v["DaXoa"]}  # the missed window is in
         assert open_issues == 0
         assert facts == len(current) and as_of == {date(2023, 4, 1), date(2023, 4, 2)}
@@ -239,6 +255,9 @@ def test_the_night_always_finishes_and_names_what_it_could_not_do(tmp_path):
         workbooks = next(a for a in failed if a["task_id"] == "load_workbooks")
         assert "dossier marts still build and publish" in workbooks["consequence"]
         assert "unmounted" in workbooks["exception"]
+        night2 = [a for a in alerts if a["event"] == "night_incomplete" and a["run_id"] != night1["run"][0]]
+        assert len(night2) == 1 and "units refused" in night2[0]["message"]
+        province.units_override = None
 
         def serve_day(days: int) -> None:
             """The province as it stands ``days`` after the first night (its records move on)."""

@@ -6,12 +6,10 @@ brings the whole stack down loudly, naming it.
 
 The stack is started with the very command ``make airflow`` runs, in its own process group, with its own
 ``AIRFLOW_HOME`` and free ports (api-server, the worker's and the triggerer's log servers), so it runs beside
-a developer's Airflow. Three settings differ from a production night, all for the test's cost:
-``PIPELINE_TASK_RETRIES=0``, ``AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE=False`` (the scheduler creates no run
-of its own — today's night, the weekly one — beside the one the test triggers; triggered runs still run) and
-``DBT_TASK_GRAIN=layer`` (one task per dbt layer instead of one per model: the LocalExecutor starts a process
-per task, which is what this test is about, not the number of them; the node grain runs under
-``airflow dags test`` in test_dag_integrity).
+a developer's Airflow. Two settings differ from a production night, both for the test's cost:
+``PIPELINE_TASK_RETRIES=0`` and ``AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE=False`` (the scheduler creates no run
+of its own — today's night, the weekly one — beside the one the test triggers; triggered runs still run).
+The dbt groups run at the default grain (one ``dbt build`` per group).
 """
 
 from __future__ import annotations
@@ -85,7 +83,6 @@ def stack_environment(home: Path, services: tuple) -> dict[str, str]:
         "REPORTS_DIR": str(home.parent / "reports"),
         "GX_PROJECT_DIR": str(home.parent / "gx"),  # not the project's .local/gx, which other runs rewrite
         "PIPELINE_TASK_RETRIES": "0",
-        "DBT_TASK_GRAIN": "layer",
         "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
         "AIRFLOW__API__PORT": str(free_port()),
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
@@ -227,6 +224,29 @@ def kill_leftovers(left: dict[tuple[int, int], list[str]]) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
+def second_run_while_the_first_writes(stack: Stack, wh, tmp_path: Path) -> tuple[str, subprocess.CompletedProcess]:
+    """Once the scheduled run holds the warehouse's lease, a second night of the same DAG through
+    ``python -m ops.airflow test-dag`` (what a ``make run`` beside it does), with its own Airflow state: it
+    must wait ``PIPELINE_LOCK_WAIT_SECONDS``, then fail naming the holder. Returns (holder, its outcome)."""
+    deadline = time.monotonic() + RUN_TIMEOUT
+    holder = None
+    while holder is None and time.monotonic() < deadline:
+        stack.alive()
+        with psycopg.connect(wh.urls["writer"]) as conn:
+            row = conn.execute("SELECT run_id FROM audit.run_lease").fetchone()
+        holder = row[0] if row else None
+        time.sleep(0.5)
+    assert holder, "the scheduled run never took the warehouse's lease"
+    env = {**stack.env, "AIRFLOW_HOME": str(tmp_path / "second-airflow"), "PIPELINE_LOCK_WAIT_SECONDS": "3",
+           "REPORTS_DIR": str(tmp_path / "second-reports")}
+    for name in [k for k in env if k.startswith("AIRFLOW__")]:
+        del env[name]
+    out = subprocess.run([sys.executable, "-m", "ops.airflow", "test-dag", "--run-date", "2023-02-01"],
+                         cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT)
+    (tmp_path / "second-run.log").write_text(out.stdout + out.stderr)
+    return holder, out
+
+
 @pytest.mark.slow
 def test_make_airflow_runs_the_night_through_the_scheduler(services, tmp_path):
     started = time.monotonic()
@@ -272,6 +292,7 @@ def test_make_airflow_runs_the_night_through_the_scheduler(services, tmp_path):
             "dag_run_id": run_id, "logical_date": "2023-01-31T01:00:00+07:00",
             "data_interval_start": "2023-01-31T01:00:00+07:00", "data_interval_end": "2023-02-01T01:00:00+07:00"})
         assert response.status_code == 200, response.text
+        second = second_run_while_the_first_writes(stack, wh, tmp_path)
         deadline = time.monotonic() + RUN_TIMEOUT
         while time.monotonic() < deadline:
             stack.alive()
@@ -292,6 +313,10 @@ def test_make_airflow_runs_the_night_through_the_scheduler(services, tmp_path):
             units = conn.execute("SELECT count(*) FROM marts.dim_unit").fetchone()[0]
             procedures = conn.execute("SELECT count(*) FROM marts.dim_procedure").fetchone()[0]
         assert runs == [("success", datetime(2023, 1, 31, 1), datetime(2023, 2, 1, 1))]
+        # the second run (a `make run`, a `dags test` beside the scheduled night) wrote nothing and said why
+        holder, out = second
+        assert out.returncode != 0
+        assert f"cannot write the warehouse: it is held by run {holder}" in out.stdout + out.stderr
         # every dossier the simulator serves that is not deleted is one fact row
         assert facts == sum(1 for r in sim.province.iter_all() if not r["DaXoa"]) > 0
         assert as_of == [(date(2023, 2, 1),)]

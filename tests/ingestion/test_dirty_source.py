@@ -22,6 +22,7 @@ import orjson
 import psycopg
 import pytest
 
+from expectations.digest import build_digest
 from ingestion import loads
 from ingestion.client import ProcedureApiClient
 from pipeline import runs
@@ -165,6 +166,17 @@ def test_records_jsonb_cannot_store_are_quarantined_and_the_rest_of_the_window_l
                                                         not_landed - 1, "complete")
     assert fetched == landed + duplicates + quarantined and reported == landed + quarantined
     assert result["not_complete"] == []
+
+    # The source keeps sending them: the next run counts them again in raw.quarantine, while its digest
+    # reports only what that run itself quarantined.
+    with dirty_source(province) as source:
+        pull(settings_for(source, writer, INGEST_LOOKBACK_MINUTES="600"), "dirty-again", night)
+    with psycopg.connect(writer) as conn:
+        again = {(reason, n) for source, reason, n in build_digest(conn, "dirty-again").quarantined
+                 if source == "dossiers"}
+    assert ("not a JSON object", 2) in again and len(again) == len({r[0].split(":")[0] for r in quarantine.values()})
+    assert rows(writer, "SELECT times_seen FROM raw.quarantine WHERE raw_bytes = %s",
+                (broken["error 1"].body,)) == [(4,)]
 
 
 def test_a_record_the_database_refuses_is_found_by_bisecting_the_copy(base, writer):
