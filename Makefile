@@ -70,7 +70,7 @@ bench-ingest: venv ## ingestion speed: API → raw vs psql \copy and pandas to_s
 airflow: venv ## run Airflow so cchc_nightly runs every night at 01:00: scheduler, UI on 127.0.0.1:8080, supervised
 	@$(PY) -m ops.airflow standalone
 
-superset: venv ## Superset on 127.0.0.1:8088 (SUPERSET_PORT) with the morning and data-quality dashboards; its own environment, built once
+superset: venv ## Superset on 127.0.0.1:8088 (SUPERSET_PORT) with the dashboards of bi/bundle (morning, data quality, service index, today's units); its own environment, built once
 	@$(PY) -m bi serve
 
 bench-dbt: venv ## dbt build times: full and incremental nightly, default scenario and 10x

@@ -2,7 +2,7 @@
 
     python -m bi serve      # make superset: environment, instance, import, server in the foreground
     python -m bi import     # import bi/bundle/ into the running local Superset, or into SUPERSET_URL
-    python -m bi export     # write the two dashboards, as they are in that Superset, back into bi/bundle/
+    python -m bi export     # write the dashboards, as they are in that Superset, back into bi/bundle/
     python -m bi install    # build (or find) the cached environment and print where it is
 
 The variables (bi/README.md): ``SUPERSET_PORT`` (8088, read through ``pipeline.settings``),
@@ -30,7 +30,8 @@ from bi.client import SupersetAPIError, SupersetClient
 from bi.environment import EnvironmentUnavailable, ensure_environment
 from bi.instance import DEFAULT_HOME, DEFAULT_PORT, LocalInstance, SupersetError, running_url
 
-DASHBOARDS = {"cchc-morning": "the morning dashboard", "cchc-data-quality": "data quality"}
+DASHBOARDS = {"cchc-morning": "the morning dashboard", "cchc-data-quality": "data quality",
+              "cchc-service-index": "the service index", "cchc-current-units": "today's units"}
 
 
 def reader_url(env=os.environ) -> str:
@@ -95,7 +96,7 @@ def cmd_export(args) -> int:
     client = SupersetClient(url).login(username, password)
     ids = [d["id"] for d in client.dashboards() if d["slug"] in DASHBOARDS]
     if len(ids) != len(DASHBOARDS):
-        raise SupersetError(f"{url} does not have both dashboards ({', '.join(DASHBOARDS)}): import them first")
+        raise SupersetError(f"{url} does not have every dashboard ({', '.join(DASHBOARDS)}): import them first")
     written = write_export(client.export_dashboards(ids))
     print(f"bi: wrote {len(written)} files into {BUNDLE_DIR}; review them with `git diff bi/bundle`")
     return 0
@@ -121,8 +122,8 @@ def cmd_serve(args) -> int:
         if not reachable(reader):
             print("bi: warning: the warehouse does not answer at that address: the charts stay empty until it "
                   "runs (make warehouse-up; make run builds the marts)", file=sys.stderr)
-        print(f"\nSuperset: {instance.url}/superset/dashboard/cchc-morning/  (data quality: "
-              f"{instance.url}/superset/dashboard/cchc-data-quality/)\n"
+        links = "".join(f"\n  {what}: {instance.url}/superset/dashboard/{slug}/" for slug, what in DASHBOARDS.items())
+        print(f"\nSuperset:{links}\n"
               f"login: {username} / {password}   (kept in {instance.home / 'admin.json'})\n"
               "Ctrl-C stops it.", flush=True)
         signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops it as Ctrl-C does (never wait in the handler)
@@ -136,7 +137,8 @@ def cmd_serve(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` and run the command; returns the exit status."""
     parser = argparse.ArgumentParser(prog="python -m bi", description="Superset, the project's BI tool, with the "
-                                     "morning and data-quality dashboards (bi/README.md).")
+                                     "morning, data-quality, service-index and today's-units dashboards "
+                                     "(bi/README.md).")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("serve", help="install if needed, start Superset on 127.0.0.1, import the dashboards, "
                         "print the URL and login; runs in the foreground").set_defaults(run=cmd_serve)
@@ -144,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     imp.add_argument("--wait", type=float, default=0, metavar="SECONDS",
                      help="first wait this long for Superset to answer (the compose stack)")
     imp.set_defaults(run=cmd_import)
-    commands.add_parser("export", help="write the two dashboards from that Superset back into bi/bundle/"
+    commands.add_parser("export", help="write the dashboards from that Superset back into bi/bundle/"
                         ).set_defaults(run=cmd_export)
     commands.add_parser("install", help="build or find Superset's cached environment, print its folder"
                         ).set_defaults(run=cmd_install)

@@ -1,5 +1,5 @@
-"""Charts as inline SVG, in plain Python: a line chart with a target line, horizontal (grouped) bars and
-vertical grouped bars.
+"""Charts as inline SVG, in plain Python: a line chart with a target line and dated markers, horizontal
+(grouped) bars and vertical grouped bars.
 
 Every chart is one ``<svg>`` element that needs nothing else — no script, font or stylesheet: its first
 child is a ``<title>`` (what screen readers and tests read), then the visible title, the axes with their
@@ -20,6 +20,7 @@ from publication.formatting import fmt_number, fmt_percent
 # Okabe–Ito: distinguishable with the common colour-vision deficiencies, and in greyscale print.
 PALETTE = ("#0072b2", "#d55e00", "#009e73", "#cc79a7", "#e69f00", "#56b4e9", "#000000", "#f0e442")
 TARGET_COLOUR = "#c0392b"
+MARKER_COLOUR = "#5f6b76"
 AXIS_COLOUR = "#555555"
 GRID_COLOUR = "#e3e3e3"
 TEXT_COLOUR = "#222222"
@@ -37,6 +38,16 @@ class Series:
     name: str
     values: Sequence[Number]
     dashed: bool = False
+
+
+@dataclass(frozen=True)
+class Marker:
+    """A vertical line across a line chart at ``position``, in category units (0 is the first category's centre,
+    0.5 the boundary between the first and the second), labelled at its top: an event such as the 2025
+    reorganisation of the units."""
+
+    position: float
+    label: str
 
 
 def _pct0(value: float) -> str:
@@ -164,8 +175,9 @@ def _value_axes(out: list[str], left: float, top: float, pw: float, ph: float, t
 def line_chart(title: str, categories: Sequence[str], series: Sequence[Series], *, x_label: str, y_label: str,
                target: float | None = None, target_label: str | None = None, percent: bool = True,
                fmt: Formatter | None = None, width: float = 860, height: float = 360, description: str = "",
-               chart_id: str | None = None) -> str:
-    """Lines over categories (e.g. months), a gap where a value is missing, and a dashed horizontal target."""
+               markers: Sequence[Marker] = (), chart_id: str | None = None) -> str:
+    """Lines over categories (e.g. months), a gap where a value is missing, a dashed horizontal target, and
+    ``markers``: dotted vertical lines with their label (those outside the categories are not drawn)."""
     fmt = fmt or _fmt_default(percent)
     tick_fmt = _pct0 if percent else fmt
     colours = [PALETTE[i % len(PALETTE)] for i in range(len(series))]
@@ -180,7 +192,7 @@ def line_chart(title: str, categories: Sequence[str], series: Sequence[Series], 
     lo, hi = _axis_range([v for s in series for v in s.values], percent, target, zero=not percent)
     n = max(len(categories), 1)
 
-    def x_of(i: int) -> float:
+    def x_of(i: float) -> float:
         return left + (pw * (i + 0.5) / n)
 
     def y_of(v: float) -> float:
@@ -202,6 +214,16 @@ def line_chart(title: str, categories: Sequence[str], series: Sequence[Series], 
         out.append(f'<g class="target"><line x1="{_num(left)}" y1="{_num(y)}" x2="{_num(left + pw)}" '
                    f'y2="{_num(y)}" stroke="{TARGET_COLOUR}" stroke-width="1.8" stroke-dasharray="7 5">'
                    f"<title>{_t(target_label or 'Mục tiêu')}: {_t(fmt(target))}</title></line></g>")
+    for marker in markers:
+        if not -0.5 <= marker.position <= n - 0.5:
+            continue
+        x = x_of(marker.position)
+        anchor = "end" if x > left + pw * 0.75 else "start"
+        out.append(f'<g class="marker" data-position="{_num(marker.position)}"><line x1="{_num(x)}" y1="{_num(top)}" '
+                   f'x2="{_num(x)}" y2="{_num(top + ph)}" stroke="{MARKER_COLOUR}" stroke-width="1.5" '
+                   f'stroke-dasharray="2 3"><title>{_t(marker.label)}</title></line>'
+                   f'<text x="{_num(x + (-4 if anchor == "end" else 4))}" y="{_num(top + 12)}" text-anchor="{anchor}" '
+                   f'font-size="11" fill="{MARKER_COLOUR}">{_t(marker.label)}</text></g>')
     for s, colour in zip(series, colours, strict=True):
         out.append(f'<g class="series" data-series="{_t(s.name)}">')
         path, pen = [], False

@@ -63,6 +63,24 @@ DQ_RULES = {
     "VAL07": "Tiếp nhận sau khi đơn vị đã giải thể, chưa chuyển đơn vị kế thừa",
 }
 DQ_GROUPS = {"INC": "Chưa cập nhật đầy đủ", "DIG": "Chưa số hóa", "VAL": "Giá trị không hợp lệ"}
+# service-index.md: the criteria of Decision 766 the dossier records decide, and why a dossier cost 2.1 points.
+SERVICE_INDEX_CRITERIA = {
+    "2.1": "Tiến độ giải quyết",
+    "3.3": "Hồ sơ trực tuyến",
+    "3.6": "Thanh toán trực tuyến",
+    "4.1": "Kết quả điện tử",
+    "4.2": "Số hóa hồ sơ",
+    "4.3": "Tái sử dụng dữ liệu số hóa",
+}
+REASONS_2_1 = {
+    "pending_overdue": "Quá hạn chưa giải quyết",
+    "late": "Giải quyết trễ hạn",
+    "supplements": "Bổ sung hồ sơ từ 2 lần",
+}
+# reorganisation.md: from this day Vietnam has two tiers of local government (Resolution 202/2025/QH15):
+# districts abolished, communes merged. A fact of law, the same for every province, not a setting; the
+# report's trend charts mark it when their months span it.
+REORGANISATION_DATE = date(2025, 7, 1)
 
 
 def connect(url: str) -> psycopg.Connection:
@@ -263,6 +281,31 @@ def digitisation(conn: psycopg.Connection, month: date, months: int = HISTORY_MO
                  "WHERE d.month BETWEEN %s AND %s GROUP BY 1, 2", (add_months(month, 1 - months), month),
                  "marts.fct_digitisation_monthly", "marts.dim_unit")
     return _scopes(rows, DIGITISATION_COUNTS, _digitisation_rates)
+
+
+# --------------------------------------------------------------------------------------------- today's units
+
+def current_levels(conn: psycopg.Connection, month: date, months: int = HISTORY_MONTHS) -> dict:
+    """The monthly figures of the trend charts on today's units (reorganisation.md), per month and level of
+    today's unit: the ``*_current`` facts (every recorded unit's counts summed into the unit in force today that
+    its area passed to) joined to that unit's level. ``merged_units``: units whose figures count for another
+    unit today. Dossiers of units without a unit today (closed without successor, unknown codes) are in no
+    level here, as in the ``*_current`` marts."""
+    window = (add_months(month, 1 - months), month)
+
+    def by_level(table: str, counts: tuple[str, ...], finish) -> list[dict]:
+        sums = ", ".join(f"sum(f.{c})::bigint AS {c}" for c in counts)
+        rows = _rows(conn, f"SELECT f.month, u.level AS scope, {sums} FROM marts.{table} f JOIN marts.dim_unit u "
+                     "ON u.unit_code = f.current_unit_code WHERE f.month BETWEEN %s AND %s GROUP BY 1, 2 "
+                     "ORDER BY 1, 2", window, f"marts.{table}", "marts.dim_unit")
+        return [finish(r) for r in rows]
+
+    merged = _scalar(conn, "SELECT count(*)::int FROM marts.dim_unit WHERE current_unit_code <> unit_code", (),
+                     "marts.dim_unit")
+    return {"reorganisation_date": REORGANISATION_DATE, "merged_units": merged or 0,
+            "timeliness": by_level("fct_timeliness_monthly_current", TIMELINESS_COUNTS, _timeliness_rates),
+            "online": by_level("fct_online_monthly_current", ONLINE_COUNTS, _online_rates),
+            "digitisation": by_level("fct_digitisation_monthly_current", DIGITISATION_COUNTS, _digitisation_rates)}
 
 
 # --------------------------------------------------------------------------------------------- pending overdue

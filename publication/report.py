@@ -26,9 +26,9 @@ from pathlib import Path
 from markupsafe import Markup
 
 from pipeline.files import remove_stale_temporaries, write_atomic
-from publication import charts, geo_map
+from publication import charts, geo_map, service_index
 from publication import figures as F
-from publication.charts import Series
+from publication.charts import Marker, Series
 from publication.formatting import fmt_billion, fmt_int, fmt_month, fmt_number, fmt_percent
 from publication.pages import render_page
 
@@ -57,18 +57,39 @@ def collect(conn, as_of: date | None = None) -> dict:
         out["ranking"] = {str(level): rows for level, rows in sorted(F.ranking(conn, month).items())}
         out["online"] = F.online(conn, month)
         out["digitisation"] = F.digitisation(conn, month)
+        out["current"] = F.current_levels(conn, month)  # the trend charts' levels, on today's units
     else:
-        out.update(timeliness=None, ranking={}, online=[], digitisation=[])
+        out.update(timeliness=None, ranking={}, online=[], digitisation=[], current=None)
     out["pending_overdue"] = F.pending_overdue(conn, as_of)
     out["delegation"] = F.delegation(conn, as_of)
     out["disbursement"] = F.disbursement(conn, as_of)
     out["dq"] = F.dq_backlog(conn)
     out["map"] = geo_map.collect(conn, month)  # publication/geo_map.py: the maps (bản đồ)
+    out["service_index"] = service_index.collect(conn, month)  # publication/service_index.py: Decision 766
     return out
 
 
 def _months(rows: list[dict]) -> list[date]:
     return sorted({r["month"] for r in rows})
+
+
+def _trend_rows(fig: dict, rows: list[dict], key: str) -> list[dict]:
+    """A trend chart's rows: the province as recorded (every dossier, the figure of the tables and headline),
+    each level on today's units (``fig["current"][key]``: a unit that no longer exists counts in the level of the
+    unit that took over its area). Figures made without ``current`` keep the recorded levels."""
+    current = (fig.get("current") or {}).get(key)
+    if current is None:
+        return rows
+    return [r for r in rows if r["scope"] == "province"] + current
+
+
+def reorganisation_markers(months: list[date], day: date = F.REORGANISATION_DATE) -> list[Marker]:
+    """The reorganisation's marker on a chart of ``months`` (first days, ascending) when its month is within
+    them: at the start of that month's category, between the months before and after the change."""
+    month = F.month_of(day)
+    if not months or not months[0] <= month <= months[-1]:
+        return []
+    return [Marker(sum(m < month for m in months) - 0.5, f"Sắp xếp đơn vị hành chính ({day:%d/%m/%Y})")]
 
 
 def _series_by_scope(rows: list[dict], value: str, months: list[date]) -> list[Series]:
@@ -87,11 +108,13 @@ def _timeliness_charts(fig: dict) -> dict[str, str]:
     t, p = fig["timeliness"], fig["pending_overdue"]
     out = {}
     if t:
-        months = _months(t["by_month"])
+        rows = _trend_rows(fig, t["by_month"], "timeliness")
+        months = _months(rows)
         out["chart-on-time"] = charts.line_chart(
             "Tỷ lệ giải quyết đúng hạn theo tháng", [fmt_month(m) for m in months],
-            _series_by_scope(t["by_month"], "on_time_rate", months), x_label="Tháng giải quyết",
-            y_label="Tỷ lệ đúng hạn (%)", target=F.TARGET, target_label=TARGET_LABEL, chart_id="chart-on-time")
+            _series_by_scope(rows, "on_time_rate", months), x_label="Tháng giải quyết",
+            y_label="Tỷ lệ đúng hạn (%)", target=F.TARGET, target_label=TARGET_LABEL,
+            markers=reorganisation_markers(months), chart_id="chart-on-time")
     units = p["units"][:PENDING_UNITS]
     if p["as_of_date"] and units:
         out["chart-pending-overdue"] = charts.hbar_chart(
@@ -137,7 +160,7 @@ def _land_charts(fig: dict) -> dict[str, str]:
         [Series(name, [index[(m, g)]["on_time_rate"] if (m, g) in index else None for m in months])
          for g, name in groups],
         x_label="Tháng giải quyết", y_label="Tỷ lệ đúng hạn (%)", target=F.TARGET, target_label=TARGET_LABEL,
-        chart_id="chart-land-months")}
+        markers=reorganisation_markers(months), chart_id="chart-land-months")}
     by_level = {(r["scope"], r["group"]): r for r in t["land_by_level"]}
     levels = [lv for lv in (1, 2, 3) if any((lv, g) in by_level for g, _ in groups)]
     if levels:
@@ -162,21 +185,24 @@ def _land_charts(fig: dict) -> dict[str, str]:
 def _online_charts(fig: dict) -> dict[str, str]:
     out = {}
     if fig["online"]:
-        months = _months(fig["online"])
+        rows = _trend_rows(fig, fig["online"], "online")
+        months = _months(rows)
         out["chart-online"] = charts.line_chart(
             "Tỷ lệ hồ sơ nộp trực tuyến theo cấp", [fmt_month(m) for m in months],
-            _series_by_scope(fig["online"], "online_rate", months), x_label="Tháng tiếp nhận",
-            y_label="Tỷ lệ nộp trực tuyến (%)", chart_id="chart-online")
+            _series_by_scope(rows, "online_rate", months), x_label="Tháng tiếp nhận",
+            y_label="Tỷ lệ nộp trực tuyến (%)", markers=reorganisation_markers(months), chart_id="chart-online")
     if fig["digitisation"]:
-        months = _months(fig["digitisation"])
+        rows = _trend_rows(fig, fig["digitisation"], "digitisation")
+        months = _months(rows)
+        markers = reorganisation_markers(months)
         out["chart-intake-digitisation"] = charts.line_chart(
             "Số hóa hồ sơ khi tiếp nhận theo cấp", [fmt_month(m) for m in months],
-            _series_by_scope(fig["digitisation"], "intake_digitisation_rate", months), x_label="Tháng tiếp nhận",
-            y_label="Tỷ lệ số hóa hồ sơ (%)", chart_id="chart-intake-digitisation")
+            _series_by_scope(rows, "intake_digitisation_rate", months), x_label="Tháng tiếp nhận",
+            y_label="Tỷ lệ số hóa hồ sơ (%)", markers=markers, chart_id="chart-intake-digitisation")
         out["chart-result-digitisation"] = charts.line_chart(
             "Số hóa kết quả giải quyết theo cấp", [fmt_month(m) for m in months],
-            _series_by_scope(fig["digitisation"], "result_digitisation_rate", months), x_label="Tháng giải quyết",
-            y_label="Tỷ lệ số hóa kết quả (%)", chart_id="chart-result-digitisation")
+            _series_by_scope(rows, "result_digitisation_rate", months), x_label="Tháng giải quyết",
+            y_label="Tỷ lệ số hóa kết quả (%)", markers=markers, chart_id="chart-result-digitisation")
     return out
 
 
@@ -245,6 +271,7 @@ def draw_charts(fig: dict) -> dict[str, Markup]:
     for section in (_timeliness_charts, _below_target_charts, _land_charts, _online_charts, _delegation_charts,
                     _disbursement_charts, _dq_charts):
         drawn.update(section(fig))
+    drawn.update(service_index.draw(fig.get("service_index") or {}))
     return {chart_id: Markup(svg) for chart_id, svg in drawn.items()}
 
 
@@ -286,6 +313,10 @@ def render(fig: dict) -> str:
         dq_groups=F.DQ_GROUPS,
         top_units=TOP_UNITS,
         receiving_units=RECEIVING_UNITS,
+        criteria=F.SERVICE_INDEX_CRITERIA,
+        lost_headers=list(F.SERVICE_INDEX_CRITERIA),
+        reasons=F.REASONS_2_1,
+        dossier_ids=service_index.DOSSIER_IDS,
     )
 
 

@@ -22,7 +22,7 @@ from bi import BUNDLE_DIR, LOCK_FILE
 from bi.bundle import CANONICAL_URI, MASK, build_zip, superset_uri, write_export
 from publication import figures as F
 
-DASHBOARD_SLUGS = {"cchc-morning", "cchc-data-quality"}
+DASHBOARD_SLUGS = {"cchc-morning", "cchc-data-quality", "cchc-service-index", "cchc-current-units"}
 READER = "postgresql://bi_reader:s%40cret-pw@db.example.org:6543/warehouse?sslmode=require"
 
 
@@ -40,7 +40,7 @@ def of_kind(bundle: dict, folder: str) -> dict[str, dict]:
     return {name: data for name, data in bundle.items() if name.startswith(folder + "/")}
 
 
-def test_two_dashboards_over_one_bi_reader_connection(bundle):
+def test_the_dashboards_over_one_bi_reader_connection(bundle):
     assert bundle["metadata.yaml"]["version"] == "1.0.0"
     dashboards = of_kind(bundle, "dashboards")
     assert {d["slug"] for d in dashboards.values()} == DASHBOARD_SLUGS
@@ -55,6 +55,20 @@ def test_two_dashboards_over_one_bi_reader_connection(bundle):
     placed = [c["meta"]["uuid"] for d in dashboards.values() for c in d["position"].values()
               if isinstance(c, dict) and c.get("type") == "CHART"]
     assert sorted(placed) == sorted(c["uuid"] for c in charts.values())
+
+
+def test_the_current_unit_views_read_the_current_marts(bundle):
+    """The "today's units" dashboard (reorganisation.md) reads the *_current facts; its levels are today's units'."""
+    [dashboard] = [d for d in of_kind(bundle, "dashboards").values() if d["slug"] == "cchc-current-units"]
+    placed = {c["meta"]["uuid"] for c in dashboard["position"].values()
+              if isinstance(c, dict) and c.get("type") == "CHART"}
+    datasets = {d["uuid"]: d for d in of_kind(bundle, "datasets").values()}
+    charts = [c for c in of_kind(bundle, "charts").values() if c["uuid"] in placed]
+    assert charts
+    for chart in charts:
+        sql = datasets[chart["dataset_uuid"]]["sql"]
+        assert re.search(r"FROM marts\.fct_\w+_monthly_current AS (\w+)", sql), chart["slice_name"]
+        assert "ON u.unit_code = " in sql and ".current_unit_code" in sql.split("ON u.unit_code = ", 1)[1][:20]
 
 
 def test_the_datasets_read_the_marts_only(bundle):
@@ -119,9 +133,14 @@ def test_labels_speak_the_reports_vocabulary(bundle):
         assert f"WHEN '{code}' THEN '{name}'" in sql
     for code, name in F.DELEGATION_TYPES.items():
         assert f"WHEN '{code}' THEN '{name}'" in sql
+    for criterion, name in F.SERVICE_INDEX_CRITERIA.items():
+        assert f"WHEN '{criterion}' THEN '{name}'" in sql, criterion
+    for reason, name in F.REASONS_2_1.items():
+        assert f"WHEN '{reason}' THEN '{name}'" in sql, reason
     titles = " ".join(c["slice_name"] for c in of_kind(bundle, "charts").values())
     for term in ("Tỷ lệ giải quyết đúng hạn", "mục tiêu 95%", "quá hạn", "nộp trực tuyến", "Số hóa",
-                 "phân cấp, ủy quyền", "Giải ngân", "Lỗi", "on-time rate", "data-quality"):
+                 "phân cấp, ủy quyền", "Giải ngân", "Lỗi", "on-time rate", "data-quality", "Chỉ số phục vụ",
+                 "Điểm bị mất theo tiêu chí", "tiêu chí 2.1", "đơn vị hiện nay", "today's units"):
         assert term.casefold() in titles.casefold(), term
     on_time = next(c for c in of_kind(bundle, "charts").values() if "on-time rate by level" in c["slice_name"])
     [target] = on_time["params"]["annotation_layers"]

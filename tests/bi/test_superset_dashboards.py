@@ -1,7 +1,7 @@
 """Superset for real: installed from bi/requirements.txt (cached), the bundle imported through the API, every
-chart of both dashboards run by Superset as bi_reader and its figures checked against the marts, and the
-morning dashboard opened by a logged-in headless Chromium and kept as a screenshot
-(``.local/test-artifacts/superset-morning.png``).
+chart of every dashboard run by Superset as bi_reader and its figures checked against the marts, and the
+dashboards opened by a logged-in headless Chromium and kept as screenshots
+(``.local/test-artifacts/superset-morning.png``, ``superset-service-index.png``, ``superset-current-units.png``).
 
 The warehouse is the publication tests' scenario (``tests/publication/scenario.py``: the real pipeline over a
 small simulated province, as of 2023-07-01), built while Superset starts. The expected figures are plain SQL
@@ -20,6 +20,7 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from fractions import Fraction
 from pathlib import Path
 
 import psycopg
@@ -44,6 +45,12 @@ SOURCES = {"NSTW": "Ngân sách trung ương", "NSDP": "Ngân sách địa phư�
 GROUPS = {"INC": "Chưa cập nhật đầy đủ", "DIG": "Chưa số hóa", "VAL": "Giá trị không hợp lệ"}
 TYPES = {"UY_QUYEN": "Ủy quyền", "PHAN_CAP": "Phân cấp"}
 MORNING, DATA_QUALITY = "cchc-morning", "cchc-data-quality"
+SERVICE_INDEX, CURRENT_UNITS = "cchc-service-index", "cchc-current-units"
+DASHBOARDS = (MORNING, DATA_QUALITY, SERVICE_INDEX, CURRENT_UNITS)
+CRITERIA = {"2.1": "Tiến độ giải quyết", "3.3": "Hồ sơ trực tuyến", "3.6": "Thanh toán trực tuyến",
+            "4.1": "Kết quả điện tử", "4.2": "Số hóa hồ sơ", "4.3": "Tái sử dụng dữ liệu số hóa"}
+REASONS = {"pending_overdue": "Quá hạn chưa giải quyết", "late": "Giải quyết trễ hạn",
+           "supplements": "Bổ sung hồ sơ từ 2 lần"}
 
 
 @pytest.fixture(scope="module")
@@ -106,11 +113,11 @@ def day(epoch_ms: float) -> date:
 
 @pytest.fixture(scope="module")
 def charts(stack) -> dict[tuple[str, str], dict]:
-    """Every chart of both dashboards, by (the English of its title, its viz type), with its data: Superset
+    """Every chart of every dashboard, by (the English of its title, its viz type), with its data: Superset
     runs each chart's saved query through the chart data API, on the connection as bi_reader."""
     client = stack["client"]
     out = {}
-    for slug in (MORNING, DATA_QUALITY):
+    for slug in DASHBOARDS:
         for chart in client.get(f"/api/v1/dashboard/{slug}/charts")["result"]:
             tag = chart["slice_name"].rsplit("(", 1)[1].rstrip(")")
             viz = chart["form_data"]["viz_type"]
@@ -143,14 +150,15 @@ def test_superset_reads_the_warehouse_as_bi_reader_and_nothing_but_the_marts(sta
 
 # ------------------------------------------------------------------------------------------ the figures
 
-def test_every_chart_of_both_dashboards_is_checked(charts):
-    assert len(charts) == 20 and {c["slug"] for c in charts.values()} == {MORNING, DATA_QUALITY}
+def test_every_chart_of_every_dashboard_is_checked(charts):
+    assert len(charts) == 31 and {c["slug"] for c in charts.values()} == set(DASHBOARDS)
     assert set(charts) == set(CHECKS), f"charts without a check here: {set(charts) - set(CHECKS)}"
 
 
-def _monthly_by_level(url: str, table: str, num: str, den: str) -> dict[tuple[date, str], float | None]:
+def _monthly_by_level(url: str, table: str, num: str, den: str, unit: str = "unit_code"
+                      ) -> dict[tuple[date, str], float | None]:
     rows = query(url, f"SELECT f.month, u.level, sum({num}), sum({den}) FROM marts.{table} f "
-                 "JOIN marts.dim_unit u ON u.unit_code = f.unit_code WHERE f.month BETWEEN %s AND %s GROUP BY 1, 2",
+                 f"JOIN marts.dim_unit u ON u.unit_code = f.{unit} WHERE f.month BETWEEN %s AND %s GROUP BY 1, 2",
                  (FIRST, MONTH))
     return {(m, LEVELS[lv]): rate(n, d) for m, lv, n, d in rows if d}
 
@@ -345,6 +353,133 @@ def check_dq_open_nightly(rows, url):
     assert _series(rows, "night") == expected
 
 
+# ------------------------------------------------------------------------ the service index (service-index.md)
+
+def _criteria(url: str, level: int | None = None) -> dict[str, dict]:
+    """Per criterion, the roll-up of the month: numerators and denominators summed over the units (of
+    ``level``, or every unit), then the formula — points never add across units."""
+    out = {}
+    for criterion, num, den, threshold, maximum in query(
+            url, "SELECT s.criterion_id, sum(s.numerator), sum(s.denominator), max(s.threshold), max(s.max_points) "
+            "FROM marts.fct_service_index_monthly s LEFT JOIN marts.dim_unit u ON u.unit_code = s.unit_code "
+            "WHERE s.month = %s AND (%s::int IS NULL OR u.level = %s::int) GROUP BY 1", (MONTH, level, level)):
+        points = min(Fraction(1), Fraction(num, den) / Fraction(threshold)) * Fraction(maximum) if den else None
+        out[criterion] = {"numerator": num, "denominator": den, "rate": rate(num, den), "max": Fraction(maximum),
+                          "points": points, "lost": None if points is None else Fraction(maximum) - points}
+    return out
+
+
+def _criterion(label: str) -> str:
+    criterion, name = label.split(" – ")
+    assert CRITERIA[criterion] == name, label
+    return criterion
+
+
+def check_si_score(rows, url):
+    rated = [c for c in _criteria(url).values() if c["points"] is not None]
+    score = sum(c["points"] for c in rated) / sum(c["max"] for c in rated) * 100
+    assert close(rows[0]["score_100"], score) and 0 < score < 100
+
+
+def check_si_criteria(rows, url):
+    expected = _criteria(url)
+    got = {_criterion(r["criterion_label"]): r["points_lost"] for r in rows}
+    assert got.keys() == expected.keys() == CRITERIA.keys()
+    for criterion, value in got.items():
+        assert close(value, expected[criterion]["lost"]), criterion
+    assert sum(got.values()) > 0
+
+
+def check_si_criteria_levels(rows, url):
+    got = {(r["level_name"], _criterion(r["criterion_label"])): r for r in rows}
+    expected = {(LEVELS[level], c): v for level in LEVELS for c, v in _criteria(url, level).items()}
+    assert got.keys() == expected.keys()
+    for key, e in expected.items():
+        g = got[key]
+        assert (g["numerator"], g["denominator"]) == (e["numerator"], e["denominator"]), key
+        assert close(g["criterion_rate"], e["rate"]) and close(g["points"], e["points"]), key
+        assert close(g["points_lost"], e["lost"]), key
+    lost = [r["points_lost"] for r in rows if r["points_lost"] is not None]
+    assert lost == sorted(lost, reverse=True), "the most points lost first"
+
+
+def check_si_ranking(rows, url):
+    lost = [f"points_lost_{c.replace('.', '_')}" for c in CRITERIA]
+    expected = query(url, f"SELECT level, rank, unit_name, score_100, {', '.join(lost)} FROM "
+                     "marts.rpt_service_index_ranking WHERE month = %s ORDER BY level, rank", (MONTH,))
+    assert [(r["level_name"], r["rank"], r["unit_name"]) for r in rows] == \
+        [(LEVELS[level], rank, name) for level, rank, name, *_ in expected]
+    for r, (_, _, _, score, *points) in zip(rows, expected, strict=True):
+        assert close(r["score_100"], score) and all(close(r[k], v) for k, v in zip(lost, points, strict=True))
+
+
+def _lost_dossiers(url: str) -> list[tuple]:
+    return query(url, "SELECT coalesce(u.unit_name, d.unit_code, '(không xác định)'), u.level, d.dossier_id, "
+                 "d.reason, d.procedure_code, d.due_at, d.finished_at, d.supplement_count "
+                 "FROM marts.fct_service_index_2_1_dossiers d LEFT JOIN marts.dim_unit u ON u.unit_code = d.unit_code "
+                 "WHERE d.month = %s", (MONTH,))
+
+
+def check_si_dossier_units(rows, url):
+    expected: dict[str, int] = defaultdict(int)
+    for name, *_ in _lost_dossiers(url):
+        expected[name] += 1
+    _top(rows, "unit_name", "dossiers", expected, 15)
+
+
+def _epoch(moment: datetime | None) -> float | None:
+    return None if moment is None else moment.replace(tzinfo=UTC).timestamp() * 1000
+
+
+def check_si_dossiers(rows, url):
+    expected = {(name, LEVELS.get(level, "(không xác định)"), dossier, REASONS[reason], procedure, _epoch(due),
+                 _epoch(finished), supplements)
+                for name, level, dossier, reason, procedure, due, finished, supplements in _lost_dossiers(url)}
+    got = [(r["unit_name"], r["level_name"], r["dossier_id"], r["reason_name"], r["procedure_code"], r["due_at"],
+            r["finished_at"], r["supplement_count"]) for r in rows]
+    assert set(got) == expected and len(got) == len(expected)
+    assert {r["reason_name"] for r in rows} >= {REASONS["late"], REASONS["pending_overdue"]}
+    reason = {name: code for code, name in REASONS.items()}
+    order = [(g[0], reason[g[3]], g[5] or 0, g[2]) for g in got]
+    assert order == sorted(order), "by unit, reason, due date"
+
+
+# ------------------------------------------------------------------------ today's units (reorganisation.md)
+
+def check_current_on_time_levels(rows, url):
+    _check_levels(rows, _monthly_by_level(url, "fct_timeliness_monthly_current", "early + on_time", "resolved",
+                                          unit="current_unit_code"))
+
+
+def check_current_online_levels(rows, url):
+    _check_levels(rows, _monthly_by_level(url, "fct_online_monthly_current", "online", "received",
+                                          unit="current_unit_code"))
+
+
+def check_current_intake_levels(rows, url):
+    _check_levels(rows, _monthly_by_level(url, "fct_digitisation_monthly_current", "intake_digitised",
+                                          "paper_received", unit="current_unit_code"))
+
+
+def check_current_result_levels(rows, url):
+    _check_levels(rows, _monthly_by_level(url, "fct_digitisation_monthly_current", "result_digitised",
+                                          "paper_result_resolved", unit="current_unit_code"))
+
+
+def check_current_units(rows, url):
+    expected = {(LEVELS[level], name): (resolved, late, rate(timely, resolved)) for level, name, resolved, late, timely
+                in query(url, "SELECT u.level, coalesce(u.unit_name, t.current_unit_name), sum(t.resolved), "
+                         "sum(t.late), sum(t.early + t.on_time) FROM marts.fct_timeliness_monthly_current t "
+                         "JOIN marts.dim_unit u ON u.unit_code = t.current_unit_code WHERE t.month = %s "
+                         "GROUP BY 1, 2", (MONTH,))}
+    got = {(r["level_name"], r["current_unit_name"]): r for r in rows}
+    assert got.keys() == expected.keys() and len(rows) == len(expected)
+    for key, (resolved, late, value) in expected.items():
+        assert (got[key]["resolved"], got[key]["late"]) == (resolved, late) and close(got[key]["on_time_rate"], value)
+    rates = [r["on_time_rate"] for r in rows]
+    assert rates == sorted(rates), "the lowest on-time rate first"
+
+
 CHECKS = {
     ("on-time rate", "big_number_total"): check_big_on_time,
     ("units below target", "big_number_total"): check_big_below,
@@ -366,6 +501,17 @@ CHECKS = {
     ("open issues by unit and rule", "table"): check_dq_unit_rule,
     ("new and fixed per night", "echarts_timeseries_bar"): check_dq_nightly,
     ("open issues per night", "echarts_timeseries_line"): check_dq_open_nightly,
+    ("service index score", "big_number_total"): check_si_score,
+    ("points lost by criterion", "echarts_timeseries_bar"): check_si_criteria,
+    ("criteria by level", "table"): check_si_criteria_levels,
+    ("service index ranking", "table"): check_si_ranking,
+    ("2.1 dossiers by unit", "echarts_timeseries_bar"): check_si_dossier_units,
+    ("2.1 dossiers", "table"): check_si_dossiers,
+    ("on-time rate, today's units", "echarts_timeseries_line"): check_current_on_time_levels,
+    ("online rate, today's units", "echarts_timeseries_line"): check_current_online_levels,
+    ("intake digitisation, today's units", "echarts_timeseries_line"): check_current_intake_levels,
+    ("result digitisation, today's units", "echarts_timeseries_line"): check_current_result_levels,
+    ("on-time rate by today's unit", "table"): check_current_units,
 }
 
 
@@ -407,26 +553,34 @@ def _wait_drawn(page: DevToolsBrowser, charts: int, timeout: float = 90) -> None
         page.pump(0.3)
 
 
-def test_the_morning_dashboard_shows_its_figures_to_a_logged_in_user(stack, charts, tmp_path):
+def _show(stack, slug: str, count: int, tmp: Path, png: Path) -> tuple[str, list]:
+    """Open dashboard ``slug`` logged in, wait until its ``count`` charts have drawn, keep a screenshot at ``png``;
+    returns the page's text and the JavaScript dialogs that opened (none, or a name ran)."""
     superset = stack["superset"]
     username, password = stack["login"]
-    morning = {k: c for k, c in charts.items() if c["slug"] == MORNING}
     with DevToolsBrowser(width=1600, height=2700) as page:
         page.navigate(superset.url + "/login/")
         assert page.evaluate(LOGIN % (json.dumps(username), json.dumps(password))) == "opaqueredirect"
-        page.navigate(superset.url + f"/superset/dashboard/{MORNING}/")
-        assert page.evaluate("location.pathname") == f"/superset/dashboard/{MORNING}/", "logged in, not sent to login"
-        page.wait_for(f"{HOLDERS} >= {len(morning)}", timeout=60)  # the charts (and the text box)
-        _wait_drawn(page, len(morning))
+        page.navigate(superset.url + f"/superset/dashboard/{slug}/")
+        assert page.evaluate("location.pathname") == f"/superset/dashboard/{slug}/", "logged in, not sent to login"
+        page.wait_for(f"{HOLDERS} >= {count}", timeout=60)  # the charts (and the text box)
+        _wait_drawn(page, count)
         data = [r for r in page.responses("/api/v1/chart/data") if r.method == "POST"]
-        assert [r.status for r in data] == [200] * len(morning), [(r.url, r.status, r.failed) for r in data]
+        assert [r.status for r in data] == [200] * count, [(r.url, r.status, r.failed) for r in data]
         text = page.evaluate("document.body.innerText")
-        shot = page.screenshot(tmp_path / "superset-morning.png", full_page=False)
+        shot = page.screenshot(tmp / png.name, full_page=False)
         dialogs = [e for e in page.events if e["method"] == "Page.javascriptDialogOpening"]
-    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(shot, SCREENSHOT)
-    print(f"screenshot of the morning dashboard: {SCREENSHOT}")
+    png.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(shot, png)
+    print(f"screenshot of {slug}: {png}")
     assert "Error" not in text and "Không có dữ liệu" not in text and "No results" not in text
+    assert shot.stat().st_size > 100_000, "the screenshot is nearly empty"
+    return text, dialogs
+
+
+def test_the_morning_dashboard_shows_its_figures_to_a_logged_in_user(stack, charts, tmp_path):
+    morning = {k: c for k, c in charts.items() if c["slug"] == MORNING}
+    text, dialogs = _show(stack, MORNING, len(morning), tmp_path, SCREENSHOT)
     assert "Điều hành buổi sáng" in text
     # The big numbers, as the dashboard prints them: the Vietnamese way (87,6%), from the marts' own sums.
     on_time = charts[("on-time rate", "big_number_total")]["rows"][0]["on_time_rate"]
@@ -438,4 +592,24 @@ def test_the_morning_dashboard_shows_its_figures_to_a_logged_in_user(stack, char
         assert name in text, name
     assert any("<" in name for name in below), "the scenario puts a hostile name among the units below target"
     assert dialogs == [], "a unit's name ran as script"
-    assert shot.stat().st_size > 100_000, "the screenshot is nearly empty"
+
+
+def test_the_service_index_dashboard_shows_its_figures(stack, charts, tmp_path):
+    count = sum(c["slug"] == SERVICE_INDEX for c in charts.values())
+    text, dialogs = _show(stack, SERVICE_INDEX, count, tmp_path, SCREENSHOT.parent / "superset-service-index.png")
+    assert "Chỉ số phục vụ (Quyết định 766)" in text
+    score = charts[("service index score", "big_number_total")]["rows"][0]["score_100"]
+    assert f"{score:.1f}".replace(".", ",") in text
+    assert "2.1 – Tiến độ giải quyết" in text and "Quá hạn chưa giải quyết" in text
+    ranked = [r["unit_name"] for r in charts[("service index ranking", "table")]["rows"][:20]]  # the first page
+    assert all(name in text for name in ranked) and any(name[0] in "=+-@<" for name in ranked)
+    assert dialogs == [], "a unit's name ran as script"
+
+
+def test_the_today_s_units_dashboard_shows_its_figures(stack, charts, tmp_path):
+    count = sum(c["slug"] == CURRENT_UNITS for c in charts.values())
+    text, dialogs = _show(stack, CURRENT_UNITS, count, tmp_path, SCREENSHOT.parent / "superset-current-units.png")
+    assert "Đơn vị hiện nay" in text and "Cấp (đơn vị hiện nay)" in text
+    first = charts[("on-time rate by today's unit", "table")]["rows"][0]
+    assert first["current_unit_name"] in text
+    assert dialogs == []

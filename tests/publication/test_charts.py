@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from datetime import date
 
-from publication.charts import Series, bar_chart, empty_chart, hbar_chart, line_chart
+from publication import report
+from publication.charts import Marker, Series, bar_chart, empty_chart, hbar_chart, line_chart
 from publication.formatting import fmt_number
 
 TRICKY = "UBND xã Ch'ơm <A&B> \"x\""
@@ -81,3 +83,52 @@ def test_empty_chart_is_titled():
     root = parse(empty_chart("Lỗi dữ liệu", "Không có số liệu"))
     assert root[0].text == "Lỗi dữ liệu"
     assert "Không có số liệu" in texts(root)
+
+
+def months(first: date, count: int) -> list[date]:
+    return [date(first.year + (first.month - 1 + i) // 12, (first.month - 1 + i) % 12 + 1, 1) for i in range(count)]
+
+
+def test_the_reorganisation_is_marked_where_a_trend_crosses_it():
+    crossing = months(date(2025, 1, 1), 12)
+    assert report.reorganisation_markers(crossing) == [Marker(5.5, "Sắp xếp đơn vị hành chính (01/07/2025)")]
+    assert report.reorganisation_markers(months(date(2023, 1, 1), 6)) == [], "2023 does not reach it"
+    assert report.reorganisation_markers(months(date(2025, 8, 1), 6)) == [], "after it"
+    assert report.reorganisation_markers(months(date(2025, 7, 1), 3))[0].position == -0.5, "its first month"
+    gap = [date(2025, 5, 1), date(2025, 6, 1), date(2025, 9, 1)]  # months without figures are not charted
+    assert report.reorganisation_markers(gap)[0].position == 1.5
+    svg = line_chart("Tỷ lệ", [f"{m:%m/%Y}" for m in crossing], [Series("Toàn tỉnh", [0.9] * 12)], x_label="Tháng",
+                     y_label="%", markers=[*report.reorganisation_markers(crossing), Marker(40, "ngoài biểu đồ")])
+    root = parse(svg)
+    [marker] = root.findall("./g[@class='marker']")
+    line = marker.find("line")
+    xs = [float(c.get("cx")) for c in root.iter("circle")]
+    assert line.get("x1") == line.get("x2")
+    assert abs(float(line.get("x1")) - (xs[5] + xs[6]) / 2) <= 0.1, "between 06/2025 and 07/2025"
+    assert "Sắp xếp đơn vị hành chính (01/07/2025)" in texts(root)
+
+
+def test_trend_levels_come_from_today_s_units_and_the_province_as_recorded():
+    """Across the reorganisation: the level lines are the *_current figures (a district's history counted in the
+    commune that took over its area), the province line every dossier as recorded; the date is marked."""
+    crossing = months(date(2024, 11, 1), 12)
+
+    def row(month, scope, resolved, late):
+        return {"month": month, "scope": scope, "resolved": resolved, "early": 0, "on_time": resolved - late,
+                "late": late, "timely": resolved - late, "on_time_rate": (resolved - late) / resolved,
+                "overdue_rate": late / resolved}
+
+    recorded = [r for m in crossing for r in (row(m, "province", 100, 10), row(m, 2, 40, 8), row(m, 3, 60, 2))]
+    current = [r for m in crossing for r in (row(m, 3, 98, 9),)]  # today: communes only, 2 dossiers of unknown units
+    fig = {"timeliness": {"by_month": recorded}, "pending_overdue": {"units": [], "as_of_date": None},
+           "current": {"timeliness": current, "merged_units": 3}}
+    svg = report._timeliness_charts(fig)["chart-on-time"]
+    root = parse(svg)
+    series = {g.get("data-series"): [c.find("title").text for c in g.iter("circle")]
+              for g in root.findall("./g[@class='series']")}
+    assert set(series) == {"Toàn tỉnh", "Cấp xã"}, "no district line: no district exists today"
+    assert series["Toàn tỉnh"][0].endswith(": 90,0%") and series["Cấp xã"][0].endswith(": 90,8%")
+    assert len(root.findall("./g[@class='marker']")) == 1
+    del fig["current"]  # figures made without today's units: the recorded levels
+    root = parse(report._timeliness_charts(fig)["chart-on-time"])
+    assert {g.get("data-series") for g in root.findall("./g[@class='series']")} == {"Toàn tỉnh", "Cấp huyện", "Cấp xã"}

@@ -260,6 +260,7 @@ def test_a_headless_browser_renders_the_charts(report, tmp_path, keep_artifact):
     titles = [re.search(r"<title>([^<]+)</title>", s).group(1) for s in svgs]
     assert "Tỷ lệ giải quyết đúng hạn theo tháng" in titles
     assert "Giải ngân so với kế hoạch theo nguồn vốn" in titles
+    assert "Điểm bị mất theo tiêu chí, tháng 06/2023" in titles, "the service index (Quyết định 766)"
     assert all(titles)
     assert 'id="figures"' in dom
     png = rendered.screenshot.read_bytes()

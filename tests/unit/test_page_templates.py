@@ -113,6 +113,40 @@ def test_the_report_of_a_warehouse_without_figures_yet():
     assert figures_block(html)["province_name"] == HOSTILE
 
 
+def service_index() -> dict:
+    """The service-index section's figures (publication.service_index.collect) for one commune named HOSTILE,
+    with a dossier code that is markup."""
+    lost = {"2.1": 2.0, "3.3": None, "3.6": 0.0, "4.1": 0.0, "4.2": 0.5, "4.3": 0.0}
+    cell = {"numerator": 9, "denominator": 10, "rate": 0.9, "points": 18.0, "points_lost": 2.0}
+    return {"month": date(2023, 6, 1),
+            "ranking": {"3": [{"rank": 1, "unit_code": 'X"<i>', "unit_name": HOSTILE, "score": 37.5,
+                               "points_max": 38.0, "score_100": 98.68421052631578, "points_lost": lost}]},
+            "criteria": [{"criterion_id": "2.1", "criterion_name": "Tiến độ giải quyết", "threshold": 1.0,
+                          "max_points": 20.0, "by_scope": {"province": cell, "3": cell}}],
+            "scores": [{"scope": "province", "score": 18.0, "points_max": 20.0, "score_100": 90.0}],
+            "dossiers": {"totals": {"pending_overdue": 0, "late": 1, "supplements": 0, "total": 1}, "listed_units": 1,
+                         "units": [{"unit_code": 'X"<i>', "unit_name": HOSTILE, "level": 3, "numerator": 9,
+                                    "denominator": 10, "rate": 0.9, "points_lost": 2.0, "total": 1,
+                                    "pending_overdue": 0, "late": 1, "supplements": 0,
+                                    "dossiers": [{"dossier_id": "<b>H47</b>", "reason": "late", "procedure_code": "1",
+                                                  "due_at": datetime(2023, 6, 2, 17), "finished_at": STAMP,
+                                                  "supplement_count": 0}]}]}}
+
+
+def test_the_report_s_service_index_escapes_names_and_dossier_codes():
+    html = render(nothing_yet() | {"service_index": service_index()})
+    assert_self_contained(html)
+    page = Page(html)
+    assert HOSTILE not in html and "<b>H47</b>" not in html and "<i>" not in html
+    assert page.text.count(HOSTILE) >= 4  # title, agency, the ranking and the 2.1 table (and the SVG labels)
+    [item] = [a for tag, a in page.elements if tag == "li" and "data-dossier" in a]
+    assert item == {"data-dossier": "<b>H47</b>", "data-reason": "late"}
+    assert "<b>H47</b> (trễ hạn, hạn 02/06/2023)" in page.text
+    values = {a["data-metric"]: a["data-value"] for _, a in page.elements if "data-metric" in a}
+    assert values['si.rank.3.X"<i>'] == "98.68421052631578" and values["si.criterion.2.1.points_lost"] == "2.0"
+    assert figures_block(html)["service_index"]["ranking"]["3"][0]["unit_name"] == HOSTILE
+
+
 @pytest.mark.parametrize(("value", "shown"), [
     (None, ""), (True, "true"), (False, "false"), (0, "0"), (1234567, "1234567"), (0.1, "0.1"),
     (0.8764044943820225, "0.8764044943820225"), (Decimal("618400000000"), "618400000000.0"), (Decimal("0.5"), "0.5"),
