@@ -34,6 +34,7 @@ import orjson
 import psycopg
 
 from expectations.rules import CRITICAL
+from pipeline.runs import stop_run
 from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -306,9 +307,7 @@ def _dossier_checks(run_id: str, as_of: datetime, settings: Settings, notify: bo
             summary["digest"] = send_digest(conn, run_id, settings, deliver=notify)
         summary["pruned_findings"] = prune_findings(conn, as_of, settings.findings_keep_days)
         if batch.failed_critical:
-            conn.execute("UPDATE audit.pipeline_runs SET status = 'failed', finished_at = now(), "
-                         "summary = coalesce(summary, '{}'::jsonb) || %s::jsonb WHERE run_id = %s",
-                         (orjson.dumps({"data_quality": summary}, default=str).decode(), run_id))
+            stop_run(conn, run_id, {"data_quality": summary})
     return summary, batch
 
 

@@ -20,7 +20,6 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -31,8 +30,8 @@ from bi.environment import EnvironmentUnavailable, ensure_environment
 from bi.instance import LocalInstance, free_port
 from tests.publication.scenario import built_warehouse
 from tests.support.devtools import DevToolsBrowser, DevToolsError
+from tests.support.paths import PROJECT_ROOT
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOT = PROJECT_ROOT / ".local" / "test-artifacts" / "superset-morning.png"
 AS_OF = date(2023, 7, 1)  # the scenario's night
 MONTH = date(2023, 6, 1)  # its latest complete month

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from ops.airflow import PROJECT_ROOT, airflow_env, logical_date_for
+from ops.airflow import airflow_env, logical_date_for
+from tests.support.paths import PROJECT_ROOT
 
 DAGS = PROJECT_ROOT / "dags"
 DAG_FILE = DAGS / "nightly.py"
