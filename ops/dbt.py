@@ -104,9 +104,10 @@ def dbt_env(writer_url: str, base: Mapping[str, str] | None = None) -> dict[str,
 
 def with_settings_vars(args: Sequence[str], env: Mapping[str, str] | None = None) -> list[str]:
     """``args`` with the settings' dbt vars (``dbt_vars``) merged under the ``--vars`` they give (theirs win),
-    for a dbt command (not ``dbt --help``, ``--version``)."""
+    for a dbt command (not ``dbt --version``, nor a group's help such as ``dbt docs --help``)."""
     args = list(args)
-    if not args or args[0].startswith("-"):
+    command = args[:2] if args[:1] in (["docs"], ["source"]) else args[:1]  # dbt's command groups
+    if not command or any(word.startswith("-") for word in command):
         return args
     given: dict = {}
     for i, arg in enumerate(args):

@@ -253,6 +253,8 @@ def test_every_dbt_command_of_ops_dbt_gets_the_settings_vars_under_its_own():
     assert json.loads(with_settings_vars(["run", "--vars=as_of: x"], env)[-1])["as_of"] == "x"
     assert json.loads(with_settings_vars(["parse"], {})[-1]) == dbt_vars({})
     assert with_settings_vars(["--version"], env) == ["--version"]
+    assert with_settings_vars(["docs", "--help"], env) == ["docs", "--help"]  # a group takes no --vars
+    assert with_settings_vars(["docs", "generate"], env)[:3] == ["docs", "generate", "--vars"]
 
 
 def test_a_dbt_run_without_the_settings_vars_fails_loudly(tmp_path):
