@@ -47,7 +47,7 @@ def refresh_reference(run_id: str, as_of: datetime | None = None, settings: Sett
     its status and reason are in the result and in ``audit.ingest_runs``. Then ``raw.unit_geography`` is
     rebuilt from the units (``ingestion.geography``; result key ``unit_geography``)."""
     settings = current(settings)
-    client = ProcedureApiClient.fromcurrent(settings)
+    client = ProcedureApiClient.from_settings(settings)
     as_of = as_of or datetime.now().replace(microsecond=0)
     policy = ReferencePolicy(settings.reference_max_missing_share, settings.reference_accept)
     with connect(settings, APPLICATION) as conn:
@@ -65,7 +65,7 @@ def plan_dossier_partitions(settings: Settings | None = None) -> list[str]:
     settings = current(settings)
     if settings.partition == "none":
         return [ALL_PARTITIONS]
-    client = ProcedureApiClient.fromcurrent(settings)
+    client = ProcedureApiClient.from_settings(settings)
     units = [u for page in client.pages("units") for u in (orjson.loads(bytes(r)) for r in page.records)
              if isinstance(u, dict)]
     roots = {u["MaDonVi"] for u in units if not u.get("MaDonViCha")}
@@ -100,7 +100,7 @@ def pull_dossiers(run_id: str, partition: str, interval_end: datetime, interval_
     reader = dossier_reader(settings)
 
     def load(index: int, start: datetime, end: datetime, issue_id: int | None = None) -> list[dict]:
-        client = ProcedureApiClient.fromcurrent(settings)
+        client = ProcedureApiClient.from_settings(settings)
         with connect(settings, APPLICATION) as conn:
             out = []
             for r in land_dossiers(conn, client, run_id, partition, start, end, settings.max_window_records,
@@ -148,7 +148,7 @@ def complete_partitions(run_id: str, interval_end: datetime, results: list[dict]
     partitions = [r["partition"] for r in results]
     if partitions == [ALL_PARTITIONS]:
         return {"partition": REMAINDER, "skipped": True, **_sum([])}
-    client = ProcedureApiClient.fromcurrent(settings)
+    client = ProcedureApiClient.from_settings(settings)
     pulled = []
     with connect(settings, APPLICATION) as conn:
         watermark = conn.execute("SELECT watermark FROM audit.watermarks WHERE source = %s AND partition = %s",
