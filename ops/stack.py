@@ -79,7 +79,7 @@ import requests
 
 from ops.airflow import PROJECT_ROOT, airflow_env, ensure_db
 from ops.supervisor import Component, Supervisor
-from pipeline.settings import RunSettings
+from pipeline.settings import LOCAL_TZ, NIGHTLY_DAG_ID, RUN_HOUR, RunSettings
 
 COMPONENTS = ("scheduler", "dag-processor", "triggerer", "api-server")
 SIMPLE_AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
@@ -345,7 +345,7 @@ def main() -> int:
         f"Airflow CLI in another shell: set -a; . {cli_env}; set +a",
         f"procedure-system API: {source}",
         f"component logs: {log_dir(env)}/<component>.log; task logs: {home / 'logs'}/dag_id=…",
-        f"cchc_nightly runs at 01:00 Asia/Ho_Chi_Minh; stop with Ctrl-C or `kill {os.getpid()}` (SIGTERM).",
+        f"{NIGHTLY_DAG_ID} runs at {RUN_HOUR:%H:%M} {LOCAL_TZ}; stop with Ctrl-C or `kill {os.getpid()}` (SIGTERM).",
         "If a component dies, everything stops and this exits 1.",
         "",
     ]), flush=True)
