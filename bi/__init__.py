@@ -9,13 +9,21 @@ dashboards (the morning dashboard, data quality) kept in the repository as Super
 Modules: ``environment`` (the virtual environment, cached outside the working tree), ``instance`` (the local
 instance under ``.local/superset/``), ``bundle`` (zip the bundle for the import, normalise an export),
 ``client`` (Superset's REST API), ``superset_setup`` and ``superset_settings`` (run inside Superset's own
-Python). Everything here but ``bundle.write_export`` is standard library only: the import also runs in the
-compose stack's Superset image. See bi/README.md.
+Python). The settings come from ``pipeline.settings`` (``SupersetSettings``, ``PublicationTargets``), which the
+compose stack's Superset image carries too; everything here but the bundle's YAML is standard library only:
+the import also runs in that image. See bi/README.md.
 """
 
 from pathlib import Path
 
 BI_DIR = Path(__file__).resolve().parent
-PROJECT_ROOT = BI_DIR.parent
 BUNDLE_DIR = BI_DIR / "bundle"
 LOCK_FILE = BI_DIR / "requirements.txt"
+# the dashboards' slugs (bi/bundle/dashboards/)
+MORNING, DATA_QUALITY = "cchc-morning", "cchc-data-quality"
+SERVICE_INDEX, CURRENT_UNITS = "cchc-service-index", "cchc-current-units"
+
+
+def dashboard_path(slug: str) -> str:
+    """Where Superset serves the dashboard ``slug``."""
+    return f"/superset/dashboard/{slug}/"

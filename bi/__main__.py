@@ -5,39 +5,38 @@
     python -m bi export     # write the dashboards, as they are in that Superset, back into bi/bundle/
     python -m bi install    # build (or find) the cached environment and print where it is
 
-The variables (bi/README.md): ``SUPERSET_PORT`` (8088, read through ``pipeline.settings``),
+The variables (bi/README.md), read by ``pipeline.settings.SupersetSettings``: ``SUPERSET_PORT`` (8088),
 ``SUPERSET_ADMIN_USERNAME`` and ``SUPERSET_ADMIN_PASSWORD`` (the local admin; generated once when unset;
-required with ``SUPERSET_URL``),
-``SUPERSET_URL`` (another Superset to import into or export from, e.g. the compose stack's),
-``BI_READER_URL`` (the warehouse as bi_reader, as Superset reaches it; default: ``python -m warehouse url
---role bi_reader``), ``SUPERSET_VENV`` (another place for the environment). Those but the port are read
-here, not through ``pipeline.settings``: the import also runs in the compose stack's Superset image, where
-only ``bi/`` is installed. No password is taken from the command line.
+required with ``SUPERSET_URL``), ``SUPERSET_URL`` (another Superset to import into or export from, e.g. the
+compose stack's), ``BI_READER_URL`` (the warehouse as bi_reader, as Superset reaches it; default: ``python
+-m warehouse url --role bi_reader``), ``SUPERSET_VENV`` (another place for the environment). The import also
+runs in the compose stack's Superset image, which carries ``bi/`` and ``pipeline/settings.py`` (standard
+library only) for it. No password is taken from the command line.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import socket
 import sys
 from urllib.parse import urlsplit
 
-from bi import BUNDLE_DIR
+from bi import BUNDLE_DIR, CURRENT_UNITS, DATA_QUALITY, MORNING, SERVICE_INDEX, dashboard_path
 from bi.bundle import build_zip, write_export
 from bi.client import SupersetAPIError, SupersetClient
 from bi.environment import EnvironmentUnavailable, ensure_environment
-from bi.instance import DEFAULT_HOME, DEFAULT_PORT, LocalInstance, SupersetError, running_url
+from bi.instance import DEFAULT_HOME, FIRST_ADMIN, LocalInstance, SupersetError, running_url
+from pipeline.settings import SupersetSettings
 
-DASHBOARDS = {"cchc-morning": "the morning dashboard", "cchc-data-quality": "data quality",
-              "cchc-service-index": "the service index", "cchc-current-units": "today's units"}
+DASHBOARDS = {MORNING: "the morning dashboard", DATA_QUALITY: "data quality",
+              SERVICE_INDEX: "the service index", CURRENT_UNITS: "today's units"}
 
 
-def reader_url(env=os.environ) -> str:
+def reader_url(settings: SupersetSettings) -> str:
     """The warehouse as bi_reader: ``BI_READER_URL``, else the project's warehouse (``python -m warehouse url``)."""
-    if env.get("BI_READER_URL"):
-        return env["BI_READER_URL"]
+    if settings.reader_url:
+        return settings.reader_url
     from warehouse.config import resolve_url  # the project's environment only (not in the Superset image)
     from warehouse.errors import WarehouseError
 
@@ -57,12 +56,12 @@ def reachable(url: str) -> bool:
         return False
 
 
-def target(env=os.environ) -> tuple[str, str, str]:
+def target(settings: SupersetSettings) -> tuple[str, str, str]:
     """(URL, username, password) of the Superset to talk to: ``SUPERSET_URL`` or the running local instance."""
-    if env.get("SUPERSET_URL"):
-        if not env.get("SUPERSET_ADMIN_PASSWORD"):
+    if settings.url:
+        if not settings.admin_password:
             raise SupersetError("SUPERSET_URL is set: set SUPERSET_ADMIN_USERNAME and SUPERSET_ADMIN_PASSWORD too")
-        return env["SUPERSET_URL"], env.get("SUPERSET_ADMIN_USERNAME") or "admin", env["SUPERSET_ADMIN_PASSWORD"]
+        return settings.url, settings.admin_username or FIRST_ADMIN, settings.admin_password
     url = running_url(DEFAULT_HOME)
     if url is None:
         raise SupersetError("no local Superset is running: start it with `make superset` (or set SUPERSET_URL)")
@@ -83,16 +82,17 @@ def cmd_install(args) -> int:
 
 
 def cmd_import(args) -> int:
-    url, username, password = target()
+    settings = SupersetSettings.from_env()
+    url, username, password = target(settings)
     client = SupersetClient(url)
     if args.wait:
         client.wait_healthy(args.wait)
-    import_bundle(client.login(username, password), reader_url())
+    import_bundle(client.login(username, password), reader_url(settings))
     return 0
 
 
 def cmd_export(args) -> int:
-    url, username, password = target()
+    url, username, password = target(SupersetSettings.from_env())
     client = SupersetClient(url).login(username, password)
     ids = [d["id"] for d in client.dashboards() if d["slug"] in DASHBOARDS]
     if len(ids) != len(DASHBOARDS):
@@ -107,22 +107,20 @@ def _interrupt(signum, frame):
 
 
 def cmd_serve(args) -> int:
-    from pipeline.settings import env_value  # SUPERSET_PORT is one of the project's settings (README)
-
-    port = int(env_value("SUPERSET_PORT", default=str(DEFAULT_PORT)))
+    settings = SupersetSettings.from_env()
     if running_url(DEFAULT_HOME):
         raise SupersetError(f"a local Superset already runs at {running_url(DEFAULT_HOME)}")
-    reader = reader_url()
-    instance = LocalInstance(ensure_environment(), home=DEFAULT_HOME, port=port)
+    reader = reader_url(settings)
+    instance = LocalInstance(ensure_environment(settings=settings), home=DEFAULT_HOME, port=settings.port)
     instance.prepare()
     instance.start()
     try:
-        username, password = instance.admin()
+        username, password = instance.admin(settings)
         import_bundle(SupersetClient(instance.url).login(username, password), reader)
         if not reachable(reader):
             print("bi: warning: the warehouse does not answer at that address: the charts stay empty until it "
                   "runs (make warehouse-up; make run builds the marts)", file=sys.stderr)
-        links = "".join(f"\n  {what}: {instance.url}/superset/dashboard/{slug}/" for slug, what in DASHBOARDS.items())
+        links = "".join(f"\n  {what}: {instance.url}{dashboard_path(slug)}" for slug, what in DASHBOARDS.items())
         print(f"\nSuperset:{links}\n"
               f"login: {username} / {password}   (kept in {instance.home / 'admin.json'})\n"
               "Ctrl-C stops it.", flush=True)

@@ -8,10 +8,13 @@
 | ``charts/`` | one file per chart: its form data (``params``) and the query it runs (``query_context``) |
 | ``dashboards/`` | the two dashboards' layout and settings |
 
-``build_zip(bundle_dir, reader_url)`` zips it for an import: the connection's host, port, database and options
-become those of ``reader_url`` (the warehouse the importing Superset reaches), the password stays masked in
-the zip and is returned apart, for the import's ``passwords`` field; the metadata's type becomes ``assets``
-so that the import overwrites the datasets and charts too (see ``bi.client``).
+``build_zip(reader_url, bundle_dir, on_time_target)`` zips it for an import: the connection's host, port,
+database and options become those of ``reader_url`` (the warehouse the importing Superset reaches), the
+password stays masked in the zip and is returned apart, for the import's ``passwords`` field; the metadata's
+type becomes ``assets`` so that the import overwrites the datasets and charts too (see ``bi.client``). The
+on-time target is the configured one (``PUBLICATION_ON_TIME_TARGET``, by default; the marts' ``below_target``
+follows the same setting): the charts' target line (their ``FORMULA`` annotation layers) is drawn at it, and
+the labels naming the bundle's target ("95%") name it instead (``with_target``).
 
 ``write_export(zip_bytes, bundle_dir)`` does the reverse for dashboards edited in the UI: it unzips an
 export into ``bundle_dir``, replacing the YAML there, with three normalisations so that a diff shows only
@@ -31,6 +34,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from bi import BUNDLE_DIR
+from pipeline.settings import PublicationTargets
 
 MASK = "XXXXXXXXXX"  # what Superset's export puts in place of a password
 CANONICAL_URI = f"postgresql+psycopg2://bi_reader:{MASK}@127.0.0.1:55432/warehouse"
@@ -65,11 +69,14 @@ def superset_uri(reader_url: str) -> tuple[str, str]:
     return uri, unquote(parts.password or "")
 
 
-def build_zip(reader_url: str, bundle_dir: Path = BUNDLE_DIR) -> tuple[bytes, dict[str, str]]:
-    """The bundle as an import zip for a Superset reaching the warehouse at ``reader_url``, and the passwords
-    of its database files (see the module docstring)."""
+def build_zip(reader_url: str, bundle_dir: Path = BUNDLE_DIR,
+              on_time_target: float | None = None) -> tuple[bytes, dict[str, str]]:
+    """The bundle as an import zip for a Superset reaching the warehouse at ``reader_url``, with the target
+    line at ``on_time_target`` (default: the configured target), and the passwords of its database files (see
+    the module docstring)."""
     uri, password = superset_uri(reader_url)
-    files = bundle_files(bundle_dir)
+    target = PublicationTargets.from_env().on_time_target if on_time_target is None else on_time_target
+    files = with_target(bundle_files(bundle_dir), target)
     passwords = {}
     for name, text in files.items():
         if name.startswith("databases/"):
@@ -87,6 +94,66 @@ def build_zip(reader_url: str, bundle_dir: Path = BUNDLE_DIR) -> tuple[bytes, di
         for name, text in files.items():
             archive.writestr(f"{ROOT}/{name}", text)
     return out.getvalue(), passwords
+
+
+# ------------------------------------------------------------------------------------------------ the target
+
+def percent_label(fraction: float) -> str:
+    """A target as the labels print it, the Vietnamese way: 0.95 → ``95%``, 0.925 → ``92,5%``."""
+    return f"{fraction * 100:.2f}".rstrip("0").rstrip(".").replace(".", ",") + "%"
+
+
+def formula_layers(chart: dict) -> list[dict]:
+    """The FORMULA annotation layers (a horizontal line) of a chart file: in its form data (``params``) and in
+    its saved query (``query_context``: the form data again and each query); edit them, then
+    ``json.dumps`` the saved query back (see ``with_target``)."""
+    layers = list((chart.get("params") or {}).get("annotation_layers") or [])
+    context = chart.get("_query_context")
+    if context is not None:
+        layers += (context.get("form_data") or {}).get("annotation_layers") or []
+        for query in context.get("queries") or []:
+            layers += query.get("annotation_layers") or []
+    return [layer for layer in layers if layer.get("annotationType") == "FORMULA"]
+
+
+def _chart(text: str) -> dict:
+    import yaml  # PyYAML: in Superset's environment and the project's
+
+    chart = yaml.safe_load(text)
+    if chart.get("query_context"):
+        chart["_query_context"] = json.loads(chart["query_context"])
+    return chart
+
+
+def bundle_target(files: dict[str, str]) -> float:
+    """The on-time target the bundle's target lines are drawn at (one value across the charts)."""
+    values = {float(layer["value"]) for name, text in files.items() if name.startswith("charts/") and "FORMULA" in text
+              for layer in formula_layers(_chart(text))}
+    if len(values) != 1:
+        raise BundleError(f"expected one target line value across the charts, found {sorted(values)}")
+    return values.pop()
+
+
+def with_target(files: dict[str, str], target: float) -> dict[str, str]:
+    """The bundle's files with the target line at ``target`` and the labels that name the bundle's target
+    (``percent_label``: "Mục tiêu 95%", "Dưới 95%") naming ``target``."""
+    drawn = bundle_target(files)
+    if drawn == target:
+        return dict(files)
+    old, new = percent_label(drawn), percent_label(target)
+    out = {}
+    for name, text in files.items():
+        text = text.replace(old, new)
+        if name.startswith("charts/") and "FORMULA" in text:
+            chart = _chart(text)
+            for layer in formula_layers(chart):
+                layer["value"] = repr(float(target))
+            context = chart.pop("_query_context", None)
+            if context is not None:
+                chart["query_context"] = json.dumps(context, ensure_ascii=False)
+            text = _dump(chart)
+        out[name] = text
+    return out
 
 
 # ------------------------------------------------------------------------------------------------ export

@@ -6,7 +6,8 @@ cannot live there. ``ensure_environment()`` creates ``<cache>/cchc/superset-<has
 project's ``uv`` (``uv venv``, then ``uv pip sync bi/requirements.txt``: exactly the lock, from PyPI) and
 returns it; when that folder is already complete it returns at once. ``<cache>`` is ``$XDG_CACHE_HOME`` or
 ``~/.cache``, so a fresh clone (CI) of the same commit on the same machine reuses the environment, and a
-changed lock file gets a new one beside it. ``SUPERSET_VENV`` names another folder instead. uv's own
+changed lock file gets a new one beside it. ``SUPERSET_VENV`` (``SupersetSettings.venv``) names another
+folder instead. uv's own
 download cache makes a rebuild fast too. Modules are compiled to bytecode at install time: Superset imports
 thousands of them at every start.
 
@@ -37,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bi import BI_DIR, LOCK_FILE
+from pipeline.settings import SupersetSettings
 
 STAMP = ".complete"
 TEMPLATE = "metadata-template.db"
@@ -85,16 +87,15 @@ def lock_hash(lock_file: Path = LOCK_FILE) -> str:
 
 
 def cache_root(env=os.environ) -> Path:
-    """``$XDG_CACHE_HOME/cchc`` or ``~/.cache/cchc``."""
+    """``$XDG_CACHE_HOME/cchc`` or ``~/.cache/cchc`` (the XDG base directory rule, not a project setting)."""
     base = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "cchc"
 
 
-def environment_path(env=os.environ, lock_file: Path = LOCK_FILE) -> Path:
-    """Where the environment of this lock file lives (``SUPERSET_VENV`` overrides)."""
-    if env.get("SUPERSET_VENV"):
-        return Path(env["SUPERSET_VENV"]).expanduser().resolve()
-    return cache_root(env) / f"superset-{lock_hash(lock_file)}"
+def environment_path(settings: SupersetSettings | None = None, lock_file: Path = LOCK_FILE) -> Path:
+    """Where the environment of this lock file lives (``settings.venv``, ``SUPERSET_VENV``, overrides)."""
+    settings = settings or SupersetSettings.from_env()
+    return settings.venv or cache_root() / f"superset-{lock_hash(lock_file)}"
 
 
 def find_uv() -> str:
@@ -165,9 +166,10 @@ def _make_template(environment: SupersetEnvironment, log: Callable[[str], None])
         shutil.copyfile(db, environment.template)
 
 
-def ensure_environment(log: Callable[[str], None] = print, env=os.environ) -> SupersetEnvironment:
+def ensure_environment(log: Callable[[str], None] = print,
+                       settings: SupersetSettings | None = None) -> SupersetEnvironment:
     """The complete environment for ``bi/requirements.txt``, built first when missing (see the module docstring)."""
-    path = environment_path(env)
+    path = environment_path(settings)
     if (path / STAMP).exists():
         return SupersetEnvironment(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -8,13 +8,14 @@ folder in tests), private to the user (0700, files 0600):
 - ``superset.db``: the metadata (users, the warehouse connection, datasets, charts, dashboards), copied
   from the environment's migrated template at the first start;
 - ``admin.json``: the admin's login, generated at the first start (``SUPERSET_ADMIN_USERNAME`` and
-  ``SUPERSET_ADMIN_PASSWORD`` override it);
+  ``SUPERSET_ADMIN_PASSWORD``, read by ``pipeline.settings.SupersetSettings``, override it);
 - ``superset.log``: the web server's log; ``state.json``: the running server's URL and process
   (``python -m bi import`` and ``export`` find it there).
 
 ``prepare()`` writes the configuration, copies the template when there is no metadata yet (or migrates the
 existing metadata when the environment changed since: a new lock file), then creates or updates the admin
-(``bi/superset_setup.py``, one Superset process). ``start()`` runs gunicorn on 127.0.0.1 only and waits for
+(``bi/superset_setup.py``, one Superset process, given the admin in its environment: it runs in Superset's
+own Python, which reads no project setting). ``start()`` runs gunicorn on 127.0.0.1 only and waits for
 ``/health``; ``stop()`` ends it. Decisions:
 
 - SQLite metadata: a local instance has one user at a time; the compose stack uses PostgreSQL.
@@ -40,11 +41,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bi import BI_DIR, PROJECT_ROOT
+from bi import BI_DIR
 from bi.environment import SupersetEnvironment, lock_hash, render_config, superset_process_env
+from pipeline.settings import LOCAL_DIR, SupersetSettings
 
-DEFAULT_HOME = PROJECT_ROOT / ".local" / "superset"
-DEFAULT_PORT = 8088
+DEFAULT_HOME = LOCAL_DIR / "superset"
+FIRST_ADMIN = "admin"  # the admin's name until SUPERSET_ADMIN_USERNAME says another
 HOST = "127.0.0.1"
 START_TIMEOUT = 240.0
 SETUP_TIMEOUT = 600.0
@@ -83,7 +85,7 @@ class LocalInstance:
 
     environment: SupersetEnvironment
     home: Path = DEFAULT_HOME
-    port: int = DEFAULT_PORT
+    port: int = SupersetSettings.port
     log: Callable[[str], None] = print
     _server: subprocess.Popen | None = field(default=None, repr=False)
 
@@ -108,12 +110,14 @@ class LocalInstance:
 
     # --------------------------------------------------------------------------------------- setup
 
-    def admin(self, env=os.environ) -> tuple[str, str]:
-        """The admin's (username, password): from the environment, else generated once into ``admin.json``."""
+    def admin(self, settings: SupersetSettings | None = None) -> tuple[str, str]:
+        """The admin's (username, password): from the settings (``SUPERSET_ADMIN_*``), else those kept in
+        ``admin.json``, else ``FIRST_ADMIN`` and a password generated once into ``admin.json``."""
+        settings = settings or SupersetSettings.from_env()
         stored = self.home / "admin.json"
         saved = json.loads(stored.read_text()) if stored.exists() else {}
-        username = env.get("SUPERSET_ADMIN_USERNAME") or saved.get("username") or "admin"
-        password = env.get("SUPERSET_ADMIN_PASSWORD") or saved.get("password") or secrets.token_urlsafe(18)
+        username = settings.admin_username or saved.get("username") or FIRST_ADMIN
+        password = settings.admin_password or saved.get("password") or secrets.token_urlsafe(18)
         if saved != {"username": username, "password": password}:
             _write_private(stored, json.dumps({"username": username, "password": password}))
         return username, password
@@ -146,8 +150,7 @@ class LocalInstance:
             self.metadata.chmod(0o600)
         elif not stamp.exists() or json.loads(stamp.read_text()).get("lock") != lock_hash():
             step = "setup"  # metadata of another Superset build: migrate it, then the admin
-        username, password = self.admin()
-        env = {**self.process_env(), "SUPERSET_ADMIN_USERNAME": username, "SUPERSET_ADMIN_PASSWORD": password}
+        env = {**self.process_env(), **setup_env(*self.admin())}
         started = time.monotonic()
         proc = subprocess.run([str(self.environment.python), str(BI_DIR / "superset_setup.py"), step], env=env,
                               capture_output=True, text=True, timeout=SETUP_TIMEOUT, check=False)
@@ -210,6 +213,13 @@ class LocalInstance:
     def wait(self) -> int:
         """Block until the server exits (``make superset`` in the foreground); returns its exit status."""
         return self._server.wait() if self._server else 0
+
+
+def setup_env(username: str, password: str) -> dict[str, str]:
+    """The admin as ``bi/superset_setup.py`` takes it (its environment, on no command line). The script runs
+    in Superset's own Python and reads these from the environment its caller prepares: here, from the
+    settings; in the compose stack, from the env file."""
+    return {"SUPERSET_ADMIN_USERNAME": username, "SUPERSET_ADMIN_PASSWORD": password}
 
 
 def running_url(home: Path = DEFAULT_HOME) -> str | None:

@@ -5,10 +5,12 @@
     python bi/superset_setup.py setup      # both (the compose service superset-init)
 
 It runs inside Superset's environment (the cached one ``python -m bi install`` makes, or the compose image),
-never the project's: it imports ``superset``. Superset reads its configuration from ``SUPERSET_CONFIG_PATH``.
-The admin comes from the environment — ``SUPERSET_ADMIN_USERNAME`` (default ``admin``),
-``SUPERSET_ADMIN_PASSWORD`` (required), ``SUPERSET_ADMIN_EMAIL`` (default ``<username>@localhost``) — so
-that the password is on no command line (``superset fab create-admin --password`` would put it there).
+never the project's: it imports ``superset``, and no project module. Superset reads its configuration from
+``SUPERSET_CONFIG_PATH``. The admin comes from the environment its caller prepares — ``python -m bi``
+(``bi.instance.setup_env``, from the settings it read through ``pipeline.settings``) or the compose file's
+``superset-init`` service (from the env file): ``SUPERSET_ADMIN_USERNAME`` and ``SUPERSET_ADMIN_PASSWORD``
+(both required), ``SUPERSET_ADMIN_EMAIL`` (default ``<username>@localhost``) — so that the password is on no
+command line (``superset fab create-admin --password`` would put it there).
 
 Doing the steps in one process pays Superset's start-up (about 10 s of imports and app creation) once
 rather than once per ``superset`` command.
@@ -35,15 +37,18 @@ def migrate(app) -> None:
     print("superset-setup: metadata migrated, roles and permissions synced", flush=True)
 
 
-def ensure_admin(app, env=os.environ) -> str:
-    """Create the admin user from the environment, or reset its password and role; returns what it did."""
+def admin_from(env) -> tuple[str, str, str]:
+    """(username, password, e-mail) of the admin, from the environment the caller prepared."""
+    username, password = env.get("SUPERSET_ADMIN_USERNAME"), env.get("SUPERSET_ADMIN_PASSWORD")
+    if not username or not password:
+        raise SystemExit("superset-setup: set SUPERSET_ADMIN_USERNAME and SUPERSET_ADMIN_PASSWORD")
+    return username, password, env.get("SUPERSET_ADMIN_EMAIL") or f"{username}@localhost"
+
+
+def ensure_admin(app, username: str, password: str, email: str) -> str:
+    """Create the admin user, or reset its password and role; returns what it did."""
     from superset import db, security_manager
 
-    username = env.get("SUPERSET_ADMIN_USERNAME") or "admin"
-    password = env.get("SUPERSET_ADMIN_PASSWORD")
-    if not password:
-        raise SystemExit("superset-setup: set SUPERSET_ADMIN_PASSWORD")
-    email = env.get("SUPERSET_ADMIN_EMAIL") or f"{username}@localhost"
     with app.app_context():
         role = security_manager.find_role(ADMIN_ROLE)
         if role is None:
@@ -75,11 +80,12 @@ def main(argv: list[str]) -> int:
     if not os.environ.get("SUPERSET_CONFIG_PATH"):
         print("superset-setup: set SUPERSET_CONFIG_PATH to the instance's superset_config.py", file=sys.stderr)
         return 2
+    admin = admin_from(os.environ) if "admin" in steps[argv[0]] else None
     from superset.app import create_app
 
     app = create_app()
     for step in steps[argv[0]]:
-        migrate(app) if step == "migrate" else ensure_admin(app)
+        migrate(app) if step == "migrate" else ensure_admin(app, *admin)
     return 0
 
 

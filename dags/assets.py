@@ -4,7 +4,7 @@
 ``finance_published`` task (the disbursement marts), each of which runs once its marts have been rebuilt
 (and only then: a run stopped by a critical data-quality failure publishes nothing).
 Downstream work is scheduled on these assets rather than on the clock: the monthly publication DAG
-(``dags/monthly.py``), and any BI cache refresh (Superset / Metabase) one may add.
+(``dags/monthly.py``), and any refresh of Superset's cached charts one may add.
 
 The URIs name the warehouse logically (``postgres://warehouse:5432/warehouse/marts/<table>``): an asset
 is an identifier, not a connection; the connection comes from the pipeline's settings.

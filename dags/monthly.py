@@ -13,24 +13,20 @@ from __future__ import annotations
 from airflow.sdk import Param, dag, task
 
 from dags.assets import MONTHLY_RANKING
-from dags.defaults import MONTHLY_DAG_ID, RUN_TIMEOUT, START_DATE, default_args
+from dags.defaults import dag_defaults
+from pipeline.settings import MONTHLY_DAG_ID
 
 
-@dag(
+@dag(**dag_defaults(
     dag_id=MONTHLY_DAG_ID,
     schedule=[MONTHLY_RANKING],
-    start_date=START_DATE,
-    dagrun_timeout=RUN_TIMEOUT,
-    catchup=False,
-    max_active_runs=1,
     tags=["cchc", "publication", "monthly"],
     params={
         "month": Param(None, type=["null", "string"], description="YYYY-MM; default: the latest complete month"),
         "force": Param(False, type="boolean", description="publish again even if the month's files exist"),
     },
-    default_args=default_args(),
     doc_md=__doc__,
-)
+))
 def cchc_monthly_publication():
     @task
     def publish_month(params: dict | None = None) -> dict:

@@ -15,16 +15,8 @@ from airflow.sdk import CronDataIntervalTimetable, chain, dag, task
 from airflow.sdk.definitions.taskgroup import TaskGroup
 
 from dags.assets import DOSSIER_MARTS, FINANCE_MARTS
-from dags.defaults import (
-    LOCAL_TZ,
-    NIGHTLY_DAG_ID,
-    RUN_TIMEOUT,
-    SETTINGS,
-    START_DATE,
-    default_args,
-    failure_callback,
-)
-from pipeline.settings import PROJECT_ROOT, dbt_vars
+from dags.defaults import SETTINGS, dag_defaults, failure_callback
+from pipeline.settings import LOCAL_TZ, NIGHTLY_DAG_ID, PROJECT_ROOT, dbt_vars
 
 DAG_ID = NIGHTLY_DAG_ID
 
@@ -69,7 +61,7 @@ DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 DBT_MANIFEST = SETTINGS.dbt_manifest_path
 # The dbt models' as-of time: the end of the run's data interval, in local time; and the run, whose lease
 # every dbt invocation checks (macro assert_run_lease, on-run-start).
-AS_OF_TEMPLATE = "{{ data_interval_end.in_timezone('Asia/Ho_Chi_Minh').strftime('%Y-%m-%dT%H:%M:%S') }}"
+AS_OF_TEMPLATE = "{{ data_interval_end.in_timezone('" + LOCAL_TZ + "').strftime('%Y-%m-%dT%H:%M:%S') }}"
 RUN_ID_TEMPLATE = "{{ ti.xcom_pull(task_ids='start_run')['run_id'] }}"
 # "layer" (the default): one `dbt build` per group — every model and test, without the fixed cost of one dbt
 # invocation per node (about two seconds each, some fifty a night). "node": one Cosmos task per dbt model,
@@ -133,17 +125,12 @@ def _check_lease(run: dict[str, Any]) -> None:
 
 # --- the DAG ---------------------------------------------------------------------------------------
 
-@dag(
+@dag(**dag_defaults(
     dag_id=DAG_ID,
     schedule=CronDataIntervalTimetable("0 1 * * *", timezone=LOCAL_TZ),
-    start_date=START_DATE,
-    catchup=False,
-    max_active_runs=1,
-    dagrun_timeout=RUN_TIMEOUT,
     tags=["cchc", "ingestion", "nightly"],
     doc_md=DOC,
-    default_args=default_args(),
-)
+))
 def cchc_nightly():
     @task
     def start_run() -> dict[str, Any]:

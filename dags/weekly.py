@@ -9,19 +9,15 @@ from __future__ import annotations
 
 from airflow.sdk import dag, task
 
-from dags.defaults import RUN_TIMEOUT, START_DATE, WEEKLY_DAG_ID, default_args
+from dags.defaults import dag_defaults
+from pipeline.settings import WEEKLY_DAG_ID
 
 
-@dag(
+@dag(**dag_defaults(
     dag_id=WEEKLY_DAG_ID,
     schedule="0 3 * * 0",
-    start_date=START_DATE,
-    dagrun_timeout=RUN_TIMEOUT,
-    catchup=False,
-    max_active_runs=1,
     tags=["cchc", "dbt", "weekly"],
-    default_args=default_args(),
-)
+))
 def cchc_weekly_integrity():
     @task
     def staging_history_tests() -> None:

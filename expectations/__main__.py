@@ -90,13 +90,13 @@ def main(argv: list[str] | None = None) -> int:
     from zoneinfo import ZoneInfo
 
     from expectations.validate import CriticalDataQualityError, DataQualityError, run_data_quality
+    from pipeline.runs import register_run
 
     as_of = datetime.fromisoformat(args.as_of) if args.as_of else \
         datetime.now(ZoneInfo(LOCAL_TZ)).replace(tzinfo=None, microsecond=0)
     run_id = args.run_id or f"manual-{as_of:%Y%m%dT%H%M%S}"
     with psycopg.connect(settings.warehouse_url, autocommit=True) as conn:
-        conn.execute("INSERT INTO audit.pipeline_runs (run_id, run_date, interval_end) VALUES (%s, %s, %s) "
-                     "ON CONFLICT (run_id) DO NOTHING", (run_id, as_of.date(), as_of))
+        register_run(conn, run_id, as_of)
     try:
         summary = run_data_quality(run_id, as_of, settings, notify=not args.quiet)
     except CriticalDataQualityError as exc:

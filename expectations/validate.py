@@ -34,7 +34,11 @@ import orjson
 import psycopg
 
 from expectations.rules import CRITICAL
-from pipeline.settings import Settings
+from pipeline.db import connect
+from pipeline.runs import stop_run
+from pipeline.settings import Settings, current
+
+APPLICATION = "cchc-data-quality"
 
 log = logging.getLogger(__name__)
 
@@ -273,7 +277,7 @@ def run_data_quality(run_id: str, as_of: datetime, settings: Settings | None = N
     Returns a summary (per suite: status, seconds, failing checks; the digest). Raises
     ``CriticalDataQualityError`` after storing (and, with ``digest``, reporting) a critical failure."""
 
-    settings = settings or Settings.from_env()
+    settings = current(settings)
     t0 = time.perf_counter()
     with project_lock(settings):
         summary, batch = _dossier_checks(run_id, as_of, settings, notify, finance, digest)
@@ -294,7 +298,7 @@ def _dossier_checks(run_id: str, as_of: datetime, settings: Settings, notify: bo
 
     context = open_context(settings)
     summary: dict[str, Any] = {"run_id": run_id, "as_of": as_of.isoformat()}
-    with psycopg.connect(settings.warehouse_url, autocommit=True, application_name="cchc-data-quality") as conn:
+    with connect(settings, APPLICATION) as conn:
         batch = _validate(context, conn, "batch", batch_suite(run_id, settings.bat03_share), run_id, as_of, None)
         summary["batch"] = batch.to_dict()
         if not batch.failed_critical:
@@ -306,9 +310,7 @@ def _dossier_checks(run_id: str, as_of: datetime, settings: Settings, notify: bo
             summary["digest"] = send_digest(conn, run_id, settings, deliver=notify)
         summary["pruned_findings"] = prune_findings(conn, as_of, settings.findings_keep_days)
         if batch.failed_critical:
-            conn.execute("UPDATE audit.pipeline_runs SET status = 'failed', finished_at = now(), "
-                         "summary = coalesce(summary, '{}'::jsonb) || %s::jsonb WHERE run_id = %s",
-                         (orjson.dumps({"data_quality": summary}, default=str).decode(), run_id))
+            stop_run(conn, run_id, {"data_quality": summary})
     return summary, batch
 
 
@@ -321,10 +323,9 @@ def _finance(context, conn: psycopg.Connection, run_id: str, as_of: datetime) ->
 
 def run_finance_quality(run_id: str, as_of: datetime, settings: Settings | None = None) -> dict:
     """The workbook checks alone (warnings), for the nightly DAG's finance branch."""
-    settings = settings or Settings.from_env()
+    settings = current(settings)
     t0 = time.perf_counter()
-    with project_lock(settings), psycopg.connect(settings.warehouse_url, autocommit=True,
-                                                 application_name="cchc-data-quality") as conn:
+    with project_lock(settings), connect(settings, APPLICATION) as conn:
         summary = {"run_id": run_id, "finance": _finance(open_context(settings), conn, run_id, as_of)}
     summary["seconds"] = round(time.perf_counter() - t0, 2)
     return summary

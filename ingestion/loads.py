@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from datetime import datetime
 
 import orjson
-import psycopg
 
 from ingestion.client import ProcedureApiClient
 from ingestion.landing import (
@@ -32,20 +30,14 @@ from ingestion.landing import (
 )
 from ingestion.records import RecordReader
 from ingestion.windows import plan_windows
-from pipeline.settings import Settings
+from pipeline.db import connect
+from pipeline.settings import Settings, current
 
 log = logging.getLogger(__name__)
 REMAINDER = "_remainder"  # watermark of what no partition covers, in partitioned mode
 
 
-@contextmanager
-def _connect(settings: Settings):
-    with psycopg.connect(settings.warehouse_url, autocommit=True, application_name="cchc-ingestion") as conn:
-        yield conn
-
-
-def _settings(settings: Settings | None) -> Settings:
-    return settings or Settings.from_env()
+APPLICATION = "cchc-ingestion"
 
 
 def refresh_reference(run_id: str, as_of: datetime | None = None, settings: Settings | None = None) -> dict:
@@ -54,11 +46,11 @@ def refresh_reference(run_id: str, as_of: datetime | None = None, settings: Sett
     overridden by ``REFERENCE_ACCEPT_CHANGES``), leaves yesterday's versions current and the night goes on;
     its status and reason are in the result and in ``audit.ingest_runs``. Then ``raw.unit_geography`` is
     rebuilt from the units (``ingestion.geography``; result key ``unit_geography``)."""
-    settings = _settings(settings)
+    settings = current(settings)
     client = ProcedureApiClient.from_settings(settings)
     as_of = as_of or datetime.now().replace(microsecond=0)
     policy = ReferencePolicy(settings.reference_max_missing_share, settings.reference_accept)
-    with _connect(settings) as conn:
+    with connect(settings, APPLICATION) as conn:
         out = {source: refresh_reference_source(conn, client, run_id, source, as_of, policy, settings.max_key_bytes)
                for source in REFERENCE_KEYS}
         from ingestion.geography import refresh_unit_geography  # shapely: only the tasks that need it import it
@@ -70,7 +62,7 @@ def refresh_reference(run_id: str, as_of: datetime | None = None, settings: Sett
 def plan_dossier_partitions(settings: Settings | None = None) -> list[str]:
     """``["*"]`` unpartitioned (the default), or the units directly under the province (departments,
     the public-service centre, district-level units) when ``INGEST_PARTITION=district``."""
-    settings = _settings(settings)
+    settings = current(settings)
     if settings.partition == "none":
         return [ALL_PARTITIONS]
     client = ProcedureApiClient.from_settings(settings)
@@ -98,8 +90,8 @@ def pull_dossiers(run_id: str, partition: str, interval_end: datetime, interval_
     Windows load in parallel (``INGEST_WORKERS`` connections, 2 by default): the warehouse parses each
     payload into JSONB, which makes one stream server-bound on one core; a second stream uses the other.
     The watermark still only passes windows that are committed (see ``landing.advance_watermark``)."""
-    settings = _settings(settings)
-    with _connect(settings) as conn:
+    settings = current(settings)
+    with connect(settings, APPLICATION) as conn:
         watermark = read_watermark(conn, DOSSIERS, partition)
         issues = open_issues(conn, DOSSIERS, partition)
     windows, advances = plan_windows(watermark, settings.history_start, interval_end, settings.lookback,
@@ -109,7 +101,7 @@ def pull_dossiers(run_id: str, partition: str, interval_end: datetime, interval_
 
     def load(index: int, start: datetime, end: datetime, issue_id: int | None = None) -> list[dict]:
         client = ProcedureApiClient.from_settings(settings)
-        with _connect(settings) as conn:
+        with connect(settings, APPLICATION) as conn:
             out = []
             for r in land_dossiers(conn, client, run_id, partition, start, end, settings.max_window_records,
                                    moves_watermark=advances and issue_id is None, first=index == 0, reader=reader):
@@ -137,7 +129,7 @@ def pull_dossiers(run_id: str, partition: str, interval_end: datetime, interval_
             pool.shutdown(wait=True, cancel_futures=True)
             raise
     if advances and windows:
-        with _connect(settings) as conn:
+        with connect(settings, APPLICATION) as conn:
             catch_up_watermark(conn, DOSSIERS, partition, run_id)
     return {"partition": partition, "repulled_issues": len(issues), **_sum(results)}
 
@@ -152,13 +144,13 @@ def complete_partitions(run_id: str, interval_end: datetime, results: list[dict]
     """After a partitioned pull, land what no partition covers — dossiers of the province unit itself and of
     units the API does not list — by comparing, per window, the unfiltered total with the partitions'
     totals and re-pulling unfiltered only the windows that differ. A no-op when unpartitioned."""
-    settings = _settings(settings)
+    settings = current(settings)
     partitions = [r["partition"] for r in results]
     if partitions == [ALL_PARTITIONS]:
         return {"partition": REMAINDER, "skipped": True, **_sum([])}
     client = ProcedureApiClient.from_settings(settings)
     pulled = []
-    with _connect(settings) as conn:
+    with connect(settings, APPLICATION) as conn:
         watermark = conn.execute("SELECT watermark FROM audit.watermarks WHERE source = %s AND partition = %s",
                                  (DOSSIERS, REMAINDER)).fetchone()
         windows, advances = plan_windows(watermark[0] if watermark else None, settings.history_start, interval_end,
@@ -180,7 +172,7 @@ def load_workbooks(run_id: str, settings: Settings | None = None) -> dict:
     """Load new or re-issued finance workbooks from the inbox."""
     from ingestion.finance import load_inbox
 
-    settings = _settings(settings)
+    settings = current(settings)
     return load_inbox(settings.warehouse_url, settings.finance_inbox, run_id, settings.finance_max_file_bytes,
                       settings.finance_max_uncompressed_bytes).to_dict()
 

@@ -26,8 +26,13 @@ Environment (``airflow_env``); a variable already set in the environment wins ov
 | ``AIRFLOW__LOGGING__BASE_LOG_FOLDER`` | ``<AIRFLOW_HOME>/logs`` |
 | ``PYTHONPATH`` | the project root, prepended |
 
-``AIRFLOW__CORE__UNIT_TEST_MODE`` is always ``False``. ``RUN_DATE`` (``YYYY-MM-DD``) is the default of
-``--run-date``; without it, today in Asia/Ho_Chi_Minh.
+``AIRFLOW__CORE__UNIT_TEST_MODE`` is always ``False``. ``AIRFLOW_HOME`` and ``RUN_DATE`` (``YYYY-MM-DD``, the
+default of ``--run-date``; without it, today in Asia/Ho_Chi_Minh) are read by
+``pipeline.settings.RunSettings``.
+
+With a log file and ``progress``, ``dags_test`` prints one line per finished task as the run goes: the time
+since the run started, the task, its state and its duration, from the timestamps ``airflow dags test``
+writes (``TaskProgress``).
 """
 
 from __future__ import annotations
@@ -42,17 +47,24 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from pipeline.settings import LOCAL_DIR, LOCAL_TZ, PROJECT_ROOT, RUN_HOUR, env_value, project_path
+from pipeline.settings import LOCAL_TZ, NIGHTLY_DAG_ID, PROJECT_ROOT, RUN_HOUR, RunSettings
 
-DEFAULT_DAG_ID = "cchc_nightly"
 STOP_GRACE_SECONDS = 20
+# What `airflow dags test` (Airflow 3.3) logs around each task, e.g.
+#   2026-12-05T23:48:14.588772Z [info     ] [DAG TEST] starting task_id=first map_index=-1 [airflow.sdk…]
+#   … [DAG TEST] running task <TaskInstance: probe.first manual__… [TaskInstanceState.SCHEDULED] ti_id=01a2…>
+#   … Task instance state updated … new_state=success rows_affected=1 ti_id=01a2…
+#   … [DAG TEST] end task task_id=first map_index=-1 [airflow.sdk…]
+_STAMP = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?)(Z|[+-]\d\d:?\d\d)?\s")
 _TASK_START = re.compile(r"\[DAG TEST\] starting task_id=(\S+) map_index=(-?\d+)")
-_TASK_STATE = re.compile(r"new_state=(\w+)")
+_TASK_RUNNING = re.compile(r"\[DAG TEST\] running task .* ti_id=([0-9a-f-]+)")
+_TASK_STATE = re.compile(r"new_state=(\w+).* ti_id=([0-9a-f-]+)")
 _TASK_END = re.compile(r"\[DAG TEST\] end task task_id=(\S+) map_index=(-?\d+)")
 
 
@@ -65,9 +77,8 @@ def airflow_env(extra: Mapping[str, str] | None = None, base: Mapping[str, str] 
     project defaults for whatever it does not set, then ``extra`` on top."""
     env = dict(os.environ if base is None else base)
     extra = dict(extra or {})
-    home = project_path(env_value("AIRFLOW_HOME", extra) or env_value("AIRFLOW_HOME", env) or LOCAL_DIR / "airflow")
+    home = RunSettings.from_env({**env, **extra}).airflow_home
     defaults = {
-        "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
@@ -85,14 +96,16 @@ def airflow_env(extra: Mapping[str, str] | None = None, base: Mapping[str, str] 
         if not env.get(key):
             env[key] = value
     env.update(extra)
+    env["AIRFLOW_HOME"] = str(home)
     env["AIRFLOW__CORE__UNIT_TEST_MODE"] = "False"
     paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != str(PROJECT_ROOT)]
     env["PYTHONPATH"] = os.pathsep.join([str(PROJECT_ROOT), *paths])
-    if env_value("WAREHOUSE_WRITER_URL", env):
+    writer_url = RunSettings.from_env(env).writer_url
+    if writer_url:
         # dbt (run by Cosmos inside the tasks) connects with the same writer role, through DBT_* variables.
         from ops.dbt import dbt_env
 
-        env = dbt_env(env_value("WAREHOUSE_WRITER_URL", env), env)
+        env = dbt_env(writer_url, env)
     return env
 
 
@@ -106,7 +119,7 @@ def _migration_stamp(env: Mapping[str, str]) -> Path:
     from importlib.metadata import version
 
     key = f"{version('apache-airflow-core')}|{env['AIRFLOW__DATABASE__SQL_ALCHEMY_CONN']}"
-    return Path(env_value("AIRFLOW_HOME", env)) / f".db-migrated-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+    return RunSettings.from_env(env).airflow_home / f".db-migrated-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
 
 
 def _sqlite_file(env: Mapping[str, str]) -> Path | None:
@@ -117,7 +130,7 @@ def _sqlite_file(env: Mapping[str, str]) -> Path | None:
 def ensure_db(env: Mapping[str, str]) -> None:
     """``airflow db migrate``, once: skipped when this Airflow version already migrated this database
     (and, for SQLite, the file still exists)."""
-    home = Path(env_value("AIRFLOW_HOME", env))
+    home = RunSettings.from_env(env).airflow_home
     home.mkdir(parents=True, exist_ok=True)
     stamp = _migration_stamp(env)
     db_file = _sqlite_file(env)
@@ -158,26 +171,54 @@ def _stop_group(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
+@dataclass
+class TaskProgress:
+    """Follows ``airflow dags test``'s log, line by line, and tells each task that finished: its name (with its
+    map index), its state and its duration — from the log's own timestamps, so a log read late tells the same
+    durations — and when it finished, counted from ``started`` (a Unix time: the run's start)."""
+
+    started: float
+    _begun: dict[tuple[str, str], float] = field(default_factory=dict)
+    _ti: dict[str, tuple[str, str]] = field(default_factory=dict)
+    _state: dict[tuple[str, str], str] = field(default_factory=dict)
+    _current: tuple[str, str] | None = None
+
+    def feed(self, lines: Iterable[str]) -> Iterator[str]:
+        """The lines to print for ``lines`` of the log: one per task that ended in them."""
+        for line in lines:
+            stamp = _STAMP.match(line)
+            at = datetime.fromisoformat(stamp.group(1) + (stamp.group(2) or "+00:00").replace("Z", "+00:00")
+                                        ).timestamp() if stamp else time.time()
+            if m := _TASK_START.search(line):
+                self._current = m.groups()
+                self._begun[self._current] = at
+            elif (m := _TASK_RUNNING.search(line)) and self._current:
+                self._ti[m.group(1)] = self._current
+            elif m := _TASK_STATE.search(line):
+                task = self._ti.get(m.group(2), self._current)
+                if task:
+                    self._state[task] = m.group(1)
+            elif m := _TASK_END.search(line):
+                task = m.groups()
+                took = at - self._begun.get(task, at)
+                name = task[0] + (f"[{task[1]}]" if task[1] != "-1" else "")
+                yield (f"  [{at - self.started:6.0f}s] {name:<58} {self._state.get(task, 'done'):<16} "
+                       f"{took:6.1f}s")
+
+
 def _progress(log_file: Path, proc: subprocess.Popen, started: float) -> None:
-    """Follow the run's log and print one line per finished task: its state and duration."""
-    position, begun, state = 0, {}, {}
+    """Follow the run's log while it runs and print one line per finished task (``TaskProgress``)."""
+    position, pending, progress = 0, "", TaskProgress(started)
     while True:
         done = proc.poll() is not None
         with log_file.open(errors="replace") as fh:
             fh.seek(position)
             chunk = fh.read()
             position = fh.tell()
-        for line in chunk.splitlines():
-            if m := _TASK_START.search(line):
-                begun[m.groups()] = time.monotonic()
-            elif (m := _TASK_STATE.search(line)) and begun:
-                state[list(begun)[-1]] = m.group(1)
-            elif m := _TASK_END.search(line):
-                task = m.groups()
-                took = time.monotonic() - begun.get(task, time.monotonic())
-                name = task[0] + (f"[{task[1]}]" if task[1] != "-1" else "")
-                print(f"  [{time.monotonic() - started:6.0f}s] {name:<58} {state.get(task, 'done'):<16} "
-                      f"{took:6.1f}s", flush=True)
+        lines = (pending + chunk).split("\n")
+        pending = "" if done else lines.pop()  # a line still being written waits for its end
+        for line in progress.feed(lines):
+            print(line, flush=True)
         if done:
             return
         time.sleep(0.5)
@@ -195,7 +236,7 @@ def dags_test(dag_id: str, run_date: date, env: Mapping[str, str], log_file: Pat
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
         out = log_file.open("w")
-    started = time.monotonic()
+    started = time.time()
 
     def terminated(signum, frame):
         raise SystemExit(128 + signum)
@@ -222,7 +263,7 @@ def default_run_date(env: Mapping[str, str] | None = None, simulated: bool = Fal
     from ops.run import run_date
 
     env = dict(os.environ if env is None else env)
-    if simulated or env_value("RUN_DATE", env):
+    if simulated or RunSettings.from_env(env).run_date:
         return run_date(env, simulated)
     return datetime.now(ZoneInfo(LOCAL_TZ)).date()
 
@@ -235,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     test.add_argument("--run-date", type=date.fromisoformat, default=None,
                       help="the night to run (YYYY-MM-DD): the data interval ends at 01:00 local that day "
                            "(default: RUN_DATE, else today)")
-    test.add_argument("--dag-id", default=DEFAULT_DAG_ID)
+    test.add_argument("--dag-id", default=NIGHTLY_DAG_ID)
     sub.add_parser("standalone", help="run Airflow every night: scheduler, api-server, dag-processor and "
                                       "triggerer under a supervisor (ops/stack.py)")
     args = parser.parse_args(argv)
@@ -250,13 +291,13 @@ def main(argv: list[str] | None = None) -> int:
     # As `make run` does, without starting anything: the configured warehouse, the running simulator when
     # no API is configured, the finance inbox, short retries.
     local, simulated = local_environment()
-    if args.command == "test-dag" and not env_value("PROCEDURE_API_URL", local):
+    if args.command == "test-dag" and not RunSettings.from_env(local).api_url:
         print("no procedure-system API: set PROCEDURE_API_URL (and PROCEDURE_API_TOKEN), or start the "
               "simulator (`make simulator`, or `make run` once)", file=sys.stderr)
         return 2
     env = airflow_env(base=local)
     ensure_db(env)
-    ensure_manifest(env_value("WAREHOUSE_WRITER_URL", env))
+    ensure_manifest(RunSettings.from_env(env).writer_url)
     if args.command == "db-migrate":
         print(f"Airflow metadata database ready ({env['AIRFLOW__DATABASE__SQL_ALCHEMY_CONN']})")
         return 0

@@ -1,8 +1,12 @@
 """Run the project's dbt (``dbt_project/``) against the warehouse as the writer role.
 
     python -m ops.dbt build --select staging     # any dbt command and arguments
-    python -m ops.dbt manifest                   # writes .local/dbt/manifest/manifest.json (Cosmos reads it)
+    python -m ops.dbt manifest                   # writes DBT_MANIFEST_PATH (Cosmos reads it); no warehouse needed
     python -m ops.dbt docs-site                  # writes <REPORTS_DIR>/dbt-docs/index.html (every night does)
+
+Every dbt command gets the settings' vars (``pipeline.settings.PublicationTargets``: ``on_time_target``,
+``min_resolved``), merged under any ``--vars`` of its own: the models have no default for them, so a dbt run
+that bypasses this module without them fails instead of ranking against another target.
 
 The connection comes from the writer role's ``postgresql://`` URL — ``WAREHOUSE_WRITER_URL`` if set, else
 ``warehouse.resolve_url("writer")`` (the private cluster or ``WAREHOUSE_URL``) — turned into the variables
@@ -15,15 +19,17 @@ The connection comes from the writer role's ``postgresql://`` URL — ``WAREHOUS
 | ``DBT_PROFILES_DIR`` | ``<repo>/dbt_project`` |
 | ``DBT_TARGET_PATH``, ``DBT_LOG_PATH`` | ``<repo>/.local/dbt/target``, ``<repo>/.local/dbt/logs``, unless set |
 | ``DBT_SEND_ANONYMOUS_USAGE_STATS`` | ``False`` (no network calls at run time) |
+| ``BI_READER_ROLE`` | the role granted ``select`` on the marts, from ``pipeline.settings.WarehouseSettings`` |
 
 (Two dbt processes at once — e.g. test workers — each need their own ``DBT_TARGET_PATH``.)
 ``DBT_EXECUTABLE`` overrides the dbt binary (default: the ``dbt`` beside this Python, i.e. the project's
-``.venv``). ``BI_READER_ROLE`` (granted ``select`` on the marts) passes through from the environment;
+``.venv``). ``profiles.yml`` and ``dbt_project.yml`` have no defaults of their own for these.
 ``applicant_key``'s HMAC key is read by the model from the warehouse itself (``raw.applicant_hash_key``).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -32,22 +38,35 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from pipeline.settings import LOCAL_DIR, PROJECT_ROOT, env_value, project_path, variable, writer_url
+from pipeline.settings import (
+    LOCAL_DIR,
+    PROJECT_ROOT,
+    DagSettings,
+    RunSettings,
+    WarehouseSettings,
+    dbt_vars,
+    writer_url,
+)
 
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 DBT_LOCAL_DIR = LOCAL_DIR / "dbt"
 TARGET_PATH = DBT_LOCAL_DIR / "target"
 LOG_PATH = DBT_LOCAL_DIR / "logs"
 # For Cosmos' LoadMode.DBT_MANIFEST: a folder of its own, which no dbt run rewrites (every dbt command
-# rewrites target/manifest.json, and a DAG parsed while a task writes it would read half a file).
-MANIFEST_PATH = project_path(env_value("DBT_MANIFEST_PATH") or variable("DBT_MANIFEST_PATH").default)
+# rewrites target/manifest.json, and a DAG parsed while a task writes it would read half a file). The DAG
+# reads the same setting (DBT_MANIFEST_PATH).
+MANIFEST_PATH = DagSettings.from_env().dbt_manifest_path
 MANIFEST_DIR = MANIFEST_PATH.parent
+# dbt parse connects to nothing, but its profile must name a connection: this one, when no writer URL can be
+# told (a fresh clone, a build without a warehouse).
+PARSE_ONLY_URL = "postgresql://parse:parse@127.0.0.1:5432/parse"
 
 
 def dbt_executable() -> str:
     """``DBT_EXECUTABLE``, else the ``dbt`` installed beside the running Python, else ``dbt`` on PATH."""
-    if env_value("DBT_EXECUTABLE"):
-        return env_value("DBT_EXECUTABLE")
+    configured = RunSettings.from_env().dbt_executable
+    if configured:
+        return configured
     beside = Path(sys.executable).parent / "dbt"
     if beside.exists():
         return str(beside)
@@ -78,31 +97,62 @@ def dbt_env(writer_url: str, base: Mapping[str, str] | None = None) -> dict[str,
         DBT_TARGET_PATH=env.get("DBT_TARGET_PATH") or str(TARGET_PATH),
         DBT_LOG_PATH=env.get("DBT_LOG_PATH") or str(LOG_PATH),
         DBT_SEND_ANONYMOUS_USAGE_STATS="False",
+        BI_READER_ROLE=WarehouseSettings.from_env(env).bi_reader_role,
     )
     return env
 
 
+def with_settings_vars(args: Sequence[str], env: Mapping[str, str] | None = None) -> list[str]:
+    """``args`` with the settings' dbt vars (``dbt_vars``) merged under the ``--vars`` they give (theirs win),
+    for a dbt command (not ``dbt --version``, nor a group's help such as ``dbt docs --help``)."""
+    args = list(args)
+    command = args[:2] if args[:1] in (["docs"], ["source"]) else args[:1]  # dbt's command groups
+    if not command or any(word.startswith("-") for word in command):
+        return args
+    given: dict = {}
+    for i, arg in enumerate(args):
+        if arg == "--vars" and i + 1 < len(args):
+            given = _vars_value(args[i + 1])
+            del args[i:i + 2]
+            break
+        if arg.startswith("--vars="):
+            given = _vars_value(arg.split("=", 1)[1])
+            del args[i]
+            break
+    return [*args, "--vars", json.dumps(dbt_vars(env, **given))]
+
+
+def _vars_value(text: str) -> dict:
+    """A ``--vars`` value: JSON, or the YAML dbt accepts too."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        import yaml
+
+        return yaml.safe_load(text) or {}
+
+
 def run_dbt(args: Sequence[str], writer_url: str, *, capture_output: bool = True,
             base_env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess:
-    """Run ``dbt <args>`` in ``dbt_project/`` against the warehouse of ``writer_url``; never raises on a
-    failing dbt command — check ``returncode`` (``stdout`` holds dbt's log when captured)."""
+    """Run ``dbt <args>`` in ``dbt_project/`` against the warehouse of ``writer_url``, with the settings' vars
+    (``with_settings_vars``); never raises on a failing dbt command — check ``returncode`` (``stdout`` holds
+    dbt's log when captured)."""
     DBT_LOCAL_DIR.mkdir(parents=True, exist_ok=True)
-    return subprocess.run([dbt_executable(), *args], cwd=DBT_PROJECT_DIR, env=dbt_env(writer_url, base_env),
-                          text=True, capture_output=capture_output, check=False)
+    return subprocess.run([dbt_executable(), *with_settings_vars(args, base_env)], cwd=DBT_PROJECT_DIR,
+                          env=dbt_env(writer_url, base_env), text=True, capture_output=capture_output, check=False)
 
 
 def ensure_manifest(writer_url: str | None = None) -> Path:
     """Write ``MANIFEST_PATH`` with ``dbt parse`` unless it is newer than every file of the dbt project.
 
     Cosmos renders the DAG's dbt tasks from it. Parsing does not connect to the warehouse, so without a
-    writer URL placeholder credentials are enough."""
+    writer URL placeholder credentials (``PARSE_ONLY_URL``) are enough."""
     newest = max(p.stat().st_mtime for p in DBT_PROJECT_DIR.rglob("*") if p.is_file())
     if MANIFEST_PATH.exists() and MANIFEST_PATH.stat().st_mtime >= newest:
         return MANIFEST_PATH
     # Parsed into a scratch folder, then moved into place in one rename: a reader never sees half a file.
     scratch = DBT_LOCAL_DIR / f"manifest-parse-{os.getpid()}"
-    proc = run_dbt(["parse", "--quiet", "--target-path", str(scratch)],
-                   writer_url or "postgresql://parse:parse@127.0.0.1:5432/parse")
+    proc = run_dbt(["parse", "--quiet", "--target-path", str(scratch)], writer_url or PARSE_ONLY_URL)
     if proc.returncode != 0:
         raise RuntimeError(f"dbt parse failed:\n{proc.stdout}\n{proc.stderr}")
     MANIFEST_DIR.mkdir(parents=True, exist_ok=True)
@@ -132,6 +182,17 @@ def write_docs_site(writer_url: str, out_dir: Path) -> Path:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+def _known_writer_url() -> str | None:
+    """The writer URL when one can be told (``WAREHOUSE_WRITER_URL``, a configured or initialised warehouse),
+    else ``None``: ``dbt parse`` needs none."""
+    from warehouse.errors import WarehouseError
+
+    try:
+        return writer_url()
+    except (WarehouseError, OSError):
+        return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help"):
@@ -142,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("python -m ops.dbt manifest: write the dbt manifest Cosmos renders the DAG from "
                   f"({MANIFEST_PATH}), unless it is newer than every file of the dbt project")
             return 0
-        print(ensure_manifest(writer_url()))
+        print(ensure_manifest(_known_writer_url()))
         return 0
     if args[0] == "docs-site":
         from pipeline.settings import reports_dir
@@ -154,7 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(write_docs_site(writer_url(), out_dir))
         return 0
     if "-h" in args or "--help" in args:  # dbt's own help needs no warehouse
-        return run_dbt(args, "postgresql://help:help@127.0.0.1:5432/help", capture_output=False).returncode
+        return run_dbt(args, PARSE_ONLY_URL, capture_output=False).returncode
     return run_dbt(args, writer_url(), capture_output=False).returncode
 
 

@@ -19,14 +19,14 @@ from pathlib import Path
 
 import psycopg
 
-from pipeline.settings import Settings
+from pipeline.settings import Settings, current
 
 
 def nightly_report(run_id: str, as_of: datetime, settings: Settings | None = None) -> dict:
     from publication.report import write_report
     from publication.summary import build_summary
 
-    settings = settings or Settings.from_env()
+    settings = current(settings)
     path = write_report(settings.warehouse_url, settings.reports_dir / "report", as_of.date())
     return {"report": str(path), "summary": build_summary(settings.warehouse_url, run_id)}
 
@@ -63,7 +63,7 @@ def publish_due_month(month: str | None = None, force: bool = False, settings: S
     already (``published_files``) or ``force``; returns what was written, or why nothing was."""
     from publication.monthly import write_publication
 
-    settings = settings or Settings.from_env()
+    settings = current(settings)
     if month:
         target = date.fromisoformat(f"{month}-01")
     else:

@@ -24,18 +24,22 @@ import requests
 
 from ops.airflow import airflow_env, dags_test, ensure_db
 from ops.dbt import ensure_manifest
-from pipeline.settings import LOCAL_DIR, LOCAL_TZ, PROJECT_ROOT, env_value, project_path, reports_dir, variable
-
-LOCAL = LOCAL_DIR
-DAG_ID = "cchc_nightly"
-# An interactive night should not sit out five-minute retries (PIPELINE_RETRY_DELAY_SECONDS).
-INTERACTIVE_RETRY_DELAY = "10"
+from pipeline.settings import (
+    LOCAL_DIR,
+    LOCAL_TZ,
+    NIGHTLY_DAG_ID,
+    PROJECT_ROOT,
+    RunSettings,
+    SimulatorSettings,
+    interactive_defaults,
+    reports_dir,
+    writer_url,
+)
 
 
 def simulator_env_file(env: dict[str, str] | None = None) -> Path:
     """Where ``python -m simulator start`` writes the running simulator's URL and token."""
-    state = env_value("SIM_STATE_DIR", env, variable("SIM_STATE_DIR").default)
-    return project_path(state) / "simulator.env"
+    return SimulatorSettings.from_env(env).state_dir / "simulator.env"
 
 
 def _run(*args: str, env: dict | None = None) -> str:
@@ -47,36 +51,27 @@ def _run(*args: str, env: dict | None = None) -> str:
     return proc.stdout.strip()
 
 
-def _env_file(path: Path) -> dict[str, str]:
-    out = {}
-    for line in path.read_text().splitlines():
-        key, _, value = line.partition("=")
-        out[key] = value
-    return out
-
-
 def local_environment(base: dict[str, str] | None = None) -> tuple[dict[str, str], bool]:
     """The environment a night run by hand gets, as ``make run`` gives it — without starting anything:
     the writer URL of the configured warehouse, the running simulator's URL and token when no API is
     configured, the finance inbox, the reports folder, short retries. Returns it and whether the simulator
-    is the source (``python -m ops.airflow test-dag`` uses it too)."""
+    is the source (``python -m ops.airflow test-dag`` uses it too). The defaults it fills in are the
+    settings' (``pipeline.settings.interactive_defaults``)."""
+    from simulator.__main__ import read_env_file
+    from warehouse.errors import WarehouseError
+
     env = dict(os.environ if base is None else base)
-    if not env_value("WAREHOUSE_WRITER_URL", env):
-        env["WAREHOUSE_WRITER_URL"] = _run("-m", "warehouse", "url", "--role", "writer", env=env)
-    simulated = not env_value("PROCEDURE_API_URL", env)
-    if simulated and simulator_env_file(env).exists():
-        env.update(_env_file(simulator_env_file(env)))
-        if not env_value("HISTORY_START", env):
-            env["HISTORY_START"] = env_value("SIM_START", env, variable("SIM_START").default)
-    if env_value("FINANCE_INBOX", env):  # a configured inbox is the finance department's: never created here
-        inbox = project_path(env_value("FINANCE_INBOX", env))
-    else:
-        inbox = project_path(variable("FINANCE_INBOX").default)
-        inbox.mkdir(parents=True, exist_ok=True)
-    env["FINANCE_INBOX"] = str(inbox)
-    env.setdefault("REPORTS_DIR", str(reports_dir(env)))
-    if not env_value("PIPELINE_RETRY_DELAY_SECONDS", env):
-        env["PIPELINE_RETRY_DELAY_SECONDS"] = INTERACTIVE_RETRY_DELAY
+    try:
+        env["WAREHOUSE_WRITER_URL"] = writer_url(env)
+    except WarehouseError as exc:
+        raise SystemExit(f"no warehouse to write to ({exc})") from None
+    simulated = not RunSettings.from_env(env).api_url
+    if simulated:
+        env.update(read_env_file(simulator_env_file(env)))
+    run = RunSettings.from_env(env)
+    if not run.finance_inbox_configured:  # a configured inbox is the finance department's: never created here
+        run.finance_inbox.mkdir(parents=True, exist_ok=True)
+    env.update(interactive_defaults(env, simulated))
     return env, simulated
 
 
@@ -85,12 +80,12 @@ def bring_up() -> tuple[dict[str, str], str, bool]:
     whether the simulator is the source."""
     print("starting the warehouse …", flush=True)
     warehouse = _run("-m", "warehouse", "up")
-    if not env_value("PROCEDURE_API_URL"):
+    if not RunSettings.from_env().api_url:
         print("starting the procedure-system simulator (generating its province takes a few seconds) …",
               flush=True)
         print(_run("-m", "simulator", "start"))
     env, simulated = local_environment()
-    inbox = Path(env_value("FINANCE_INBOX", env))
+    inbox = RunSettings.from_env(env).finance_inbox
     if simulated and inbox.is_dir() and not any(inbox.rglob("giai-ngan-*.xlsx")):
         print(_run("-m", "simulator", "workbooks", "--out", str(inbox)))
     return env, warehouse, simulated
@@ -98,10 +93,11 @@ def bring_up() -> tuple[dict[str, str], str, bool]:
 
 def run_date(env: dict[str, str], simulated: bool) -> date:
     """``RUN_DATE``, else the simulator's clock, else today (local time)."""
-    if env_value("RUN_DATE", env):
-        return date.fromisoformat(env_value("RUN_DATE", env))
+    settings = RunSettings.from_env(env)
+    if settings.run_date:
+        return settings.run_date
     if simulated:
-        base = env_value("PROCEDURE_API_URL", env).rsplit("/api/", 1)[0]
+        base = settings.api_url.rsplit("/api/", 1)[0]
         health = requests.get(base + "/_sim/health", timeout=10).json()
         return datetime.strptime(health["clock"], "%Y%m%d%H%M%S").date()
     return datetime.now(ZoneInfo(LOCAL_TZ)).date()
@@ -191,15 +187,16 @@ def main() -> int:
     airflow = airflow_env(env)
     print("preparing Airflow's metadata database and the dbt manifest …", flush=True)
     ensure_db(airflow)
-    ensure_manifest(env_value("WAREHOUSE_WRITER_URL", env))
-    log_file = LOCAL / "airflow" / "last-run.log"
-    print(f"\n== Nightly pipeline for the night of {night} (Airflow DAG {DAG_ID}) ==", flush=True)
-    code = dags_test(DAG_ID, night, airflow, log_file=log_file, progress=True)
+    run = RunSettings.from_env(env)
+    ensure_manifest(run.writer_url)
+    log_file = LOCAL_DIR / "airflow" / "last-run.log"
+    print(f"\n== Nightly pipeline for the night of {night} (Airflow DAG {NIGHTLY_DAG_ID}) ==", flush=True)
+    code = dags_test(NIGHTLY_DAG_ID, night, airflow, log_file=log_file, progress=True)
     print("\n== Warehouse ==\n" + warehouse)
-    source = env_value("PROCEDURE_API_URL", env)
-    source += " (the simulator; token in .local/simulator/simulator.env)" if simulated else ""
-    print(f"\n== Sources ==\nprocedure-system API: {source}\nfinance workbooks: {env_value('FINANCE_INBOX', env)}")
-    print("\n== What the run did ==\n" + report(env_value("WAREHOUSE_WRITER_URL", env)))
+    source = run.api_url
+    source += f" (the simulator; token in {simulator_env_file(env)})" if simulated else ""
+    print(f"\n== Sources ==\nprocedure-system API: {source}\nfinance workbooks: {run.finance_inbox}")
+    print("\n== What the run did ==\n" + report(run.writer_url))
     if code == 0:
         print("\n== Published ==\n" + published(env))
     if code != 0:

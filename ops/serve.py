@@ -36,7 +36,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from pipeline.settings import Settings, env_value, variable
+from bi import MORNING, dashboard_path
+from pipeline.settings import FrontDoorSettings, Settings, SupersetSettings
 
 HOST = "127.0.0.1"
 TEXT_TYPES = {".txt": "text/plain; charset=utf-8", ".log": "text/plain; charset=utf-8",
@@ -62,17 +63,18 @@ class Link:
 
 
 def serve_port() -> int:
-    """``SERVE_PORT`` (default 8090)."""
-    return int(env_value("SERVE_PORT") or variable("SERVE_PORT").default)
+    """``SERVE_PORT`` (``FrontDoorSettings``)."""
+    return FrontDoorSettings.from_env().serve_port
 
 
 def services() -> list[Link]:
-    """The Airflow UI (``make airflow``) and the Superset dashboards (``make superset``)."""
+    """The Airflow UI (``make airflow``) and the morning dashboard (``make superset``; the data-quality one is
+    linked from there)."""
     airflow_port = os.environ.get("AIRFLOW__API__PORT", "8080")  # Airflow's own setting (ops.stack)
-    superset_port = env_value("SUPERSET_PORT") or variable("SUPERSET_PORT").default
+    superset_port = SupersetSettings.from_env().port
     return [Link("Airflow", f"http://127.0.0.1:{airflow_port}/", "the nightly DAG's runs and logs (make airflow)"),
-            Link("Superset", f"http://127.0.0.1:{superset_port}/dashboard/list/",
-                 "the morning and data-quality dashboards (make superset)")]
+            Link("Superset", f"http://127.0.0.1:{superset_port}{dashboard_path(MORNING)}",
+                 "the morning dashboard, and the data-quality one (make superset)")]
 
 
 def _files(folder: Path, pattern: str) -> list[Path]:

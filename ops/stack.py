@@ -79,7 +79,7 @@ import requests
 
 from ops.airflow import PROJECT_ROOT, airflow_env, ensure_db
 from ops.supervisor import Component, Supervisor
-from pipeline.settings import env_value
+from pipeline.settings import LOCAL_TZ, NIGHTLY_DAG_ID, RUN_HOUR, RunSettings
 
 COMPONENTS = ("scheduler", "dag-processor", "triggerer", "api-server")
 SIMPLE_AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
@@ -179,7 +179,7 @@ def stack_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
     """The one environment of every component: ``airflow_env(base=base)`` plus the stack's settings, the
     shared secrets and the venv's ``bin`` first on ``PATH``."""
     env = airflow_env(base=base)
-    home = Path(env_value("AIRFLOW_HOME", env))
+    home = RunSettings.from_env(env).airflow_home
     if env.get("AIRFLOW__CORE__EXECUTOR", "LocalExecutor") != "LocalExecutor":
         print(f"make airflow: AIRFLOW__CORE__EXECUTOR={env['AIRFLOW__CORE__EXECUTOR']} ignored, this stack runs "
               "the LocalExecutor (for workers on other machines use the compose stack)", file=sys.stderr)
@@ -247,7 +247,7 @@ def write_cli_env(env: Mapping[str, str]) -> Path:
     names = ["AIRFLOW_HOME", "AIRFLOW__CORE__DAGS_FOLDER", "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
              "AIRFLOW__CORE__LOAD_EXAMPLES", "AIRFLOW__CORE__EXECUTION_API_SERVER_URL", "PYTHONPATH",
              *SECRET_VARIABLES]
-    path = Path(env_value("AIRFLOW_HOME", env)) / CLI_ENV_FILE
+    path = RunSettings.from_env(env).airflow_home / CLI_ENV_FILE
     _write_private(path, "".join(f"{name}={shlex.quote(env[name])}\n" for name in names if env.get(name)))
     return path
 
@@ -266,7 +266,7 @@ def components(env: Mapping[str, str]) -> list[Component]:
 
 def log_dir(env: Mapping[str, str]) -> Path:
     """Where the components' own output goes."""
-    return Path(env_value("AIRFLOW_HOME", env)) / "logs" / "stack"
+    return RunSettings.from_env(env).airflow_home / "logs" / "stack"
 
 
 def port_taken(host: str, port: int) -> bool:
@@ -325,16 +325,17 @@ def main() -> int:
     pipeline_env, warehouse, simulated = bring_up()
     print(warehouse)
     env = stack_env(pipeline_env)
-    home = Path(env_value("AIRFLOW_HOME", env))
+    run = RunSettings.from_env(env)
+    home = run.airflow_home
     if not pipeline_env.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"):
         env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = metadata_database(pipeline_env, home)
     ensure_db(env)
     cli_env = write_cli_env(env)
-    ensure_manifest(env_value("WAREHOUSE_WRITER_URL", env))
+    ensure_manifest(run.writer_url)
     passwords = ensure_passwords(env)
     user = next(iter(passwords)) if "admin" not in passwords else "admin"
     base_url = env["AIRFLOW__API__BASE_URL"]
-    source = env_value("PROCEDURE_API_URL", env, "") + (" (the simulator)" if simulated else "")
+    source = (run.api_url or "") + (" (the simulator)" if simulated else "")
     print("\n".join([
         "",
         "== Airflow (make airflow) ==",
@@ -344,7 +345,7 @@ def main() -> int:
         f"Airflow CLI in another shell: set -a; . {cli_env}; set +a",
         f"procedure-system API: {source}",
         f"component logs: {log_dir(env)}/<component>.log; task logs: {home / 'logs'}/dag_id=…",
-        f"cchc_nightly runs at 01:00 Asia/Ho_Chi_Minh; stop with Ctrl-C or `kill {os.getpid()}` (SIGTERM).",
+        f"{NIGHTLY_DAG_ID} runs at {RUN_HOUR:%H:%M} {LOCAL_TZ}; stop with Ctrl-C or `kill {os.getpid()}` (SIGTERM).",
         "If a component dies, everything stops and this exits 1.",
         "",
     ]), flush=True)

@@ -39,9 +39,9 @@ reads this process's ``AIRFLOW_CONN_*`` variables and any secrets backend config
 database — checked: an ``AIRFLOW_CONN_CCHC_SLACK`` variable is found outside a task, so this module does
 not parse connections itself. A connection kept only in the metadata database therefore alerts from tasks
 only. The ``env`` arguments below give the plain variables (``ALERT_*``, ``REPORTS_DIR``); connections
-always come from Airflow. The variables are read one by one with ``pipeline.settings.env_value``, not
-through ``Settings.from_env``: that resolves the warehouse and validates every other setting, and a failure
-callback must alert even when one of those is what is broken.
+always come from Airflow. The variables are read by ``pipeline.settings.AlertSettings`` (and
+``reports_dir``), not ``Settings.from_env``: that resolves the warehouse and validates every other setting,
+and a failure callback must alert even when one of those is what is broken.
 
 E-mail security, as the SMTP provider (3.2) does it, read in its source and checked by the tests:
 
@@ -103,7 +103,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pipeline.settings import env_value, reports_dir, variable
+from pipeline.settings import AlertSettings, reports_dir
 
 ALERTS_FILE = "alerts.log"
 MAX_EXCEPTION_CHARS = 300
@@ -424,16 +424,13 @@ def resolve_channels(env: Mapping[str, str] | None = None) -> Channels:
     from Airflow. Never raises: a connection that cannot be read is that channel's error."""
     channels = Channels()
     try:
-        slack_id = env_value("ALERT_SLACK_CONN_ID", env, variable("ALERT_SLACK_CONN_ID").default)
-        smtp_id = env_value("ALERT_SMTP_CONN_ID", env, variable("ALERT_SMTP_CONN_ID").default)
-        channels.email_from = env_value("ALERT_EMAIL_FROM", env)
-        channels.email_to = tuple(a.strip() for a in (env_value("ALERT_EMAIL_TO", env) or "").split(",")
-                                  if a.strip())
+        settings = AlertSettings.from_env(env)
     except Exception as exc:  # pragma: no cover - the declarations are static
         channels.errors = {"slack": f"error: {exc!r}", "email": f"error: {exc!r}"}
         return channels
+    channels.email_from, channels.email_to = settings.email_from, settings.email_to
     secrets = _env_connection_secrets(_environ(env))
-    for name, conn_id in (("slack", slack_id), ("smtp", smtp_id)):
+    for name, conn_id in (("slack", settings.slack_conn_id), ("smtp", settings.smtp_conn_id)):
         try:
             conn = _lookup(conn_id)
         except Exception as exc:  # e.g. a malformed AIRFLOW_CONN_* value, an unreachable secrets backend

@@ -27,13 +27,15 @@ from datetime import datetime
 
 import psycopg
 
+from pipeline.settings import Settings
+
 log = logging.getLogger(__name__)
 
 LEASE = "warehouse"
 # Serialises changes to the lease (an arbitrary, fixed key).
 ADVISORY_LOCK_KEY = 3_981_577_004
-DEFAULT_WAIT_SECONDS = 900.0
-DEFAULT_TTL_SECONDS = 6 * 3600.0
+DEFAULT_WAIT_SECONDS = Settings.lock_wait_seconds  # PIPELINE_LOCK_WAIT_SECONDS' default
+DEFAULT_TTL_SECONDS = Settings.lock_ttl_seconds  # PIPELINE_LOCK_TTL_SECONDS' default
 
 
 class LeaseHeld(RuntimeError):

@@ -6,29 +6,21 @@ outside a night (``python -m ingestion repull``, ``refresh-reference``).
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from datetime import datetime
 
 import orjson
 import psycopg
 
-from pipeline.settings import Settings
+from pipeline.db import connect
+from pipeline.settings import Settings, current
 
-
-@contextmanager
-def _connect(settings: Settings):
-    with psycopg.connect(settings.warehouse_url, autocommit=True, application_name="cchc-runs") as conn:
-        yield conn
-
-
-def _settings(settings: Settings | None) -> Settings:
-    return settings or Settings.from_env()
+APPLICATION = "cchc-runs"
 
 def start_run(run_id: str, interval_start: datetime | None, interval_end: datetime,
               settings: Settings | None = None) -> dict:
     """Record the run in ``audit.pipeline_runs`` (a rerun of the same run id starts it again)."""
-    settings = _settings(settings)
-    with _connect(settings) as conn:
+    settings = current(settings)
+    with connect(settings, APPLICATION) as conn:
         conn.execute(
             "INSERT INTO audit.pipeline_runs (run_id, run_date, interval_start, interval_end) VALUES (%s, %s, %s, %s) "
             "ON CONFLICT (run_id) DO UPDATE SET started_at = now(), finished_at = NULL, status = 'running'",
@@ -38,6 +30,21 @@ def start_run(run_id: str, interval_start: datetime | None, interval_end: dateti
 
 
 
+def register_run(conn: psycopg.Connection, run_id: str, interval_end: datetime) -> None:
+    """Record a run started by hand (e.g. ``python -m expectations validate``) unless it is recorded already:
+    the rows its stages write refer to it."""
+    conn.execute("INSERT INTO audit.pipeline_runs (run_id, run_date, interval_end) VALUES (%s, %s, %s) "
+                 "ON CONFLICT (run_id) DO NOTHING", (run_id, interval_end.date(), interval_end))
+
+
+def stop_run(conn: psycopg.Connection, run_id: str, results: dict) -> None:
+    """Record the run as failed now, ``results`` added to its summary: a stage that stops the night (the
+    data-quality gate) says so at once, before the night's last task closes the run."""
+    conn.execute("UPDATE audit.pipeline_runs SET status = 'failed', finished_at = now(), "
+                 "summary = coalesce(summary, '{}'::jsonb) || %s::jsonb WHERE run_id = %s",
+                 (orjson.dumps(results, default=str).decode(), run_id))
+
+
 def begin_night(run_id: str, interval_start: datetime | None, interval_end: datetime,
                 settings: Settings | None = None) -> dict:
     """The first step of a nightly run: take the warehouse's lease (``pipeline.lease``: waiting for another
@@ -45,7 +52,7 @@ def begin_night(run_id: str, interval_start: datetime | None, interval_end: date
     run."""
     from pipeline.lease import acquire
 
-    settings = _settings(settings)
+    settings = current(settings)
     lease = acquire(settings.warehouse_url, run_id, wait_seconds=settings.lock_wait_seconds,
                     ttl_seconds=settings.lock_ttl_seconds)
     return {**start_run(run_id, interval_start, interval_end, settings), "lease": lease.holder}
@@ -75,7 +82,7 @@ def finish_night(run_id: str, as_of: datetime, results: dict, states: dict[str, 
     from pipeline.alerts import notify_event
     from pipeline.lease import release
 
-    settings = _settings(settings)
+    settings = current(settings)
     failed = sorted(t for t, s in states.items() if s == "failed" and t != "finish_run")
     if not failed:
         status = "success"
@@ -83,7 +90,7 @@ def finish_night(run_id: str, as_of: datetime, results: dict, states: dict[str, 
         status = "partial"
     else:
         status = "failed"
-    with _connect(settings) as conn:
+    with connect(settings, APPLICATION) as conn:
         digest = send_digest(conn, run_id, settings, failed_tasks=failed)
         problems = night_problems(conn, run_id)
     if status == "success" and problems:
@@ -115,8 +122,8 @@ def night_problems(conn: psycopg.Connection, run_id: str) -> list[str]:
 
 def finish_run(run_id: str, results: dict, settings: Settings | None = None, status: str = "success") -> str:
     """Close the run in ``audit.pipeline_runs`` and return the printable summary of what it did."""
-    settings = _settings(settings)
-    with _connect(settings) as conn:
+    settings = current(settings)
+    with connect(settings, APPLICATION) as conn:
         rows = summarize(conn, run_id)
         conn.execute("UPDATE audit.pipeline_runs SET finished_at = now(), status = %s, summary = %s "
                      "WHERE run_id = %s", (status, orjson.dumps(results, default=str).decode(), run_id))
@@ -186,7 +193,7 @@ def status_lines(settings: Settings | None = None) -> list[str]:
     from pipeline.lease import read
     from pipeline.settings import LOCAL_TZ
 
-    settings = _settings(settings)
+    settings = current(settings)
     tz = ZoneInfo(LOCAL_TZ)
     # a status command answers quickly, also when the warehouse is far or down
     with psycopg.connect(settings.warehouse_url, autocommit=True, connect_timeout=5,

@@ -1,28 +1,55 @@
-"""The configuration of the whole project, in one place: every environment variable the README documents
-is declared here (``VARIABLES``, with its section, default and meaning) and read here (``env_value``), and
-nowhere else. The pipeline's stages take a typed ``Settings``; the warehouse (``warehouse.config``), the
-simulator and the run scripts (``ops``) read their own variables through ``env_value`` too.
+"""The configuration of the whole project, in one place: every environment variable the READMEs document is
+declared here (``VARIABLES``: its README section, its default and its meaning) and read here, and nowhere
+else. Each part of the project takes a typed settings object whose fields name their variable once
+(``_setting``: the default is the declared one):
+
+| object | for | variables |
+|---|---|---|
+| ``Settings`` | the pipeline's stages (ingestion, data quality, dbt, publication) | sources, pipeline |
+| ``AlertSettings`` | the alerts (``pipeline.alerts``), also when the rest is broken | ``ALERT_*`` |
+| ``PublicationTargets`` | the on-time target and ranking minimum: dbt ``--vars``, the pages | ``PUBLICATION_*`` |
+| ``DagSettings`` | the DAG files, when they are parsed | retries, timeouts, dbt grain and manifest |
+| ``WarehouseSettings`` | the warehouse (``warehouse.config.Settings`` adds its passwords and URLs) | warehouse |
+| ``RunSettings`` | the commands people type (``ops/``), before anything is resolved | run date, Airflow home, … |
+| ``SimulatorSettings`` | the simulator: scenario (with ``SIM_SCENARIO``'s file), server, faults | simulator |
+| ``FrontDoorSettings``, ``SupersetSettings`` | ``make serve``; ``python -m bi`` (Superset) | front door, Superset |
+
+Code that runs inside Superset's own Python (``bi/superset_setup.py``) does not import this module: it gets
+its values from ``python -m bi``, which read them here, or from the compose file (docs/architecture.md).
 
 Airflow's own configuration (``AIRFLOW__<SECTION>__<KEY>``) is Airflow's: the project passes it through and
 sets defaults for it in ``ops.airflow.airflow_env``; it is not declared here. Only the stdlib is imported,
-so DAG files may import this module at parse time.
+so DAG files may import this module at parse time, and Superset's image carries it for ``python -m bi``.
 
-``tests/test_settings.py`` checks the README's variable tables against ``VARIABLES``, so they cannot drift.
+``tests/test_settings.py`` checks the READMEs' variable tables against ``VARIABLES`` and that no other
+module reads a documented variable from the environment.
 """
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, replace
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
+from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 LOCAL_DIR = PROJECT_ROOT / ".local"  # every generated state: warehouse, simulator, Airflow, dbt, GX
 LOCAL_TZ = "Asia/Ho_Chi_Minh"  # the API's timestamps are local time (UTC+7, no DST)
 RUN_HOUR = time(1, 0)  # the nightly data interval ends at 01:00 local time
-DEFAULT_REPORTS_DIR = PROJECT_ROOT / "reports"
+NIGHTLY_DAG_ID = "cchc_nightly"
+WEEKLY_DAG_ID = "cchc_weekly_integrity"
+MONTHLY_DAG_ID = "cchc_monthly_publication"
+# A night run by hand (make run, python -m ops.airflow test-dag) should not sit out five-minute retries.
+INTERACTIVE_RETRY_DELAY_SECONDS = "10"
+MIN_APPLICANT_HASH_KEY_LENGTH = 16  # shorter HMAC keys are guessable; the generated one has 32 bytes
+
+
+class SettingsError(ValueError):
+    """A documented variable holds a value the project cannot use; the message names the variable."""
 
 
 @dataclass(frozen=True)
@@ -51,7 +78,7 @@ VARIABLES: dict[str, Variable] = {v.name: v for v in [
         ("WAREHOUSE_URL", None, "an external warehouse (postgresql:// URL); unset: the private cluster"),
         ("WAREHOUSE_PORT", "55432", "TCP port of the private cluster (127.0.0.1 only)"),
         ("WAREHOUSE_DATA_DIR", ".local/warehouse/pgdata", "data directory of the private cluster"),
-        ("WAREHOUSE_CREDENTIALS_FILE", ".local/warehouse/credentials.json", "generated passwords (0600)"),
+        ("WAREHOUSE_CREDENTIALS_FILE", None, "generated passwords (0600); unset: credentials.json beside the data"),
         ("WAREHOUSE_DB", "warehouse", "database name"),
         ("WAREHOUSE_ADMIN_PASSWORD", None, "password of the private cluster's superuser (generated)"),
         ("WAREHOUSE_OS_USER", "pgwarehouse", "system user running PostgreSQL when invoked as root"),
@@ -118,7 +145,15 @@ VARIABLES: dict[str, Variable] = {v.name: v for v in [
     *_vars(
         "Front door",
         ("SERVE_PORT", "8090", "port of make serve (127.0.0.1 only)"),
+    ),
+    *_vars(
+        "Superset",
         ("SUPERSET_PORT", "8088", "port of make superset (127.0.0.1 only)"),
+        ("SUPERSET_ADMIN_USERNAME", None, "the local admin (unset: the one kept, admin at first)"),
+        ("SUPERSET_ADMIN_PASSWORD", None, "its password (unset: generated once and kept)"),
+        ("SUPERSET_URL", None, "another Superset for python -m bi import and export"),
+        ("BI_READER_URL", None, "the warehouse as bi_reader, as that Superset reaches it"),
+        ("SUPERSET_VENV", None, "where Superset's own environment is built"),
     ),
     *_vars(
         "Simulator",
@@ -161,19 +196,22 @@ def variable(name: str) -> Variable:
     return found
 
 
-def env_value(name: str, env: Mapping[str, str] | None = None, default: str | None = None) -> str | None:
-    """The value of the documented variable ``name`` in ``env`` (default: the process environment); an empty
-    value counts as unset, as ``FOO= make run`` users expect. ``default`` when unset."""
+def env_value(name: str, env: Mapping[str, str] | None = None) -> str | None:
+    """The raw value of the documented variable ``name`` in ``env`` (default: the process environment); an
+    empty value counts as unset, as ``FOO= make run`` users expect. For this module and the tests: the rest
+    of the project takes typed fields."""
     variable(name)
     value = (os.environ if env is None else env).get(name)
-    return value if value not in (None, "") else default
+    return value if value not in (None, "") else None
 
 
-def env_names(prefix: str, env: Mapping[str, str] | None = None) -> dict[str, str]:
+def _family(prefix: str, env: Mapping[str, str] | None) -> dict[str, str]:
     """The documented variables of a family set in ``env`` (e.g. ``SIM_DEFECT_``), by name."""
     env = os.environ if env is None else env
     return {k: v for k, v in env.items() if k.startswith(prefix) and v != "" and variable(k)}
 
+
+# ------------------------------------------------------------------------------------------ parsers
 
 def project_path(value: str | Path) -> Path:
     """A path from a variable: relative ones are relative to the project folder."""
@@ -181,9 +219,90 @@ def project_path(value: str | Path) -> Path:
     return path if path.is_absolute() else PROJECT_ROOT / path
 
 
-def interval_end_for(run_date: date) -> datetime:
-    """The local (naive) end of the nightly data interval of ``run_date``: 01:00 that day."""
-    return datetime.combine(run_date, RUN_HOUR)
+def _resolved_path(value: str) -> Path:
+    return project_path(value).resolve()
+
+
+def _int_in(low: int, high: int | None = None) -> Callable[[str], int]:
+    bounds = f"{low}..{high}" if high is not None else f">= {low}"
+
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            number = low - 1
+        if number < low or (high is not None and number > high):
+            raise ValueError(f"not an integer in {bounds}")
+        return number
+
+    return parse
+
+
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        if value not in allowed:
+            raise ValueError(f"must be {' or '.join(repr(a) for a in allowed)}")
+        return value
+
+    return parse
+
+
+def _fraction(value: str) -> float:
+    number = float(value)
+    if not 0 < number <= 1:
+        raise ValueError("must be a fraction in (0, 1]")
+    return number
+
+
+def _seconds(value: str) -> timedelta:
+    return timedelta(seconds=float(value))
+
+
+def _minutes(value: str) -> timedelta:
+    return timedelta(minutes=float(value))
+
+
+def _csv(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def _flag(value: str) -> bool:
+    return value != "0"
+
+
+def _all_rate(value: str) -> float:
+    if not value.startswith("all:"):
+        raise ValueError("write all:<rate>")
+    return float(value.split(":", 1)[1])
+
+
+# PostgreSQL's time units for integer settings (https://www.postgresql.org/docs/current/config-setting.html).
+_DURATION = re.compile(r"(?P<amount>\d+)\s*(?P<unit>us|ms|s|min|h|d)?")
+
+
+def _pg_duration(value: str) -> str:
+    """A PostgreSQL duration such as ``60s``; a unit is required (a bare number would mean milliseconds to
+    PostgreSQL, a surprise for a setting documented in seconds) except for ``0``."""
+    match = _DURATION.fullmatch(value.strip())
+    if match is None or (match["unit"] is None and int(match["amount"]) != 0):
+        raise ValueError("not a duration: write a number with a unit (ms, s, min, h, d), e.g. 60s or 5min, "
+                         "or 0 for no limit")
+    if int(match["amount"]) > 2_147_483_647:
+        raise ValueError("too large")
+    return f"{int(match['amount'])}{match['unit'] or ''}"
+
+
+def _postgresql_url(value: str) -> str:
+    if not value.startswith(("postgresql://", "postgres://")):
+        raise ValueError("must be a postgresql:// URL")
+    return value
+
+
+def _hash_key(value: str) -> str:
+    if len(value.encode()) < MIN_APPLICANT_HASH_KEY_LENGTH:
+        raise ValueError(f"must hold at least {MIN_APPLICANT_HASH_KEY_LENGTH} characters (e.g. `openssl rand -hex "
+                         "32`), or be unset to keep the generated key")
+    return value
 
 
 def reference_sources(value: str) -> frozenset[str]:
@@ -194,179 +313,329 @@ def reference_sources(value: str) -> frozenset[str]:
         return frozenset(known)
     unknown = names - known
     if unknown:
-        raise ValueError(f"REFERENCE_ACCEPT_CHANGES: unknown list(s) {', '.join(sorted(unknown))} "
-                         "(units, procedures, delegations or all)")
+        raise ValueError(f"unknown list(s) {', '.join(sorted(unknown))} (units, procedures, delegations or all)")
     return frozenset(names)
 
 
-def _int(name: str, env: Mapping[str, str] | None) -> int:
-    return int(env_value(name, env, variable(name).default))
+# ------------------------------------------------------------------------------------------ fields
+
+def _setting(name: str, parse: Callable[[str], Any] = str, *, unset: Any = None, secret: bool = False) -> Any:
+    """A settings field read from the documented variable ``name`` and parsed by ``parse``. Its default is
+    the declared one, parsed (``unset`` where the README declares none); a ``secret`` stays out of repr()
+    and of error messages."""
+    declared = variable(name).default
+    return field(default=unset if declared is None else parse(declared), repr=not secret,
+                 metadata={"variable": name, "parse": parse, "secret": secret})
 
 
-def _float(name: str, env: Mapping[str, str] | None) -> float:
-    return float(env_value(name, env, variable(name).default))
+def _read(f, env: Mapping[str, str] | None) -> Any:
+    """The field ``f`` from its variable in ``env``; its default when the variable is unset."""
+    name = f.metadata["variable"]
+    raw = env_value(name, env)
+    if raw is None:
+        return f.default
+    try:
+        return f.metadata["parse"](raw)
+    except (ValueError, TypeError) as exc:
+        shown = name if f.metadata["secret"] else f"{name}={raw!r}"
+        raise SettingsError(f"{shown}: {exc}") from None
 
 
-def _path(name: str, env: Mapping[str, str] | None) -> Path:
-    return project_path(env_value(name, env, variable(name).default))
+def _given(cls, env: Mapping[str, str] | None) -> dict[str, Any]:
+    """The fields of the settings class ``cls`` whose variables are set in ``env``, parsed."""
+    return {f.name: _read(f, env) for f in fields(cls)
+            if "variable" in f.metadata and env_value(f.metadata["variable"], env) is not None}
 
 
-def writer_url(env: Mapping[str, str] | None = None) -> str:
-    """The pipeline's (writer role's) URL: ``WAREHOUSE_WRITER_URL``, else the configured warehouse's writer
-    URL (``warehouse.resolve_url``: the private cluster, or ``WAREHOUSE_URL``)."""
-    found = env_value("WAREHOUSE_WRITER_URL", env)
-    if found:
-        return found
-    from warehouse import resolve_url
-    from warehouse.config import Settings as WarehouseSettings
-
-    return resolve_url("writer", WarehouseSettings.from_env(env))
+def _field(cls, attribute: str, env: Mapping[str, str] | None) -> Any:
+    """One field of ``cls`` from the environment, without reading (or validating) the others."""
+    return _read(next(f for f in fields(cls) if f.name == attribute), env)
 
 
-def reports_dir(env: Mapping[str, str] | None = None) -> Path:
-    """``REPORTS_DIR`` (relative to the project), without resolving anything else."""
-    return _path("REPORTS_DIR", env)
+class _FromEnv:
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None):
+        """Every field from its variable in ``env`` (default: the process environment); unset: the default."""
+        return cls(**_given(cls, env))
+
+
+# ------------------------------------------------------------------------------------------ the objects
+
+@dataclass(frozen=True)
+class PublicationTargets(_FromEnv):
+    """The on-time target (metrics.md: at least 95%) and the ranking's minimum of resolved dossiers: the
+    publication's pages print them, dbt gets them as ``--vars`` (its models have no default of their own)."""
+
+    on_time_target: float = _setting("PUBLICATION_ON_TIME_TARGET", _fraction)
+    min_resolved: int = _setting("PUBLICATION_MIN_RESOLVED", _int_in(0))
+
+    def dbt_vars(self, **more) -> dict:
+        """The vars every dbt invocation gets (``on_time_target``, ``min_resolved``), and ``more``."""
+        return {"on_time_target": self.on_time_target, "min_resolved": self.min_resolved, **more}
 
 
 @dataclass(frozen=True)
-class Settings:
+class Settings(_FromEnv):
     """Everything the pipeline's stages need; build it with ``Settings.from_env()``."""
 
-    api_url: str | None
-    api_token: str | None
-    warehouse_url: str
-    finance_inbox: Path
-    history_start: date
-    reports_dir: Path = DEFAULT_REPORTS_DIR
-    gx_dir: Path = LOCAL_DIR / "gx"
-    findings_keep_days: int = 35
-    bat03_share: float = 0.05
-    page_size: int = 1000
-    connect_timeout: float = 10.0
-    read_timeout: float = 120.0
-    max_retry_seconds: float = 300.0
-    page_deadline: float = 180.0
-    max_page_bytes: int = 64 * 2**20
-    reference_max_missing_share: float = 0.2
-    reference_accept: frozenset[str] = frozenset()
-    lock_wait_seconds: float = 900.0
-    lock_ttl_seconds: float = 21600.0
-    lookback: timedelta = timedelta(minutes=180)
-    partition: str = "none"
-    max_window_records: int = 200_000
-    workers: int = 2
-    max_key_bytes: int = 1000
-    finance_max_file_bytes: int = 50 * 2**20
-    finance_max_uncompressed_bytes: int = 200 * 2**20
-    on_time_target: float = 0.95
-    min_resolved: int = 10
-    dbt_manifest_path: Path = LOCAL_DIR / "dbt" / "manifest" / "manifest.json"
-    alert_slack_conn_id: str = "cchc_slack"
-    alert_smtp_conn_id: str = "cchc_smtp"
-    alert_email_from: str | None = None
-    alert_email_to: tuple[str, ...] = ()
+    warehouse_url: str = field(default="", repr=False)  # resolved by from_env (the writer role's URL)
+    api_url: str | None = _setting("PROCEDURE_API_URL")
+    api_token: str | None = _setting("PROCEDURE_API_TOKEN", secret=True)
+    finance_inbox: Path = _setting("FINANCE_INBOX", project_path)
+    history_start: date = _setting("HISTORY_START", date.fromisoformat)
+    reports_dir: Path = _setting("REPORTS_DIR", project_path)
+    gx_dir: Path = _setting("GX_PROJECT_DIR", project_path)
+    findings_keep_days: int = _setting("DQ_FINDINGS_KEEP_DAYS", int)
+    bat03_share: float = _setting("DQ_BAT03_SHARE", float)
+    page_size: int = _setting("PROCEDURE_API_PAGE_SIZE", _int_in(1, 1000))
+    connect_timeout: float = _setting("PROCEDURE_API_CONNECT_TIMEOUT", float)
+    read_timeout: float = _setting("PROCEDURE_API_READ_TIMEOUT", float)
+    max_retry_seconds: float = _setting("PROCEDURE_API_MAX_RETRY_SECONDS", float)
+    page_deadline: float = _setting("PROCEDURE_API_PAGE_DEADLINE_SECONDS", float)
+    max_page_bytes: int = _setting("PROCEDURE_API_MAX_PAGE_BYTES", int)
+    reference_max_missing_share: float = _setting("REFERENCE_MAX_MISSING_SHARE", float)
+    reference_accept: frozenset[str] = _setting("REFERENCE_ACCEPT_CHANGES", reference_sources, unset=frozenset())
+    lock_wait_seconds: float = _setting("PIPELINE_LOCK_WAIT_SECONDS", float)
+    lock_ttl_seconds: float = _setting("PIPELINE_LOCK_TTL_SECONDS", float)
+    lookback: timedelta = _setting("INGEST_LOOKBACK_MINUTES", _minutes)
+    partition: str = _setting("INGEST_PARTITION", _choice("none", "district"))
+    max_window_records: int = _setting("INGEST_MAX_WINDOW_RECORDS", int)
+    workers: int = _setting("INGEST_WORKERS", _int_in(1))
+    max_key_bytes: int = _setting("INGEST_MAX_KEY_BYTES", int)
+    finance_max_file_bytes: int = _setting("FINANCE_MAX_FILE_BYTES", _int_in(1))
+    finance_max_uncompressed_bytes: int = _setting("FINANCE_MAX_UNCOMPRESSED_BYTES", _int_in(1))
+    on_time_target: float = _setting("PUBLICATION_ON_TIME_TARGET", _fraction)
+    min_resolved: int = _setting("PUBLICATION_MIN_RESOLVED", _int_in(0))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, warehouse_url: str | None = None) -> Settings:
         """Read every setting from ``env`` (default: the process environment); ``warehouse_url`` overrides the
         writer URL (else ``WAREHOUSE_WRITER_URL``, else the configured warehouse's)."""
-        if warehouse_url is None:
-            warehouse_url = writer_url(env)
-        partition = env_value("INGEST_PARTITION", env, "none")
-        if partition not in ("none", "district"):
-            raise ValueError(f"INGEST_PARTITION must be 'none' or 'district', not {partition!r}")
-        page_size = _int("PROCEDURE_API_PAGE_SIZE", env)
-        if not 1 <= page_size <= 1000:
-            raise ValueError("PROCEDURE_API_PAGE_SIZE must be in 1..1000")
-        max_file, max_unzipped = _int("FINANCE_MAX_FILE_BYTES", env), _int("FINANCE_MAX_UNCOMPRESSED_BYTES", env)
-        if min(max_file, max_unzipped) < 1:
-            raise ValueError("FINANCE_MAX_FILE_BYTES and FINANCE_MAX_UNCOMPRESSED_BYTES must be positive byte counts")
-        target = _float("PUBLICATION_ON_TIME_TARGET", env)
-        if not 0 < target <= 1:
-            raise ValueError("PUBLICATION_ON_TIME_TARGET must be a fraction in (0, 1]")
-        recipients = tuple(a.strip() for a in (env_value("ALERT_EMAIL_TO", env) or "").split(",") if a.strip())
-        return cls(
-            api_url=env_value("PROCEDURE_API_URL", env),
-            api_token=env_value("PROCEDURE_API_TOKEN", env),
-            warehouse_url=warehouse_url,
-            finance_inbox=_path("FINANCE_INBOX", env),
-            history_start=date.fromisoformat(env_value("HISTORY_START", env, "2023-01-01")),
-            reports_dir=reports_dir(env),
-            gx_dir=_path("GX_PROJECT_DIR", env),
-            findings_keep_days=_int("DQ_FINDINGS_KEEP_DAYS", env),
-            bat03_share=_float("DQ_BAT03_SHARE", env),
-            page_size=page_size,
-            connect_timeout=_float("PROCEDURE_API_CONNECT_TIMEOUT", env),
-            read_timeout=_float("PROCEDURE_API_READ_TIMEOUT", env),
-            max_retry_seconds=_float("PROCEDURE_API_MAX_RETRY_SECONDS", env),
-            page_deadline=_float("PROCEDURE_API_PAGE_DEADLINE_SECONDS", env),
-            max_page_bytes=_int("PROCEDURE_API_MAX_PAGE_BYTES", env),
-            reference_max_missing_share=_float("REFERENCE_MAX_MISSING_SHARE", env),
-            reference_accept=reference_sources(env_value("REFERENCE_ACCEPT_CHANGES", env, "")),
-            lock_wait_seconds=_float("PIPELINE_LOCK_WAIT_SECONDS", env),
-            lock_ttl_seconds=_float("PIPELINE_LOCK_TTL_SECONDS", env),
-            lookback=timedelta(minutes=_float("INGEST_LOOKBACK_MINUTES", env)),
-            partition=partition,
-            max_window_records=_int("INGEST_MAX_WINDOW_RECORDS", env),
-            workers=max(1, _int("INGEST_WORKERS", env)),
-            max_key_bytes=_int("INGEST_MAX_KEY_BYTES", env),
-            finance_max_file_bytes=max_file,
-            finance_max_uncompressed_bytes=max_unzipped,
-            on_time_target=target,
-            min_resolved=_int("PUBLICATION_MIN_RESOLVED", env),
-            dbt_manifest_path=_path("DBT_MANIFEST_PATH", env),
-            alert_slack_conn_id=env_value("ALERT_SLACK_CONN_ID", env, "cchc_slack"),
-            alert_smtp_conn_id=env_value("ALERT_SMTP_CONN_ID", env, "cchc_smtp"),
-            alert_email_from=env_value("ALERT_EMAIL_FROM", env),
-            alert_email_to=recipients,
-        )
+        given = _given(cls, env)  # every value checked before the warehouse is looked for
+        return cls(warehouse_url=writer_url(env) if warehouse_url is None else warehouse_url, **given)
 
     def with_api(self, url: str | None, token: str | None) -> Settings:
         """The same settings with another API endpoint (e.g. from an Airflow connection)."""
         return replace(self, api_url=url or self.api_url, api_token=token or self.api_token)
 
+    @property
+    def targets(self) -> PublicationTargets:
+        return PublicationTargets(self.on_time_target, self.min_resolved)
+
     def dbt_vars(self, **more) -> dict:
-        """The settings the dbt models read as ``--vars`` (the ranking's target and threshold)."""
-        return {"on_time_target": self.on_time_target, "min_resolved": self.min_resolved, **more}
+        """The settings the dbt models read as ``--vars`` (the ranking's target and threshold), and ``more``."""
+        return self.targets.dbt_vars(**more)
 
 
-def publication_targets(env: Mapping[str, str] | None = None) -> tuple[float, int]:
-    """The on-time target and the ranking's minimum of resolved dossiers (``PUBLICATION_*``), without the
-    rest of ``Settings`` (for DAG files and the publication's constants)."""
-    return _float("PUBLICATION_ON_TIME_TARGET", env), _int("PUBLICATION_MIN_RESOLVED", env)
-
-
-def dbt_vars(env: Mapping[str, str] | None = None, **more) -> dict:
-    """``Settings.dbt_vars`` from the environment alone."""
-    target, minimum = publication_targets(env)
-    return {"on_time_target": target, "min_resolved": minimum, **more}
+def current(settings: Settings | None) -> Settings:
+    """``settings``, else ``Settings.from_env()``: the stages' functions take them or read them."""
+    return settings or Settings.from_env()
 
 
 @dataclass(frozen=True)
-class DagSettings:
+class AlertSettings(_FromEnv):
+    """Where alerts go (``pipeline.alerts``): the Airflow connections of Slack and SMTP and the e-mail's
+    addresses. Read apart from ``Settings``, which resolves the warehouse: a failure callback must alert
+    even when that is what is broken."""
+
+    slack_conn_id: str = _setting("ALERT_SLACK_CONN_ID")
+    smtp_conn_id: str = _setting("ALERT_SMTP_CONN_ID")
+    email_from: str | None = _setting("ALERT_EMAIL_FROM")
+    email_to: tuple[str, ...] = _setting("ALERT_EMAIL_TO", _csv, unset=())
+
+
+@dataclass(frozen=True)
+class DagSettings(_FromEnv):
     """What the DAG files read when they are parsed (stdlib only)."""
 
-    retries: int
-    retry_delay: timedelta
-    task_timeout: timedelta
-    run_timeout: timedelta
-    dbt_task_grain: str
-    pull_concurrency: int
-    dbt_manifest_path: Path
+    retries: int = _setting("PIPELINE_TASK_RETRIES", _int_in(0))
+    retry_delay: timedelta = _setting("PIPELINE_RETRY_DELAY_SECONDS", _seconds)
+    task_timeout: timedelta = _setting("PIPELINE_TASK_TIMEOUT_MINUTES", _minutes)
+    run_timeout: timedelta = _setting("PIPELINE_RUN_TIMEOUT_MINUTES", _minutes)
+    dbt_task_grain: str = _setting("DBT_TASK_GRAIN", _choice("node", "layer"))
+    pull_concurrency: int = _setting("INGEST_PULL_CONCURRENCY", _int_in(1))
+    dbt_manifest_path: Path = _setting("DBT_MANIFEST_PATH", project_path)
+
+
+@dataclass(frozen=True)
+class WarehouseSettings(_FromEnv):
+    """The warehouse's settings: the private cluster, or an external server (``WAREHOUSE_URL``), and the
+    roles. ``warehouse.config.Settings`` adds what they imply (passwords, URLs)."""
+
+    data_dir: Path = _setting("WAREHOUSE_DATA_DIR", _resolved_path)
+    credentials_file: Path | None = _setting("WAREHOUSE_CREDENTIALS_FILE", _resolved_path)  # None: beside data
+    port: int = _setting("WAREHOUSE_PORT", _int_in(1, 65535))
+    host: str = "127.0.0.1"  # the private cluster listens on loopback only
+    database: str = _setting("WAREHOUSE_DB")
+    os_user: str = _setting("WAREHOUSE_OS_USER")
+    pg_bin: Path | None = _setting("WAREHOUSE_PG_BIN", Path)
+    start_timeout: int = _setting("WAREHOUSE_START_TIMEOUT", _int_in(1))
+    writer_role: str = _setting("WAREHOUSE_WRITER_ROLE")
+    bi_reader_role: str = _setting("BI_READER_ROLE")
+    bi_reader_statement_timeout: str = _setting("BI_READER_STATEMENT_TIMEOUT", _pg_duration)
+    bi_reader_idle_timeout: str = _setting("BI_READER_IDLE_TIMEOUT", _pg_duration)
+    bi_reader_connection_limit: int = _setting("BI_READER_CONNECTION_LIMIT", _int_in(-1))
+    # True when the retired APPLICANT_SALT is still set, so the bootstrap can say it is ignored.
+    legacy_applicant_salt: bool = False
+    external_url: str | None = _setting("WAREHOUSE_URL", _postgresql_url, secret=True)
+    admin_password: str | None = _setting("WAREHOUSE_ADMIN_PASSWORD", secret=True)
+    writer_password: str | None = _setting("WAREHOUSE_WRITER_PASSWORD", secret=True)
+    bi_reader_password: str | None = _setting("BI_READER_PASSWORD", secret=True)
+    applicant_hash_key: str | None = _setting("APPLICANT_HASH_KEY", _hash_key, secret=True)
+
+    def __post_init__(self) -> None:
+        if self.credentials_file is None:
+            object.__setattr__(self, "credentials_file", self.data_dir.parent / "credentials.json")
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> DagSettings:
-        grain = env_value("DBT_TASK_GRAIN", env, "layer")
-        if grain not in ("node", "layer"):
-            raise ValueError(f"DBT_TASK_GRAIN must be 'node' or 'layer', not {grain!r}")
-        return cls(
-            retries=_int("PIPELINE_TASK_RETRIES", env),
-            retry_delay=timedelta(seconds=_float("PIPELINE_RETRY_DELAY_SECONDS", env)),
-            task_timeout=timedelta(minutes=_float("PIPELINE_TASK_TIMEOUT_MINUTES", env)),
-            run_timeout=timedelta(minutes=_float("PIPELINE_RUN_TIMEOUT_MINUTES", env)),
-            dbt_task_grain=grain,
-            pull_concurrency=_int("INGEST_PULL_CONCURRENCY", env),
-            dbt_manifest_path=_path("DBT_MANIFEST_PATH", env),
-        )
+    def from_env(cls, env: Mapping[str, str] | None = None):
+        """Every field from its variable in ``env`` (default: the process environment)."""
+        retired = (os.environ if env is None else env).get("APPLICANT_SALT")  # only to say it is ignored
+        return cls(legacy_applicant_salt=bool(retired), **_given(cls, env))
 
 
+@dataclass(frozen=True)
+class RunSettings(_FromEnv):
+    """What the commands people type (``make run``, ``make airflow``, ``python -m ops.*``, the simulator's
+    state file) read before anything is resolved or started: nothing here connects."""
+
+    run_date: date | None = _setting("RUN_DATE", date.fromisoformat)
+    airflow_home: Path = _setting("AIRFLOW_HOME", project_path)
+    writer_url: str | None = _setting("WAREHOUSE_WRITER_URL", secret=True)  # as given; else resolved
+    api_url: str | None = _setting("PROCEDURE_API_URL")
+    api_token: str | None = _setting("PROCEDURE_API_TOKEN", secret=True)
+    finance_inbox: Path = _setting("FINANCE_INBOX", project_path)
+    finance_inbox_configured: bool = False  # a configured inbox is the finance department's: never created
+    dbt_executable: str | None = _setting("DBT_EXECUTABLE")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> RunSettings:
+        given = _given(cls, env)
+        return cls(finance_inbox_configured="finance_inbox" in given, **given)
+
+
+def interactive_defaults(env: Mapping[str, str], simulated: bool) -> dict[str, str]:
+    """The variables a night run by hand (``make run``, ``python -m ops.airflow test-dag``) gets where ``env``
+    leaves them unset, as the README says: ``HISTORY_START`` is the simulator's first day when it is the
+    source, retries wait ``INTERACTIVE_RETRY_DELAY_SECONDS``; the inbox and reports folders as absolute paths."""
+    out = {"FINANCE_INBOX": str(RunSettings.from_env(env).finance_inbox), "REPORTS_DIR": str(reports_dir(env))}
+    if simulated and env_value("HISTORY_START", env) is None:
+        out["HISTORY_START"] = SimulatorSettings.from_env(env).start.isoformat()
+    if env_value("PIPELINE_RETRY_DELAY_SECONDS", env) is None:
+        out["PIPELINE_RETRY_DELAY_SECONDS"] = INTERACTIVE_RETRY_DELAY_SECONDS
+    return out
+
+
+# The faults SIM_FAULTS=all:<rate> turns on (not malformed: it loses records on purpose).
+_ALL_FAULTS = ("fault_5xx", "fault_429", "fault_slow", "fault_truncate", "fault_duplicate", "fault_extra_fields")
+# Scenario fields SIM_SCENARIO's file may hold that have a variable too (the variable wins), and their types.
+_SCENARIO_FIELDS = {"seed": int, "start": date.fromisoformat, "end": date.fromisoformat, "scale": float,
+                    "clock": datetime.fromisoformat}
+
+
+@dataclass(frozen=True)
+class SimulatorSettings(_FromEnv):
+    """The simulator's scenario (declared defaults, then ``SIM_SCENARIO``'s file, then the variables), its
+    server and its faults. ``SimulatorSettings()`` holds the declared defaults (``simulator.scenario`` and
+    ``simulator.server`` take theirs from it)."""
+
+    seed: int = _setting("SIM_SEED", int)
+    start: date = _setting("SIM_START", date.fromisoformat)
+    end: date = _setting("SIM_END", date.fromisoformat)
+    scale: float = _setting("SIM_SCALE", float)
+    clock: datetime | None = _setting("SIM_CLOCK", datetime.fromisoformat)
+    defect_rates: Mapping[str, float] = field(default_factory=dict)  # SIM_DEFECT_<RULE>, by rule
+    scenario_file: Path | None = _setting("SIM_SCENARIO", project_path)
+    scenario_extra: Mapping[str, Any] = field(default_factory=dict)  # the file's other scenario fields
+    host: str = _setting("SIM_HOST")
+    port: int = _setting("SIM_PORT", _int_in(0, 65535))
+    token: str | None = _setting("SIM_TOKEN", secret=True)  # PROCEDURE_API_TOKEN, when set, wins
+    state_dir: Path = _setting("SIM_STATE_DIR", project_path)
+    start_timeout: float = _setting("SIM_START_TIMEOUT", float)
+    render_cache: bool = _setting("SIM_RENDER_CACHE", _flag)
+    faults_all: float | None = _setting("SIM_FAULTS", _all_rate)
+    fault_5xx: float = _setting("SIM_FAULT_5XX", float)
+    fault_429: float = _setting("SIM_FAULT_429", float)
+    fault_slow: float = _setting("SIM_FAULT_SLOW", float)
+    fault_truncate: float = _setting("SIM_FAULT_TRUNCATE", float)
+    fault_duplicate: float = _setting("SIM_FAULT_DUPLICATE", float)
+    fault_extra_fields: float = _setting("SIM_FAULT_EXTRA_FIELDS", float)
+    fault_malformed: float = _setting("SIM_FAULT_MALFORMED", float)
+    fault_omit_fields: tuple[str, ...] = _setting("SIM_FAULT_OMIT_FIELDS", _csv, unset=())
+    fault_omit_share: float = _setting("SIM_FAULT_OMIT_SHARE", float)
+    fault_drop: float = _setting("SIM_FAULT_DROP", float)
+    fault_retry_after: int = _setting("SIM_FAULT_RETRY_AFTER", int)
+    fault_slow_seconds: float = _setting("SIM_FAULT_SLOW_SECONDS", float)
+    fault_seed: int = _setting("SIM_FAULT_SEED", int)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> SimulatorSettings:
+        given = _given(cls, env)
+        api_token = env_value("PROCEDURE_API_TOKEN", env)
+        if api_token:  # the simulator serves the token the pipeline is given
+            given["token"] = api_token
+        extra = json.loads(given["scenario_file"].read_text()) if given.get("scenario_file") else {}
+        for key, parse in _SCENARIO_FIELDS.items():
+            if key in extra:
+                value = extra.pop(key)
+                given.setdefault(key, parse(value) if isinstance(value, str) else value)
+        rates = {**extra.pop("defect_rates", {}),
+                 **{k.removeprefix("SIM_DEFECT_"): float(v) for k, v in _family("SIM_DEFECT_", env).items()}}
+        if given.get("faults_all") is not None:
+            for name in _ALL_FAULTS:
+                given.setdefault(name, given["faults_all"])
+        return cls(defect_rates=rates, scenario_extra=extra, **given)
+
+    def scenario(self) -> dict[str, Any]:
+        """The scenario's fields (``simulator.scenario.Scenario.from_dict``)."""
+        return {"seed": self.seed, "start": self.start, "end": self.end, "scale": self.scale, "clock": self.clock,
+                "defect_rates": dict(self.defect_rates), **self.scenario_extra}
+
+
+@dataclass(frozen=True)
+class FrontDoorSettings(_FromEnv):
+    """``make serve``: the read-only index of everything published."""
+
+    serve_port: int = _setting("SERVE_PORT", _int_in(1, 65535))
+
+
+@dataclass(frozen=True)
+class SupersetSettings(_FromEnv):
+    """``python -m bi`` (``make superset``): the local Superset, or another one, and the warehouse as it
+    reaches it."""
+
+    port: int = _setting("SUPERSET_PORT", _int_in(1, 65535))
+    admin_username: str | None = _setting("SUPERSET_ADMIN_USERNAME")
+    admin_password: str | None = _setting("SUPERSET_ADMIN_PASSWORD", secret=True)
+    url: str | None = _setting("SUPERSET_URL")
+    reader_url: str | None = _setting("BI_READER_URL", secret=True)
+    venv: Path | None = _setting("SUPERSET_VENV", _resolved_path)
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+def interval_end_for(run_date: date) -> datetime:
+    """The local (naive) end of the nightly data interval of ``run_date``: 01:00 that day."""
+    return datetime.combine(run_date, RUN_HOUR)
+
+
+def writer_url(env: Mapping[str, str] | None = None) -> str:
+    """The pipeline's (writer role's) URL: ``WAREHOUSE_WRITER_URL``, else the configured warehouse's writer
+    URL (``warehouse.resolve_url``: the private cluster, or ``WAREHOUSE_URL``)."""
+    given = _field(RunSettings, "writer_url", env)
+    if given:
+        return given
+    from warehouse import resolve_url
+    from warehouse.config import Settings as Warehouse
+
+    return resolve_url("writer", Warehouse.from_env(env))
+
+
+def reports_dir(env: Mapping[str, str] | None = None) -> Path:
+    """``REPORTS_DIR`` (relative to the project), without resolving anything else."""
+    return _field(Settings, "reports_dir", env)
+
+
+def dbt_vars(env: Mapping[str, str] | None = None, **more) -> dict:
+    """``PublicationTargets.dbt_vars`` from the environment alone (the DAG files, ``ops.dbt``)."""
+    return PublicationTargets.from_env(env).dbt_vars(**more)

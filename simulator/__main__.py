@@ -8,8 +8,9 @@
     python -m simulator bench   [--scale S] [--pages N]    # serving speed
 
 The scenario comes from ``SIM_*`` variables (see ``simulator.scenario``), faults from ``SIM_FAULT_*``
-(see ``simulator.server.Faults``). The token is ``PROCEDURE_API_TOKEN`` (or ``SIM_TOKEN``); ``start``
-generates one when neither is set and writes it, with the URL, to ``<state dir>/simulator.env``.
+(see ``simulator.server.Faults``), both read by ``pipeline.settings.SimulatorSettings``. The token is
+``PROCEDURE_API_TOKEN`` (or ``SIM_TOKEN``); ``start`` generates one when neither is set and writes it, with
+the URL, to ``<state dir>/simulator.env`` (``read_env_file`` reads it back, for ``make run`` too).
 """
 
 from __future__ import annotations
@@ -27,16 +28,18 @@ from pathlib import Path
 
 import requests
 
-from pipeline.settings import PROJECT_ROOT, env_value, project_path, variable
+from pipeline.settings import PROJECT_ROOT, RunSettings, SimulatorSettings
 
-STATE_DIR = project_path(env_value("SIM_STATE_DIR") or variable("SIM_STATE_DIR").default)
-DEFAULT_PORT = int(env_value("SIM_PORT") or variable("SIM_PORT").default)
-DEFAULT_HOST = env_value("SIM_HOST") or variable("SIM_HOST").default
+SETTINGS = SimulatorSettings.from_env()
+STATE_DIR = SETTINGS.state_dir
 BASE_PATH = "/api/v1"
 
 
-def _token() -> str | None:
-    return env_value("PROCEDURE_API_TOKEN") or env_value("SIM_TOKEN")
+def read_env_file(path: Path) -> dict[str, str]:
+    """A ``NAME=value`` file such as ``simulator.env``, as a mapping (empty when the file does not exist)."""
+    if not path.exists():
+        return {}
+    return dict(line.partition("=")[::2] for line in path.read_text().splitlines() if line)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -44,13 +47,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from simulator.scenario import Scenario
     from simulator.server import Faults, ProcedureApi, make_server
 
-    token = _token() or secrets.token_urlsafe(24)
+    token = SETTINGS.token or secrets.token_urlsafe(24)
     t0 = time.perf_counter()
-    province = Province(Scenario.from_env())
-    if (env_value("SIM_RENDER_CACHE") or "0") != "0":
+    province = Province(Scenario.from_dict(SETTINGS.scenario()))
+    if SETTINGS.render_cache:
         print(f"simulator: {len(province.index.rows):,} records pre-rendered in {province.enable_cache():.1f}s",
               flush=True)
-    api = ProcedureApi(province, token, BASE_PATH, Faults.from_env())
+    api = ProcedureApi(province, token, BASE_PATH, Faults.from_settings(SETTINGS))
     server = make_server(api, args.host, args.port, quiet=not args.verbose)
     host, port = server.server_address[:2]
     print(f"simulator: {len(province.dossiers):,} dossiers generated in {time.perf_counter() - t0:.1f}s; "
@@ -83,20 +86,15 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _read_state() -> tuple[int | None, dict]:
-    pid_file, env_file = STATE_DIR / "simulator.pid", STATE_DIR / "simulator.env"
+def _read_state() -> tuple[int | None, str | None]:
+    """The running simulator's pid and URL, from its state folder."""
+    pid_file = STATE_DIR / "simulator.pid"
     pid = int(pid_file.read_text()) if pid_file.exists() else None
-    env = {}
-    if env_file.exists():
-        for line in env_file.read_text().splitlines():
-            k, _, v = line.partition("=")
-            env[k] = v
-    return pid, env
+    return pid, RunSettings.from_env(read_env_file(STATE_DIR / "simulator.env")).api_url
 
 
 def cmd_start(args: argparse.Namespace) -> int:
-    pid, env = _read_state()
-    running_url = env_value("PROCEDURE_API_URL", env)
+    pid, running_url = _read_state()
     if pid and _pid_alive(pid) and running_url and _health(running_url):
         print(f"simulator already running (pid {pid}) at {running_url}")
         return 0
@@ -109,7 +107,7 @@ def cmd_start(args: argparse.Namespace) -> int:
                   f"set SIM_PORT to a free port", file=sys.stderr)
             return 1
     STATE_DIR.mkdir(parents=True, exist_ok=True)
-    token = _token() or secrets.token_urlsafe(24)
+    token = SETTINGS.token or secrets.token_urlsafe(24)
     url = f"http://{args.host}:{args.port}{BASE_PATH}"
     log = (STATE_DIR / "simulator.log").open("ab")
     proc = subprocess.Popen(
@@ -136,7 +134,7 @@ def cmd_start(args: argparse.Namespace) -> int:
 
 
 def cmd_stop(_: argparse.Namespace) -> int:
-    pid, _env = _read_state()
+    pid, _url = _read_state()
     if not pid or not _pid_alive(pid):
         print("simulator is not running")
         (STATE_DIR / "simulator.pid").unlink(missing_ok=True)
@@ -154,8 +152,7 @@ def cmd_stop(_: argparse.Namespace) -> int:
 
 
 def cmd_status(_: argparse.Namespace) -> int:
-    pid, env = _read_state()
-    running_url = env_value("PROCEDURE_API_URL", env)
+    pid, running_url = _read_state()
     health = _health(running_url) if running_url else None
     if pid and _pid_alive(pid) and health:
         print(f"simulator running (pid {pid}) at {running_url}; clock {health['clock']}")
@@ -169,7 +166,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from simulator.scenario import Scenario
     from simulator.truth import export
 
-    summary = export(Province(Scenario.from_env()), Path(args.out))
+    summary = export(Province(Scenario.from_dict(SETTINGS.scenario())), Path(args.out))
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -178,7 +175,7 @@ def cmd_workbooks(args: argparse.Namespace) -> int:
     from simulator.finance import write_workbooks
     from simulator.scenario import Scenario
 
-    scenario = Scenario.from_env()
+    scenario = Scenario.from_dict(SETTINGS.scenario())
     problems = frozenset(p for p in (args.problems or "").split(",") if p)
     truth = write_workbooks(Path(args.out), investors(), scenario.start,
                             min(scenario.end, scenario.now.date()), scenario.seed, problems)
@@ -207,10 +204,10 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     for name in ("serve", "start"):
         p = sub.add_parser(name)
-        p.add_argument("--host", default=DEFAULT_HOST)
-        p.add_argument("--port", type=int, default=DEFAULT_PORT)
+        p.add_argument("--host", default=SETTINGS.host)
+        p.add_argument("--port", type=int, default=SETTINGS.port)
         p.add_argument("--verbose", action="store_true")
-        p.add_argument("--timeout", type=float, default=float(env_value("SIM_START_TIMEOUT") or "600"))
+        p.add_argument("--timeout", type=float, default=SETTINGS.start_timeout)
     sub.add_parser("stop")
     sub.add_parser("status")
     p = sub.add_parser("export")

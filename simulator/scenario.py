@@ -1,16 +1,20 @@
 """A scenario: everything that determines the simulated province's records.
 
 The same scenario (seed, period, scale, defect rates) always yields the same dossiers; the clock only
-decides how far their lives have progressed. Scenarios come from keyword arguments, a JSON file or
-``SIM_*`` environment variables (see ``Scenario.from_env``).
+decides how far their lives have progressed. Scenarios come from keyword arguments, or from the settings
+(``pipeline.settings.SimulatorSettings``: the ``SIM_*`` variables over a JSON file, ``SIM_SCENARIO``), whose
+declared defaults are the defaults here.
 """
 
 from __future__ import annotations
 
-import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import date, datetime, timedelta
-from pathlib import Path
+
+from pipeline.settings import SimulatorSettings
+
+DEFAULTS = SimulatorSettings()  # the declared defaults of SIM_SEED, SIM_START, SIM_END, SIM_SCALE
 
 # Share of dossiers that carry each injected defect (rule ids of dq-rules.md). DIG01/DIG02 and INC05
 # also arise naturally from the digitisation rates and from offices that do not record progress.
@@ -25,10 +29,10 @@ DEFAULT_DEFECT_RATES: dict[str, float] = {
 class Scenario:
     """Parameters of a simulated province. ``clock`` defaults to 01:00 the day after ``end``."""
 
-    seed: int = 2023
-    start: date = date(2023, 1, 1)
-    end: date = date(2023, 9, 30)  # last day on which dossiers are submitted
-    scale: float = 1.0  # 1.0 ≈ the province's real volume (about 400k dossiers a year)
+    seed: int = DEFAULTS.seed
+    start: date = DEFAULTS.start
+    end: date = DEFAULTS.end  # last day on which dossiers are submitted
+    scale: float = DEFAULTS.scale  # 1.0 ≈ the province's real volume (about 400k dossiers a year)
     clock: datetime | None = None
     defect_rates: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_DEFECT_RATES))
     fix_share: float = 0.3  # share of defective dossiers corrected later (a late correction)
@@ -72,22 +76,7 @@ class Scenario:
         return cls(**kw)
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> Scenario:
-        """Build from ``SIM_SCENARIO`` (a JSON file) then ``SIM_SEED``, ``SIM_START``, ``SIM_END``,
-        ``SIM_SCALE``, ``SIM_CLOCK`` and ``SIM_DEFECT_<RULE>`` overrides."""
-        from pipeline.settings import env_names, env_value
-
-        env = environ
-        data: dict = {}
-        if env_value("SIM_SCENARIO", env):
-            data = json.loads(Path(env_value("SIM_SCENARIO", env)).read_text())
-        for key, name in (("seed", "SIM_SEED"), ("start", "SIM_START"), ("end", "SIM_END"),
-                          ("clock", "SIM_CLOCK")):
-            if env_value(name, env):
-                data[key] = int(env_value(name, env)) if key == "seed" else env_value(name, env)
-        if env_value("SIM_SCALE", env):
-            data["scale"] = float(env_value("SIM_SCALE", env))
-        rates = {k.removeprefix("SIM_DEFECT_"): float(v) for k, v in env_names("SIM_DEFECT_", env).items()}
-        if rates:
-            data["defect_rates"] = {**data.get("defect_rates", {}), **rates}
-        return cls.from_dict(data)
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Scenario:
+        """The scenario of the settings (``SIM_SCENARIO``'s file, then ``SIM_SEED``, ``SIM_START``, ``SIM_END``,
+        ``SIM_SCALE``, ``SIM_CLOCK`` and ``SIM_DEFECT_<RULE>``) in ``environ`` (default: the process's)."""
+        return cls.from_dict(SimulatorSettings.from_env(environ).scenario())

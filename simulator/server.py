@@ -18,63 +18,57 @@ import random
 import threading
 import time
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 import orjson
 
+from pipeline.settings import SimulatorSettings
 from simulator.province import Province
 from simulator.timefmt import DAY, to_secs, ts_str
 from simulator.truth import parse_timestamp
 
+DEFAULTS = SimulatorSettings()
 MAX_WINDOW = 31 * DAY
 DEFAULT_LIMIT, MAX_LIMIT = 500, 1000
 
 
 @dataclass
 class Faults:
-    """Fault rates in [0, 1] per request (``extra_fields``, ``malformed``: per record); all zero by default.
-    ``malformed`` is not part of ``SIM_FAULTS=all:…``: it loses records on purpose (for quarantine tests)."""
+    """Fault rates in [0, 1] per request (``extra_fields``, ``malformed``: per record); all zero by default
+    (the declared defaults of ``SIM_FAULT_*``, ``pipeline.settings.SimulatorSettings``). ``malformed`` is not
+    part of ``SIM_FAULTS=all:…``: it loses records on purpose (for quarantine tests)."""
 
-    server_error: float = 0.0
-    rate_limit: float = 0.0
-    slow: float = 0.0
-    truncate: float = 0.0
-    duplicate: float = 0.0
-    extra_fields: float = 0.0
-    malformed: float = 0.0
-    omit_fields: tuple[str, ...] = ()  # fields dropped from non-deleted dossiers (a format change)
-    omit_share: float = 1.0  # ... from this share of them (deterministic per record)
-    drop: float = 0.0  # per record: left out of the page while still counted in ``total`` (records lost)
-    retry_after: int = 1
-    slow_seconds: float = 2.0
-    seed: int = 7
+    server_error: float = DEFAULTS.fault_5xx
+    rate_limit: float = DEFAULTS.fault_429
+    slow: float = DEFAULTS.fault_slow
+    truncate: float = DEFAULTS.fault_truncate
+    duplicate: float = DEFAULTS.fault_duplicate
+    extra_fields: float = DEFAULTS.fault_extra_fields
+    malformed: float = DEFAULTS.fault_malformed
+    omit_fields: tuple[str, ...] = DEFAULTS.fault_omit_fields  # fields dropped from non-deleted dossiers
+    omit_share: float = DEFAULTS.fault_omit_share  # ... from this share of them (deterministic per record)
+    drop: float = DEFAULTS.fault_drop  # per record: left out of the page while still counted in ``total``
+    retry_after: int = DEFAULTS.fault_retry_after
+    slow_seconds: float = DEFAULTS.fault_slow_seconds
+    seed: int = DEFAULTS.fault_seed
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> Faults:
-        """Rates from ``SIM_FAULT_5XX``, ``_429``, ``_SLOW``, ``_TRUNCATE``, ``_DUPLICATE``, ``_EXTRA_FIELDS``,
-        ``_MALFORMED``; details from ``SIM_FAULT_RETRY_AFTER`` (s), ``SIM_FAULT_SLOW_SECONDS``,
-        ``SIM_FAULT_SEED``; ``SIM_FAULT_OMIT_FIELDS`` (comma-separated) drops those fields from every non-deleted
-        dossier; ``SIM_FAULTS=all:<rate>`` turns every fault but ``malformed`` on at one rate."""
-        from pipeline.settings import env_value
+    def from_settings(cls, settings: SimulatorSettings) -> Faults:
+        """The faults the settings ask for (``SIM_FAULT_*``, ``SIM_FAULTS=all:<rate>``)."""
+        return cls(server_error=settings.fault_5xx, rate_limit=settings.fault_429, slow=settings.fault_slow,
+                   truncate=settings.fault_truncate, duplicate=settings.fault_duplicate,
+                   extra_fields=settings.fault_extra_fields, malformed=settings.fault_malformed,
+                   omit_fields=settings.fault_omit_fields, omit_share=settings.fault_omit_share,
+                   drop=settings.fault_drop, retry_after=settings.fault_retry_after,
+                   slow_seconds=settings.fault_slow_seconds, seed=settings.fault_seed)
 
-        f = cls()
-        every = env_value("SIM_FAULTS", env) or ""
-        if every.startswith("all:"):
-            rate = float(every.split(":", 1)[1])
-            f.server_error = f.rate_limit = f.slow = f.truncate = f.duplicate = f.extra_fields = rate
-        for attr, name in (("server_error", "5XX"), ("rate_limit", "429"), ("slow", "SLOW"),
-                           ("truncate", "TRUNCATE"), ("duplicate", "DUPLICATE"), ("extra_fields", "EXTRA_FIELDS"),
-                           ("malformed", "MALFORMED"), ("omit_share", "OMIT_SHARE"), ("drop", "DROP")):
-            if env_value(f"SIM_FAULT_{name}", env):
-                setattr(f, attr, float(env_value(f"SIM_FAULT_{name}", env)))
-        if env_value("SIM_FAULT_OMIT_FIELDS", env):
-            f.omit_fields = tuple(x.strip() for x in env_value("SIM_FAULT_OMIT_FIELDS", env).split(",") if x.strip())
-        f.retry_after = int(env_value("SIM_FAULT_RETRY_AFTER", env, str(f.retry_after)))
-        f.slow_seconds = float(env_value("SIM_FAULT_SLOW_SECONDS", env, str(f.slow_seconds)))
-        f.seed = int(env_value("SIM_FAULT_SEED", env, str(f.seed)))
-        return f
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Faults:
+        """The faults of the settings in ``env`` (default: the process environment)."""
+        return cls.from_settings(SimulatorSettings.from_env(env))
 
 
 def _hits(record: bytes, rate: float, salt: int) -> bool:

@@ -5,9 +5,8 @@ file, its manifest) would corrupt each other's."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from tests.support.paths import PROJECT_ROOT
 
 
 def pytest_configure(config) -> None:

@@ -4,16 +4,17 @@ paths a newcomer types.)"""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from tests.support.paths import PROJECT_ROOT
+
 DOCS = [PROJECT_ROOT / "README.md", *sorted(PROJECT_ROOT.glob("*/README.md")), *sorted(PROJECT_ROOT.glob("docs/*.md"))]
 MODULE_COMMAND = re.compile(r"python -m ([a-z_][a-z_.]*)((?: [a-z][a-z-]+)?)")
 MAKE_TARGET = re.compile(r"`make ([a-z][a-z-]+)|^make ([a-z][a-z-]+)", re.M)
@@ -58,3 +59,20 @@ def test_every_documented_command_answers_help():
 def test_every_documented_make_target_exists(target):
     makefile = (PROJECT_ROOT / "Makefile").read_text()
     assert re.search(rf"^{re.escape(target)}:", makefile, re.M), f"`make {target}` is documented but not a target"
+
+
+def test_the_manifest_command_works_in_a_fresh_clone_where_dbt_manifest_path_says(tmp_path):
+    """`python -m ops.dbt manifest` as a newcomer types it before any warehouse exists: dbt parse needs none,
+    and the manifest lands where DBT_MANIFEST_PATH says (the compose image builds it that way)."""
+    target = tmp_path / "manifest" / "manifest.json"
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("WAREHOUSE_", "DBT_", "BI_READER_", "PUBLICATION_"))}
+    env.update(WAREHOUSE_DATA_DIR=str(tmp_path / "no-warehouse" / "pgdata"), DBT_MANIFEST_PATH=str(target),
+               DBT_TARGET_PATH=str(tmp_path / "target"), DBT_LOG_PATH=str(tmp_path / "logs"))
+    proc = subprocess.run([sys.executable, "-m", "ops.dbt", "manifest"], cwd=PROJECT_ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert proc.stdout.strip() == str(target)
+    manifest = json.loads(target.read_text())
+    assert "model.cchc.rpt_monthly_ranking" in manifest["nodes"]
+    assert not (tmp_path / "no-warehouse").exists(), "nothing of a warehouse was made"

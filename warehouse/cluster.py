@@ -17,7 +17,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from warehouse.config import ADMIN_USER, DEFAULT_HOST, DEFAULT_OS_USER, Settings, build_url
+from warehouse.config import ADMIN_USER, Settings, build_url
 from warehouse.credentials import CredentialStore
 from warehouse.errors import WarehouseError
 from warehouse.osuser import as_user, ensure_system_user, is_root, make_traversable
@@ -81,13 +81,13 @@ class PrivateCluster:
         self,
         data_dir: Path,
         port: int,
-        host: str = DEFAULT_HOST,
+        host: str = Settings.host,
         *,
         admin_password: str | None = None,
         credentials: CredentialStore | None = None,
-        os_user: str = DEFAULT_OS_USER,
+        os_user: str = Settings.os_user,
         pg_bin: Path | None = None,
-        start_timeout: int = 60,
+        start_timeout: int = Settings.start_timeout,
         server_settings: dict[str, str] | None = None,
     ) -> None:
         self.data_dir = Path(data_dir).resolve()

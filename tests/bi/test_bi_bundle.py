@@ -12,15 +12,28 @@ from __future__ import annotations
 import io
 import json
 import re
+import shutil
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
 import pytest
 import yaml
 
-from bi import BUNDLE_DIR, LOCK_FILE
-from bi.bundle import CANONICAL_URI, MASK, build_zip, superset_uri, write_export
+from bi import BUNDLE_DIR, CURRENT_UNITS, DATA_QUALITY, LOCK_FILE, MORNING, SERVICE_INDEX
+from bi.bundle import (
+    CANONICAL_URI,
+    MASK,
+    build_zip,
+    bundle_files,
+    bundle_target,
+    percent_label,
+    superset_uri,
+    write_export,
+)
 from publication import figures as F
+from tests.support.paths import PROJECT_ROOT
 
 DASHBOARD_SLUGS = {"cchc-morning", "cchc-data-quality", "cchc-service-index", "cchc-current-units"}
 READER = "postgresql://bi_reader:s%40cret-pw@db.example.org:6543/warehouse?sslmode=require"
@@ -43,7 +56,7 @@ def of_kind(bundle: dict, folder: str) -> dict[str, dict]:
 def test_the_dashboards_over_one_bi_reader_connection(bundle):
     assert bundle["metadata.yaml"]["version"] == "1.0.0"
     dashboards = of_kind(bundle, "dashboards")
-    assert {d["slug"] for d in dashboards.values()} == DASHBOARD_SLUGS
+    assert {d["slug"] for d in dashboards.values()} == DASHBOARD_SLUGS == {MORNING, DATA_QUALITY, SERVICE_INDEX, CURRENT_UNITS}  # what links use
     [database] = of_kind(bundle, "databases").values()
     assert database["sqlalchemy_uri"] == CANONICAL_URI, "the export's password is masked, the address canonical"
     assert not database["allow_dml"] and not database["allow_file_upload"] and not database["allow_ctas"]
@@ -144,7 +157,71 @@ def test_labels_speak_the_reports_vocabulary(bundle):
         assert term.casefold() in titles.casefold(), term
     on_time = next(c for c in of_kind(bundle, "charts").values() if "on-time rate by level" in c["slice_name"])
     [target] = on_time["params"]["annotation_layers"]
-    assert target["annotationType"] == "FORMULA" and float(target["value"]) == F.TARGET
+    assert target["annotationType"] == "FORMULA"
+
+
+def imported(archive: bytes) -> dict[str, str]:
+    with zipfile.ZipFile(io.BytesIO(archive)) as zipped:
+        return {n.split("/", 1)[1]: zipped.read(n).decode("utf-8") for n in zipped.namelist()}
+
+
+def target_lines(files: dict[str, str]) -> list[str]:
+    """The values of every target line of the charts: form data, saved query's form data, each query."""
+    values = []
+    for name, text in files.items():
+        if name.startswith("charts/"):
+            chart = yaml.safe_load(text)
+            context = json.loads(chart["query_context"]) if chart.get("query_context") else {}
+            for layers in [chart["params"].get("annotation_layers") or [],
+                           context.get("form_data", {}).get("annotation_layers") or [],
+                           *[q.get("annotation_layers") or [] for q in context.get("queries", [])]]:
+                values += [str(layer["value"]) for layer in layers if layer["annotationType"] == "FORMULA"]
+    return values
+
+
+@pytest.mark.parametrize(("setting", "label"), [("0.9", "90%"), ("0.925", "92,5%")])
+def test_the_import_draws_the_configured_target(monkeypatch, setting, label):
+    """The bundle is exported at one target; an import draws the line where PUBLICATION_ON_TIME_TARGET says
+    (the marts' below_target follows the same setting) and its labels name that target."""
+    stored = bundle_files()
+    drawn = bundle_target(stored)
+    assert len(target_lines(stored)) == 3 and {float(v) for v in target_lines(stored)} == {drawn}
+    monkeypatch.setenv("PUBLICATION_ON_TIME_TARGET", setting)
+    files = imported(build_zip(READER)[0])
+    assert target_lines(files) == [setting] * 3
+    text = "".join(files.values())
+    assert percent_label(drawn) not in text and text.count(label) == "".join(stored.values()).count(
+        percent_label(drawn))
+    same = imported(build_zip(READER, on_time_target=drawn)[0])
+    kept = ("charts/", "datasets/", "dashboards/")
+    assert {n: t for n, t in same.items() if n.startswith(kept)} == {n: t for n, t in stored.items()
+                                                                      if n.startswith(kept)}
+
+
+def test_the_superset_images_layout_runs_python_m_bi(tmp_path):
+    """What bi/Dockerfile copies into the Superset image is enough for `python -m bi` (standard library only,
+    with the project's settings module): run here without any installed package (python -S)."""
+    dockerfile = (PROJECT_ROOT / "bi" / "Dockerfile").read_text()
+    for sources, destination in re.findall(r"^COPY (.+) (\S+)$", dockerfile, re.M):
+        for source in sources.split():
+            if source == "bi/requirements.txt":  # Superset's packages: not what python -m bi needs
+                continue
+            if (PROJECT_ROOT / source).is_dir():
+                shutil.copytree(PROJECT_ROOT / source, tmp_path / destination, dirs_exist_ok=True)
+            else:
+                (tmp_path / destination).mkdir(parents=True, exist_ok=True)
+                shutil.copy(PROJECT_ROOT / source, tmp_path / destination)
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(tmp_path), "SUPERSET_URL": "http://127.0.0.1:1",
+           "SUPERSET_ADMIN_PASSWORD": "pw"}
+    helped = subprocess.run([sys.executable, "-S", "-m", "bi", "import", "--help"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert helped.returncode == 0, helped.stderr
+    probe = ("from bi.__main__ import target; from pipeline.settings import SupersetSettings; "
+             "print(target(SupersetSettings.from_env()))")
+    told = subprocess.run([sys.executable, "-S", "-c", probe], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert told.returncode == 0, told.stderr
+    assert told.stdout.strip() == "('http://127.0.0.1:1', 'admin', 'pw')"
 
 
 def test_the_lock_pins_every_package_and_superset_s_known_good_set():

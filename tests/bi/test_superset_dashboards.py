@@ -32,8 +32,8 @@ from bi.environment import EnvironmentUnavailable, ensure_environment
 from bi.instance import LocalInstance, free_port
 from tests.publication.scenario import built_warehouse
 from tests.support.devtools import DevToolsBrowser, DevToolsError
+from tests.support.paths import PROJECT_ROOT
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOT = PROJECT_ROOT / ".local" / "test-artifacts" / "superset-morning.png"
 AS_OF = date(2023, 7, 1)  # the scenario's night
 MONTH = date(2023, 6, 1)  # its latest complete month

@@ -37,9 +37,9 @@ from simulator.scenario import Scenario
 from simulator.server import Faults
 from simulator.static import RawRecord, StaticProvince
 from tests.support.dirty import Reply, dirty_source
+from tests.support.paths import PROJECT_ROOT
 from tests.support.postgres import throwaway_warehouse
 
-PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NIGHT = datetime(2023, 4, 1, 1, 0)
 SCENARIO = Scenario(seed=21, start=date(2023, 1, 1), end=date(2023, 3, 31), scale=0.02, clock=NIGHT)
 PAGE = 500

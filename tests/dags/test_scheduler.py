@@ -35,10 +35,10 @@ from simulator.__main__ import investors
 from simulator.finance import write_workbooks
 from simulator.province import Province
 from simulator.scenario import Scenario
+from tests.support.paths import PROJECT_ROOT
 from tests.support.postgres import free_port, throwaway_warehouse
 from tests.support.simulator import running_simulator
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SCENARIO = Scenario(seed=21, start=date(2023, 1, 1), end=date(2023, 1, 31), scale=0.005,
                     clock=datetime(2023, 2, 1, 1))
 DAGS = {"cchc_nightly", "cchc_monthly_publication", "cchc_weekly_integrity"}

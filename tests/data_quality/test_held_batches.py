@@ -25,10 +25,10 @@ from pipeline.settings import Settings
 from simulator.province import Province
 from simulator.scenario import Scenario
 from simulator.server import Faults, _hits
+from tests.support.paths import PROJECT_ROOT
 from tests.support.postgres import throwaway_warehouse
 from tests.support.simulator import running_simulator
 
-PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 START = datetime(2023, 2, 1, 1, 0)
 SCENARIO = Scenario(seed=17, start=date(2023, 1, 1), end=date(2023, 2, 28), scale=0.02, clock=START)
 SHARE = 0.05

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.paths import PROJECT_ROOT as ROOT
 
 # `$(python -m warehouse url …)`, the full URL with its password.
 URL_SUBSTITUTION = re.compile(r"\$\([^()]*-m warehouse url[^)]*\)")

@@ -16,7 +16,8 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.paths import PROJECT_ROOT as ROOT
+
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DEPLOY = ROOT / "deploy"
 ENV_EXAMPLE = DEPLOY / ".env.example"
@@ -152,6 +153,8 @@ def test_bi_service_reads_the_marts_as_bi_reader(services):
     dockerfile = (ROOT / "bi" / "Dockerfile").read_text()
     assert "bi/requirements.txt" in dockerfile and re.search(r"^FROM python:3\.11-slim$", dockerfile, re.M)
     assert "SUPERSET_CONFIG_PATH=/opt/cchc/bi/docker/superset_config.py" in dockerfile
+    # python -m bi reads its settings through the project's settings module (standard library only)
+    assert "COPY pipeline/__init__.py pipeline/settings.py pipeline/" in dockerfile
     assert (ROOT / "bi" / "docker" / "superset_config.py").is_file()
     # Its metadata is a database of its own in the metadata server, created by the server's init script.
     metadata = url(env_of(superset)["SUPERSET_METADATA_URL"])
@@ -274,6 +277,7 @@ def test_scripts_the_compose_file_runs_exist(services):
     # dbt runs rewrite .local/dbt/target/manifest.json; the DAG must parse from a copy no run touches.
     manifest = re.search(r"^ENV DBT_MANIFEST_PATH=(\S+)$", dockerfile, re.M)
     assert manifest and ".local" not in manifest[1]
+    assert re.search(r"^RUN python -m ops\.dbt manifest\b", dockerfile, re.M), "written where DBT_MANIFEST_PATH says"
     assert services["airflow-worker"]["build"]["dockerfile"] == "deploy/Dockerfile"
 
 

@@ -8,15 +8,14 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import psycopg
 
+from tests.support.paths import PROJECT_ROOT as ROOT
 from tests.support.postgres import throwaway_warehouse
 from warehouse.pgbin import find_pg_bin
 
-ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 
 

@@ -31,9 +31,9 @@ from simulator.province import Province
 from simulator.scenario import Scenario
 from simulator.static import RawRecord, StaticProvince
 from tests.support.dirty import Reply, dirty_source, envelope
+from tests.support.paths import PROJECT_ROOT
 from tests.support.postgres import throwaway_warehouse
 
-PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NIGHT = datetime(2023, 2, 1, 1, 0)
 SCENARIO = Scenario(seed=11, start=date(2023, 1, 1), end=date(2023, 1, 31), scale=0.01, clock=NIGHT)
 TABLES = ("raw.dossier_versions", "raw.dossier_current", "raw.reference_versions", "raw.quarantine",

@@ -21,9 +21,8 @@ import pytest
 
 from ops.dbt import run_dbt
 from pipeline import lease
+from tests.support.paths import PROJECT_ROOT
 from tests.support.postgres import throwaway_warehouse
-
-PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @pytest.fixture(scope="module")

@@ -63,7 +63,7 @@ def test_the_index_links_every_published_thing_and_every_link_answers(served):
     for link in links:
         assert get(base + link)[0] == 200, link
     assert "does not answer" in page  # the last run: the warehouse is down, the index says so
-    assert 'href="http://127.0.0.1:8080/"' in page and "/dashboard/list/" in page  # Airflow, Superset
+    assert 'href="http://127.0.0.1:8080/"' in page and "/superset/dashboard/cchc-morning/" in page  # Airflow, Superset
     assert get(base + "/dq-digest/latest.txt")[1]["Content-Type"].startswith("text/plain")
     assert get(base + "/cong-khai/cong-khai-2023-09.xlsx")[1]["Content-Type"].startswith(
         "application/vnd.openxmlformats")

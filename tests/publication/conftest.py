@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from tests.publication.scenario import AS_OF, built_warehouse
+from tests.support.paths import PROJECT_ROOT
 from tests.support.reference import compute_marts
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS_DIR = PROJECT_ROOT / ".local" / "test-artifacts"
 _kept: list[tuple[str, Path]] = []  # (what, where): listed at the end of the test run
 

@@ -9,9 +9,9 @@ import os
 import subprocess
 import sys
 from html.parser import HTMLParser
-from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+from tests.support.paths import PROJECT_ROOT
+
 RENDER = """
 import json
 from datetime import date, datetime

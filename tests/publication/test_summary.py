@@ -9,7 +9,6 @@ import subprocess
 import sys
 from datetime import date
 from decimal import Decimal
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -18,10 +17,10 @@ from publication.monthly import NoRankingError, write_publication
 from publication.report import write_report
 from publication.summary import build_summary
 from tests.publication.scenario import RUN_ID
+from tests.support.paths import PROJECT_ROOT
 from tests.support.postgres import throwaway_warehouse
 
 MONTH = date(2023, 6, 1)
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def one(url: str, sql: str, params=()):

@@ -19,10 +19,11 @@ import pytest
 from psycopg import errors
 from psycopg.conninfo import conninfo_to_dict
 
+from tests.support.paths import PROJECT_ROOT
 from tests.support.postgres import throwaway_warehouse
 from warehouse.bootstrap import bootstrap
 from warehouse.cli import main
-from warehouse.config import PROJECT_ROOT, SCHEMAS, build_url, replace_url_parts, resolve_urls
+from warehouse.config import SCHEMAS, build_url, replace_url_parts, resolve_urls
 from warehouse.errors import WarehouseError
 from warehouse.migrate import MIGRATIONS_DIR, load_migrations
 from warehouse.psql import libpq_target

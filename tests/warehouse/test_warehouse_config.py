@@ -6,7 +6,8 @@ import stat
 
 import pytest
 
-from warehouse.config import PROJECT_ROOT, Settings, mask_url, resolve_urls
+from tests.support.paths import PROJECT_ROOT
+from warehouse.config import Settings, mask_url, resolve_urls
 from warehouse.credentials import CredentialStore
 from warehouse.errors import WarehouseError
 

@@ -17,7 +17,7 @@ eligible as (
         per_unit.timely::numeric / per_unit.resolved as on_time_rate
     from per_unit
     join {{ ref('dim_unit') }} as units on units.unit_code = per_unit.unit_code
-    where per_unit.resolved >= {{ var('min_resolved', 10) }}
+    where per_unit.resolved >= {{ var('min_resolved') }}
         -- Only units in force in the month (reorganisation.md): a unit closed on day d is in force in d's
         -- month, a unit opened on day d from d's month on.
         and (units.valid_from is null or units.valid_from < per_unit.month + interval '1 month')
@@ -32,5 +32,5 @@ select
     resolved::integer as resolved,
     on_time_rate,
     row_number() over (partition by month, level order by on_time_rate, resolved desc, unit_code)::integer as rank,
-    on_time_rate < {{ var('on_time_target', 0.95) }} as below_target
+    on_time_rate < {{ var('on_time_target') }} as below_target
 from eligible
