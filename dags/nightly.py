@@ -67,9 +67,12 @@ RUN_ID_TEMPLATE = "{{ ti.xcom_pull(task_ids='start_run')['run_id'] }}"
 # invocation per node (about two seconds each, some fifty a night). "node": one Cosmos task per dbt model,
 # snapshot and test — every model's state and log in the UI, retried alone, spread over Celery workers.
 DBT_TASK_GRAIN = SETTINGS.dbt_task_grain
-# What every dbt invocation of the night is given: the as-of time, the run (for its lease), the ranking's
-# target and threshold (pipeline.settings).
-DBT_VARS = dbt_vars(as_of=AS_OF_TEMPLATE, pipeline_run_id=RUN_ID_TEMPLATE)
+# What every dbt invocation of the night is given: the ranking's target and threshold (pipeline.settings) as
+# vars, the same every night; the as-of time and the run (for its lease) as environment variables.
+DBT_VARS = dbt_vars()
+# The night's as-of time and run travel as environment variables, not vars (dbt would re-parse the whole
+# project for every new value; ops/dbt.py, macro run_var).
+DBT_RUN_CONTEXT = {"CCHC_DBT_AS_OF": AS_OF_TEMPLATE, "CCHC_DBT_PIPELINE_RUN_ID": RUN_ID_TEMPLATE}
 WORKBOOKS_FAILED = ("the dossier marts still build and publish; the disbursement marts keep the last workbooks "
                     "loaded until the inbox is fixed")
 
@@ -88,7 +91,7 @@ def _dbt_group(group_id: str, selector: str):
 
         with TaskGroup(group_id) as group:
             DbtBuildLocalOperator(task_id="build", project_dir=str(DBT_PROJECT_DIR), profile_config=profile,
-                                  selector=selector, vars=DBT_VARS,
+                                  selector=selector, vars=DBT_VARS, env=DBT_RUN_CONTEXT,
                                   install_deps=False, invocation_mode=InvocationMode.DBT_RUNNER)
         return group
     return DbtTaskGroup(
@@ -101,7 +104,7 @@ def _dbt_group(group_id: str, selector: str):
                                    # a relationships test runs once both of its models are built
                                    should_detach_multiple_parents_tests=True),
         # Whole-history tests on the staging views run weekly (dags/weekly.py), not every night.
-        operator_args={"vars": DBT_VARS,
+        operator_args={"vars": DBT_VARS, "env": DBT_RUN_CONTEXT,
                        "install_deps": False, "dbt_cmd_flags": ["--exclude", "tag:history_scan"]},
     )
 

@@ -20,6 +20,11 @@ The connection comes from the writer role's ``postgresql://`` URL — ``WAREHOUS
 | ``DBT_TARGET_PATH``, ``DBT_LOG_PATH`` | ``<repo>/.local/dbt/target``, ``<repo>/.local/dbt/logs``, unless set |
 | ``DBT_SEND_ANONYMOUS_USAGE_STATS`` | ``False`` (no network calls at run time) |
 | ``BI_READER_ROLE`` | the role granted ``select`` on the marts, from ``pipeline.settings.WarehouseSettings`` |
+| ``CCHC_DBT_<NAME>`` | the run-context vars given in ``--vars`` (``RUN_CONTEXT_VARS``), moved out of them |
+
+The run-context values change every night; dbt re-parses the whole project whenever ``--vars`` change, so
+they travel as environment variables that the models read when they run (macro ``run_var``), and the vars dbt
+sees stay the same night after night: a night parses only what changed in the project.
 
 (Two dbt processes at once — e.g. test workers — each need their own ``DBT_TARGET_PATH``.)
 ``DBT_EXECUTABLE`` overrides the dbt binary (default: the ``dbt`` beside this Python, i.e. the project's
@@ -102,6 +107,30 @@ def dbt_env(writer_url: str, base: Mapping[str, str] | None = None) -> dict[str,
     return env
 
 
+# The values that change from one night to the next: given to dbt as environment variables CCHC_DBT_<NAME>,
+# which the macro run_var reads when dbt executes (dbt_project/macros/run_context.sql). As --vars they would
+# cost a full parse of the project at every new value.
+RUN_CONTEXT_VARS = ("as_of", "pipeline_run_id", "incremental_lookback_minutes")
+
+
+def run_context_env(values: Mapping[str, object]) -> dict[str, str]:
+    """The environment variables that carry the run-context ``values`` (those of ``RUN_CONTEXT_VARS``)."""
+    return {f"CCHC_DBT_{name.upper()}": str(values[name]) for name in RUN_CONTEXT_VARS if values.get(name) is not None}
+
+
+def split_run_context(args: Sequence[str], env: Mapping[str, str] | None = None) -> tuple[list[str], dict[str, str]]:
+    """``with_settings_vars(args)``, with the run-context vars taken out of ``--vars`` into the environment
+    variables that carry them (``run_context_env``): the vars left are the same every night."""
+    args = with_settings_vars(args, env)
+    if "--vars" not in args:
+        return args, {}
+    i = args.index("--vars")
+    given = _vars_value(args[i + 1])
+    context = run_context_env(given)
+    rest = {k: v for k, v in given.items() if k not in RUN_CONTEXT_VARS}
+    return [*args[:i], "--vars", json.dumps(rest, sort_keys=True), *args[i + 2:]], context
+
+
 def with_settings_vars(args: Sequence[str], env: Mapping[str, str] | None = None) -> list[str]:
     """``args`` with the settings' dbt vars (``dbt_vars``) merged under the ``--vars`` they give (theirs win),
     for a dbt command (not ``dbt --version``, nor a group's help such as ``dbt docs --help``)."""
@@ -138,8 +167,9 @@ def run_dbt(args: Sequence[str], writer_url: str, *, capture_output: bool = True
     (``with_settings_vars``); never raises on a failing dbt command — check ``returncode`` (``stdout`` holds
     dbt's log when captured)."""
     DBT_LOCAL_DIR.mkdir(parents=True, exist_ok=True)
-    return subprocess.run([dbt_executable(), *with_settings_vars(args, base_env)], cwd=DBT_PROJECT_DIR,
-                          env=dbt_env(writer_url, base_env), text=True, capture_output=capture_output, check=False)
+    args, context = split_run_context(args, base_env)
+    return subprocess.run([dbt_executable(), *args], cwd=DBT_PROJECT_DIR, env={**dbt_env(writer_url, base_env),
+                          **context}, text=True, capture_output=capture_output, check=False)
 
 
 def ensure_manifest(writer_url: str | None = None) -> Path:

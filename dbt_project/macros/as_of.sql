@@ -1,8 +1,9 @@
-{#- The run's as-of time (var as_of, an ISO local date-time: the end of the night's data interval),
+{#- The run's as-of time (run_var as_of, an ISO local date-time: the end of the night's data interval),
     else now in Asia/Ho_Chi_Minh. Every "as of" figure (pending overdue, delegation status) uses it. -#}
 {% macro as_of_ts() -%}
-    {%- if var('as_of', none) -%}
-        '{{ var("as_of") }}'::timestamp
+    {%- set as_of = run_var('as_of') -%}
+    {%- if as_of -%}
+        '{{ as_of }}'::timestamp
     {%- else -%}
         (now() at time zone 'Asia/Ho_Chi_Minh')::timestamp(0)
     {%- endif -%}

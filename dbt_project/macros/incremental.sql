@@ -6,7 +6,7 @@
 
 {% macro changed_since_last_build(column) -%}
     {{ column }} > (select max(source_changed_at) from {{ this }})
-                   - interval '{{ var("incremental_lookback_minutes", 15) }} minutes'
+                   - interval '{{ run_var("incremental_lookback_minutes", 15) }} minutes'
 {%- endmacro %}
 
 

@@ -56,7 +56,9 @@ def of_kind(bundle: dict, folder: str) -> dict[str, dict]:
 def test_the_dashboards_over_one_bi_reader_connection(bundle):
     assert bundle["metadata.yaml"]["version"] == "1.0.0"
     dashboards = of_kind(bundle, "dashboards")
-    assert {d["slug"] for d in dashboards.values()} == DASHBOARD_SLUGS == {MORNING, DATA_QUALITY, SERVICE_INDEX, CURRENT_UNITS}  # what links use
+    # what the links use
+    assert {d["slug"] for d in dashboards.values()} == DASHBOARD_SLUGS == {MORNING, DATA_QUALITY, SERVICE_INDEX,
+                                                                        CURRENT_UNITS}
     [database] = of_kind(bundle, "databases").values()
     assert database["sqlalchemy_uri"] == CANONICAL_URI, "the export's password is masked, the address canonical"
     assert not database["allow_dml"] and not database["allow_file_upload"] and not database["allow_ctas"]

@@ -1,0 +1,19 @@
+{#- A value that changes from one night to the next — the as-of time, the run id, the incremental look-back —
+    read when dbt executes, not when it parses: from `var(name)` when the command line gives it, else from the
+    environment variable CCHC_DBT_<NAME> that the pipeline sets (ops.dbt, the nightly DAG's dbt tasks), else
+    `default`. dbt re-parses the whole project whenever `--vars` change (some ten seconds); kept out of the
+    vars, a new night's timestamp costs no parse. At parse time the default stands in (parsing only needs the
+    refs). -#}
+{% macro run_var(name, default=none) -%}
+    {%- set given = var(name, none) -%}
+    {%- if given is not none -%}
+        {{ return(given) }}
+    {%- endif -%}
+    {%- if execute -%}
+        {%- set value = env_var('CCHC_DBT_' ~ (name | upper), '') -%}
+        {%- if value != '' -%}
+            {{ return(value) }}
+        {%- endif -%}
+    {%- endif -%}
+    {{ return(default) }}
+{%- endmacro %}
