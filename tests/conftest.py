@@ -1,6 +1,12 @@
-"""The suite runs on two workers (``make test``: pytest-xdist, one test file per worker at a time). Each
-worker gets its own dbt target and log folders: two dbt processes writing one ``target/`` (its partial-parse
-file, its manifest) would corrupt each other's."""
+"""The suite runs on two workers (``make test``: pytest-xdist, ``--dist loadfile``). Each worker gets its own
+dbt target and log folders: two dbt processes writing one ``target/`` (its partial-parse file, its manifest)
+would corrupt each other's.
+
+Work is handed out in units: a test file, except ``tests/publication/``, whose files share one warehouse
+(a package fixture) and so go to one worker together. The units start slowest first — a long file starting
+last would leave the other worker idle until it ends — by the rough costs below (seconds on two busy cores;
+only their order matters), the other files by their number of tests.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +14,64 @@ import os
 
 from tests.support.paths import PROJECT_ROOT
 
+PACKAGES_AS_ONE_UNIT = ("tests/publication/",)
+COSTS = {
+    "tests/dags/test_nightly_run.py": 210,
+    "tests/dbt/test_marts.py": 180,
+    "tests/dags/test_scheduler.py": 130,
+    "tests/publication/": 120,
+    "tests/data_quality/test_dossier_rules.py": 110,
+    "tests/data_quality/test_held_batches.py": 100,
+    "tests/dags/test_dag_integrity.py": 100,
+    "tests/bi/test_superset_dashboards.py": 90,
+    "tests/data_quality/test_batch_and_finance.py": 55,
+    "tests/pipeline/test_lease.py": 50,
+    "tests/dbt/test_staging.py": 40,
+    "tests/dbt/test_service_index.py": 40,
+}
+
+
+def work_unit(nodeid: str) -> str:
+    """The unit of work a test belongs to: its file, or its package when the package is one unit."""
+    path = nodeid.split("::", 1)[0]
+    return next((p for p in PACKAGES_AS_ONE_UNIT if path.startswith(p)), path)
+
 
 def pytest_configure(config) -> None:
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(UnitScheduling(), "cchc-unit-scheduling")
     worker = os.environ.get("PYTEST_XDIST_WORKER")
     if worker:
         local = PROJECT_ROOT / ".local" / "dbt"
         os.environ.setdefault("DBT_TARGET_PATH", str(local / f"target-{worker}"))
         os.environ.setdefault("DBT_LOG_PATH", str(local / f"logs-{worker}"))
+
+
+def pytest_collection_modifyitems(session, config, items) -> None:
+    """Units in order of cost (the scheduler hands them out in collection order), each unit's tests together
+    and in their own order."""
+    first: dict[str, int] = {}
+    size: dict[str, int] = {}
+    for i, item in enumerate(items):
+        unit = work_unit(item.nodeid)
+        first.setdefault(unit, i)
+        size[unit] = size.get(unit, 0) + 1
+    items.sort(key=lambda item: (-COSTS.get(work_unit(item.nodeid), 0), -size[work_unit(item.nodeid)],
+                                 first[work_unit(item.nodeid)]))
+
+
+class UnitScheduling:
+    """A plugin (registered only when pytest-xdist is loaded): ``--dist loadfile`` with the units of
+    ``work_unit``, handed out in collection order."""
+
+    def pytest_xdist_make_scheduler(self, config, log):
+        if config.getoption("dist", None) != "loadfile":
+            return None
+        from xdist.scheduler import LoadFileScheduling
+
+        class Scheduling(LoadFileScheduling):
+            def _split_scope(self, nodeid: str) -> str:
+                return work_unit(nodeid)
+
+        config.option.loadscopereorder = False
+        return Scheduling(config, log)
