@@ -23,6 +23,7 @@ from simulator.calendar import WorkCalendar
 from simulator.catalogue import Procedure
 from simulator.delegations import USAGE_SHARE, DelegationItem
 from simulator.scenario import Scenario
+from simulator.steps import MAX_STEPS, StepModel
 from simulator.timefmt import DAY, NEVER, day_str, to_secs
 from simulator.units import PROVINCE_CODE, Unit
 
@@ -34,7 +35,6 @@ ONLINE_LEVEL_FACTOR = {1: 1.25, 2: 0.9, 3: 0.75}
 INTAKE_DIGITISED = {1: 0.93, 2: 0.78, 3: 0.45}  # paper intake with digitised components
 RESULT_DIGITISED = {1: 0.92, 2: 0.70, 3: 0.55}  # paper-result dossiers with an electronic result
 NON_RECORDING_UNIT_SHARE = 0.12  # district/commune offices that mostly do not record steps
-MAX_STEPS = 4
 
 # Defect bits (rule ids of dq-rules.md) carried by a dossier; rendered only when the field exists.
 DEFECT_BITS = {rule: 1 << i for i, rule in enumerate(
@@ -67,22 +67,23 @@ class DossierTable:
     paid: np.ndarray
     end: np.ndarray  # finished / withdrawn / stopped / last activity of a stuck dossier
     returned: np.ndarray
-    steps: np.ndarray  # int8 number of recorded processing steps (0 = none recorded)
+    steps: np.ndarray  # int8 number of processing steps the System holds (0: none recorded)
+    step_at: np.ndarray  # int32 (n, MAX_STEPS) time of each of those steps, NEVER beyond them (simulator.steps)
+    held_step: np.ndarray  # int8 the route's stage a dossier finished late was held up at (-1: not late)
     intake_flags: np.ndarray  # int8 bit0 HoSoCoThanhPhanSoHoa, bit1 a TaiLieuNop item DuocSoHoa
     result_link_at: np.ndarray  # when the electronic result link appears (NEVER: never)
     defects: np.ndarray  # int32 DEFECT_BITS
     fixed: np.ndarray  # when injected defects are corrected (NEVER: never)
     deleted: np.ndarray
     rand: np.ndarray  # uint32 per-dossier randomness for rendering details
+    offices: StepModel  # the routes, legal deadlines and slow or silent offices of the steps
 
     def __len__(self) -> int:
         return len(self.unit)
 
     def step_time(self, k: int) -> np.ndarray:
         """Time of step ``k`` (1-based) for every dossier; NEVER where there is no such step."""
-        span = self.end.astype(np.int64) - self.receive
-        t = self.receive + span * k // np.maximum(self.steps, 1)
-        return np.where(self.steps >= k, t, NEVER).astype(np.int64)
+        return self.step_at[:, k - 1].astype(np.int64)
 
     def updated_at(self, clock: int) -> np.ndarray:
         """NgayCapNhat of every dossier at ``clock``: its latest event not after the clock."""
@@ -273,10 +274,17 @@ def generate(scenario: Scenario, units: list[Unit], procedures: list[Procedure],
     oblig = np.where(has_oblig, proc_start + (end - proc_start) // 3, NEVER)
     paid = np.where(has_oblig, proc_start + (end - proc_start) // 2, NEVER)
 
-    # Processing steps; offices that do not record progress mostly leave them empty.
-    steps = rng.integers(2, MAX_STEPS + 1, n).astype(np.int8)
-    steps[outcome == STUCK] = 1
-    steps[outcome == NOT_ACCEPTED] = 0
+    # Processing steps: a finished dossier passes every office of its route (simulator.steps), a withdrawn or
+    # stopped one the first few; offices that do not record progress mostly leave them empty (the steps are
+    # taken all the same: the truth knows where such a dossier was held up). (The draw of 2..4 steps stays as
+    # it was: the random stream after it must not move.)
+    offices = StepModel(units, procedures, cal, scenario.start, scenario.end)
+    drawn = rng.integers(2, 5, n).astype(np.int8)
+    route_len = offices.length[unit, proc]
+    taken = np.where(outcome == FINISHED, route_len, np.minimum(drawn, route_len)).astype(np.int8)
+    taken[outcome == STUCK] = 1
+    taken[outcome == NOT_ACCEPTED] = 0
+    steps = taken.copy()
     steps[non_recording[unit] & (rng.random(n) < 0.75)] = 0
 
     # Digitisation: intake (paper dossiers' components) and results (electronic result link).
@@ -320,13 +328,23 @@ def generate(scenario: Scenario, units: list[Unit], procedures: list[Procedure],
     def i32(a: np.ndarray) -> np.ndarray:
         return np.minimum(a, NEVER).astype(np.int32)
 
+    # The steps' offices and times come from a random stream of their own: the fields above do not depend
+    # on them. Slow and silent offices are chosen among the recording units.
+    srng = np.random.default_rng([scenario.seed, 2023, 7])
+    size = np.zeros(len(units))
+    size[communes], size[districts] = size_w[3], size_w[2]
+    offices.choose_defects(srng, punctuality, ~non_recording, size)
+    step_at, held_step = offices.plan(srng, unit, proc, taken, late & (outcome == FINISHED), proc_start, end)
+    step_at[np.arange(MAX_STEPS) >= steps[:, None]] = NEVER  # taken, never recorded: no trace in the records
+
     return DossierTable(
         unit=unit.astype(np.int16), proc=proc, level=level.astype(np.int8), channel=channel, obj_type=obj_type,
         seq=seq, key=key, outcome=outcome, submit=i32(submit), receive=i32(receive), due=i32(due),
         supp_req=i32(supp_req), supp_done=i32(supp_done), due_new=i32(due_new), oblig=i32(oblig), paid=i32(paid),
-        end=i32(end), returned=i32(returned), steps=steps, intake_flags=intake_flags,
+        end=i32(end), returned=i32(returned), steps=steps, step_at=step_at, held_step=held_step,
+        intake_flags=intake_flags,
         result_link_at=i32(result_link_at), defects=defects, fixed=i32(fixed), deleted=i32(deleted),
-        rand=rng.integers(0, 2**32, n, dtype=np.uint32),
+        rand=rng.integers(0, 2**32, n, dtype=np.uint32), offices=offices,
     )
 
 

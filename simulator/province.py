@@ -23,7 +23,7 @@ from simulator.calendar import WorkCalendar
 from simulator.catalogue import build_procedures
 from simulator.delegations import build_delegations
 from simulator.dossiers import DEFECT_BITS, generate
-from simulator.render import RenderContext, render_rows
+from simulator.render import RenderContext, dossier_code, render_rows
 from simulator.scenario import Scenario
 from simulator.timefmt import to_datetime, to_secs
 from simulator.truth import parse_timestamp
@@ -55,7 +55,8 @@ class Province:
         self.delegations = build_delegations(scenario.seed, {p.name: p.code for p in self.procedures}, districts,
                                              PROVINCE_CODE)
         self.dossiers = generate(scenario, self.units, self.procedures, self.delegations, self.calendar)
-        self.render_ctx = RenderContext(self.units, self.procedures, scenario.empty_string_share)
+        self.render_ctx = RenderContext(self.units, self.procedures, scenario.empty_string_share,
+                                        self.dossiers.offices)
         self._lock = threading.Lock()
         self._cache: dict[int, tuple[int, bytes]] | None = None
         self.index: ClockIndex
@@ -110,6 +111,25 @@ class Province:
 
     def procedure_records(self) -> list[dict]:
         return [p.to_record() for p in self.procedures]
+
+    def office_defect_records(self) -> list[dict]:
+        """The scenario's slow offices and offices that never record their steps (simulator.steps)."""
+        return [d.to_record() for d in self.dossiers.offices.defects]
+
+    def non_recording_units(self) -> list[str]:
+        """``MaDonVi`` of the units that leave most of their dossiers' ``QuaTrinhXuLy`` empty."""
+        return list(self.dossiers.offices.non_recording)
+
+    def held_up_at(self) -> dict[str, str]:
+        """``{MaHoSo: PhongBanXuLy}``: for every current dossier finished late by the clock, the office of its
+        route it was held up at — where its delay began, whether or not that office (or its unit) records its
+        steps, and whatever defects its record carries."""
+        d, t = self.dossiers, self.index.clock
+        rows = np.nonzero((d.held_step >= 0) & (d.end <= t) & (d.submit <= t) & (d.deleted > t))[0]
+        offices = d.offices
+        return {dossier_code(self.units[u].code, s, q): offices.office_of(u, p, k) for u, p, k, s, q in zip(
+            d.unit[rows].tolist(), d.proc[rows].tolist(), d.held_step[rows].tolist(), d.submit[rows].tolist(),
+            d.seq[rows].tolist(), strict=True)}
 
     def delegation_records(self) -> list[dict]:
         t = self.index.clock
