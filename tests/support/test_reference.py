@@ -523,6 +523,99 @@ def test_disbursement_rates():
     assert all(type(r["plan_pm"]) is int for r in rows)
 
 
+# ----- processing steps (where dossiers are held up) ----------------------------------------------------------
+def step(no, office, processed, start=None, legal_end=None) -> dict:
+    """A QuaTrinhXuLy item; times as ``MMddHHmm`` in 2023 (seconds 00) unless a full value is given."""
+    def ts(v):
+        return v if v is None or v == "" or len(v) != 8 else f"2023{v}00"
+    return {"BuocXuLy": no, "ThoiDiemXuLy": ts(processed), "NguoiXuLy": "Lê Văn B", "ChucDanh": "Chuyên viên",
+            "PhongBanXuLy": office, "NoiDungXuLy": "Xử lý", "TrangThai": 1, "NgayBatDau": ts(start),
+            "NgayKetThucTheoQuyDinh": ts(legal_end)}
+
+
+def test_steps_offices_durations_lateness_and_percentiles():
+    recs = [
+        dossier("d1", unit=X1, status=4, finished=None, QuaTrinhXuLy=[
+            step(1, "Một cửa", "03010830", start="03010800", legal_end="03010900"),  # 0.5 h, on time
+            step(2, "Địa chính", "03030830", start="03010830", legal_end="03021700"),  # 48 h, late
+            step(3, "Chủ tịch", "03031030", start="03030830", legal_end="03031030"),  # 2 h, at its deadline
+        ]),
+        dossier("d2", unit=X1, status=4, finished=None, QuaTrinhXuLy=[
+            step(1, "Một cửa", "03050900", start="03050800"),  # 1 h, no deadline: not late
+            step(2, "Địa chính", "03061000", legal_end="20230306095959"),  # no start: no duration; 1 s late
+            step(3, "Địa chính", "03071100", start="03071200", legal_end=""),  # starts after it ends: no duration
+            step(4, "", "20230331235959", start="03312000"),  # empty office; 3 h 59 min 59 s
+            step(5, None, "04010000"),  # no office; April
+            step(6, "Địa chính", None, start="03080800"),  # not processed: no step
+            step(7, "Địa chính", "20230230100000", start="03080800"),  # 30 February: no step
+            "not an object",
+        ]),
+        dossier("d3", unit=X2, status=4, finished=None, QuaTrinhXuLy=[
+            step(k, "Phòng A", f"0402{8 + h:02d}00", start="04020800") for k, h in enumerate((1, 2, 3, 10), 1)]),
+        dossier("gone", unit=X1, DaXoa=True, QuaTrinhXuLy=[step(1, "Một cửa", "03010830")]),
+        dossier("old", unit=X1, updated="20230301000000", QuaTrinhXuLy=[step(1, "Bản cũ", "03010830")]),
+        dossier("old", unit=X1, updated="20230302000000", QuaTrinhXuLy=[]),
+    ]
+    rows = {(r["month"], r["unit_code"], r["office"]): r for r in marts(recs)["fct_step_monthly"]}
+    march, april = date(2023, 3, 1), date(2023, 4, 1)
+    assert set(rows) == {(march, X1, "Một cửa"), (march, X1, "Địa chính"), (march, X1, "Chủ tịch"),
+                         (march, X1, "(không ghi)"), (april, X1, "(không ghi)"), (april, X2, "Phòng A")}
+
+    def figures(key):
+        r = rows[key]
+        return r["steps"], r["late_steps"], r["late_step_rate"], r["median_hours"], r["p90_hours"]
+
+    assert figures((march, X1, "Một cửa")) == (2, 0, 0.0, approx(0.75), approx(0.95))  # 0.5 + 0.9 × 0.5
+    assert figures((march, X1, "Địa chính")) == (3, 2, approx(2 / 3), 48.0, 48.0)
+    assert figures((march, X1, "Chủ tịch")) == (1, 0, 0.0, 2.0, 2.0)
+    assert figures((march, X1, "(không ghi)")) == (1, 0, 0.0, approx(14399 / 3600), approx(14399 / 3600))
+    assert figures((april, X1, "(không ghi)")) == (1, 0, 0.0, None, None)
+    # 1, 2, 3, 10 hours: median (2 + 3) / 2; p90 at position 2.7: 3 + 0.7 × 7
+    assert figures((april, X2, "Phòng A")) == (4, 0, 0.0, 2.5, approx(7.9))
+
+
+def late_dossier(code: str, steps: list, finished: str = "20230320100000", due: str | None = "20230315170000",
+                 **kw) -> dict:
+    return dossier(code, unit=X1, due=due, finished=finished, QuaTrinhXuLy=steps, **kw)
+
+
+def test_late_origin_is_the_first_late_step_by_step_number_then_list_position():
+    late = {"legal_end": "03021700", "start": "03010800"}
+    on_time = {"legal_end": "03301700", "start": "03010800"}
+    recs = [
+        late_dossier("lowest-number", [step(2, "B", "03031000", **late), step(1, "A", "03031000", **late)]),
+        late_dossier("tie", [step(2, "C", "03031000", **late), step(2, "D", "03031000", **late),
+                             step(3, "E", "03031000", **late)]),
+        late_dossier("numbered-first", [step(None, "F", "03031000", **late), step(5, "G", "03031000", **late)]),
+        late_dossier("number-as-text", [step("1", "H", "03031000", **late), step(3, "I", "03031000", **late)]),
+        late_dossier("no-office", [step(1, "Một cửa", "03011000", **on_time), step(2, "", "03031000", **late)]),
+        late_dossier("no-late-step", [step(1, "Một cửa", "03011000", **on_time)]),
+        late_dossier("no-steps", []),
+        late_dossier("invalid-late-step", [step(1, "J", "20230231100000", **late)]),
+        late_dossier("april", [step(1, "A", "04031000", **late)], finished="20230403100000"),
+        dossier("on-time", unit=X1, due="20230315170000", finished="20230315100000",
+                QuaTrinhXuLy=[step(1, "K", "03031000", **late)]),
+        late_dossier("deleted", [step(1, "L", "03031000", **late)], DaXoa=True),
+        late_dossier("no-due", [step(1, "M", "03031000", **late)], due=None),
+        late_dossier("in-processing", [step(1, "N", "03031000", **late)], status=4),
+    ]
+    rows = {(r["month"], r["unit_code"], r["office"]): r["late_dossiers"]
+            for r in marts(recs)["fct_late_origin_monthly"]}
+    march = date(2023, 3, 1)
+    assert rows == {
+        (march, X1, "A"): 1,  # BuocXuLy 1 comes before 2, whatever the list order
+        (march, X1, "C"): 1,  # two steps 2: the first in the list
+        (march, X1, "G"): 1,  # a step without a number comes after the numbered ones
+        (march, X1, "I"): 1,  # "1" is not a number
+        (march, X1, "(không ghi)"): 1,
+        (march, X1, "(không ghi nhận)"): 3,  # no late step, no steps, the late step's time invalid
+        (date(2023, 4, 1), X1, "A"): 1,
+    }
+    steps = {(r["month"], r["office"]): r["late_steps"] for r in marts(recs)["fct_step_monthly"]}
+    assert steps[(march, "K")] == 1  # the on-time dossier's late step is a late step all the same
+    assert (march, "L") not in steps and (march, "J") not in steps
+
+
 # ----- dimensions --------------------------------------------------------------------------------------------
 def test_dim_unit_districts_and_validity():
     rows = {r["unit_code"]: r for r in marts()["dim_unit"]}
@@ -668,6 +761,10 @@ def test_simulated_province_totals_are_consistent(province_marts):
         for r in members:
             assert r["resolved"] >= 10 and r["resolved"] == per_unit_month[(r["month"], r["unit_code"])]
             assert r["below_target"] == (r["on_time_rate"] < 0.95)
+
+    assert total("fct_late_origin_monthly", "late_dossiers") == sum(f["timeliness"] == "late" for f in facts)
+    assert all(0 <= r["late_steps"] <= r["steps"] > 0 for r in out["fct_step_monthly"])
+    assert all(r["median_hours"] is None or r["median_hours"] <= r["p90_hours"] for r in out["fct_step_monthly"])
 
     usage = out["fct_delegation_usage"]
     assert usage and all(0 <= r["received_by_delegates"] <= r["received"] for r in usage)
