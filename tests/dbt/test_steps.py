@@ -39,7 +39,7 @@ from tests.support.reference_steps import COLUMNS, KEYS, NOT_NAMED, NOT_RECORDED
 from tests.support.simulator import running_simulator
 
 NIGHT1, NIGHT2 = datetime(2023, 5, 1, 1, 0), datetime(2023, 5, 2, 1, 0)
-MARCH, APRIL = date(2023, 3, 1), date(2023, 4, 1)
+JANUARY, FEBRUARY, MARCH, APRIL = date(2023, 1, 1), date(2023, 2, 1), date(2023, 3, 1), date(2023, 4, 1)
 SELECT = ["+fct_step_monthly", "+fct_late_origin_monthly", "fct_timeliness_monthly"]
 
 PROVINCE = "000.00.00.H47"
@@ -143,6 +143,10 @@ NIGHT1_RECORDS = [
     late(17, [step(1, DESK, "03010900", **ON_TIME), step(2, LEAD, "03060900", **LATE)]),
     dossier(18, [step(1, DESK, "03010900", **ON_TIME), step(2, REGISTRY, "03060900", **LATE)], unit=D2),
     dossier(19, [step(1, DESK, "03010900", **ON_TIME)], status=4, finished=None),
+    # 21: the only steps of February, deleted tonight: the month leaves fct_step_monthly. 22: the only steps
+    #     of January, never changed: the month is never recomputed.
+    dossier(21, [step(1, DESK, "02200900", start="02200800", legal_end="02201700")], status=4, finished=None),
+    dossier(22, [step(1, DESK, "01200900", start="01200800", legal_end="01201700")], status=4, finished=None),
 ]
 
 NIGHT2_CHANGES = [
@@ -158,6 +162,7 @@ NIGHT2_CHANGES = [
     late(20, [step(1, DESK, "04030900", start="04030800", legal_end="04031700"),
               step(2, REGISTRY, "04200900", start="04030900", legal_end="04171700")],
          finished="04281000", updated="05011000"),  # a new dossier, late in April
+    tombstone(21, "05011000"),
 ]
 CHANGED = {r["MaHoSo"] for r in NIGHT2_CHANGES}
 NIGHT2_RECORDS = [r for r in NIGHT1_RECORDS if r["MaHoSo"] not in CHANGED] + NIGHT2_CHANGES
@@ -207,7 +212,8 @@ def built(tmp_path_factory):
         province.set_clock(NIGHT2)
         run_night(settings, NIGHT2, run_id="steps-2", until="land", checks=False, lease=False)
         log = _build(url)
-        out["inserted"] = int(re.search(r"intermediate\.int_dossiers__steps \.+ \[\S*INSERT 0 (\d+)", log).group(1))
+        out["inserted"] = {model: int(re.search(model + r" \.+ \[\S*INSERT 0 (\d+)", log).group(1))
+                           for model in ("int_dossiers__steps", "fct_step_monthly")}
         out["night2"] = {t: _fetch(url, t) for t in COLUMNS}
         _build(url, "--full-refresh")
         out["full"] = {t: _fetch(url, t) for t in COLUMNS}
@@ -274,8 +280,13 @@ def test_step_figures_by_hand(built):
     assert (MARCH, D2, REGISTRY) not in night2 and (APRIL, D1, ENVIRONMENT) in night2
 
 
-def test_the_second_night_decodes_only_the_changed_dossiers(built):
+def test_the_second_night_decodes_only_the_changed_dossiers_and_recomputes_only_their_months(built):
     changed = [r for r in NIGHT2_CHANGES if not r.get("DaXoa")]
     steps = compute_steps(changed)["fct_step_monthly"]
-    assert built["inserted"] == sum(r["steps"] for r in steps) < sum(
+    assert built["inserted"]["int_dossiers__steps"] == sum(r["steps"] for r in steps) < sum(
         r["steps"] for r in compute_steps(NIGHT2_RECORDS)["fct_step_monthly"]) / 2
+    # March and April changed, February lost its only steps; January's row stays as the first night built it.
+    months = compute_steps(NIGHT2_RECORDS)["fct_step_monthly"]
+    assert built["inserted"]["fct_step_monthly"] == sum(r["month"] in (MARCH, APRIL) for r in months)
+    assert {r["month"] for r in built["night1"]["fct_step_monthly"]} == {JANUARY, FEBRUARY, MARCH, APRIL}
+    assert {r["month"] for r in built["night2"]["fct_step_monthly"]} == {JANUARY, MARCH, APRIL}

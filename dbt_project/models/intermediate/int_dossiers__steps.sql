@@ -5,7 +5,8 @@
         incremental_strategy='delete+insert',
         on_schema_change='fail',
         pre_hook=["{{ delete_changed_dossiers(ref('stg_api__dossiers'), 's.is_deleted or s.latest_step_at is null') }}"],
-        indexes=[{'columns': ['dossier_id', 'position'], 'unique': True}, {'columns': ['source_changed_at']}]
+        indexes=[{'columns': ['dossier_id', 'position'], 'unique': True}, {'columns': ['source_changed_at']},
+                 {'columns': ['month']}]
     )
 }}
 -- The processing steps of metrics.md ("where dossiers are held up"), one narrow row per step: a QuaTrinhXuLy
@@ -13,7 +14,7 @@
 -- lateness, and whether it is its dossier's first late step. Decoded from the JSON once per new version of
 -- a dossier: incremental on raw.dossier_current.changed_at like fct_dossier, a changed dossier's steps
 -- replaced whole (delete+insert on dossier_id); the pre-hook removes the steps of dossiers deleted since, or
--- left with no step. fct_step_monthly and fct_late_origin_monthly are grouped scans of this table.
+-- left with no step. fct_step_monthly (month by month) and fct_late_origin_monthly read this table.
 with steps as (
     select dossier_id, unit_code, position, step_no, processed_at, department, started_at, legal_end_at, changed_at
     from {{ ref('stg_api__dossier_steps') }}
