@@ -19,9 +19,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from simulator import reorganisation
 from simulator.calendar import WorkCalendar
 from simulator.catalogue import Procedure
 from simulator.delegations import USAGE_SHARE, DelegationItem
+from simulator.reorganisation import REORGANISED_ON
 from simulator.scenario import Scenario
 from simulator.steps import MAX_STEPS, StepModel
 from simulator.timefmt import DAY, NEVER, day_str, to_secs
@@ -77,6 +79,11 @@ class DossierTable:
     deleted: np.ndarray
     rand: np.ndarray  # uint32 per-dossier randomness for rendering details
     offices: StepModel  # the routes, legal deadlines and slow or silent offices of the steps
+    # Transfers to a closed unit's successor (reorganisation.md): (n, closing days) times (NEVER: not moved) and
+    # units (-1); no columns outside the reorganisation scenario.
+    moved_at: np.ndarray
+    moved_to: np.ndarray
+    untransferred: np.ndarray  # bool: left at a closed unit by the System (VAL07 on purpose)
 
     def __len__(self) -> int:
         return len(self.unit)
@@ -84,6 +91,15 @@ class DossierTable:
     def step_time(self, k: int) -> np.ndarray:
         """Time of step ``k`` (1-based) for every dossier; NEVER where there is no such step."""
         return self.step_at[:, k - 1].astype(np.int64)
+
+    def handler_at(self, rows: np.ndarray, clock: int) -> np.ndarray:
+        """The unit handling dossiers ``rows`` at ``clock`` (``DonViXuLy``): their unit, or the successor a
+        transfer gave them."""
+        unit = self.unit[rows].astype(np.int32)
+        for k in range(self.moved_at.shape[1]):
+            hit = self.moved_at[rows, k] <= clock
+            unit[hit] = self.moved_to[rows[hit], k]
+        return unit
 
     def updated_at(self, clock: int) -> np.ndarray:
         """NgayCapNhat of every dossier at ``clock``: its latest event not after the clock."""
@@ -95,6 +111,9 @@ class DossierTable:
             upd = np.where((c <= clock) & (c > upd), c, upd)
         for k in range(1, MAX_STEPS + 1):
             c = self.step_time(k)
+            upd = np.where((c <= clock) & (c > upd), c, upd)
+        for k in range(self.moved_at.shape[1]):
+            c = self.moved_at[:, k].astype(np.int64)
             upd = np.where((c <= clock) & (c > upd), c, upd)
         deleted = self.deleted.astype(np.int64)
         return np.where(deleted <= clock, deleted, upd)
@@ -123,9 +142,12 @@ def generate(scenario: Scenario, units: list[Unit], procedures: list[Procedure],
     unit_idx = {u.code: i for i, u in enumerate(units)}
     proc_idx = {p.code: i for i, p in enumerate(procedures)}
     unit_level = np.array([u.level for u in units], dtype=np.int8)
-    communes = np.array([i for i, u in enumerate(units) if u.kind == "UBND_XA"])
-    districts = np.array([i for i, u in enumerate(units) if u.kind == "UBND_HUYEN"])
-    dept_of_field = {f: unit_idx[u.code] for u in units for f in u.fields}
+    # Dossiers are drawn among the units of before the 2025 reorganisation (all of them but in the reorganisation
+    # scenario), then handed over to the units in force on their day (below).
+    legacy = [u.valid_from < REORGANISED_ON for u in units]
+    communes = np.array([i for i, u in enumerate(units) if u.kind == "UBND_XA" and legacy[i]])
+    districts = np.array([i for i, u in enumerate(units) if u.kind == "UBND_HUYEN" and legacy[i]])
+    dept_of_field = {f: unit_idx[u.code] for i, u in enumerate(units) for f in u.fields if legacy[i]}
     # Offices' own character: size, punctuality, whether they record progress.
     size_w = {3: _lognormal_weights(rng, len(communes), 0.6), 2: _lognormal_weights(rng, len(districts), 0.5)}
     punctuality = rng.lognormal(0.0, 0.45, len(units))
@@ -178,11 +200,20 @@ def generate(scenario: Scenario, units: list[Unit], procedures: list[Procedure],
                 live &= home_district[rows] == recv
             unit[rows[live & (u01[rows, 0] < share)]] = recv
 
-    # Units closed by a merger hand their new dossiers to the unit they merged into.
-    for i, u in enumerate(units):
-        if u.merged_into is not None:
-            after = (unit == i) & (sub_day > to_secs(u.valid_to) // DAY)
-            unit[after] = unit_idx[u.merged_into]
+    # Units closed by a merger hand their new dossiers to the unit they merged into; in the reorganisation
+    # scenario every closed unit hands them over to its successors (simulator.reorganisation), but for a few
+    # the System failed to move in the first days (VAL07, on purpose).
+    field_of = np.array([p.field for p in procedures])[proc]
+    untransferred = np.zeros(n, dtype=bool)
+    if scenario.reorganisation:
+        hrng = np.random.default_rng([scenario.seed, 2025])
+        untransferred = reorganisation.untransferred(units, unit, sub_day, hrng)
+        unit = reorganisation.hand_over(units, unit, sub_day, field_of, hrng, untransferred)
+    else:
+        for i, u in enumerate(units):
+            if u.merged_into is not None:
+                after = (unit == i) & (sub_day > to_secs(u.valid_to) // DAY)
+                unit[after] = unit_idx[u.merged_into]
     level = unit_level[unit]
 
     p_online_lvl = np.array([ONLINE_BASE[p.online_level] for p in procedures])[proc]
@@ -192,7 +223,6 @@ def generate(scenario: Scenario, units: list[Unit], procedures: list[Procedure],
     channel = np.where(u01[:, 1] < p_online, 2, np.where(u01[:, 2] < 0.03, 3, 1)).astype(np.int8)
     channel[(channel == 1) & (u01[:, 3] < 0.12)] = 0  # KenhThucHien left empty: counts as in person
 
-    field_of = np.array([p.field for p in procedures])[proc]
     business = np.isin(field_of, ["DOANH_NGHIEP"])
     obj_type = np.where(business, np.where(u01[:, 4] < 0.95, 2, 1),
                         np.searchsorted([0.93, 0.97, 0.98], u01[:, 4]) + 1).astype(np.int8)
@@ -201,6 +231,9 @@ def generate(scenario: Scenario, units: list[Unit], procedures: list[Procedure],
     # dossiers submitted "then" arrive on the next working day; online ones keep their day.
     in_person = channel <= 1
     sub_day = np.where(channel == 2, sub_day, cal.roll(sub_day))
+    if scenario.reorganisation:  # a desk closed on a unit's last days: the dossier goes to its successor
+        unit = reorganisation.hand_over(units, unit, sub_day, field_of, hrng, untransferred)
+        level = unit_level[unit]
     submit = np.where(in_person, _times_in_day(rng, sub_day, 7.5, 16.5), _times_in_day(rng, sub_day, 0, 24))
     lag = np.where(in_person, 0, np.where(channel == 2, rng.integers(0, 2, n), rng.integers(1, 4, n)))
     recv_day = cal.add(sub_day, lag)
@@ -313,6 +346,22 @@ def generate(scenario: Scenario, units: list[Unit], procedures: list[Procedure],
                      last_event + rng.integers(1, 20, n) * DAY + rng.integers(0, 8 * 3600, n), NEVER)
     deleted = np.where(rng.random(n) < scenario.delete_rate, submit + rng.integers(3600, 20 * DAY, n), NEVER)
 
+    # Closed units' open dossiers moved to their successors (reorganisation.md), on streams of their own.
+    if scenario.reorganisation:
+        defects[untransferred] = 0  # the System's failures to transfer carry no defect that would hide them
+        fixed[untransferred] = NEVER
+        deleted[untransferred] = NEVER
+        done = (outcome == FINISHED) | (outcome == WITHDRAWN) | (outcome == STOPPED)
+
+        def ended(t: np.ndarray) -> np.ndarray:
+            return (done & (end <= t)) | ((outcome == NOT_ACCEPTED) & (receive <= t)) | (deleted <= t)
+
+        moved_at, moved_to = reorganisation.transfers(units, unit, submit, ended,
+                                                      reorganisation.closures(units, first_day, last_day),
+                                                      np.random.default_rng([scenario.seed, 2025, 7]))
+    else:
+        moved_at, moved_to = np.full((n, 0), NEVER, dtype=np.int32), np.full((n, 0), -1, dtype=np.int16)
+
     # Dossier codes: {unit of the desk}-{yyMMdd}-{NNNNN}, numbered in submission order per unit and day.
     order = np.lexsort((submit, sub_day, unit))
     grp = unit[order].astype(np.int64) * 100_000 + sub_day[order]
@@ -345,6 +394,7 @@ def generate(scenario: Scenario, units: list[Unit], procedures: list[Procedure],
         intake_flags=intake_flags,
         result_link_at=i32(result_link_at), defects=defects, fixed=i32(fixed), deleted=i32(deleted),
         rand=rng.integers(0, 2**32, n, dtype=np.uint32), offices=offices,
+        moved_at=moved_at, moved_to=moved_to, untransferred=untransferred,
     )
 
 

@@ -70,7 +70,7 @@ def render_rows(table: DossierTable, rows: np.ndarray, clock: int, ctx: RenderCo
     cols = {name: getattr(table, name)[rows].tolist() for name in (
         "unit", "proc", "channel", "obj_type", "seq", "outcome", "submit", "receive", "due", "supp_req",
         "supp_done", "due_new", "oblig", "paid", "end", "returned", "steps", "step_at", "intake_flags",
-        "result_link_at", "defects", "fixed", "deleted", "rand")}
+        "result_link_at", "defects", "fixed", "deleted", "rand", "moved_at", "moved_to")}
     out = []
     for j, row in enumerate(rows.tolist()):
         out.append(_render_one(row, {k: v[j] for k, v in cols.items()}, clock, ctx))
@@ -88,8 +88,12 @@ def _missing(r: int, ctx: RenderContext) -> str | None:
 
 def _render_one(row: int, c: dict, clock: int, ctx: RenderContext) -> dict:
     r = c["rand"]
-    unit_code = ctx.unit_codes[c["unit"]]
-    code = dossier_code(unit_code, c["submit"], c["seq"])
+    code = dossier_code(ctx.unit_codes[c["unit"]], c["submit"], c["seq"])
+    handler = c["unit"]
+    for at, to in zip(c["moved_at"], c["moved_to"], strict=True):  # transferred to a successor (reorganisation)
+        if at <= clock:
+            handler = to
+    unit_code = ctx.unit_codes[handler]
     updated = _updated(c, clock)
     if c["deleted"] <= clock:
         return {"MaHoSo": code, "NgayCapNhat": ts_str(c["deleted"]), "DaXoa": True, "DonViXuLy": unit_code,
@@ -182,6 +186,9 @@ def _updated(c: dict, clock: int) -> int:
         if best < v <= clock:
             best = v
     for v in c["step_at"][:c["steps"]]:
+        if best < v <= clock:
+            best = v
+    for v in c["moved_at"]:
         if best < v <= clock:
             best = v
     return best

@@ -42,8 +42,9 @@ import numpy as np
 
 from simulator.calendar import WorkCalendar
 from simulator.catalogue import Procedure
+from simulator.reorganisation import LAST_DAY as REORGANISATION_LAST_DAY
 from simulator.timefmt import DAY, NEVER, to_secs
-from simulator.units import PROVINCE_CODE, Unit
+from simulator.units import Unit
 
 MAX_STEPS = 4
 CHUNK = 1 << 20  # dossiers planned at once
@@ -174,9 +175,10 @@ def route_for(unit: Unit, procedure: Procedure) -> tuple[Stage, ...]:
     else:
         desk = Stage(PROVINCIAL_DESK, "Công chức tiếp nhận", "Tiếp nhận hồ sơ, chuyển xử lý")
         title = "Chuyên viên"
-        if unit.code == PROVINCE_CODE:
-            offices = ("Văn phòng UBND tỉnh",)
-            lead = Stage("Lãnh đạo UBND tỉnh", "Phó Chủ tịch UBND tỉnh", "Ký duyệt kết quả")
+        if unit.kind == "UBND_TINH":  # the provincial People's Committee (a city's, after 2025: thành phố)
+            where = "thành phố" if unit.name.startswith("UBND thành phố") else "tỉnh"
+            offices = (f"Văn phòng UBND {where}",)
+            lead = Stage(f"Lãnh đạo UBND {where}", f"Phó Chủ tịch UBND {where}", "Ký duyệt kết quả")
         elif unit.kind == "TRUNG_TAM_PVHCC":
             offices = ("Phòng Kiểm soát thủ tục hành chính",)
             lead = Stage("Lãnh đạo Trung tâm", "Giám đốc Trung tâm", "Ký duyệt kết quả")
@@ -287,7 +289,9 @@ class StepModel:
         steps are missing, one whose steps carry no office name, a large commune's civil-status official."""
         self.non_recording = [u.code for u, r in zip(self.units, recording, strict=True) if not r]
         kinds = np.array([u.kind for u in self.units])
-        in_force = np.array([u.valid_to is None for u in self.units])
+        # Units not closed by an earlier merger (Nông Sơn): in the reorganisation scenario, the old units until
+        # they close on 2025-06-30 and the new ones from the next day.
+        in_force = np.array([u.valid_to is None or u.valid_to >= REORGANISATION_LAST_DAY for u in self.units])
         ok = recording & in_force
         districts = np.nonzero((kinds == "UBND_HUYEN") & ok)[0]
         communes = np.nonzero((kinds == "UBND_XA") & ok)[0]

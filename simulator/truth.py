@@ -146,7 +146,9 @@ def export(province, out_dir: Path) -> dict:
     from QuaTrinhXuLy) or ``silent_unnamed`` (recorded with PhongBanXuLy empty) —, ``non_recording_units``,
     the units that leave most of their dossiers' QuaTrinhXuLy empty, and ``held_up_at``, ``{MaHoSo:
     PhongBanXuLy}`` for every dossier finished late, the office of its route its delay began at, whether the
-    record shows it or not).
+    record shows it or not). In the reorganisation scenario, ``reorganisation``: the closed units' true
+    successors, those whose record omits them, the transferred dossiers and the ones the System failed to move
+    (``Province.reorganisation_truth``).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     units, procs = province.unit_records(), province.procedure_records()
@@ -168,6 +170,10 @@ def export(province, out_dir: Path) -> dict:
                "tombstones": sum(1 for r in records if r.get("DaXoa")), "rule_counts": counts,
                "office_defect_counts": dict(Counter(d["defect"] for d in office_defects)), "held_up": len(held)}
     steps_truth = {"office_defects": office_defects, "non_recording_units": non_recording, "held_up_at": held}
+    if province.scenario.reorganisation:
+        steps_truth["reorganisation"] = reorganised = province.reorganisation_truth()
+        summary["transferred"] = len(reorganised["transferred"])
+        summary["untransferred"] = len(reorganised["untransferred"])
     (out_dir / "truth.json").write_bytes(orjson.dumps({**summary, "findings": truth, **steps_truth},
                                                       option=orjson.OPT_INDENT_2))
     return summary
