@@ -22,7 +22,7 @@ import orjson
 from simulator.calendar import WorkCalendar
 from simulator.catalogue import build_procedures
 from simulator.delegations import build_delegations
-from simulator.dossiers import DEFECT_BITS, NOT_ACCEPTED, generate
+from simulator.dossiers import DEFECT_BITS, generate
 from simulator.render import RenderContext, dossier_code, render_rows
 from simulator.reorganisation import REORGANISED_ON, reorganise_delegations
 from simulator.scenario import Scenario
@@ -140,7 +140,8 @@ class Province:
         successors as they really are (main first; also where the record omits ``DonViKeThua``),
         ``unannounced``, the closed units whose record omits them, ``transferred``, ``{MaHoSo: [[NgayCapNhat of
         the transfer, from MaDonVi, to MaDonVi], ...]}`` for every dossier the System moved by the clock, and
-        ``untransferred``, the dossiers it left at a closed unit and received after the unit's last day (VAL07)."""
+        ``untransferred``, the dossiers submitted after their unit's last day that it failed to move (those it
+        received break VAL07; a few were refused at the desk)."""
         d, t = self.dossiers, self.index.clock
         codes = [u.code for u in self.units]
         day = self.clock.date()
@@ -155,12 +156,12 @@ class Province:
                     moves.append([ts_str(at), codes[held], codes[to]])
                     held = to
             moved[self._code(row)] = moves
-        received = exists & d.untransferred & (d.receive <= t) & (d.outcome != NOT_ACCEPTED)
+        left = exists & d.untransferred
         return {"reorganised_on": REORGANISED_ON.strftime("%Y%m%d"),
                 "successors": {u.code: list(u.successors) for u in closed},
                 "unannounced": [u.code for u in closed if u.successors and not u.successors_served],
                 "transferred": moved,
-                "untransferred": sorted(self._code(r) for r in np.nonzero(received)[0].tolist())}
+                "untransferred": sorted(self._code(r) for r in np.nonzero(left)[0].tolist())}
 
     def _code(self, row: int) -> str:
         d = self.dossiers

@@ -681,6 +681,118 @@ def test_every_table_has_the_columns_of_marts_md():
     assert {t: m for t, m in missing.items() if m} == {}
 
 
+# ----- through a reorganisation (reorganisation.md) ---------------------------------------------------------------
+QN, CITY = "000.00.00.H47", "000.00.00.H17"
+D1, D2 = "000.00.58.H47", "000.00.48.H47"  # D1 merged into D2 in 2024, D2 closed in 2025
+A, B, U, C1, C2 = "000.01.48.H47", "000.02.48.H47", "000.03.48.H47", "000.04.48.H47", "000.05.48.H47"
+N1, N2 = "000.01.00.H17", "000.02.00.H17"
+REORGANISED_AS_OF = datetime(2025, 9, 1, 1, 0)
+
+
+def unit(code: str, name: str, level: int, parent: str | None, start: str, end: str | None = None,
+         successors: list | None = None) -> dict:
+    rec = {"MaDonVi": code, "TenDonVi": name, "CapDonVi": level, "LoaiDonVi": {1: "UBND_TINH", 2: "UBND_HUYEN",
+           3: "UBND_XA"}[level], "MaDonViCha": parent, "MaHanhChinh": None, "HieuLucTu": start, "HieuLucDen": end}
+    if successors is not None:
+        rec["DonViKeThua"] = successors
+    return rec
+
+
+REORGANISED_UNITS = [
+    unit(QN, "UBND tỉnh", 1, None, "20080101", "20250630", [CITY]),
+    unit(CITY, "UBND thành phố", 1, None, "20250701"),
+    unit(D1, "UBND huyện Gộp", 2, QN, "20081208", "20241130", [D2]),
+    unit(D2, "UBND huyện Nhận", 2, QN, "20080101", "20250630", [N1, N2]),
+    unit(A, "UBND xã Chia", 3, D2, "20080101", "20250630", [N2, N1]),  # divided: N2 is the main successor
+    unit(B, "UBND xã Không Kế Thừa", 3, D2, "20080101", "20250630"),  # closed without successors
+    unit(U, "UBND xã Kế Thừa Lạ", 3, D2, "20080101", "20250630", ["", 7, "000.77.77.H47"]),  # an unknown one
+    unit(C1, "UBND xã Vòng Một", 3, D2, "20080101", "20250630", [C2]),
+    unit(C2, "UBND xã Vòng Hai", 3, D2, "20080101", "20250630", [C1]),  # a cycle: the System's error
+    unit(N1, "UBND xã Mới Một", 3, CITY, "20250701"),
+    unit(N2, "UBND phường Mới Hai", 3, CITY, "20250701"),
+]
+
+
+def resolved(unit_code: str, day: str) -> dict:
+    """A dossier of ``unit_code`` received on ``day`` (yyyyMMdd) and resolved on time that day."""
+    return dossier(unit=unit_code, submitted=f"{day}075000", received=f"{day}080000", due=f"{day}170000",
+                   finished=f"{day}100000", updated=f"{day}100000")
+
+
+REORGANISED_DOSSIERS = [
+    resolved(D1, "20241115"), resolved(D2, "20250610"), resolved(D2, "20250611"), resolved(A, "20250520"),
+    resolved(B, "20250521"), resolved(U, "20250522"), resolved(C1, "20250523"),
+    resolved(A, "20250703"),  # received by A after its last day: the System failed to transfer it (VAL07)
+    resolved(N1, "20250805"), resolved(N2, "20250806"),
+]
+
+
+def reorganised(as_of=REORGANISED_AS_OF, dossiers=REORGANISED_DOSSIERS) -> dict[str, list[dict]]:
+    return compute_marts(list(dossiers), REORGANISED_UNITS, PROCEDURES, [], {}, as_of, min_resolved=1)
+
+
+def test_lineage_follows_main_successors_to_the_units_in_force():
+    lines = {r["unit_code"]: (r["successor_code"], r["current_unit_code"], r["is_in_force"])
+             for r in reorganised()["dim_unit"]}
+    assert lines == {
+        QN: (CITY, CITY, False), CITY: (None, CITY, True),
+        D1: (D2, N1, False),  # a chain of two successions
+        D2: (N1, N1, False), A: (N2, N2, False),  # a divided commune: its main successor
+        B: (None, None, False),  # closed without successors
+        U: ("000.77.77.H47", None, False),  # "" and 7 are no successors; the first string one is unknown
+        C1: (C2, None, False), C2: (C1, None, False),  # a cycle never ends in a unit in force
+        N1: (None, N1, True), N2: (None, N2, True)}
+    names = {r["unit_code"]: r["current_unit_name"] for r in reorganised()["dim_unit"]}
+    assert names[D1] == "UBND xã Mới Một" and names[B] is None
+    # Before the day the old units are in force: their own current units, no successor yet.
+    before = {r["unit_code"]: (r["successor_code"], r["current_unit_code"])
+              for r in reorganised(datetime(2025, 6, 15, 1))["dim_unit"]}
+    assert before[D1] == (D2, D2) and before[D2] == (None, D2) and before[A] == (None, A)
+    assert before[N1] == (None, None)  # not in force yet, no successor: no current unit
+
+
+def test_figures_on_todays_units_reach_back_through_the_lineage():
+    out = reorganised()
+    current = {(r["month"], r["current_unit_code"]): r["resolved"] for r in out["fct_timeliness_monthly_current"]}
+    assert current == {
+        (date(2024, 11, 1), N1): 1,  # D1 → D2 → N1
+        (date(2025, 6, 1), N1): 2,
+        (date(2025, 8, 1), N1): 1,
+        (date(2025, 5, 1), N2): 1,  # A → N2
+        (date(2025, 7, 1), N2): 1,
+        (date(2025, 8, 1), N2): 1,
+    }  # B, U and the cycle have no current unit: left out here, still in the recorded-unit table
+    recorded = {r["unit_code"] for r in out["fct_timeliness_monthly"]}
+    assert {B, U, C1} <= recorded
+    row = pick(out["fct_online_monthly_current"], month=date(2025, 6, 1), current_unit_code=N1)
+    assert (row["unit_code"], row["current_unit_name"], row["received"]) == (N1, "UBND xã Mới Một", 2)
+
+
+def test_each_month_ranks_the_units_in_force_in_it():
+    ranked = {(r["month"], r["level"], r["unit_code"]) for r in reorganised()["rpt_monthly_ranking"]}
+    assert ranked == {
+        (date(2024, 11, 1), 2, D1),  # closed on 30 November: in force in November
+        (date(2025, 6, 1), 2, D2),
+        (date(2025, 5, 1), 3, A), (date(2025, 5, 1), 3, B), (date(2025, 5, 1), 3, U), (date(2025, 5, 1), 3, C1),
+        (date(2025, 8, 1), 3, N1), (date(2025, 8, 1), 3, N2),
+    }  # A's July dossier counts for A (recorded unit) but A is not ranked in July: it had closed
+
+
+def test_levels_and_district_areas_stop_at_the_reorganisation():
+    from tests.support.reference_units import district_area_monthly, levels_in_force
+
+    assert levels_in_force(REORGANISED_UNITS, date(2025, 6, 1)) == {1, 2, 3}
+    assert levels_in_force(REORGANISED_UNITS, date(2025, 7, 1)) == {1, 3}
+    assert levels_in_force(REORGANISED_UNITS, date(2024, 12, 1)) == {1, 2, 3}
+    rows = reorganised()["fct_timeliness_monthly"]
+    areas = {(r["month"], r["district_code"]): r["resolved"]
+             for r in district_area_monthly("fct_timeliness_monthly", rows, REORGANISED_UNITS)}
+    assert areas == {(date(2024, 11, 1), D1): 1, (date(2025, 5, 1), D2): 4, (date(2025, 6, 1), D2): 2}
+    # A's July dossier and the new communes' are in no district area; N1 and N2 have no district
+    districts = {r["unit_code"]: r["district_code"] for r in reorganised()["dim_unit"]}
+    assert districts[N1] is None and districts[N2] is None and districts[A] == D2
+
+
 # ----- a simulated province ------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def province_marts(tmp_path_factory):
