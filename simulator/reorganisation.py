@@ -220,8 +220,8 @@ def reorganise(units: list[Unit]) -> list[Unit]:
 # ----- dossiers ----------------------------------------------------------------------------------------------
 # The System's migration moves the open dossiers in the night before the first day, before any office opens.
 TRANSFER_HOURS = (0, 6)
-# Dossiers the System failed to move to the new units (VAL07, on purpose): a share of the dossiers received
-# by district- and commune-level units in the first two weeks, at least a few whatever the scale.
+# Dossiers the System failed to move to the new units (VAL07, on purpose): a share of the dossiers submitted
+# to district- and commune-level units in the first two weeks, at least a few whatever the scale.
 UNTRANSFERRED_DAYS = 14
 UNTRANSFERRED_SHARE = 0.01
 UNTRANSFERRED_MIN = 3

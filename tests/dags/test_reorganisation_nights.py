@@ -16,10 +16,9 @@ import psycopg
 import pytest
 
 from ops.dbt import run_dbt
-from pipeline.settings import dbt_vars
+from pipeline.settings import PROJECT_ROOT, dbt_vars
 from simulator.province import Province
 from simulator.scenario import Scenario
-from tests.dags.test_nightly_run import PROJECT_ROOT
 from tests.support.postgres import throwaway_warehouse
 from tests.support.simulator import running_simulator
 
