@@ -112,13 +112,13 @@ def _tables(url: str) -> set[str]:
 
 
 def test_every_mart_equals_the_reference(built):
-    """Recorded-unit and current-unit facts, the rankings, the service index, the delegation plan: every row of
-    every dossier mart the reference computes (the step marts where the warehouse has them)."""
+    """Recorded-unit and current-unit facts, the rankings, the service index, the delegation plan, the processing
+    steps: every row of every dossier mart the reference computes."""
     present = _tables(built["url"])
     core = {"dim_unit", "fct_dossier", "fct_timeliness_monthly", "fct_online_monthly", "fct_digitisation_monthly",
             "fct_timeliness_monthly_current", "fct_online_monthly_current", "fct_digitisation_monthly_current",
             "rpt_monthly_ranking", "fct_service_index_monthly", "rpt_service_index_ranking",
-            "fct_delegation_progress", "fct_delegation_usage"}
+            "fct_delegation_progress", "fct_delegation_usage", "fct_step_monthly", "fct_late_origin_monthly"}
     assert core <= present
     compared = []
     for table, rows in built["expected"].items():
