@@ -2,7 +2,7 @@
 
     python -m ops.airflow db-migrate                          # create/upgrade the metadata DB (idempotent)
     python -m ops.airflow test-dag [--run-date YYYY-MM-DD]    # run cchc_nightly once, in-process
-                                   [--dag-id ID]
+                                   [--dag-id ID] [--mark-success PATTERN]
     python -m ops.airflow standalone                          # `make airflow`: the scheduled stack (ops/stack.py)
 
 ``airflow dags test`` runs a whole DAG run in one process, without scheduler, api-server or workers,
@@ -225,12 +225,15 @@ def _progress(log_file: Path, proc: subprocess.Popen, started: float) -> None:
 
 
 def dags_test(dag_id: str, run_date: date, env: Mapping[str, str], log_file: Path | None = None,
-              progress: bool = False) -> int:
+              progress: bool = False, mark_success: str | None = None) -> int:
     """Run ``airflow dags test`` for the night of ``run_date``; output streams through, or goes to
-    ``log_file`` (with ``progress``: one line per finished task printed meanwhile). Returns the exit
-    code (0: the run succeeded). The run is its own process group, stopped whole when this wrapper is
-    interrupted, terminated, or killed."""
+    ``log_file`` (with ``progress``: one line per finished task printed meanwhile). ``mark_success``: a
+    regular expression of task ids marked successful without running (Airflow's ``--mark-success-pattern``,
+    e.g. the docs site in a test that does not look at it). Returns the exit code (0: the run succeeded).
+    The run is its own process group, stopped whole when this wrapper is interrupted, terminated, or killed."""
     cmd = [_airflow(), "dags", "test", dag_id, logical_date_for(run_date)]
+    if mark_success:
+        cmd += ["--mark-success-pattern", mark_success]
     print(f"$ {' '.join(cmd)}" + (f"  (log: {log_file})" if log_file else ""), flush=True)
     out = None
     if log_file is not None:
@@ -277,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
                       help="the night to run (YYYY-MM-DD): the data interval ends at 01:00 local that day "
                            "(default: RUN_DATE, else today)")
     test.add_argument("--dag-id", default=NIGHTLY_DAG_ID)
+    test.add_argument("--mark-success", metavar="PATTERN", default=None,
+                      help="task ids (a regular expression) marked successful without running them")
     sub.add_parser("standalone", help="run Airflow every night: scheduler, api-server, dag-processor and "
                                       "triggerer under a supervisor (ops/stack.py)")
     args = parser.parse_args(argv)
@@ -301,7 +306,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "db-migrate":
         print(f"Airflow metadata database ready ({env['AIRFLOW__DATABASE__SQL_ALCHEMY_CONN']})")
         return 0
-    return dags_test(args.dag_id, args.run_date or default_run_date(local, simulated), env)
+    return dags_test(args.dag_id, args.run_date or default_run_date(local, simulated), env,
+                     mark_success=args.mark_success)
 
 
 if __name__ == "__main__":

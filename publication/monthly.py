@@ -1,5 +1,7 @@
 """The monthly publication (công khai): per level, the ranking of units by on-time rate and the units
-below the 95% target, as a printable HTML page (A4) and an Excel workbook.
+below the 95% target, as a printable HTML page (A4) and an Excel workbook. A month prints the levels that had
+units in force in it: after the 2025 reorganisation there is no district level, so a month from July 2025
+prints the provincial and commune levels, and an earlier month still prints its districts.
 
     python -m publication monthly --month 2023-09 [--out DIR]
 
@@ -55,12 +57,41 @@ def title_of(month: date) -> str:
     return f"Công khai tỷ lệ giải quyết hồ sơ đúng hạn tháng {fmt_month(month)}"
 
 
+# Units in force in a month (reorganisation.md): started before the month's end, not ended before its first day.
+IN_FORCE = "(valid_from IS NULL OR valid_from < %(next)s) AND (valid_to IS NULL OR valid_to >= %(month)s)"
+
+
+def levels_in_force(conn, month: date) -> set[int]:
+    """The levels that have a unit in force in ``month``: after the 2025 reorganisation no district-level unit
+    is (two-tier local government), so its section is left out rather than printed empty; every level when
+    ``dim_unit`` is missing."""
+    if not F.exists(conn, "marts.dim_unit"):
+        return set(F.LEVELS)
+    rows = conn.execute(f"SELECT DISTINCT level FROM marts.dim_unit WHERE level IS NOT NULL AND {IN_FORCE}",
+                        {"month": month, "next": F.add_months(month, 1)}).fetchall()
+    return {r["level"] for r in rows}
+
+
+def province_in_force(conn, month: date) -> str | None:
+    """The provincial People's Committee in force in ``month`` (Quảng Nam's until June 2025, then Đà Nẵng
+    city's in the reorganisation), else the one in force today."""
+    if F.exists(conn, "marts.dim_unit"):
+        row = conn.execute(f"SELECT unit_name FROM marts.dim_unit WHERE unit_type = 'UBND_TINH' AND {IN_FORCE} "
+                           "ORDER BY valid_to DESC NULLS FIRST, unit_code LIMIT 1",
+                           {"month": month, "next": F.add_months(month, 1)}).fetchone()
+        if row:
+            return row["unit_name"]
+    return F.province_name(conn)
+
+
 def load(url: str, month: date) -> dict:
-    """The month's ranking per level (rank order), with each unit's late dossiers; raises NoRankingError."""
+    """The month's ranking per level (rank order), with each unit's late dossiers; raises NoRankingError. The
+    levels are those with a unit in force in the month (and any level ranked in it)."""
     month = month.replace(day=1)
     with F.connect(url) as conn:
         ranking = F.ranking(conn, month)
-        province = F.province_name(conn)
+        province = province_in_force(conn, month)
+        levels = levels_in_force(conn, month) | set(ranking)
         available = []
         if not ranking and F.exists(conn, "marts.rpt_monthly_ranking"):
             available = [r["month"] for r in conn.execute(
@@ -71,7 +102,7 @@ def load(url: str, month: date) -> dict:
             hint = "months with a ranking: " + ", ".join(fmt_month(m) for m in available)
         raise NoRankingError(f"no ranking for {fmt_month(month)} in marts.rpt_monthly_ranking ({hint})")
     return {"month": month, "province_name": province, "target": F.TARGET, "min_resolved": MIN_RESOLVED,
-            "levels": {level: ranking.get(level, []) for level in sorted(F.LEVELS)},
+            "levels": {level: ranking.get(level, []) for level in sorted(F.LEVELS) if level in levels},
             "generated_at": datetime.now().replace(microsecond=0)}
 
 

@@ -177,20 +177,35 @@ def cmd_workbooks(args: argparse.Namespace) -> int:
 
     scenario = Scenario.from_dict(SETTINGS.scenario())
     problems = frozenset(p for p in (args.problems or "").split(",") if p)
-    truth = write_workbooks(Path(args.out), investors(), scenario.start,
-                            min(scenario.end, scenario.now.date()), scenario.seed, problems)
+    truth = write_workbooks(Path(args.out), investors(scenario.reorganisation), scenario.start,
+                            min(scenario.end, scenario.now.date()), scenario.seed, problems,
+                            handover=investor_handover() if scenario.reorganisation else None)
     truth.to_json(Path(args.out) / "finance-truth.json")
     print(f"wrote {len(truth.files)} workbooks to {args.out}")
     return 0
 
 
-def investors():
-    """Investor units of the disbursement workbooks: departments with capital plans and districts."""
+def investors(reorganisation: bool = False):
+    """Investor units of the disbursement workbooks: departments with capital plans and districts (in the
+    reorganisation scenario, those of before 2025-07-01; ``investor_handover`` says who reports their projects
+    from then on)."""
     from simulator.finance import Investor
+    from simulator.reorganisation import LAST_DAY, REORGANISED_ON
     from simulator.units import build_units
 
-    return [Investor(u.code, u.name, u.level) for u in build_units()
-            if u.kind in ("SO_NGANH", "UBND_HUYEN") and u.valid_to is None]
+    return [Investor(u.code, u.name, u.level) for u in build_units(reorganisation)
+            if u.kind in ("SO_NGANH", "UBND_HUYEN") and u.valid_from < REORGANISED_ON
+            and (u.valid_to is None or u.valid_to >= LAST_DAY)]
+
+
+def investor_handover():
+    """``(2025-07-01, {investor: successor})``: from that day the departments' projects are reported by the
+    city's department that took them over, a district's by its main successor commune."""
+    from simulator.reorganisation import REORGANISED_ON
+    from simulator.units import build_units
+
+    units = {u.code: u for u in build_units(True)}
+    return REORGANISED_ON, {inv.code: units[inv.code].merged_into for inv in investors(True)}
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

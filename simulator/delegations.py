@@ -66,6 +66,9 @@ class DelegationItem:
     in_use: int
     valid_to_day: int | None  # HieuLucDen (a day), when the item expires
     expired: int
+    # From this time the item names the successors of its units (the 2025 reorganisation; NEVER: never).
+    handed_over: int = NEVER
+    new_units: tuple[str, str] | None = None  # (DonViUyQuyen, DonViNhanUyQuyen) from then on
 
     def status_at(self, t: int) -> str | None:
         """Status at time ``t``; None if the item did not exist yet."""
@@ -78,13 +81,15 @@ class DelegationItem:
         return "KE_HOACH"
 
     def updated_at(self, t: int) -> int:
-        return max(x for x in (self.created, self.decided, self.configured, self.in_use, self.expired) if x <= t)
+        return max(x for x in (self.created, self.decided, self.configured, self.in_use, self.expired,
+                               self.handed_over) if x <= t)
 
     def to_record(self, t: int) -> dict | None:
         status = self.status_at(t)
         if status is None:
             return None
         decided = self.decided <= t
+        from_unit, to_unit = self.new_units if self.handed_over <= t else (self.from_unit, self.to_unit)
         return {
             "MaUyQuyen": self.item_id,
             "SoQuyetDinh": self.decision_no if decided else None,
@@ -93,8 +98,8 @@ class DelegationItem:
             "LoaiUyQuyen": self.kind,
             "KeHoach": self.plan,
             "MaTTHC": self.procedure_code,
-            "DonViUyQuyen": self.from_unit,
-            "DonViNhanUyQuyen": self.to_unit,
+            "DonViUyQuyen": from_unit,
+            "DonViNhanUyQuyen": to_unit,
             "NgayKeHoach": date_str(self.planned_day * DAY),
             "TrangThai": status,
             "NgayCapNhat": ts_str(self.updated_at(t)),

@@ -19,10 +19,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from simulator import reorganisation
 from simulator.calendar import WorkCalendar
 from simulator.catalogue import Procedure
 from simulator.delegations import USAGE_SHARE, DelegationItem
+from simulator.reorganisation import REORGANISED_ON
 from simulator.scenario import Scenario
+from simulator.steps import MAX_STEPS, StepModel
 from simulator.timefmt import DAY, NEVER, day_str, to_secs
 from simulator.units import PROVINCE_CODE, Unit
 
@@ -34,7 +37,6 @@ ONLINE_LEVEL_FACTOR = {1: 1.25, 2: 0.9, 3: 0.75}
 INTAKE_DIGITISED = {1: 0.93, 2: 0.78, 3: 0.45}  # paper intake with digitised components
 RESULT_DIGITISED = {1: 0.92, 2: 0.70, 3: 0.55}  # paper-result dossiers with an electronic result
 NON_RECORDING_UNIT_SHARE = 0.12  # district/commune offices that mostly do not record steps
-MAX_STEPS = 4
 
 # Defect bits (rule ids of dq-rules.md) carried by a dossier; rendered only when the field exists.
 DEFECT_BITS = {rule: 1 << i for i, rule in enumerate(
@@ -67,22 +69,37 @@ class DossierTable:
     paid: np.ndarray
     end: np.ndarray  # finished / withdrawn / stopped / last activity of a stuck dossier
     returned: np.ndarray
-    steps: np.ndarray  # int8 number of recorded processing steps (0 = none recorded)
+    steps: np.ndarray  # int8 number of processing steps the System holds (0: none recorded)
+    step_at: np.ndarray  # int32 (n, MAX_STEPS) time of each of those steps, NEVER beyond them (simulator.steps)
+    held_step: np.ndarray  # int8 the route's stage a dossier finished late was held up at (-1: not late)
     intake_flags: np.ndarray  # int8 bit0 HoSoCoThanhPhanSoHoa, bit1 a TaiLieuNop item DuocSoHoa
     result_link_at: np.ndarray  # when the electronic result link appears (NEVER: never)
     defects: np.ndarray  # int32 DEFECT_BITS
     fixed: np.ndarray  # when injected defects are corrected (NEVER: never)
     deleted: np.ndarray
     rand: np.ndarray  # uint32 per-dossier randomness for rendering details
+    offices: StepModel  # the routes, legal deadlines and slow or silent offices of the steps
+    # Transfers to a closed unit's successor (reorganisation.md): (n, closing days) times (NEVER: not moved) and
+    # units (-1); no columns outside the reorganisation scenario.
+    moved_at: np.ndarray
+    moved_to: np.ndarray
+    untransferred: np.ndarray  # bool: left at a closed unit by the System (VAL07 on purpose)
 
     def __len__(self) -> int:
         return len(self.unit)
 
     def step_time(self, k: int) -> np.ndarray:
         """Time of step ``k`` (1-based) for every dossier; NEVER where there is no such step."""
-        span = self.end.astype(np.int64) - self.receive
-        t = self.receive + span * k // np.maximum(self.steps, 1)
-        return np.where(self.steps >= k, t, NEVER).astype(np.int64)
+        return self.step_at[:, k - 1].astype(np.int64)
+
+    def handler_at(self, rows: np.ndarray, clock: int) -> np.ndarray:
+        """The unit handling dossiers ``rows`` at ``clock`` (``DonViXuLy``): their unit, or the successor a
+        transfer gave them."""
+        unit = self.unit[rows].astype(np.int32)
+        for k in range(self.moved_at.shape[1]):
+            hit = self.moved_at[rows, k] <= clock
+            unit[hit] = self.moved_to[rows[hit], k]
+        return unit
 
     def updated_at(self, clock: int) -> np.ndarray:
         """NgayCapNhat of every dossier at ``clock``: its latest event not after the clock."""
@@ -94,6 +111,9 @@ class DossierTable:
             upd = np.where((c <= clock) & (c > upd), c, upd)
         for k in range(1, MAX_STEPS + 1):
             c = self.step_time(k)
+            upd = np.where((c <= clock) & (c > upd), c, upd)
+        for k in range(self.moved_at.shape[1]):
+            c = self.moved_at[:, k].astype(np.int64)
             upd = np.where((c <= clock) & (c > upd), c, upd)
         deleted = self.deleted.astype(np.int64)
         return np.where(deleted <= clock, deleted, upd)
@@ -122,9 +142,12 @@ def generate(scenario: Scenario, units: list[Unit], procedures: list[Procedure],
     unit_idx = {u.code: i for i, u in enumerate(units)}
     proc_idx = {p.code: i for i, p in enumerate(procedures)}
     unit_level = np.array([u.level for u in units], dtype=np.int8)
-    communes = np.array([i for i, u in enumerate(units) if u.kind == "UBND_XA"])
-    districts = np.array([i for i, u in enumerate(units) if u.kind == "UBND_HUYEN"])
-    dept_of_field = {f: unit_idx[u.code] for u in units for f in u.fields}
+    # Dossiers are drawn among the units of before the 2025 reorganisation (all of them but in the reorganisation
+    # scenario), then handed over to the units in force on their day (below).
+    legacy = [u.valid_from < REORGANISED_ON for u in units]
+    communes = np.array([i for i, u in enumerate(units) if u.kind == "UBND_XA" and legacy[i]])
+    districts = np.array([i for i, u in enumerate(units) if u.kind == "UBND_HUYEN" and legacy[i]])
+    dept_of_field = {f: unit_idx[u.code] for i, u in enumerate(units) for f in u.fields if legacy[i]}
     # Offices' own character: size, punctuality, whether they record progress.
     size_w = {3: _lognormal_weights(rng, len(communes), 0.6), 2: _lognormal_weights(rng, len(districts), 0.5)}
     punctuality = rng.lognormal(0.0, 0.45, len(units))
@@ -177,11 +200,20 @@ def generate(scenario: Scenario, units: list[Unit], procedures: list[Procedure],
                 live &= home_district[rows] == recv
             unit[rows[live & (u01[rows, 0] < share)]] = recv
 
-    # Units closed by a merger hand their new dossiers to the unit they merged into.
-    for i, u in enumerate(units):
-        if u.merged_into is not None:
-            after = (unit == i) & (sub_day > to_secs(u.valid_to) // DAY)
-            unit[after] = unit_idx[u.merged_into]
+    # Units closed by a merger hand their new dossiers to the unit they merged into; in the reorganisation
+    # scenario every closed unit hands them over to its successors (simulator.reorganisation), but for a few
+    # the System failed to move in the first days (VAL07, on purpose).
+    field_of = np.array([p.field for p in procedures])[proc]
+    untransferred = np.zeros(n, dtype=bool)
+    if scenario.reorganisation:
+        hrng = np.random.default_rng([scenario.seed, 2025])
+        untransferred = reorganisation.untransferred(units, unit, sub_day, hrng)
+        unit = reorganisation.hand_over(units, unit, sub_day, field_of, hrng, untransferred)
+    else:
+        for i, u in enumerate(units):
+            if u.merged_into is not None:
+                after = (unit == i) & (sub_day > to_secs(u.valid_to) // DAY)
+                unit[after] = unit_idx[u.merged_into]
     level = unit_level[unit]
 
     p_online_lvl = np.array([ONLINE_BASE[p.online_level] for p in procedures])[proc]
@@ -191,7 +223,6 @@ def generate(scenario: Scenario, units: list[Unit], procedures: list[Procedure],
     channel = np.where(u01[:, 1] < p_online, 2, np.where(u01[:, 2] < 0.03, 3, 1)).astype(np.int8)
     channel[(channel == 1) & (u01[:, 3] < 0.12)] = 0  # KenhThucHien left empty: counts as in person
 
-    field_of = np.array([p.field for p in procedures])[proc]
     business = np.isin(field_of, ["DOANH_NGHIEP"])
     obj_type = np.where(business, np.where(u01[:, 4] < 0.95, 2, 1),
                         np.searchsorted([0.93, 0.97, 0.98], u01[:, 4]) + 1).astype(np.int8)
@@ -200,6 +231,9 @@ def generate(scenario: Scenario, units: list[Unit], procedures: list[Procedure],
     # dossiers submitted "then" arrive on the next working day; online ones keep their day.
     in_person = channel <= 1
     sub_day = np.where(channel == 2, sub_day, cal.roll(sub_day))
+    if scenario.reorganisation:  # a desk closed on a unit's last days: the dossier goes to its successor
+        unit = reorganisation.hand_over(units, unit, sub_day, field_of, hrng, untransferred)
+        level = unit_level[unit]
     submit = np.where(in_person, _times_in_day(rng, sub_day, 7.5, 16.5), _times_in_day(rng, sub_day, 0, 24))
     lag = np.where(in_person, 0, np.where(channel == 2, rng.integers(0, 2, n), rng.integers(1, 4, n)))
     recv_day = cal.add(sub_day, lag)
@@ -273,10 +307,17 @@ def generate(scenario: Scenario, units: list[Unit], procedures: list[Procedure],
     oblig = np.where(has_oblig, proc_start + (end - proc_start) // 3, NEVER)
     paid = np.where(has_oblig, proc_start + (end - proc_start) // 2, NEVER)
 
-    # Processing steps; offices that do not record progress mostly leave them empty.
-    steps = rng.integers(2, MAX_STEPS + 1, n).astype(np.int8)
-    steps[outcome == STUCK] = 1
-    steps[outcome == NOT_ACCEPTED] = 0
+    # Processing steps: a finished dossier passes every office of its route (simulator.steps), a withdrawn or
+    # stopped one the first few; offices that do not record progress mostly leave them empty (the steps are
+    # taken all the same: the truth knows where such a dossier was held up). (The draw of 2..4 steps stays as
+    # it was: the random stream after it must not move.)
+    offices = StepModel(units, procedures, cal, scenario.start, scenario.end)
+    drawn = rng.integers(2, 5, n).astype(np.int8)
+    route_len = offices.length[unit, proc]
+    taken = np.where(outcome == FINISHED, route_len, np.minimum(drawn, route_len)).astype(np.int8)
+    taken[outcome == STUCK] = 1
+    taken[outcome == NOT_ACCEPTED] = 0
+    steps = taken.copy()
     steps[non_recording[unit] & (rng.random(n) < 0.75)] = 0
 
     # Digitisation: intake (paper dossiers' components) and results (electronic result link).
@@ -305,6 +346,22 @@ def generate(scenario: Scenario, units: list[Unit], procedures: list[Procedure],
                      last_event + rng.integers(1, 20, n) * DAY + rng.integers(0, 8 * 3600, n), NEVER)
     deleted = np.where(rng.random(n) < scenario.delete_rate, submit + rng.integers(3600, 20 * DAY, n), NEVER)
 
+    # Closed units' open dossiers moved to their successors (reorganisation.md), on streams of their own.
+    if scenario.reorganisation:
+        defects[untransferred] = 0  # the System's failures to transfer carry no defect that would hide them
+        fixed[untransferred] = NEVER
+        deleted[untransferred] = NEVER
+        done = (outcome == FINISHED) | (outcome == WITHDRAWN) | (outcome == STOPPED)
+
+        def ended(t: np.ndarray) -> np.ndarray:
+            return (done & (end <= t)) | ((outcome == NOT_ACCEPTED) & (receive <= t)) | (deleted <= t)
+
+        moved_at, moved_to = reorganisation.transfers(units, unit, submit, ended,
+                                                      reorganisation.closures(units, first_day, last_day),
+                                                      np.random.default_rng([scenario.seed, 2025, 7]))
+    else:
+        moved_at, moved_to = np.full((n, 0), NEVER, dtype=np.int32), np.full((n, 0), -1, dtype=np.int16)
+
     # Dossier codes: {unit of the desk}-{yyMMdd}-{NNNNN}, numbered in submission order per unit and day.
     order = np.lexsort((submit, sub_day, unit))
     grp = unit[order].astype(np.int64) * 100_000 + sub_day[order]
@@ -320,13 +377,24 @@ def generate(scenario: Scenario, units: list[Unit], procedures: list[Procedure],
     def i32(a: np.ndarray) -> np.ndarray:
         return np.minimum(a, NEVER).astype(np.int32)
 
+    # The steps' offices and times come from a random stream of their own: the fields above do not depend
+    # on them. Slow and silent offices are chosen among the recording units.
+    srng = np.random.default_rng([scenario.seed, 2023, 7])
+    size = np.zeros(len(units))
+    size[communes], size[districts] = size_w[3], size_w[2]
+    offices.choose_defects(srng, punctuality, ~non_recording, size)
+    step_at, held_step = offices.plan(srng, unit, proc, taken, late & (outcome == FINISHED), proc_start, end)
+    step_at[np.arange(MAX_STEPS) >= steps[:, None]] = NEVER  # taken, never recorded: no trace in the records
+
     return DossierTable(
         unit=unit.astype(np.int16), proc=proc, level=level.astype(np.int8), channel=channel, obj_type=obj_type,
         seq=seq, key=key, outcome=outcome, submit=i32(submit), receive=i32(receive), due=i32(due),
         supp_req=i32(supp_req), supp_done=i32(supp_done), due_new=i32(due_new), oblig=i32(oblig), paid=i32(paid),
-        end=i32(end), returned=i32(returned), steps=steps, intake_flags=intake_flags,
+        end=i32(end), returned=i32(returned), steps=steps, step_at=step_at, held_step=held_step,
+        intake_flags=intake_flags,
         result_link_at=i32(result_link_at), defects=defects, fixed=i32(fixed), deleted=i32(deleted),
-        rand=rng.integers(0, 2**32, n, dtype=np.uint32),
+        rand=rng.integers(0, 2**32, n, dtype=np.uint32), offices=offices,
+        moved_at=moved_at, moved_to=moved_to, untransferred=untransferred,
     )
 
 

@@ -23,9 +23,10 @@ from simulator.calendar import WorkCalendar
 from simulator.catalogue import build_procedures
 from simulator.delegations import build_delegations
 from simulator.dossiers import DEFECT_BITS, generate
-from simulator.render import RenderContext, render_rows
+from simulator.render import RenderContext, dossier_code, render_rows
+from simulator.reorganisation import REORGANISED_ON, reorganise_delegations
 from simulator.scenario import Scenario
-from simulator.timefmt import to_datetime, to_secs
+from simulator.timefmt import to_datetime, to_secs, ts_str
 from simulator.truth import parse_timestamp
 from simulator.units import PROVINCE_CODE, build_units
 
@@ -46,16 +47,20 @@ class Province:
 
     def __init__(self, scenario: Scenario):
         self.scenario = scenario
-        self.units = build_units()
+        self.units = build_units(scenario.reorganisation)
         self.procedures = build_procedures()
         self.unit_index = {u.code: i for i, u in enumerate(self.units)}
         self._code_rank = {code: r for r, code in enumerate(sorted(self.unit_index))}
         self.calendar = WorkCalendar(scenario.start.year - 1, scenario.end.year + 3)
         districts = [u.code for u in self.units if u.kind == "UBND_HUYEN"]
-        self.delegations = build_delegations(scenario.seed, {p.name: p.code for p in self.procedures}, districts,
-                                             PROVINCE_CODE)
-        self.dossiers = generate(scenario, self.units, self.procedures, self.delegations, self.calendar)
-        self.render_ctx = RenderContext(self.units, self.procedures, scenario.empty_string_share)
+        plan = build_delegations(scenario.seed, {p.name: p.code for p in self.procedures}, districts, PROVINCE_CODE)
+        # The plan as served names the new units after the 2025 reorganisation; dossiers follow the plan as made
+        # and are handed over to the new units like every other dossier (simulator.reorganisation).
+        self.delegations = reorganise_delegations(plan, self.units, self.procedures, scenario.seed) \
+            if scenario.reorganisation else plan
+        self.dossiers = generate(scenario, self.units, self.procedures, plan, self.calendar)
+        self.render_ctx = RenderContext(self.units, self.procedures, scenario.empty_string_share,
+                                        self.dossiers.offices)
         self._lock = threading.Lock()
         self._cache: dict[int, tuple[int, bytes]] | None = None
         self.index: ClockIndex
@@ -75,7 +80,7 @@ class Province:
         key = d.key[exists]
         order = np.lexsort((key, upd))
         rows = exists[order]
-        funit = d.unit[rows].astype(np.int32)
+        funit = d.handler_at(rows, t)
         unknown_unit = ((d.defects[rows] & DEFECT_BITS["VAL03"]) != 0) & (d.fixed[rows] > t) & (d.rand[rows] % 2 == 0) \
             & (d.deleted[rows] > t)
         funit[unknown_unit] = -1
@@ -110,6 +115,57 @@ class Province:
 
     def procedure_records(self) -> list[dict]:
         return [p.to_record() for p in self.procedures]
+
+    def office_defect_records(self) -> list[dict]:
+        """The scenario's slow offices and offices that never record their steps (simulator.steps)."""
+        return [d.to_record() for d in self.dossiers.offices.defects]
+
+    def non_recording_units(self) -> list[str]:
+        """``MaDonVi`` of the units that leave most of their dossiers' ``QuaTrinhXuLy`` empty."""
+        return list(self.dossiers.offices.non_recording)
+
+    def held_up_at(self) -> dict[str, str]:
+        """``{MaHoSo: PhongBanXuLy}``: for every current dossier finished late by the clock, the office of its
+        route it was held up at — where its delay began, whether or not that office (or its unit) records its
+        steps, and whatever defects its record carries."""
+        d, t = self.dossiers, self.index.clock
+        rows = np.nonzero((d.held_step >= 0) & (d.end <= t) & (d.submit <= t) & (d.deleted > t))[0]
+        offices = d.offices
+        return {dossier_code(self.units[u].code, s, q): offices.office_of(u, p, k) for u, p, k, s, q in zip(
+            d.unit[rows].tolist(), d.proc[rows].tolist(), d.held_step[rows].tolist(), d.submit[rows].tolist(),
+            d.seq[rows].tolist(), strict=True)}
+
+    def reorganisation_truth(self) -> dict:
+        """What no record shows whole, at the clock (reorganisation scenario): ``successors``, every closed unit's
+        successors as they really are (main first; also where the record omits ``DonViKeThua``),
+        ``unannounced``, the closed units whose record omits them, ``transferred``, ``{MaHoSo: [[NgayCapNhat of
+        the transfer, from MaDonVi, to MaDonVi], ...]}`` for every dossier the System moved by the clock, and
+        ``untransferred``, the dossiers submitted after their unit's last day that it failed to move (those it
+        received break VAL07; a few were refused at the desk)."""
+        d, t = self.dossiers, self.index.clock
+        codes = [u.code for u in self.units]
+        day = self.clock.date()
+        closed = [u for u in self.units if u.valid_to is not None and u.valid_to < day]
+        exists = (d.submit <= t) & (d.deleted > t)
+        moved = {}
+        rows = np.nonzero((d.moved_at <= t).any(axis=1) & (d.submit <= t))[0]
+        for row in rows.tolist():
+            held, moves = int(d.unit[row]), []
+            for at, to in zip(d.moved_at[row].tolist(), d.moved_to[row].tolist(), strict=True):
+                if at <= t:
+                    moves.append([ts_str(at), codes[held], codes[to]])
+                    held = to
+            moved[self._code(row)] = moves
+        left = exists & d.untransferred
+        return {"reorganised_on": REORGANISED_ON.strftime("%Y%m%d"),
+                "successors": {u.code: list(u.successors) for u in closed},
+                "unannounced": [u.code for u in closed if u.successors and not u.successors_served],
+                "transferred": moved,
+                "untransferred": sorted(self._code(r) for r in np.nonzero(left)[0].tolist())}
+
+    def _code(self, row: int) -> str:
+        d = self.dossiers
+        return dossier_code(self.units[int(d.unit[row])].code, int(d.submit[row]), int(d.seq[row]))
 
     def delegation_records(self) -> list[dict]:
         t = self.index.clock

@@ -16,6 +16,7 @@ import numpy as np
 
 from simulator.catalogue import Procedure
 from simulator.dossiers import DEFECT_BITS, FINISHED, NOT_ACCEPTED, STOPPED, WITHDRAWN, DossierTable
+from simulator.steps import SILENT_UNNAMED, StepModel
 from simulator.timefmt import DAY, NEVER, ts_str
 from simulator.units import Unit
 
@@ -24,8 +25,6 @@ FAMILY = ["Nguyễn", "Trần", "Lê", "Phạm", "Huỳnh", "Phan", "Võ", "Đ�
 MIDDLE = ["Văn", "Thị", "Minh", "Ngọc", "Hữu", "Đức", "Thanh", "Quốc", "Xuân", "Thu"]
 GIVEN = ["An", "Bình", "Cường", "Dũng", "Hà", "Hải", "Hạnh", "Hoa", "Hùng", "Lan", "Linh", "Long", "Mai", "Nam",
          "Nga", "Phúc", "Phương", "Quang", "Sơn", "Tâm", "Thảo", "Trang", "Tuấn", "Vy", "Yến", "Khánh", "Lộc", "Tú"]
-POSITIONS = ["Chuyên viên", "Chuyên viên", "Phó Trưởng phòng", "Trưởng phòng", "Lãnh đạo UBND"]
-STEP_TEXT = ["Tiếp nhận và chuyển hồ sơ", "Thẩm định hồ sơ", "Trình ký", "Ký duyệt kết quả", "Trả kết quả"]
 COMPONENTS = ["Tờ khai", "Đơn đề nghị", "Bản sao giấy tờ tùy thân", "Giấy tờ chứng minh quyền sử dụng đất",
               "Bản vẽ thiết kế", "Giấy ủy quyền"]
 BAD_TIMESTAMPS = ["{y}0230{hms}", "{y}-05-01 08:30:00", "{y}0501083", "{y}050108300a", "{y}1332083000"]
@@ -35,11 +34,13 @@ UNKNOWN_PROCEDURE = "9.999999"
 
 @dataclass
 class RenderContext:
-    """What rendering needs besides the columns: unit codes, the catalogue, the share of ``""``."""
+    """What rendering needs besides the columns: unit codes, the catalogue, the share of ``""``, the steps'
+    offices and deadlines."""
 
     units: list[Unit]
     procedures: list[Procedure]
     empty_string_share: float
+    offices: StepModel
 
     def __post_init__(self) -> None:
         self.unit_codes = [u.code for u in self.units]
@@ -68,12 +69,17 @@ def render_rows(table: DossierTable, rows: np.ndarray, clock: int, ctx: RenderCo
     """API records of dossiers ``rows`` (row numbers, all submitted by ``clock``) at ``clock``."""
     cols = {name: getattr(table, name)[rows].tolist() for name in (
         "unit", "proc", "channel", "obj_type", "seq", "outcome", "submit", "receive", "due", "supp_req",
-        "supp_done", "due_new", "oblig", "paid", "end", "returned", "steps", "intake_flags", "result_link_at",
-        "defects", "fixed", "deleted", "rand")}
+        "supp_done", "due_new", "oblig", "paid", "end", "returned", "steps", "step_at", "intake_flags",
+        "result_link_at", "defects", "fixed", "deleted", "rand", "moved_at", "moved_to")}
     out = []
     for j, row in enumerate(rows.tolist()):
         out.append(_render_one(row, {k: v[j] for k, v in cols.items()}, clock, ctx))
     return out
+
+
+def dossier_code(unit_code: str, submit: int, seq: int) -> str:
+    """``MaHoSo``: ``{MaDonVi}-{yyMMdd}-{NNNNN}`` of the unit that received it, its submission day and rank."""
+    return f"{unit_code}-{ts_str(submit)[2:8]}-{seq:05d}"
 
 
 def _missing(r: int, ctx: RenderContext) -> str | None:
@@ -82,8 +88,12 @@ def _missing(r: int, ctx: RenderContext) -> str | None:
 
 def _render_one(row: int, c: dict, clock: int, ctx: RenderContext) -> dict:
     r = c["rand"]
-    unit_code = ctx.unit_codes[c["unit"]]
-    code = f"{unit_code}-{ts_str(c['submit'])[2:8]}-{c['seq']:05d}"
+    code = dossier_code(ctx.unit_codes[c["unit"]], c["submit"], c["seq"])
+    handler = c["unit"]
+    for at, to in zip(c["moved_at"], c["moved_to"], strict=True):  # transferred to a successor (reorganisation)
+        if at <= clock:
+            handler = to
+    unit_code = ctx.unit_codes[handler]
     updated = _updated(c, clock)
     if c["deleted"] <= clock:
         return {"MaHoSo": code, "NgayCapNhat": ts_str(c["deleted"]), "DaXoa": True, "DonViXuLy": unit_code,
@@ -97,10 +107,7 @@ def _render_one(row: int, c: dict, clock: int, ctx: RenderContext) -> dict:
     ended = c["end"] <= clock and received
     finished = ended and outcome == FINISHED
     returned = c["returned"] <= clock
-    n_steps = c["steps"]
-    span = c["end"] - c["receive"]
-    step_times = [c["receive"] + span * k // n_steps for k in range(1, n_steps + 1)] if received else []
-    step_times = [t for t in step_times if t <= clock]
+    step_times = [t for t in c["step_at"][:c["steps"]] if t <= clock] if received else []
 
     # Status: the latest state-changing event at the clock.
     if refused:
@@ -164,7 +171,7 @@ def _render_one(row: int, c: dict, clock: int, ctx: RenderContext) -> dict:
         "TaiLieuNop": _components(row, c, r),
         "DanhSachGiayToKetQua": _results(row, c, clock, r, proc_name) if finished else [],
         "DanhSachHoSoBoSung": _supplements(row, c, clock),
-        "QuaTrinhXuLy": [] if defects & DEFECT_BITS["INC04"] else _steps(step_times, c, r, due, ctx),
+        "QuaTrinhXuLy": [] if defects & DEFECT_BITS["INC04"] else _steps(step_times, c, r, miss, ctx),
     }
     return rec
 
@@ -178,10 +185,10 @@ def _updated(c: dict, clock: int) -> int:
         v = c[k]
         if best < v <= clock:
             best = v
-    n = c["steps"]
-    span = c["end"] - c["receive"]
-    for k in range(1, n + 1):
-        v = c["receive"] + span * k // n
+    for v in c["step_at"][:c["steps"]]:
+        if best < v <= clock:
+            best = v
+    for v in c["moved_at"]:
         if best < v <= clock:
             best = v
     return best
@@ -278,20 +285,22 @@ def _supplements(row: int, c: dict, clock: int) -> list[dict]:
     }]
 
 
-def _steps(step_times: list[int], c: dict, r: int, due: int, ctx: RenderContext) -> list[dict]:
+def _steps(step_times: list[int], c: dict, r: int, miss: str | None, ctx: RenderContext) -> list[dict]:
+    """``QuaTrinhXuLy``: the recorded steps among ``step_times`` (simulator.steps), numbered as recorded; a
+    step starts when its office received the dossier (the previous step, recorded or not)."""
+    start = c["supp_done"] if c["supp_done"] != NEVER else c["receive"]
+    items = ctx.offices.items(c["unit"], c["proc"], start, step_times, step_times[-1] if step_times else 0)
     out = []
-    prev = c["receive"]
-    for k, t in enumerate(step_times, start=1):
+    for k, (stage, defect, started, processed, legal_end) in enumerate(items, start=1):
         out.append({
             "BuocXuLy": k,
-            "ThoiDiemXuLy": ts_str(t),
+            "ThoiDiemXuLy": ts_str(processed),
             "NguoiXuLy": _name(r >> k),
-            "ChucDanh": POSITIONS[min(k - 1, len(POSITIONS) - 1)],
-            "PhongBanXuLy": "Bộ phận Một cửa" if k == 1 else "Phòng chuyên môn",
-            "NoiDungXuLy": STEP_TEXT[min(k - 1, len(STEP_TEXT) - 1)],
+            "ChucDanh": stage.title,
+            "PhongBanXuLy": miss if defect == SILENT_UNNAMED else stage.office,
+            "NoiDungXuLy": stage.content,
             "TrangThai": 1,
-            "NgayBatDau": ts_str(prev),
-            "NgayKetThucTheoQuyDinh": ts_str(due) if due != NEVER else None,
+            "NgayBatDau": ts_str(started),
+            "NgayKetThucTheoQuyDinh": ts_str(legal_end),
         })
-        prev = t
     return out

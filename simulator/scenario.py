@@ -38,6 +38,9 @@ class Scenario:
     fix_share: float = 0.3  # share of defective dossiers corrected later (a late correction)
     delete_rate: float = 0.003  # dossiers soft-deleted (tombstones)
     empty_string_share: float = 0.3  # missing values sent as "" rather than null
+    # The 2025 reorganisation (simulator.reorganisation): old units close on 2025-06-30, the merged city's open
+    # on 2025-07-01, open dossiers are transferred. Off: the province as it was (Nông Sơn's merger aside).
+    reorganisation: bool = False
 
     @property
     def now(self) -> datetime:
@@ -52,6 +55,8 @@ class Scenario:
         d = asdict(self)
         d["start"], d["end"] = self.start.isoformat(), self.end.isoformat()
         d["clock"] = self.now.isoformat()
+        if not self.reorganisation:
+            del d["reorganisation"]  # the other scenarios read as they always did
         return d
 
     @classmethod

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections import Counter
 from collections.abc import Iterable
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -139,7 +140,15 @@ def export(province, out_dir: Path) -> dict:
 
     Files: ``scenario.json``, ``units.json``, ``procedures.json``, ``delegations.json``,
     ``dossiers.jsonl`` (every record at the clock, tombstones included, in API order) and
-    ``truth.json`` (``as_of``, per-rule counts, and the rules each dossier breaks).
+    ``truth.json`` (``as_of``, per-rule counts, the rules each dossier breaks; and the processing steps'
+    truth, which no record shows: ``office_defects``, the offices that are slow or never record their steps
+    — ``{MaDonVi, PhongBanXuLy, defect}`` with defect ``slow``, ``silent_missing`` (its steps are missing
+    from QuaTrinhXuLy) or ``silent_unnamed`` (recorded with PhongBanXuLy empty) —, ``non_recording_units``,
+    the units that leave most of their dossiers' QuaTrinhXuLy empty, and ``held_up_at``, ``{MaHoSo:
+    PhongBanXuLy}`` for every dossier finished late, the office of its route its delay began at, whether the
+    record shows it or not). In the reorganisation scenario, ``reorganisation``: the closed units' true
+    successors, those whose record omits them, the transferred dossiers and the ones the System failed to move
+    (``Province.reorganisation_truth``).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     units, procs = province.unit_records(), province.procedure_records()
@@ -154,7 +163,17 @@ def export(province, out_dir: Path) -> dict:
     as_of = province.clock
     truth = findings(records, as_of, procs, units)
     counts = {rule: sum(rule in r for r in truth.values()) for rule in RULES}
+    office_defects = province.office_defect_records()
+    non_recording = province.non_recording_units()
+    held = province.held_up_at()
     summary = {"as_of": as_of.strftime("%Y%m%d%H%M%S"), "dossiers": len(records),
-               "tombstones": sum(1 for r in records if r.get("DaXoa")), "rule_counts": counts}
-    (out_dir / "truth.json").write_bytes(orjson.dumps({**summary, "findings": truth}, option=orjson.OPT_INDENT_2))
+               "tombstones": sum(1 for r in records if r.get("DaXoa")), "rule_counts": counts,
+               "office_defect_counts": dict(Counter(d["defect"] for d in office_defects)), "held_up": len(held)}
+    steps_truth = {"office_defects": office_defects, "non_recording_units": non_recording, "held_up_at": held}
+    if province.scenario.reorganisation:
+        steps_truth["reorganisation"] = reorganised = province.reorganisation_truth()
+        summary["transferred"] = len(reorganised["transferred"])
+        summary["untransferred"] = len(reorganised["untransferred"])
+    (out_dir / "truth.json").write_bytes(orjson.dumps({**summary, "findings": truth, **steps_truth},
+                                                      option=orjson.OPT_INDENT_2))
     return summary

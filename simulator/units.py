@@ -70,7 +70,16 @@ class Unit:
     fields: tuple[str, ...] = ()
     # communes that change parent on a date (Nông Sơn's communes) carry (date, new parent)
     reparent: tuple[date, str] | None = None
-    merged_into: str | None = None  # a closed unit's successor
+    # a closed unit's successors (DonViKeThua), the main one first
+    successors: tuple[str, ...] = ()
+    # False: the System's record of the closed unit omits DonViKeThua (it closes "without successors"),
+    # although its area and dossiers did pass to ``successors`` (simulator.reorganisation)
+    successors_served: bool = True
+
+    @property
+    def merged_into(self) -> str | None:
+        """The main successor of a closed unit (None while in force or without one)."""
+        return self.successors[0] if self.successors else None
 
     def parent_at(self, day: date) -> str | None:
         """Parent unit code in force on ``day``."""
@@ -85,7 +94,7 @@ class Unit:
     def to_record(self, day: date) -> dict:
         """The API record as of ``day``: validity end only once it has passed."""
         valid_to = self.valid_to if self.valid_to and self.valid_to < day else None
-        return {
+        record = {
             "MaDonVi": self.code,
             "TenDonVi": self.name,
             "CapDonVi": self.level,
@@ -95,6 +104,9 @@ class Unit:
             "HieuLucTu": self.valid_from.strftime("%Y%m%d"),
             "HieuLucDen": valid_to.strftime("%Y%m%d") if valid_to else None,
         }
+        if valid_to and self.successors and self.successors_served:
+            record["DonViKeThua"] = list(self.successors)  # reorganisation.md: only once the unit has closed
+        return record
 
 
 def _key(text: str) -> str:
@@ -124,8 +136,10 @@ def _is_nong_son_commune(row: sqlite3.Row) -> bool:
     return bool(keys & NONG_SON_COMMUNE_KEYS)
 
 
-def build_units() -> list[Unit]:
-    """Every unit that existed in Quảng Nam from 2023 on, in code order."""
+def build_units(reorganisation: bool = False) -> list[Unit]:
+    """Every unit that existed in Quảng Nam from 2023 on, in code order; with ``reorganisation``, also through
+    the 2025 reorganisation: the old units closing on 2025-06-30 and the units of the merged city opening on
+    2025-07-01 (``simulator.reorganisation``)."""
     units = [
         Unit(PROVINCE_CODE, "UBND tỉnh Quảng Nam", 1, "UBND_TINH", None, "49", UNITS_VALID_FROM),
     ]
@@ -148,7 +162,7 @@ def build_units() -> list[Unit]:
             .replace("Thị xã", "thị xã").replace("Huyện", "huyện"), 2, "UBND_HUYEN", PROVINCE_CODE,
             stat, NONG_SON_ESTABLISHED if is_nong_son else UNITS_VALID_FROM,
             valid_to=NONG_SON_LAST_DAY if is_nong_son else None,
-            merged_into=district_codes[QUE_SON_STAT_CODE] if is_nong_son else None,
+            successors=(district_codes[QUE_SON_STAT_CODE],) if is_nong_son else (),
         ))
 
     rank: dict[str, int] = {}
@@ -166,4 +180,8 @@ def build_units() -> list[Unit]:
             UNITS_VALID_FROM, reparent=reparent,
         ))
     units.sort(key=lambda u: u.code)
+    if reorganisation:
+        from simulator.reorganisation import reorganise
+
+        return reorganise(units)
     return units

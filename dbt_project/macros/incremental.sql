@@ -5,7 +5,8 @@
     dossiers that became tombstones in that span. -#}
 
 {% macro changed_since_last_build(column) -%}
-    {{ column }} > (select max(source_changed_at) from {{ this }})
+    {#- An empty table (a first build that found nothing) takes everything, not nothing. -#}
+    {{ column }} > coalesce((select max(source_changed_at) from {{ this }}), '-infinity'::timestamptz)
                    - interval '{{ run_var("incremental_lookback_minutes", 15) }} minutes'
 {%- endmacro %}
 
@@ -15,6 +16,18 @@
     {% if is_incremental() %}
     delete from {{ this }} f using {{ parent }} s
     where s.dossier_id = f.dossier_id and s.is_deleted and {{ changed_since_last_build('s.changed_at') }}
+    {% endif %}
+{%- endmacro %}
+
+
+{% macro delete_changed_dossiers(parent, condition) -%}
+    {#- A pre-hook of a table with several rows per dossier: removes the rows of the dossiers changed since the
+        last build that ``condition`` (on ``s``, the parent's row) says have none any more — tombstones, or
+        dossiers that lost all their rows. ``delete+insert`` replaces the rows of the others, but only of the
+        dossiers its new rows name. -#}
+    {% if is_incremental() %}
+    delete from {{ this }} f using {{ parent }} s
+    where s.dossier_id = f.dossier_id and {{ changed_since_last_build('s.changed_at') }} and ({{ condition }})
     {% endif %}
 {%- endmacro %}
 

@@ -8,6 +8,7 @@ true rows of its report date (``layout.rows_at``) or a problem shown in them (``
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
 
@@ -30,11 +31,15 @@ def write_workbooks(
     seed: int,
     problems: frozenset[str] = frozenset(),
     scale: float = 1.0,
+    handover: tuple[date, Mapping[str, str]] | None = None,
 ) -> FinanceTruth:
     """Write one disbursement workbook per month end in [start, end] into `out_dir`.
 
     `problems` names real-world problems (see ``simulator.finance.problems``) to show in some of the files.
-    Returns what a correct reader must accept, load or reject, in delivery order.
+    `handover` = (day, {investor code: successor code}): from the reports dated on or after that day, an
+    investor's projects are reported under its successor (the 2025 reorganisation: the units that took over
+    the closed departments and districts). Returns what a correct reader must accept, load or reject, in
+    delivery order.
     """
     problems = frozenset(problems)
     unknown = problems - PROBLEMS
@@ -49,6 +54,10 @@ def write_workbooks(
     plan_years = list(range(dates[0].year - 2, dates[-1].year + 1))
     projects = build_projects(investors, plan_years, seed, scale)
     true_rows = [rows_at(projects, d, investors) for d in dates]
+    if handover is not None:
+        day, successors = handover
+        true_rows = [[{**r, "ChuDauTu": successors.get(r["ChuDauTu"], r["ChuDauTu"])} for r in rows] if d >= day
+                     else rows for d, rows in zip(dates, true_rows, strict=True)]
     rng = random.Random(f"{seed}:problems")
     assigned = assign_problems(dates, problems, rng)
 

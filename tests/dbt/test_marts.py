@@ -1,12 +1,14 @@
 """Every published table (marts.md) checked row by row against figures computed independently in plain
-Python (``tests/support/reference.py``) from the simulator's API records and the finance workbooks; and
-the incremental nightly build checked against a full refresh after several nights."""
+Python (``tests/support/reference.py``) from the simulator's API records and the finance workbooks; where
+late dossiers were held up checked against the simulator's own truth; and the incremental nightly build
+checked against a full refresh after several nights."""
 
 from __future__ import annotations
 
 import json
 import math
 import re
+from collections import Counter, defaultdict
 from dataclasses import replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -21,8 +23,10 @@ from simulator.__main__ import investors
 from simulator.finance import write_workbooks
 from simulator.province import Province
 from simulator.scenario import Scenario
+from tests.support import reference_steps
 from tests.support.postgres import throwaway_warehouse
 from tests.support.reference import compute_marts
+from tests.support.reference_steps import NOT_NAMED, NOT_RECORDED
 from tests.support.simulator import running_simulator
 
 SCENARIO = Scenario(seed=42, start=date(2023, 1, 1), end=date(2023, 6, 30), scale=0.04,
@@ -46,6 +50,8 @@ KEYS = {
     "fct_timeliness_monthly_current": ["month", "current_unit_code", "field_code"],
     "fct_online_monthly_current": ["month", "current_unit_code"],
     "fct_digitisation_monthly_current": ["month", "current_unit_code"],
+    "fct_step_monthly": ["month", "unit_code", "office"],
+    "fct_late_origin_monthly": ["month", "unit_code", "office"],
 }
 HISTORY = ("fct_pending_overdue", "fct_delegation_progress")
 
@@ -113,6 +119,60 @@ def test_every_published_table_matches_the_definitions(built, table):
     assert expected, f"the scenario produces no {table} rows: the test would prove nothing"
     got = fetch(built["url"], table, list(expected[0]))
     compare(table, got, expected)
+
+
+def test_late_dossiers_are_held_up_where_the_simulator_says(built):
+    """The simulator's truth of where each late dossier's delay began (``held_up_at``) is what
+    fct_late_origin_monthly counts, for the offices that record their steps; a dossier held up at an office
+    whose steps are missing counts under '(không ghi nhận)', at one that records them without a name under
+    '(không ghi)', and so does a dossier with no steps at all. Which dossiers are late, and in which month and
+    unit, is the reference's reading of the records; the office is the truth's."""
+    province = built["province"]
+    records = list(province.iter_all())
+    held = province.held_up_at()
+    defects = {(d["MaDonVi"], d["PhongBanXuLy"]): d["defect"] for d in province.office_defect_records()}
+    with_steps = {r["MaHoSo"] for r in records if not r["DaXoa"] and r["QuaTrinhXuLy"]}
+    expected, outcome = Counter(), Counter()
+    for code, (month, unit, by_reference) in reference_steps.first_late_offices(records).items():
+        if code not in held:  # late only through a defect of its dates (VAL01, VAL02, VAL05): no truth
+            expected[(month, unit, by_reference)] += 1
+            outcome["no truth"] += 1
+            continue
+        defect = defects.get((unit, held[code]))
+        if code not in with_steps:
+            office, why = NOT_RECORDED, "no steps"
+        elif defect == "silent_missing":
+            office, why = NOT_RECORDED, defect
+        elif defect == "silent_unnamed":
+            office, why = NOT_NAMED, defect
+        else:
+            office, why = held[code], defect or "recorded"
+        expected[(month, unit, office)] += 1
+        outcome[why] += 1
+    assert outcome["recorded"] > 500 and outcome["slow"] > 50 and outcome["no steps"] > 20, outcome
+    assert outcome["silent_missing"] > 5 and outcome["silent_unnamed"] > 5, outcome
+    assert outcome["no truth"] < sum(outcome.values()) / 20, outcome
+    got = {(r["month"], r["unit_code"], r["office"]): r["late_dossiers"]
+           for r in fetch(built["url"], "fct_late_origin_monthly", ["month", "unit_code", "office", "late_dossiers"])}
+    assert got == dict(expected)
+
+    steps = fetch(built["url"], "fct_step_monthly", ["unit_code", "office", "steps", "late_steps"])
+    offices = {(r["unit_code"], r["office"]) for r in steps}
+    for (unit, office), defect in defects.items():
+        if defect == "silent_missing":
+            assert (unit, office) not in offices and any(u == unit for u, _ in offices)
+        elif defect == "silent_unnamed":
+            assert (unit, office) not in offices and (unit, NOT_NAMED) in offices
+        else:
+            assert (unit, office) in offices
+    totals = defaultdict(lambda: [0, 0])
+    for r in steps:
+        totals[(r["unit_code"], r["office"])][0] += r["steps"]
+        totals[(r["unit_code"], r["office"])][1] += r["late_steps"]
+    rate = {k: late / n for k, (n, late) in totals.items() if n >= 10}
+    ordinary = sorted(r for k, r in rate.items() if k not in defects and k[1] != NOT_NAMED)
+    slow = {k: rate.get(k) for k, d in defects.items() if d == "slow"}
+    assert all(r is not None and r > 4 * ordinary[len(ordinary) // 2] for r in slow.values()), slow
 
 
 def test_bi_reader_reads_every_mart(built):

@@ -1,4 +1,5 @@
-"""Shared simulator fixtures: one small province served over HTTP for the whole session."""
+"""Shared simulator fixtures: one small province served over HTTP for the whole session, and the default
+scenario at a quarter of the province's volume (the calibration to the seed)."""
 
 from __future__ import annotations
 
@@ -23,3 +24,18 @@ def small_province() -> Province:
 def served(small_province):
     with running_simulator(small_province) as sim:
         yield sim
+
+
+@pytest.fixture(scope="session")
+def calibrated_province() -> Province:
+    """The default scenario (Jan–Sep 2023) at a quarter of the province's volume."""
+    return Province(Scenario(scale=0.25))
+
+
+@pytest.fixture(scope="session")
+def calibrated(calibrated_province) -> dict:
+    """The same, as plain records."""
+    province = calibrated_province
+    return {"records": list(province.iter_all()), "units": province.unit_records(),
+            "procedures": province.procedure_records(), "delegations": province.delegation_records(),
+            "clock": province.clock, "scale": province.scenario.scale}

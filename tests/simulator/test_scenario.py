@@ -21,8 +21,6 @@ from simulator.province import Province
 from simulator.scenario import DEFAULT_DEFECT_RATES, Scenario
 from simulator.truth import RULES, findings, parse_timestamp
 
-CALIBRATION_SCALE = 0.25
-
 
 def digest(province: Province) -> str:
     h = hashlib.sha256()
@@ -31,15 +29,6 @@ def digest(province: Province) -> str:
     for rec in province.iter_all():
         h.update(orjson.dumps(rec))
     return h.hexdigest()
-
-
-@pytest.fixture(scope="module")
-def calibrated() -> dict:
-    """The default scenario (Jan–Sep 2023) at a quarter of the province's volume, as plain records."""
-    province = Province(Scenario(scale=CALIBRATION_SCALE))
-    return {"records": list(province.iter_all()), "units": province.unit_records(),
-            "procedures": province.procedure_records(), "delegations": province.delegation_records(),
-            "clock": province.clock}
 
 
 def test_same_scenario_same_records_other_seed_other_records(small_province):
@@ -155,7 +144,7 @@ def test_volumes_match_the_province(calibrated):
                 and r["DonViXuLy"] in level:
             resolved[level[r["DonViXuLy"]]] += 1
     for lv, seed_figure in ((1, 34_000), (2, 72_000), (3, 92_000)):
-        assert resolved[lv] / CALIBRATION_SCALE == pytest.approx(seed_figure, rel=0.2), lv
+        assert resolved[lv] / calibrated["scale"] == pytest.approx(seed_figure, rel=0.2), lv
 
 
 def _timeliness(calibrated):

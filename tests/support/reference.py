@@ -88,7 +88,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from fractions import Fraction
 
-from tests.support import reference_index, reference_units
+from tests.support import reference_index, reference_steps, reference_units
 
 COLUMNS: dict[str, tuple[str, ...]] = {
     "dim_unit": ("unit_code", "unit_name", "level", "unit_type", "parent_code", "district_code", "valid_from",
@@ -144,6 +144,8 @@ KEYS: dict[str, tuple[str, ...]] = {
 }
 COLUMNS.update(reference_index.COLUMNS)  # the service index (service-index.md)
 KEYS.update(reference_index.KEYS)
+COLUMNS.update(reference_steps.COLUMNS)  # processing steps (metrics.md, where dossiers are held up)
+KEYS.update(reference_steps.KEYS)
 
 NOT_RECEIVED_STATUSES = (1, 3)
 RESOLVED_STATUSES = (9, 10)
@@ -553,6 +555,7 @@ def compute_marts(dossiers: list[dict], units: list[dict], procedures: list[dict
         out[f"{table}_current"] = _sorted(f"{table}_current",
                                           ({c: r[c] for c in COLUMNS[f"{table}_current"]} for r in current))
     out.update(reference_index.compute_index(dossiers, units, procedures, as_of))
+    out.update(reference_steps.compute_steps(dossiers))
     for table, rows in out.items():
         for row in rows:
             assert tuple(row) == COLUMNS[table], (table, tuple(row))

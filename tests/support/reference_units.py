@@ -12,6 +12,12 @@ Reading of the spec where it leaves room:
   cycle).
 - ``*_current``: the recorded-unit rows whose unit has a current unit, summed by (month, current unit, the
   other keys); ``unit_code`` repeats ``current_unit_code``; rates recomputed from the sums.
+- Levels through the change (no published table; what the publication and the roll-ups read): a level is
+  "there" in a month when a unit of that level is in force in the month (``levels_in_force``), so from July
+  2025 the district level is not. The district-area roll-up of a month (``district_area_monthly``) sums a
+  recorded-unit fact over a district-level unit and the communes whose parent it is (``dim_unit.district_code``
+  of the latest unit records), for the districts in force in that month only — a dossier the System failed to
+  transfer, handled by an old commune after its district closed, is in its commune's row, in no district area.
 """
 
 from __future__ import annotations
@@ -123,3 +129,35 @@ def on_current_units(table: str, rows: list[dict], lines: dict[str, dict]) -> li
             row["result_digitisation_rate"] = _rate(row["result_digitised"], row["paper_result_resolved"])
         out.append(row)
     return out
+
+
+def levels_in_force(units: list[dict], month: date) -> set[int]:
+    """The levels (``CapDonVi``) with a unit in force in the month starting ``month``."""
+    return {u.get("CapDonVi") for u in _latest(units).values()
+            if isinstance(u.get("CapDonVi"), int) and in_force_in_month(u, month)}
+
+
+def district_area_monthly(table: str, rows: list[dict], units: list[dict]) -> list[dict]:
+    """A recorded-unit monthly fact rolled up by district area: ``{month, district_code, <counts>}`` per month and
+    district in force in the month, over the district's own rows and its communes' (rows of months the district
+    was not in force in are in no area)."""
+    by_code = _latest(units)
+    counts = CURRENT[table][1]
+
+    def district_of(code) -> str | None:
+        u = by_code.get(code)
+        if u is None:
+            return None
+        if u.get("CapDonVi") == 2:
+            return code
+        parent = by_code.get(u.get("MaDonViCha"))
+        return u.get("MaDonViCha") if u.get("CapDonVi") == 3 and parent and parent.get("CapDonVi") == 2 else None
+
+    sums: dict[tuple, list[int]] = defaultdict(lambda: [0] * len(counts))
+    for row in rows:
+        district = district_of(row["unit_code"])
+        if district is None or not in_force_in_month(by_code[district], row["month"]):
+            continue
+        for i, c in enumerate(counts):
+            sums[(row["month"], district)][i] += row[c]
+    return [{"month": m, "district_code": d, **dict(zip(counts, v, strict=True))} for (m, d), v in sorted(sums.items())]

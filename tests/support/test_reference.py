@@ -523,6 +523,99 @@ def test_disbursement_rates():
     assert all(type(r["plan_pm"]) is int for r in rows)
 
 
+# ----- processing steps (where dossiers are held up) ----------------------------------------------------------
+def step(no, office, processed, start=None, legal_end=None) -> dict:
+    """A QuaTrinhXuLy item; times as ``MMddHHmm`` in 2023 (seconds 00) unless a full value is given."""
+    def ts(v):
+        return v if v is None or v == "" or len(v) != 8 else f"2023{v}00"
+    return {"BuocXuLy": no, "ThoiDiemXuLy": ts(processed), "NguoiXuLy": "Lê Văn B", "ChucDanh": "Chuyên viên",
+            "PhongBanXuLy": office, "NoiDungXuLy": "Xử lý", "TrangThai": 1, "NgayBatDau": ts(start),
+            "NgayKetThucTheoQuyDinh": ts(legal_end)}
+
+
+def test_steps_offices_durations_lateness_and_percentiles():
+    recs = [
+        dossier("d1", unit=X1, status=4, finished=None, QuaTrinhXuLy=[
+            step(1, "Một cửa", "03010830", start="03010800", legal_end="03010900"),  # 0.5 h, on time
+            step(2, "Địa chính", "03030830", start="03010830", legal_end="03021700"),  # 48 h, late
+            step(3, "Chủ tịch", "03031030", start="03030830", legal_end="03031030"),  # 2 h, at its deadline
+        ]),
+        dossier("d2", unit=X1, status=4, finished=None, QuaTrinhXuLy=[
+            step(1, "Một cửa", "03050900", start="03050800"),  # 1 h, no deadline: not late
+            step(2, "Địa chính", "03061000", legal_end="20230306095959"),  # no start: no duration; 1 s late
+            step(3, "Địa chính", "03071100", start="03071200", legal_end=""),  # starts after it ends: no duration
+            step(4, "", "20230331235959", start="03312000"),  # empty office; 3 h 59 min 59 s
+            step(5, None, "04010000"),  # no office; April
+            step(6, "Địa chính", None, start="03080800"),  # not processed: no step
+            step(7, "Địa chính", "20230230100000", start="03080800"),  # 30 February: no step
+            "not an object",
+        ]),
+        dossier("d3", unit=X2, status=4, finished=None, QuaTrinhXuLy=[
+            step(k, "Phòng A", f"0402{8 + h:02d}00", start="04020800") for k, h in enumerate((1, 2, 3, 10), 1)]),
+        dossier("gone", unit=X1, DaXoa=True, QuaTrinhXuLy=[step(1, "Một cửa", "03010830")]),
+        dossier("old", unit=X1, updated="20230301000000", QuaTrinhXuLy=[step(1, "Bản cũ", "03010830")]),
+        dossier("old", unit=X1, updated="20230302000000", QuaTrinhXuLy=[]),
+    ]
+    rows = {(r["month"], r["unit_code"], r["office"]): r for r in marts(recs)["fct_step_monthly"]}
+    march, april = date(2023, 3, 1), date(2023, 4, 1)
+    assert set(rows) == {(march, X1, "Một cửa"), (march, X1, "Địa chính"), (march, X1, "Chủ tịch"),
+                         (march, X1, "(không ghi)"), (april, X1, "(không ghi)"), (april, X2, "Phòng A")}
+
+    def figures(key):
+        r = rows[key]
+        return r["steps"], r["late_steps"], r["late_step_rate"], r["median_hours"], r["p90_hours"]
+
+    assert figures((march, X1, "Một cửa")) == (2, 0, 0.0, approx(0.75), approx(0.95))  # 0.5 + 0.9 × 0.5
+    assert figures((march, X1, "Địa chính")) == (3, 2, approx(2 / 3), 48.0, 48.0)
+    assert figures((march, X1, "Chủ tịch")) == (1, 0, 0.0, 2.0, 2.0)
+    assert figures((march, X1, "(không ghi)")) == (1, 0, 0.0, approx(14399 / 3600), approx(14399 / 3600))
+    assert figures((april, X1, "(không ghi)")) == (1, 0, 0.0, None, None)
+    # 1, 2, 3, 10 hours: median (2 + 3) / 2; p90 at position 2.7: 3 + 0.7 × 7
+    assert figures((april, X2, "Phòng A")) == (4, 0, 0.0, 2.5, approx(7.9))
+
+
+def late_dossier(code: str, steps: list, finished: str = "20230320100000", due: str | None = "20230315170000",
+                 **kw) -> dict:
+    return dossier(code, unit=X1, due=due, finished=finished, QuaTrinhXuLy=steps, **kw)
+
+
+def test_late_origin_is_the_first_late_step_by_step_number_then_list_position():
+    late = {"legal_end": "03021700", "start": "03010800"}
+    on_time = {"legal_end": "03301700", "start": "03010800"}
+    recs = [
+        late_dossier("lowest-number", [step(2, "B", "03031000", **late), step(1, "A", "03031000", **late)]),
+        late_dossier("tie", [step(2, "C", "03031000", **late), step(2, "D", "03031000", **late),
+                             step(3, "E", "03031000", **late)]),
+        late_dossier("numbered-first", [step(None, "F", "03031000", **late), step(5, "G", "03031000", **late)]),
+        late_dossier("number-as-text", [step("1", "H", "03031000", **late), step(3, "I", "03031000", **late)]),
+        late_dossier("no-office", [step(1, "Một cửa", "03011000", **on_time), step(2, "", "03031000", **late)]),
+        late_dossier("no-late-step", [step(1, "Một cửa", "03011000", **on_time)]),
+        late_dossier("no-steps", []),
+        late_dossier("invalid-late-step", [step(1, "J", "20230231100000", **late)]),
+        late_dossier("april", [step(1, "A", "04031000", **late)], finished="20230403100000"),
+        dossier("on-time", unit=X1, due="20230315170000", finished="20230315100000",
+                QuaTrinhXuLy=[step(1, "K", "03031000", **late)]),
+        late_dossier("deleted", [step(1, "L", "03031000", **late)], DaXoa=True),
+        late_dossier("no-due", [step(1, "M", "03031000", **late)], due=None),
+        late_dossier("in-processing", [step(1, "N", "03031000", **late)], status=4),
+    ]
+    rows = {(r["month"], r["unit_code"], r["office"]): r["late_dossiers"]
+            for r in marts(recs)["fct_late_origin_monthly"]}
+    march = date(2023, 3, 1)
+    assert rows == {
+        (march, X1, "A"): 1,  # BuocXuLy 1 comes before 2, whatever the list order
+        (march, X1, "C"): 1,  # two steps 2: the first in the list
+        (march, X1, "G"): 1,  # a step without a number comes after the numbered ones
+        (march, X1, "I"): 1,  # "1" is not a number
+        (march, X1, "(không ghi)"): 1,
+        (march, X1, "(không ghi nhận)"): 3,  # no late step, no steps, the late step's time invalid
+        (date(2023, 4, 1), X1, "A"): 1,
+    }
+    steps = {(r["month"], r["office"]): r["late_steps"] for r in marts(recs)["fct_step_monthly"]}
+    assert steps[(march, "K")] == 1  # the on-time dossier's late step is a late step all the same
+    assert (march, "L") not in steps and (march, "J") not in steps
+
+
 # ----- dimensions --------------------------------------------------------------------------------------------
 def test_dim_unit_districts_and_validity():
     rows = {r["unit_code"]: r for r in marts()["dim_unit"]}
@@ -586,6 +679,118 @@ def test_every_table_has_the_columns_of_marts_md():
     # "columns (at least)": every listed column is there; more are welcome
     missing = {t: set(c.split()) - set(COLUMNS.get(t, ())) for t, c in expected.items()}
     assert {t: m for t, m in missing.items() if m} == {}
+
+
+# ----- through a reorganisation (reorganisation.md) ---------------------------------------------------------------
+QN, CITY = "000.00.00.H47", "000.00.00.H17"
+D1, D2 = "000.00.58.H47", "000.00.48.H47"  # D1 merged into D2 in 2024, D2 closed in 2025
+A, B, U, C1, C2 = "000.01.48.H47", "000.02.48.H47", "000.03.48.H47", "000.04.48.H47", "000.05.48.H47"
+N1, N2 = "000.01.00.H17", "000.02.00.H17"
+REORGANISED_AS_OF = datetime(2025, 9, 1, 1, 0)
+
+
+def unit(code: str, name: str, level: int, parent: str | None, start: str, end: str | None = None,
+         successors: list | None = None) -> dict:
+    rec = {"MaDonVi": code, "TenDonVi": name, "CapDonVi": level, "LoaiDonVi": {1: "UBND_TINH", 2: "UBND_HUYEN",
+           3: "UBND_XA"}[level], "MaDonViCha": parent, "MaHanhChinh": None, "HieuLucTu": start, "HieuLucDen": end}
+    if successors is not None:
+        rec["DonViKeThua"] = successors
+    return rec
+
+
+REORGANISED_UNITS = [
+    unit(QN, "UBND tỉnh", 1, None, "20080101", "20250630", [CITY]),
+    unit(CITY, "UBND thành phố", 1, None, "20250701"),
+    unit(D1, "UBND huyện Gộp", 2, QN, "20081208", "20241130", [D2]),
+    unit(D2, "UBND huyện Nhận", 2, QN, "20080101", "20250630", [N1, N2]),
+    unit(A, "UBND xã Chia", 3, D2, "20080101", "20250630", [N2, N1]),  # divided: N2 is the main successor
+    unit(B, "UBND xã Không Kế Thừa", 3, D2, "20080101", "20250630"),  # closed without successors
+    unit(U, "UBND xã Kế Thừa Lạ", 3, D2, "20080101", "20250630", ["", 7, "000.77.77.H47"]),  # an unknown one
+    unit(C1, "UBND xã Vòng Một", 3, D2, "20080101", "20250630", [C2]),
+    unit(C2, "UBND xã Vòng Hai", 3, D2, "20080101", "20250630", [C1]),  # a cycle: the System's error
+    unit(N1, "UBND xã Mới Một", 3, CITY, "20250701"),
+    unit(N2, "UBND phường Mới Hai", 3, CITY, "20250701"),
+]
+
+
+def resolved(unit_code: str, day: str) -> dict:
+    """A dossier of ``unit_code`` received on ``day`` (yyyyMMdd) and resolved on time that day."""
+    return dossier(unit=unit_code, submitted=f"{day}075000", received=f"{day}080000", due=f"{day}170000",
+                   finished=f"{day}100000", updated=f"{day}100000")
+
+
+REORGANISED_DOSSIERS = [
+    resolved(D1, "20241115"), resolved(D2, "20250610"), resolved(D2, "20250611"), resolved(A, "20250520"),
+    resolved(B, "20250521"), resolved(U, "20250522"), resolved(C1, "20250523"),
+    resolved(A, "20250703"),  # received by A after its last day: the System failed to transfer it (VAL07)
+    resolved(N1, "20250805"), resolved(N2, "20250806"),
+]
+
+
+def reorganised(as_of=REORGANISED_AS_OF, dossiers=REORGANISED_DOSSIERS) -> dict[str, list[dict]]:
+    return compute_marts(list(dossiers), REORGANISED_UNITS, PROCEDURES, [], {}, as_of, min_resolved=1)
+
+
+def test_lineage_follows_main_successors_to_the_units_in_force():
+    lines = {r["unit_code"]: (r["successor_code"], r["current_unit_code"], r["is_in_force"])
+             for r in reorganised()["dim_unit"]}
+    assert lines == {
+        QN: (CITY, CITY, False), CITY: (None, CITY, True),
+        D1: (D2, N1, False),  # a chain of two successions
+        D2: (N1, N1, False), A: (N2, N2, False),  # a divided commune: its main successor
+        B: (None, None, False),  # closed without successors
+        U: ("000.77.77.H47", None, False),  # "" and 7 are no successors; the first string one is unknown
+        C1: (C2, None, False), C2: (C1, None, False),  # a cycle never ends in a unit in force
+        N1: (None, N1, True), N2: (None, N2, True)}
+    names = {r["unit_code"]: r["current_unit_name"] for r in reorganised()["dim_unit"]}
+    assert names[D1] == "UBND xã Mới Một" and names[B] is None
+    # Before the day the old units are in force: their own current units, no successor yet.
+    before = {r["unit_code"]: (r["successor_code"], r["current_unit_code"])
+              for r in reorganised(datetime(2025, 6, 15, 1))["dim_unit"]}
+    assert before[D1] == (D2, D2) and before[D2] == (None, D2) and before[A] == (None, A)
+    assert before[N1] == (None, None)  # not in force yet, no successor: no current unit
+
+
+def test_figures_on_todays_units_reach_back_through_the_lineage():
+    out = reorganised()
+    current = {(r["month"], r["current_unit_code"]): r["resolved"] for r in out["fct_timeliness_monthly_current"]}
+    assert current == {
+        (date(2024, 11, 1), N1): 1,  # D1 → D2 → N1
+        (date(2025, 6, 1), N1): 2,
+        (date(2025, 8, 1), N1): 1,
+        (date(2025, 5, 1), N2): 1,  # A → N2
+        (date(2025, 7, 1), N2): 1,
+        (date(2025, 8, 1), N2): 1,
+    }  # B, U and the cycle have no current unit: left out here, still in the recorded-unit table
+    recorded = {r["unit_code"] for r in out["fct_timeliness_monthly"]}
+    assert {B, U, C1} <= recorded
+    row = pick(out["fct_online_monthly_current"], month=date(2025, 6, 1), current_unit_code=N1)
+    assert (row["unit_code"], row["current_unit_name"], row["received"]) == (N1, "UBND xã Mới Một", 2)
+
+
+def test_each_month_ranks_the_units_in_force_in_it():
+    ranked = {(r["month"], r["level"], r["unit_code"]) for r in reorganised()["rpt_monthly_ranking"]}
+    assert ranked == {
+        (date(2024, 11, 1), 2, D1),  # closed on 30 November: in force in November
+        (date(2025, 6, 1), 2, D2),
+        (date(2025, 5, 1), 3, A), (date(2025, 5, 1), 3, B), (date(2025, 5, 1), 3, U), (date(2025, 5, 1), 3, C1),
+        (date(2025, 8, 1), 3, N1), (date(2025, 8, 1), 3, N2),
+    }  # A's July dossier counts for A (recorded unit) but A is not ranked in July: it had closed
+
+
+def test_levels_and_district_areas_stop_at_the_reorganisation():
+    from tests.support.reference_units import district_area_monthly, levels_in_force
+
+    assert levels_in_force(REORGANISED_UNITS, date(2025, 6, 1)) == {1, 2, 3}
+    assert levels_in_force(REORGANISED_UNITS, date(2025, 7, 1)) == {1, 3}
+    assert levels_in_force(REORGANISED_UNITS, date(2024, 12, 1)) == {1, 2, 3}
+    rows = reorganised()["fct_timeliness_monthly"]
+    areas = {(r["month"], r["district_code"]): r["resolved"]
+             for r in district_area_monthly("fct_timeliness_monthly", rows, REORGANISED_UNITS)}
+    assert areas == {(date(2024, 11, 1), D1): 1, (date(2025, 5, 1), D2): 4, (date(2025, 6, 1), D2): 2}
+    # A's July dossier and the new communes' are in no district area; N1 and N2 have no district
+    districts = {r["unit_code"]: r["district_code"] for r in reorganised()["dim_unit"]}
+    assert districts[N1] is None and districts[N2] is None and districts[A] == D2
 
 
 # ----- a simulated province ------------------------------------------------------------------------------------
@@ -668,6 +873,10 @@ def test_simulated_province_totals_are_consistent(province_marts):
         for r in members:
             assert r["resolved"] >= 10 and r["resolved"] == per_unit_month[(r["month"], r["unit_code"])]
             assert r["below_target"] == (r["on_time_rate"] < 0.95)
+
+    assert total("fct_late_origin_monthly", "late_dossiers") == sum(f["timeliness"] == "late" for f in facts)
+    assert all(0 <= r["late_steps"] <= r["steps"] > 0 for r in out["fct_step_monthly"])
+    assert all(r["median_hours"] is None or r["median_hours"] <= r["p90_hours"] for r in out["fct_step_monthly"])
 
     usage = out["fct_delegation_usage"]
     assert usage and all(0 <= r["received_by_delegates"] <= r["received"] for r in usage)

@@ -1,18 +1,25 @@
 -- One row per processing step (quá trình xử lý, QuaTrinhXuLy item) of each current, non-deleted dossier.
--- The official's name (NguoiXuLy) is personal data and does not pass; the position title does.
+-- The official's name (NguoiXuLy) is personal data and does not pass; the position title does. The dossier's
+-- own unit_code and changed_at come along: an incremental consumer decodes only the dossiers that changed (a
+-- filter on changed_at reaches raw.dossier_current's index before any JSON is read) and needs no join back
+-- to stg_api__dossiers (two scans of the payloads, which the planner may nest).
 with source as (
-    select dossier_id, payload from {{ source('api', 'dossiers_current') }}
+    select dossier_id, changed_at, payload from {{ source('api', 'dossiers_current') }}
     where not is_deleted
 ),
 
 renamed as (
     select
         source.dossier_id,
+        source.changed_at,
+        nullif(source.payload ->> 'DonViXuLy', '') as unit_code,
         step.position::int as position,
         {{ json_integer("step.value -> 'BuocXuLy'") }} as step_no,
         {{ json_timestamp("step.value -> 'ThoiDiemXuLy'") }} as processed_at,
         nullif(step.value ->> 'ChucDanh', '') as position_title,
-        nullif(step.value ->> 'PhongBanXuLy', '') as department,
+        case
+            when jsonb_typeof(step.value -> 'PhongBanXuLy') = 'string' then nullif(step.value ->> 'PhongBanXuLy', '')
+        end as department,
         nullif(step.value ->> 'NoiDungXuLy', '') as content,
         {{ json_integer("step.value -> 'TrangThai'") }} as step_status,
         {{ json_timestamp("step.value -> 'NgayBatDau'") }} as started_at,

@@ -1,0 +1,68 @@
+{{
+    config(
+        materialized='incremental',
+        unique_key='dossier_id',
+        incremental_strategy='delete+insert',
+        on_schema_change='fail',
+        pre_hook=["{{ delete_changed_dossiers(ref('stg_api__dossiers'), 's.is_deleted or s.latest_step_at is null') }}"],
+        indexes=[{'columns': ['dossier_id', 'position'], 'unique': True}, {'columns': ['source_changed_at']},
+                 {'columns': ['month']}]
+    )
+}}
+-- The processing steps of metrics.md ("where dossiers are held up"), one narrow row per step: a QuaTrinhXuLy
+-- item of a current, non-deleted dossier with a valid ThoiDiemXuLy, with its office, month, duration and
+-- lateness, and whether it is its dossier's first late step. Decoded from the JSON once per new version of
+-- a dossier: incremental on raw.dossier_current.changed_at like fct_dossier, a changed dossier's steps
+-- replaced whole (delete+insert on dossier_id); the pre-hook removes the steps of dossiers deleted since, or
+-- left with no step. fct_step_monthly (month by month) and fct_late_origin_monthly read this table.
+with steps as (
+    select dossier_id, unit_code, position, step_no, processed_at, department, started_at, legal_end_at, changed_at
+    from {{ ref('stg_api__dossier_steps') }}
+    where processed_at is not null
+    {% if is_incremental() %}
+      and {{ changed_since_last_build('changed_at') }}
+    {% endif %}
+),
+
+timed as (
+    select
+        dossier_id,
+        position,
+        step_no,
+        unit_code,
+        -- PhongBanXuLy missing, "" or not a string: the step is counted, under this name.
+        coalesce(department, '(không ghi)') as office,
+        processed_at,
+        started_at,
+        legal_end_at,
+        date_trunc('month', processed_at)::date as month,
+        -- Null when the start is unknown or after the processing time (metrics.md). Whole seconds, exact; the
+        -- marts give hours.
+        case
+            when started_at <= processed_at then extract(epoch from processed_at - started_at)::bigint
+        end as duration_seconds,
+        -- Timestamps, not dates: a second past the step's legal end is late.
+        coalesce(processed_at > legal_end_at, false) as is_late,
+        changed_at as source_changed_at
+    from steps
+)
+
+select
+    dossier_id,
+    position,
+    step_no,
+    unit_code,
+    office,
+    processed_at,
+    started_at,
+    legal_end_at,
+    month,
+    duration_seconds,
+    is_late,
+    -- Where a late dossier's delay began: its late step with the lowest BuocXuLy (a step without a number
+    -- after the numbered ones), ties by position in the list.
+    is_late and row_number() over (
+        partition by dossier_id order by is_late desc, step_no asc nulls last, position asc
+    ) = 1 as is_first_late,
+    source_changed_at
+from timed

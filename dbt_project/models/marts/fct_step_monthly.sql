@@ -1,0 +1,46 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        on_schema_change='fail',
+        pre_hook=["{% if is_incremental() %}delete from {{ this }} where month in ({{ step_months_to_rebuild() }}){% endif %}"],
+        post_hook=["{{ ensure_unique_index(['month', 'unit_code', 'office']) }}"]
+    )
+}}
+-- Processing steps (quá trình xử lý) per month × handling unit × office (metrics.md, "where dossiers are held
+-- up"): steps, late steps and their share, median and 90th percentile of the durations in hours
+-- (continuous percentiles, steps without a duration left out), from the narrow per-step table
+-- int_dossiers__steps. Incremental by month: the pre-hook deletes the months whose steps changed since the
+-- last build (step_months_to_rebuild, macros/steps.sql), and the months the table then lacks are recomputed
+-- whole, in the same transaction; the percentiles, the costly part (a sort per group), are only computed for
+-- those months — usually the last few — while a full recomputation would grow with the history.
+with steps as (
+    select month, unit_code, office, is_late, duration_seconds, source_changed_at
+    from {{ ref('int_dossiers__steps') }}
+    {% if is_incremental() %}
+    -- The months the pre-hook took out (and any never built), read through the index on month.
+    where month = any(array(
+        select candidate::date
+        from generate_series(
+            (select min(month) from {{ ref('int_dossiers__steps') }}),
+            (select max(month) from {{ ref('int_dossiers__steps') }}),
+            interval '1 month'
+        ) as candidate
+        except
+        select month from {{ this }}
+    ))
+    {% endif %}
+)
+
+select
+    month,
+    unit_code,
+    office,
+    count(*)::integer as steps,
+    (count(*) filter (where is_late))::integer as late_steps,
+    (count(*) filter (where is_late))::numeric / count(*) as late_step_rate,
+    (percentile_cont(0.5) within group (order by duration_seconds) / 3600)::numeric as median_hours,
+    (percentile_cont(0.9) within group (order by duration_seconds) / 3600)::numeric as p90_hours,
+    max(source_changed_at) as source_changed_at
+from steps
+group by 1, 2, 3

@@ -1,0 +1,292 @@
+"""Where dossiers are held up (metrics.md, processing steps) on hand-made dossiers served through the API
+contract, over two nights.
+
+The first night's dossiers are made for the edge cases: a step without NgayBatDau, one whose NgayBatDau is
+later than its ThoiDiemXuLy, one at exactly its legal end and one a second past it, ties in BuocXuLy (the
+first in the list wins) and a lower BuocXuLy later in the list, a late dossier with no late step and one
+with no steps at all (an empty list, null, not a list), a step without ThoiDiemXuLy, an office missing, ""
+or not a string, invalid timestamps (30 February, month 13, a number), a deleted dossier, a unit code no
+unit has and a missing one, steps in two months. The second night changes some of them — a new step, a
+dossier that lost its steps, one whose steps are all invalid now, a deletion, a change of unit, a new
+dossier — and the marts are built incrementally (only the changed dossiers' steps decoded again), then in
+full: the same rows each time.
+
+They are served by the contract server (``simulator/static.py``), pulled, staged and built by dbt into a real
+PostgreSQL warehouse — only the models the two marts need. Expected rows come from
+``tests/support/reference_steps.py`` (the independent reading of the spec) and, for the cases named, from
+figures worked out by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from datetime import date, datetime
+from decimal import Decimal
+
+import psycopg
+import pytest
+
+from ops.dbt import run_dbt
+from pipeline.night import run_night
+from pipeline.settings import Settings
+from simulator.province import Province
+from simulator.scenario import Scenario
+from simulator.static import StaticProvince
+from tests.support.postgres import throwaway_warehouse
+from tests.support.reference_steps import COLUMNS, KEYS, NOT_NAMED, NOT_RECORDED, compute_steps
+from tests.support.simulator import running_simulator
+
+NIGHT1, NIGHT2 = datetime(2023, 5, 1, 1, 0), datetime(2023, 5, 2, 1, 0)
+JANUARY, FEBRUARY, MARCH, APRIL = date(2023, 1, 1), date(2023, 2, 1), date(2023, 3, 1), date(2023, 4, 1)
+SELECT = ["+fct_step_monthly", "+fct_late_origin_monthly", "fct_timeliness_monthly"]
+
+PROVINCE = "000.00.00.H47"
+D1, D2 = "000.00.41.H47", "000.00.42.H47"  # districts
+UNKNOWN = "000.99.99.H47"  # a DonViXuLy the unit list does not have
+LAND = "1.000001"
+DESK, REGISTRY, ENVIRONMENT, LEAD = ("Bộ phận Tiếp nhận và Trả kết quả", "Chi nhánh Văn phòng Đăng ký đất đai",
+                                     "Phòng Tài nguyên và Môi trường", "Lãnh đạo UBND huyện")
+
+UNITS = [
+    {"MaDonVi": PROVINCE, "TenDonVi": "UBND tỉnh Thử nghiệm", "CapDonVi": 1, "LoaiDonVi": "UBND_TINH",
+     "MaDonViCha": None, "MaHanhChinh": None, "HieuLucTu": "20080101", "HieuLucDen": None},
+    *({"MaDonVi": code, "TenDonVi": name, "CapDonVi": 2, "LoaiDonVi": "UBND_HUYEN", "MaDonViCha": PROVINCE,
+       "MaHanhChinh": None, "HieuLucTu": "20080101", "HieuLucDen": None}
+      for code, name in ((D1, "UBND huyện Một"), (D2, "UBND huyện Hai"))),
+]
+PROCEDURES = [{"MaTTHC": LAND, "TenTTHC": "Đăng ký biến động đất đai", "MaLinhVuc": "DAT_DAI", "TenLinhVuc": "Đất đai",
+               "CapThucHien": [2], "MucDo": 3, "ThoiHanGiaiQuyet": 10, "DonViThoiHan": "NGAY_LAM_VIEC",
+               "TraKetQuaGiay": True, "CoPhiLePhi": True}]
+
+
+def ts(value):
+    """``MMddHHmm`` in 2023 → a contract timestamp (seconds 00); anything else as given."""
+    return f"2023{value}00" if isinstance(value, str) and len(value) == 8 and value.isdigit() else value
+
+
+def step(no, office, processed, start=None, legal_end=None) -> dict:
+    return {"BuocXuLy": no, "ThoiDiemXuLy": ts(processed), "NguoiXuLy": "Trần Thị C", "ChucDanh": "Chuyên viên",
+            "PhongBanXuLy": office, "NoiDungXuLy": "Thẩm định hồ sơ", "TrangThai": 1, "NgayBatDau": ts(start),
+            "NgayKetThucTheoQuyDinh": ts(legal_end)}
+
+
+def dossier(n: int, steps, *, unit: str = D1, updated: str = "04281000", due: str | None = "03201700",
+            finished: str | None = "03171000", status: int = 10) -> dict:
+    """A land dossier received on 1 March; resolved early (finished 17 March, due 20 March) unless told."""
+    return {
+        "MaHoSo": f"{D1}-230301-{n:05d}", "NgayCapNhat": ts(updated), "DaXoa": False, "MaTTHC": LAND,
+        "TenTTHC": "", "MaLinhVuc": "DAT_DAI", "TenLinhVuc": "Đất đai", "DonViXuLy": unit, "KenhThucHien": 1,
+        "LoaiDoiTuong": 1, "ChuHoSo": "Nguyễn Văn Thử", "SoDienThoai": None, "Email": None, "DinhDanhCHS": [],
+        "TrichYeuHoSo": "", "NgayNopHoSo": ts("03010800"), "NgayTiepNhan": ts("03010800"), "NgayHenTra": ts(due),
+        "NgayKetThucXuLy": ts(finished), "NgayTra": ts(finished) if status == 10 else None, "NgayTuChoi": None,
+        "TrangThaiHoSo": status, "HoSoCoThanhPhanSoHoa": 0, "DuocThanhToanTrucTuyen": 0, "TaiLieuNop": [],
+        "DanhSachGiayToKetQua": [], "DanhSachHoSoBoSung": [], "QuaTrinhXuLy": steps,
+    }
+
+
+def late(n: int, steps, **kw) -> dict:
+    """Resolved late: due 10 March, finished 17 March."""
+    return dossier(n, steps, due="03101700", **kw)
+
+
+def tombstone(n: int, updated: str) -> dict:
+    return {"MaHoSo": f"{D1}-230301-{n:05d}", "NgayCapNhat": ts(updated), "DaXoa": True, "DonViXuLy": D1,
+            "MaTTHC": None, "TrangThaiHoSo": None}
+
+
+ON_TIME = {"start": "03010800", "legal_end": "03031700"}  # processed before: on time
+LATE = {"start": "03010800", "legal_end": "03021700"}  # processed on 3 March or later: late
+
+NIGHT1_RECORDS = [
+    # 1: a step without NgayBatDau (no duration), one starting after it was processed (no duration), a desk
+    #    step of 1 h 30; the registry's step is the only late one (the dossier is on time).
+    dossier(1, [step(1, DESK, "03010930", start="03010800", legal_end="03011700"),
+                step(2, REGISTRY, "03061000", legal_end="03031700"),
+                step(3, ENVIRONMENT, "03061100", start="03071100", legal_end="03091700"),
+                step(4, LEAD, "03171000", start="03061100", legal_end="03201700")]),
+    # 2: late; ties at BuocXuLy 2: the first in the list (the environment office) is where its delay began.
+    late(2, [step(1, DESK, "03010900", **ON_TIME), step(2, ENVIRONMENT, "03060900", **LATE),
+             step(2, REGISTRY, "03060900", **LATE), step(3, LEAD, "03171000", **LATE)]),
+    # 3: late; the lower BuocXuLy comes later in the list: the registry.
+    late(3, [step(3, LEAD, "03171000", **LATE), step(2, REGISTRY, "03080900", **LATE),
+             step(1, DESK, "03010900", **ON_TIME)]),
+    # 4: late with no late step: exactly at its legal end is not after it; no legal end; an invalid one.
+    late(4, [step(1, DESK, "03031700", **ON_TIME), step(2, REGISTRY, "03101000", start="03031700"),
+             step(3, LEAD, "03171000", start="03101000", legal_end="20230230170000")]),
+    # 5, 6, 7: late, no steps at all: an empty list, null, not a list.
+    late(5, []), late(6, None), late(7, {"BuocXuLy": 1}),
+    # 8: late; a step without ThoiDiemXuLy and one with an invalid one (30 February) are no steps; the first
+    #    late step is then the one without a number (after the numbered ones, but the only late one).
+    late(8, [step(1, REGISTRY, None, **LATE), step(1, REGISTRY, "20230230100000", **LATE),
+             step(None, ENVIRONMENT, "03090900", **LATE),
+             step(2, LEAD, "03090800", start="03060800", legal_end="03101700")]),
+    # 9: late; offices missing, "" and not a string: '(không ghi)'; the first late step has none.
+    late(9, [step(1, "", "03060900", **LATE), step(2, None, "03070900", **LATE), step(3, 42, "03080900", **LATE)]),
+    # 10: a second past its legal end is late; NgayBatDau invalid (month 13) and a number: no duration.
+    dossier(10, [step(1, DESK, "20230303170001", start="20231301080000", legal_end="03031700"),
+                 step(2, REGISTRY, "03061000", start=20230303170001, legal_end="03101700")]),
+    # 11: to be deleted tonight already: a tombstone counts nowhere.
+    tombstone(11, "04281000"),
+    # 12: a unit code no unit has; 13: no unit at all; both resolved late in April, steps in March and April.
+    late(12, [step(1, DESK, "03010900", **ON_TIME), step(2, REGISTRY, "04100900", **LATE)], unit=UNKNOWN,
+         finished="04111000"),
+    late(13, [step(1, DESK, "03010900", **ON_TIME), step(2, "", "04100900", **LATE)], unit="",
+         finished="04111000"),
+    # 14: still in processing, a late step: a late step, but no late dossier.
+    dossier(14, [step(1, DESK, "03010900", **ON_TIME), step(2, REGISTRY, "03200900", **LATE)], status=4,
+            finished=None),
+    # 15..18: changed on the second night.
+    late(15, [step(1, DESK, "03010900", **ON_TIME), step(2, REGISTRY, "03060900", **LATE)]),
+    late(16, [step(1, ENVIRONMENT, "03060900", **LATE)]),
+    late(17, [step(1, DESK, "03010900", **ON_TIME), step(2, LEAD, "03060900", **LATE)]),
+    dossier(18, [step(1, DESK, "03010900", **ON_TIME), step(2, REGISTRY, "03060900", **LATE)], unit=D2),
+    dossier(19, [step(1, DESK, "03010900", **ON_TIME)], status=4, finished=None),
+    # 21: the only steps of February, deleted tonight: the month leaves fct_step_monthly. 22: the only steps
+    #     of January, never changed: the month is never recomputed.
+    dossier(21, [step(1, DESK, "02200900", start="02200800", legal_end="02201700")], status=4, finished=None),
+    dossier(22, [step(1, DESK, "01200900", start="01200800", legal_end="01201700")], status=4, finished=None),
+]
+
+NIGHT2_CHANGES = [
+    late(15, [], updated="05011000"),  # lost its steps
+    tombstone(16, "05011000"),  # deleted
+    late(17, [step(1, DESK, "03010900", **ON_TIME), step(2, LEAD, "20231306090000", **LATE)],
+         updated="05011000"),  # its only late step's time is invalid now: no late step, no step of LEAD
+    dossier(18, [step(1, DESK, "03010900", **ON_TIME), step(2, REGISTRY, "03060900", **LATE)], unit=D1,
+            updated="05011000"),  # moved to D1
+    dossier(19, [step(1, DESK, "03010900", **ON_TIME), step(2, ENVIRONMENT, "04300900", start="03010900",
+                                                                 legal_end="04281700")],
+            status=4, finished=None, updated="05011000"),  # a new step
+    late(20, [step(1, DESK, "04030900", start="04030800", legal_end="04031700"),
+              step(2, REGISTRY, "04200900", start="04030900", legal_end="04171700")],
+         finished="04281000", updated="05011000"),  # a new dossier, late in April
+    tombstone(21, "05011000"),
+]
+CHANGED = {r["MaHoSo"] for r in NIGHT2_CHANGES}
+NIGHT2_RECORDS = [r for r in NIGHT1_RECORDS if r["MaHoSo"] not in CHANGED] + NIGHT2_CHANGES
+
+
+def _norm(value):
+    return float(value) if isinstance(value, Decimal) else value
+
+
+def _same(a, b) -> bool:
+    a, b = _norm(a), _norm(b)
+    if isinstance(a, float) or isinstance(b, float):
+        return a is not None and b is not None and math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+    return a == b
+
+
+def _fetch(url: str, table: str) -> list[dict]:
+    columns = COLUMNS[table]
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(f"SELECT {', '.join(columns)} FROM marts.{table}").fetchall()
+    return [dict(zip(columns, r, strict=True)) for r in rows]
+
+
+def _build(url: str, *extra: str) -> str:
+    dbt_vars = json.dumps({"as_of": NIGHT2.isoformat(), "incremental_lookback_minutes": 0})
+    proc = run_dbt(["build", "--select", *SELECT, "--indirect-selection", "cautious", "--vars", dbt_vars, *extra],
+                   url)
+    assert proc.returncode == 0, proc.stdout[-6000:]
+    return proc.stdout
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """Night 1 pulled and built; night 2 pulled and built incrementally, then in full; each build's marts."""
+    tmp = tmp_path_factory.mktemp("steps")
+    base = Province(Scenario(seed=3, start=date(2023, 3, 1), end=date(2023, 3, 2), scale=0.001, clock=NIGHT1))
+    province = StaticProvince(base, NIGHT1_RECORDS, units=UNITS, procedures=PROCEDURES)
+    out = {}
+    with throwaway_warehouse(tmp) as wh, running_simulator(province) as sim:
+        url = wh.urls["writer"]
+        settings = Settings.from_env({"PROCEDURE_API_URL": sim.url, "PROCEDURE_API_TOKEN": sim.token,
+                                      "HISTORY_START": "2023-03-01", "FINANCE_INBOX": str(tmp)}, warehouse_url=url)
+        run_night(settings, NIGHT1, run_id="steps-1", until="land", checks=False, lease=False)
+        _build(url)
+        out["night1"] = {t: _fetch(url, t) for t in COLUMNS}
+        province.set_records(NIGHT2_RECORDS)
+        province.set_clock(NIGHT2)
+        run_night(settings, NIGHT2, run_id="steps-2", until="land", checks=False, lease=False)
+        log = _build(url)
+        out["inserted"] = {model: int(re.search(model + r" \.+ \[\S*INSERT 0 (\d+)", log).group(1))
+                           for model in ("int_dossiers__steps", "fct_step_monthly")}
+        out["night2"] = {t: _fetch(url, t) for t in COLUMNS}
+        _build(url, "--full-refresh")
+        out["full"] = {t: _fetch(url, t) for t in COLUMNS}
+    yield out
+
+
+def _index(table: str, rows: list[dict]) -> dict[tuple, dict]:
+    out = {}
+    for r in rows:
+        key = tuple(r[k] for k in KEYS[table])
+        assert key not in out, f"{table}: duplicate {key}"
+        out[key] = r
+    return out
+
+
+def _compare(table: str, got: list[dict], expected: list[dict]) -> None:
+    g, e = _index(table, got), _index(table, expected)
+    missing, extra = sorted(set(e) - set(g), key=str), sorted(set(g) - set(e), key=str)
+    assert not missing and not extra, f"{table}: missing {missing}, unexpected {extra}"
+    for key, row in e.items():
+        for column, value in row.items():
+            assert _same(g[key][column], value), f"{table} {key}: {column} = {g[key][column]!r}, expected {value!r}"
+
+
+@pytest.mark.parametrize("table", list(COLUMNS))
+@pytest.mark.parametrize(("build", "records"), [("night1", NIGHT1_RECORDS), ("night2", NIGHT2_RECORDS),
+                                                ("full", NIGHT2_RECORDS)])
+def test_the_step_marts_match_the_reference(built, build, records, table):
+    expected = compute_steps(records)[table]
+    assert expected
+    _compare(table, built[build][table], expected)
+
+
+def test_late_origins_by_hand(built):
+    rows = {(r["month"], r["unit_code"], r["office"]): r["late_dossiers"]
+            for r in built["night1"]["fct_late_origin_monthly"]}
+    assert rows == {
+        (MARCH, D1, ENVIRONMENT): 3,  # 2 (tie: the first in the list), 8 (the only late step), 16
+        (MARCH, D1, REGISTRY): 2,  # 3 (BuocXuLy 2 before 3, though later in the list), 15
+        (MARCH, D1, LEAD): 1,  # 17
+        (MARCH, D1, NOT_RECORDED): 4,  # 4 (no late step), 5, 6, 7 (no steps)
+        (MARCH, D1, NOT_NAMED): 1,  # 9
+        (APRIL, UNKNOWN, REGISTRY): 1,  # 12
+        (APRIL, None, NOT_NAMED): 1,  # 13
+    }
+    rows = {(r["month"], r["unit_code"], r["office"]): r["late_dossiers"]
+            for r in built["night2"]["fct_late_origin_monthly"]}
+    assert rows[(MARCH, D1, NOT_RECORDED)] == 6  # + 15 (lost its steps), 17 (its late step's time is invalid)
+    assert rows[(MARCH, D1, ENVIRONMENT)] == 2 and (MARCH, D1, LEAD) not in rows  # 16 deleted, 17 above
+    assert rows[(APRIL, D1, REGISTRY)] == 1  # 20, new
+
+
+def test_step_figures_by_hand(built):
+    rows = {(r["month"], r["unit_code"], r["office"]): r for r in built["night1"]["fct_step_monthly"]}
+    desk = rows[(MARCH, D1, DESK)]
+    # D1's desk steps in March: dossiers 1, 2, 3, 4, 10, 14, 15, 17, 19 (12's and 13's are another unit's and
+    # no unit's, 18's D2's). Durations: 1 h 30 (1), 57 h (4: 1 March 08:00 to 3 March 17:00, exactly at its
+    # legal end, on time), 1 h for the six others; 10's has none. Sorted, eight values: the median is 1, the
+    # 90th percentile at position 0.9 × 7 = 6.3 is 1.5 + 0.3 × (57 − 1.5).
+    assert (desk["steps"], desk["late_steps"]) == (9, 1)  # dossier 10's, a second late
+    assert _norm(desk["median_hours"]) == 1.0 and _norm(desk["p90_hours"]) == pytest.approx(1.5 + 0.3 * 55.5)
+    assert rows[(MARCH, D2, REGISTRY)]["steps"] == 1
+    night2 = {(r["month"], r["unit_code"], r["office"]) for r in built["night2"]["fct_step_monthly"]}
+    assert (MARCH, D2, REGISTRY) not in night2 and (APRIL, D1, ENVIRONMENT) in night2
+
+
+def test_the_second_night_decodes_only_the_changed_dossiers_and_recomputes_only_their_months(built):
+    changed = [r for r in NIGHT2_CHANGES if not r.get("DaXoa")]
+    steps = compute_steps(changed)["fct_step_monthly"]
+    assert built["inserted"]["int_dossiers__steps"] == sum(r["steps"] for r in steps) < sum(
+        r["steps"] for r in compute_steps(NIGHT2_RECORDS)["fct_step_monthly"]) / 2
+    # March and April changed, February lost its only steps; January's row stays as the first night built it.
+    months = compute_steps(NIGHT2_RECORDS)["fct_step_monthly"]
+    assert built["inserted"]["fct_step_monthly"] == sum(r["month"] in (MARCH, APRIL) for r in months)
+    assert {r["month"] for r in built["night1"]["fct_step_monthly"]} == {JANUARY, FEBRUARY, MARCH, APRIL}
+    assert {r["month"] for r in built["night2"]["fct_step_monthly"]} == {JANUARY, MARCH, APRIL}
