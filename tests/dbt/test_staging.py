@@ -349,6 +349,7 @@ def test_a_new_night_costs_dbt_no_new_parse(built):
 def test_dbt_parse_writes_the_manifest_cosmos_loads(built):
     """ensure_manifest writes the manifest Cosmos loads, in a folder no dbt command rewrites."""
     _, writer, _, _ = built
+    ensure_manifest(writer)  # a fresh clone has none yet
     # Stale (older than every project file): rewritten, by a rename, so DAG parses meanwhile read a whole one.
     os.utime(MANIFEST_PATH, (0, 0))
     started = time.time()
