@@ -182,14 +182,16 @@ def batch_rules(run_id: str, bat03_share: float = BAT03_SHARE) -> dict[str, tupl
                           "from d\n"
                           "where not exists (select 1 from raw.dossier_current as c "
                           "where c.dossier_id = d.dossier_id and not c.is_deleted)"),
-            SqlRule("BAT03", f"A required field is absent from {bat03_share:.0%} or more of the records the batch "
-                             "landed", severity=CRITICAL,
-                    query="select f.field as record_key, null::text as unit_code, "
+            # Per run of the batch: a stopped run's broken versions keep stopping the nights after it until they
+            # are corrected or the run is released, however many good records later runs land beside them.
+            SqlRule("BAT03", f"A required field is absent from {bat03_share:.0%} or more of the current records a "
+                             "run of the batch landed", severity=CRITICAL,
+                    query="select f.field || ' (run ' || d.run_id || ')' as record_key, null::text as unit_code, "
                           f"count(*) filter (where {absent}) || ' of ' || count(*) "
                           "|| ' records without it' as observed_value\n"
                           f"from d, unnest(array[{', '.join(repr(f) for f in REQUIRED_FIELDS)}]) as f (field)\n"
                           f"where d.run_id in ({scope})\n"
-                          "group by f.field\n"
+                          "group by d.run_id, f.field\n"
                           f"having count(*) filter (where {absent}) > 0 "
                           f"and count(*) filter (where {absent}) >= {float(bat03_share)!r} * count(*)"),
         ),

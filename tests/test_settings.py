@@ -29,7 +29,10 @@ SETTINGS_CLASSES = (S.Settings, S.AlertSettings, S.PublicationTargets, S.DagSett
 READ_ELSEWHERE = {"AIRFLOW_CONN_PROCEDURE_API", "SIM_DEFECT_<RULE>"}
 # Upper-case names the documents show that are nobody's variable.
 NOT_VARIABLES = {"PROJECT_ROOT": "a constant of pipeline.settings", "SSL_CERT_FILE": "OpenSSL's",
-                 "PHAN_CAP": "a value of the API (delegation kind)", "UY_QUYEN": "a value of the API"}
+                 "PHAN_CAP": "a value of the API (delegation kind)", "UY_QUYEN": "a value of the API",
+                 "HET_HIEU_LUC": "a value of the API (delegation status)",
+                 "DICT_PROVINCE_WARD_NO_DIVIDED": "a table of vietnamadminunits' crosswalk",
+                 "DICT_PROVINCE_WARD_DIVIDED": "a table of vietnamadminunits' crosswalk"}
 # Files run by Superset's own Python (no project module there): they read only what their callers pass.
 SUPERSET_SIDE = ("bi/superset_setup.py", "bi/docker/superset_config.py")
 
