@@ -66,7 +66,7 @@ clean: ## stop everything and remove local state (warehouse data, simulator stat
 	@if [ -x $(PY) ]; then $(PY) -m simulator stop || true; $(PY) -m warehouse down || true; fi
 	@rm -rf .local reports test-artifacts .pytest_cache .ruff_cache
 
-bench-ingest: venv ## ingestion speed: API → raw vs psql \copy and pandas to_sql, 100k and 1M dossiers
+bench-ingest: venv ## ingestion speed: API → raw vs psql \copy (and pandas to_sql), 100k, 1M and 3M dossiers
 	@$(PY) benchmarks/ingest.py
 
 airflow: venv ## run Airflow so cchc_nightly runs every night at 01:00: scheduler, UI on 127.0.0.1:8080, supervised
