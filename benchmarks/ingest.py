@@ -192,6 +192,7 @@ def bench(n: int, wh, port: int, to_sql_max: int, statements: bool) -> dict:
         with ServerCpu(wh.cluster.data_dir) as server:
             run = run_ingest(writer, api, f"bench-{n}")
         sim_cpu = _cpu_seconds(sim.pid) - sim_cpu0
+        ingest_server_cpu, ingest_backend_cpu = server.total, server.by_role["backends"]
         fetched, ingest_s = run["fetched"], run["seconds"]
         print(f"  ingest: {fetched:,} dossiers ({run['versions']:,} versions, {run['windows']} windows) "
               f"in {ingest_s:.1f}s", flush=True)
@@ -223,7 +224,8 @@ def bench(n: int, wh, port: int, to_sql_max: int, statements: bool) -> dict:
         t0 = time.perf_counter()
         # The URL's password goes to psql in its environment, not in its arguments (visible in `ps`).
         argv, psql_env = libpq_command("psql", writer, ["-q", "-c", f"\\copy bench.ceiling FROM '{rows_file}'"])
-        subprocess.run(argv, env=psql_env, check=True)
+        with ServerCpu(wh.cluster.data_dir) as copy_cpu:
+            subprocess.run(argv, env=psql_env, check=True)
         copy_s = time.perf_counter() - t0
         copied = conn.execute("SELECT count(*) FROM bench.ceiling").fetchone()[0]
         # What a user would write: records as parsed from the API, the payload into a jsonb column. The
@@ -246,7 +248,11 @@ def bench(n: int, wh, port: int, to_sql_max: int, statements: bool) -> dict:
     result = {"n": fetched, "label": label(n), "ingest": fetched / ingest_s, "copy": copied / copy_s,
               "to_sql": None if to_sql_s is None else fetched / to_sql_s, "rss": run["rss"]}
     print(f"  ingest (API → raw, everything):  {result['ingest']:>9,.0f} dossiers/s   peak RSS {run['rss']:,.0f} MB")
-    print(f"  (a) psql \\copy, prepared file:   {result['copy']:>9,.0f} rows/s ({copied:,} rows in {copy_s:.1f}s)")
+    print(f"  (a) psql \\copy, prepared file:   {result['copy']:>9,.0f} rows/s ({copied:,} rows in {copy_s:.1f}s; "
+          f"PostgreSQL CPU {copy_cpu.total:.0f}s = {copy_cpu.total / copied * 1e6:.0f} µs a row, the backend "
+          f"{copy_cpu.by_role['backends'] / copied * 1e6:.0f})")
+    print(f"  ingest CPU a dossier: Python {run['cpu'] / fetched * 1e6:.0f} µs, PostgreSQL "
+          f"{ingest_server_cpu / fetched * 1e6:.0f} µs (backends {ingest_backend_cpu / fetched * 1e6:.0f})")
     if to_sql_s is not None:
         print(f"  (b) pandas to_sql(10_000), jsonb: {result['to_sql']:>9,.0f} rows/s   "
               f"ingest / to_sql = {result['ingest'] / result['to_sql']:.2f}")
