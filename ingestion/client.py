@@ -228,18 +228,22 @@ class ProcedureApiClient:
                    max_retry_seconds=settings.max_retry_seconds, page_deadline=settings.page_deadline,
                    max_page_bytes=settings.max_page_bytes)
 
-    def pages(self, resource: str, params: dict | None = None, stats: Stats | None = None) -> Iterator[Page]:
+    def pages(self, resource: str, params: dict | None = None, stats: Stats | None = None,
+              inspect: bool = True) -> Iterator[Page]:
         """Every page of ``GET /<resource>`` with ``params``, following ``next_cursor`` to the end.
 
         The next page is fetched in a background thread while the caller works on the current one (the
-        network wait overlaps the caller's work); at most three pages are in memory at any time."""
+        network wait overlaps the caller's work); at most three pages are in memory at any time.
+        ``inspect``: scan each page for what ``jsonb`` may not store (``records.page_hazards``, which marks
+        it ``suspect``); a caller whose database refuses such records anyway (and then looks again with
+        ``inspect``) can skip the scan. A page only the tolerant scanner could split is suspect either way."""
         stats = stats if stats is not None else Stats()
         pages: queue.Queue = queue.Queue(maxsize=1)
         stop = threading.Event()
 
         def produce() -> None:
             try:
-                for page in self._sequential_pages(resource, params, stats):
+                for page in self._sequential_pages(resource, params, stats, inspect):
                     while not stop.is_set():
                         try:
                             pages.put(page, timeout=0.2)
@@ -266,14 +270,15 @@ class ProcedureApiClient:
             stop.set()
             worker.join(timeout=1)
 
-    def _sequential_pages(self, resource: str, params: dict | None, stats: Stats) -> Iterator[Page]:
+    def _sequential_pages(self, resource: str, params: dict | None, stats: Stats,
+                          inspect: bool = True) -> Iterator[Page]:
         params = {**(params or {}), "limit": self.page_size}
         url = f"{self.base_url}/{resource}"
         number, total, cursor, allowed = 0, None, None, None
         seen: set[str] = set()
         while True:
             request = {**params, **({"cursor": cursor} if cursor else {})}
-            body, retries, tolerant, suspect = self._get(resource, request, stats)
+            body, retries, tolerant, suspect = self._get(resource, request, stats, inspect)
             number += 1
             stats.pages += 1
             stats.tolerant_pages += tolerant
@@ -338,7 +343,8 @@ class ProcedureApiClient:
             finally:
                 response.close()
 
-    def _get(self, resource: str, params: dict, stats: Stats) -> tuple[Envelope, int, bool, bool]:
+    def _get(self, resource: str, params: dict, stats: Stats,
+             inspect: bool = True) -> tuple[Envelope, int, bool, bool]:
         """One page, retried within the budget: (envelope, retries, decoded tolerantly, suspect)."""
         url = f"{self.base_url}/{resource}"
         started = time.monotonic()
@@ -353,7 +359,7 @@ class ProcedureApiClient:
                 if status == 200:
                     body, tolerant, reason = _parse_envelope(content)
                     if body is not None:
-                        return body, attempt, tolerant, tolerant or page_hazards(content)
+                        return body, attempt, tolerant, tolerant or (inspect and page_hazards(content))
                     last_body = content
                 elif status in FATAL_STATUSES or (400 <= status < 500 and status != 429):
                     meaning = FATAL_STATUSES.get(status, "refused")

@@ -8,10 +8,13 @@ run log. Times passed in are naive local times (Asia/Ho_Chi_Minh).
 from __future__ import annotations
 
 import logging
+import threading
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from datetime import datetime
 
 import orjson
+import psycopg
 
 from ingestion.client import ProcedureApiClient
 from ingestion.landing import (
@@ -20,13 +23,16 @@ from ingestion.landing import (
     DOSSIERS,
     REFERENCE_KEYS,
     ReferencePolicy,
+    WindowResult,
     advance_watermark,
     catch_up_watermark,
+    land_dossier_window,
     land_dossiers,
     open_issues,
     read_watermark,
     refresh_reference_source,
     resolve_issue,
+    split_window,
 )
 from ingestion.records import RecordReader
 from ingestion.windows import plan_windows
@@ -87,9 +93,12 @@ def pull_dossiers(run_id: str, partition: str, interval_end: datetime, interval_
     """Pull the dossiers of ``partition`` from its watermark (minus the look-back) to ``interval_end`` in
     ≤31-day windows, each committed atomically with its watermark.
 
-    Windows load in parallel (``INGEST_WORKERS`` connections, 2 by default): the warehouse parses each
-    payload into JSONB, which makes one stream server-bound on one core; a second stream uses the other.
-    The watermark still only passes windows that are committed (see ``landing.advance_watermark``)."""
+    Windows load in parallel (``INGEST_WORKERS`` threads, each with its own connection and API session): the
+    warehouse parses each payload into JSONB, which makes one stream server-bound on one core; a second
+    stream uses the other. The windows are cut to at most ``INGEST_MAX_WINDOW_RECORDS`` records before they
+    are handed out (``landing.split_window``), so the workers stay busy to the end of a long pull instead of
+    one of them finishing a last large window alone, and memory does not grow with the pull. The watermark
+    still only passes windows that are committed (see ``landing.advance_watermark``)."""
     settings = current(settings)
     with connect(settings, APPLICATION) as conn:
         watermark = read_watermark(conn, DOSSIERS, partition)
@@ -98,38 +107,57 @@ def pull_dossiers(run_id: str, partition: str, interval_end: datetime, interval_
                                      interval_start)
 
     reader = dossier_reader(settings)
+    local = threading.local()
 
-    def load(index: int, start: datetime, end: datetime, issue_id: int | None = None) -> list[dict]:
-        client = ProcedureApiClient.from_settings(settings)
-        with connect(settings, APPLICATION) as conn:
-            out = []
-            for r in land_dossiers(conn, client, run_id, partition, start, end, settings.max_window_records,
-                                   moves_watermark=advances and issue_id is None, first=index == 0, reader=reader):
-                log.info("dossiers %s [%s, %s) %s: %d fetched, %d new versions, %d quarantined in %.1fs", partition,
-                         r.window_start, r.window_end, r.status, r.fetched, r.new_versions, r.quarantined, r.seconds)
-                out.append(r.to_dict())
-            if issue_id is not None and all(r["status"] == COMPLETE for r in out):
+    with ExitStack() as resources:
+        lock = threading.Lock()
+
+        def worker() -> tuple[ProcedureApiClient, psycopg.Connection]:
+            """This thread's API session and warehouse connection, opened at its first window."""
+            if getattr(local, "conn", None) is None:
+                with lock:
+                    local.conn = resources.enter_context(connect(settings, APPLICATION))
+                local.client = ProcedureApiClient.from_settings(settings)
+            return local.client, local.conn
+
+        def log_window(r: WindowResult) -> dict:
+            log.info("dossiers %s [%s, %s) %s: %d fetched, %d new versions, %d quarantined in %.1fs", partition,
+                     r.window_start, r.window_end, r.status, r.fetched, r.new_versions, r.quarantined, r.seconds)
+            return r.to_dict()
+
+        def load(first: bool, start: datetime, end: datetime) -> dict:
+            client, conn = worker()
+            return log_window(land_dossier_window(conn, client, run_id, partition, start, end,
+                                                  moves_watermark=advances, first=first, reader=reader))
+
+        # Windows an earlier night could not complete are pulled again first, one after the other: they may
+        # overlap each other and tonight's windows, which must then see what they landed (they do not move the
+        # watermark).
+        results: list[dict] = []
+        client, conn = worker()
+        for issue_id, start, end in issues:
+            out = [log_window(r) for r in land_dossiers(conn, client, run_id, partition, start, end,
+                                                          settings.max_window_records, moves_watermark=False,
+                                                          reader=reader)]
+            if all(r["status"] == COMPLETE for r in out):
                 resolve_issue(conn, issue_id, run_id)
                 log.info("dossiers %s [%s, %s): pulled again in full, issue %d resolved", partition, start, end,
                          issue_id)
-            return out
-
-    # Windows an earlier night could not complete are pulled again first, one after the other: they may
-    # overlap each other and tonight's windows, which must then see what they landed (they do not move the
-    # watermark).
-    results: list[dict] = []
-    for issue_id, start, end in issues:
-        results += load(-1, start, end, issue_id)
-    with ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="window") as pool:
-        futures = [pool.submit(load, i, start, end) for i, (start, end) in enumerate(windows)]
-        try:
-            for future in futures:
-                results += future.result()
-        except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
-    if advances and windows:
-        with connect(settings, APPLICATION) as conn:
+            results += out
+        planner = ProcedureApiClient.from_settings(settings)  # counts while the workers load
+        with ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="window") as pool:
+            futures = []
+            try:
+                for start, end in windows:
+                    for part_start, part_end in split_window(planner, partition, start, end,
+                                                             settings.max_window_records):
+                        futures.append(pool.submit(load, not futures, part_start, part_end))
+                for future in futures:
+                    results.append(future.result())
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+        if advances and windows:
             catch_up_watermark(conn, DOSSIERS, partition, run_id)
     return {"partition": partition, "repulled_issues": len(issues), **_sum(results)}
 

@@ -408,3 +408,29 @@ def test_a_reference_list_that_vanishes_is_refused_and_yesterdays_stays(base, wr
         assert refresh("small")["status"] == "complete" and landed() == {u["MaDonVi"] for u in kept[:-1]}
     statuses = dict(rows(writer, "SELECT run_id, status FROM audit.ingest_runs WHERE source = 'units'"))
     assert statuses["empty"] == statuses["shrunk"] == "refused"
+
+
+def test_a_tombstone_without_a_readable_ngaycapnhat_deletes_its_dossier_in_the_bulk_load(base, writer):
+    """A deletion whose NgayCapNhat is empty still deletes its dossier: dated one second before the end of the
+    window the server put it in, while the window's other records stream in the same COPY. A second such
+    tombstone of a dossier already deleted adds nothing."""
+    records = list(base.iter_all())
+    live = [r for r in records if not r["DaXoa"]]
+    x = live[5]
+    night = NIGHT + timedelta(days=1)
+    filed = ts(night - timedelta(hours=2))
+    tombstone = raw(orjson.dumps({"MaHoSo": x["MaHoSo"], "NgayCapNhat": "", "DaXoa": True}), x["MaHoSo"], filed)
+    province = StaticProvince(base, records)
+    with dirty_source(province) as source:
+        settings = settings_for(source, writer)
+        pull(settings, "before")
+        province.set_records([r for r in records if r["MaHoSo"] != x["MaHoSo"]] + [tombstone])
+        result = pull(settings, "deleted", night)
+        again = pull(settings_for(source, writer, INGEST_LOOKBACK_MINUTES="600"), "deleted-again", night)
+    assert result["not_complete"] == [] and again["not_complete"] == []
+    assert rows(writer, "SELECT is_deleted, updated_at FROM raw.dossier_current WHERE dossier_id = %s",
+                (x["MaHoSo"],)) == [(True, night - timedelta(seconds=1))]
+    assert current(writer) == {r["MaHoSo"]: r for r in live if r["MaHoSo"] != x["MaHoSo"]}
+    assert again["new_versions"] == 0
+    assert rows(writer, "SELECT count(*) FROM raw.dossier_versions WHERE dossier_id = %s AND is_deleted",
+                (x["MaHoSo"],)) == [(1,)]
