@@ -344,7 +344,7 @@ class _WindowLoad:
                 "SELECT updated_at, dossier_id, content_hash FROM raw.dossier_versions "
                 "WHERE updated_at >= %s AND updated_at < %s", (start, end)):
             self.held.setdefault((key, updated), set()).add(content_hash)
-        self.seen: set[tuple[str, bytes]] = set()
+        self.seen: set[bytes] = set()  # content hash + key of each version taken (bytes: no work for the GC)
         self.keys: Counter[str] = Counter()  # versions landed (or held) per key
         self.conflicts: list[Landable] = []
         self.undated: list[Landable] = []  # tombstones without a readable NgayCapNhat, dated after the COPY
@@ -352,8 +352,8 @@ class _WindowLoad:
         self.new_versions = 0
         self.fetched = 0
 
-    def take(self, raw, suspect: bool) -> tuple[Landable, bytes] | None:
-        """Classify one received record; returns (record, COPY row) when it is a new version."""
+    def take(self, raw, suspect: bool) -> Landable | None:
+        """Classify one received record; returns it when it is a new version."""
         self.fetched += 1
         item = self.reader.classify(raw, suspect)
         if isinstance(item, Rejected):
@@ -372,9 +372,9 @@ class _WindowLoad:
             return None
         return self._admit(item)
 
-    def _admit(self, item: Landable) -> tuple[Landable, bytes] | None:
+    def _admit(self, item: Landable) -> Landable | None:
         """De-duplicate a landable record against the window's records and the versions already held."""
-        identity = (item.key, item.content_hash)
+        identity = item.content_hash + item.key.encode()
         if identity in self.seen:
             return None  # the same version twice in one window: a duplicate across pages
         self.seen.add(identity)
@@ -382,12 +382,12 @@ class _WindowLoad:
         stored = self.held.get((item.key, item.updated_at))
         if stored is None:
             self.new_versions += 1
-            return item, _versions_row(item, self.run)
+            return item
         if item.content_hash not in stored:
             self.conflicts.append(item)  # same NgayCapNhat, other bytes: compared after the COPY
         return None
 
-    def date_tombstones(self) -> list[tuple[Landable, bytes]]:
+    def date_tombstones(self) -> list[Landable]:
         """The window's tombstones whose NgayCapNhat cannot be read, dated one second before the window's end
         (the server put them in this window); one whose dossier is already deleted adds nothing. Returns the
         new versions among them, to be copied."""
@@ -397,47 +397,52 @@ class _WindowLoad:
             "SELECT dossier_id FROM raw.dossier_current WHERE dossier_id = ANY(%s) AND is_deleted",
             (list({item.key for item in self.undated}),))}
         when = self.end - timedelta(seconds=1)
-        rows = []
+        new = []
         for item in self.undated:
             if item.key in deleted:
                 self.keys[item.key] += 1
                 continue
             dated = Landable(item.key, when, f"{when:%Y%m%dT%H%M%S}", True, item.content_hash, item.payload)
-            if (row := self._admit(dated)) is not None:
-                rows.append(row)
-        return rows
+            if self._admit(dated) is not None:
+                new.append(dated)
+        return new
 
     def refused(self, item: Landable, reason: str) -> None:
         """The database refused a new version: undo its bookkeeping and quarantine it."""
         self.new_versions -= 1
-        self.seen.discard((item.key, item.content_hash))
+        self.seen.discard(item.content_hash + item.key.encode())
         self.keys[item.key] -= 1
         if self.keys[item.key] <= 0:
             del self.keys[item.key]
         self.quarantine.add(reject(item.payload, f"PostgreSQL refused it: {reason}", item.key, item.updated_at))
 
-    def copy(self, rows: list[tuple[Landable, bytes]]) -> None:
-        """COPY ``rows`` in one statement (the few rows found after the window's COPY)."""
-        if rows:
-            with self.cur.copy(COPY_VERSIONS) as copy:
-                copy.write(COPY_SIGNATURE + b"".join(row for _, row in rows) + COPY_TRAILER)
+    def rows(self, items: list[Landable]) -> bytes:
+        """The binary COPY rows of new versions."""
+        run = self.run
+        return b"".join([_versions_row(item, run) for item in items])
 
-    def copy_carefully(self, rows: list[tuple[Landable, bytes]]) -> None:
+    def copy(self, items: list[Landable]) -> None:
+        """COPY new versions in one statement (the few found after the window's COPY)."""
+        if items:
+            with self.cur.copy(COPY_VERSIONS) as copy:
+                copy.write(COPY_SIGNATURE + self.rows(items) + COPY_TRAILER)
+
+    def copy_carefully(self, items: list[Landable]) -> None:
         """COPY one page's new versions under a savepoint; on a refusal, bisect to the refused records."""
-        if not rows:
+        if not items:
             return
         try:
             with self.cur.connection.transaction():
-                self.copy(rows)
+                self.copy(items)
         except psycopg.Error as exc:
             if not _refused_record(exc):
                 raise
-            if len(rows) == 1:
-                self.refused(rows[0][0], database_reason(exc))
+            if len(items) == 1:
+                self.refused(items[0], database_reason(exc))
                 return
-            middle = len(rows) // 2
-            self.copy_carefully(rows[:middle])
-            self.copy_carefully(rows[middle:])
+            middle = len(items) // 2
+            self.copy_carefully(items[:middle])
+            self.copy_carefully(items[middle:])
 
     def resolve_conflicts(self, run_id: str) -> None:
         """Records whose (MaHoSo, NgayCapNhat) is already held with other bytes: the same version if the JSON
@@ -509,22 +514,28 @@ def _land_window(conn: psycopg.Connection, client: ProcedureApiClient, run_id: s
                 for page in client.pages(DOSSIERS, params, stats, inspect=careful):
                     if reported is None:
                         reported = page.total
-                    yield [new for raw in page.records if (new := load.take(raw, page.suspect)) is not None]
+                    yield page
             except (PageUnavailable, ProtocolError) as exc:
                 failure = exc
 
         if careful:
-            for rows in pages():
-                load.copy_carefully(rows)
+            for page in pages():
+                load.copy_carefully([new for raw in page.records
+                                     if (new := load.take(raw, page.suspect)) is not None])
             load.copy_carefully(load.date_tombstones())
         else:
+            take, row, run = load.take, _versions_row, load.run
             with cur.copy(COPY_VERSIONS) as copy:
                 writer = _CopyWriter(copy)
                 try:
                     writer.write(COPY_SIGNATURE)
-                    for rows in pages():
-                        if rows:
-                            writer.write(b"".join(row for _, row in rows))
+                    for page in pages():
+                        suspect = page.suspect
+                        # Each record becomes its COPY row at once: nothing but bytes outlives the page.
+                        data = b"".join([row(new, run) for raw in page.records
+                                         if (new := take(raw, suspect)) is not None])
+                        if data:
+                            writer.write(data)
                     writer.write(COPY_TRAILER)
                 except BaseException:
                     writer.close(quiet=True)

@@ -355,7 +355,8 @@ class RecordReader:
         fields = [(key_field, Any, None), ("DaXoa", Any, None)]
         if updated_field:
             fields.append((updated_field, Any, None))
-        self._head = msgspec.json.Decoder(msgspec.defstruct("Head", fields, forbid_unknown_fields=False))
+        # gc=False: a decoded head holds no cycle, and the garbage collector need not track one per record.
+        self._head = msgspec.json.Decoder(msgspec.defstruct("Head", fields, forbid_unknown_fields=False, gc=False))
 
     def classify(self, raw: msgspec.Raw | bytes, suspect: bool = False) -> Landable | Rejected:
         """Land, or reject with a reason. ``suspect``: the page showed hazards (``page_hazards``), so this
@@ -382,11 +383,16 @@ class RecordReader:
         updated = updated_text = None
         if self.updated_field:
             value = getattr(head, self.updated_field)
-            updated = parse_ts(value)
+            # parse_ts, inlined: the ISO 8601 basic text is kept as well.
+            if isinstance(value, str) and len(value) == 14 and value.isascii() and value.isdigit():
+                updated_text = f"{value[:8]}T{value[8:]}"
+                try:
+                    updated = datetime.fromisoformat(updated_text)
+                except ValueError:
+                    updated_text = None
             if updated is None and head.DaXoa is not True:
                 return reject(data, f"{self.updated_field} missing or not yyyyMMddHHmmss: {_short(value)}", key)
             # A tombstone whose NgayCapNhat cannot be read still deletes its dossier: the loader dates it.
-            updated_text = None if updated is None else f"{value[:8]}T{value[8:]}"
         content = orjson.dumps(orjson.loads(data), option=orjson.OPT_SORT_KEYS) if self.canonical else data
         return Landable(key, updated, updated_text, head.DaXoa is True, digest(content), data)
 
