@@ -149,9 +149,12 @@ class RedisBroker:
     def ping(self) -> bool:
         """True when the server answers ``PING`` with the password (a readiness check: never raises)."""
         import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
 
+        # no retries: redis-py's default retries a refused connection with backoff for seconds
         client = redis.Redis(host=self.settings.redis_host, port=self.settings.redis_port, password=self.password(),
-                             socket_connect_timeout=1, socket_timeout=1)
+                             socket_connect_timeout=1, socket_timeout=1, retry=Retry(NoBackoff(), 0))
         try:
             return bool(client.ping())
         except redis.RedisError:
