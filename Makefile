@@ -81,3 +81,6 @@ bench-dbt: venv ## dbt build times: full and incremental nightly, default scenar
 
 bench-dq: venv ## data-quality validation time, default scenario and 10x, against the rules in plain Python
 	@$(PY) benchmarks/data_quality.py
+
+bench-celery: venv ## one night (partitioned pull, a task per dbt node) on make airflow-celery (2 workers) vs make airflow: wall times, tasks per worker, equal marts
+	@$(PY) benchmarks/celery.py $(BENCH_ARGS)
