@@ -136,6 +136,23 @@ def run_night(name: str, wh, base: Path, api_url: str, inbox: Path, hash_key: st
             "wall": seconds_between(run["start_date"], run["end_date"])}
 
 
+def concurrency_profile(night: dict) -> dict[int, float]:
+    """Seconds of the night during which 0, 1, 2… task instances were running, from their start and end
+    times: how much of the night could use more task slots at all."""
+    run = night["run"]
+    events = [(datetime.fromisoformat(run["start_date"]), 0), (datetime.fromisoformat(run["end_date"]), 0)]
+    for ti in night["tis"]:
+        if ti["start_date"] and ti["end_date"]:
+            events += [(datetime.fromisoformat(ti["start_date"]), 1), (datetime.fromisoformat(ti["end_date"]), -1)]
+    events.sort(key=lambda e: (e[0], e[1]))
+    profile: Counter = Counter()
+    running, last = 0, events[0][0]
+    for when, change in events:
+        profile[running] += (when - last).total_seconds()
+        running, last = running + change, when
+    return dict(sorted(profile.items()))
+
+
 def describe(name: str, night: dict) -> Counter:
     """Print one night's figures; returns its task instances by host."""
     tis = night["tis"]
@@ -145,6 +162,9 @@ def describe(name: str, night: dict) -> Counter:
     print(f"  {name}: the night took {night['wall']:.1f}s for {len(tis)} task instances "
           f"({night['dossiers']:,} dossiers in fct_dossier); the tasks ran {busy:.0f}s in all; "
           f"queued → running {statistics.median(waits):.1f}s median, {max(waits):.1f}s at most")
+    profile = concurrency_profile(night)
+    print("    tasks running at once, share of the night: " + ", ".join(
+        f"{n}: {seconds / night['wall']:.0%}" for n, seconds in profile.items()))
     for host, count in sorted(hosts.items()):
         print(f"    {host}: {count} task instances")
     return hosts
