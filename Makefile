@@ -83,4 +83,4 @@ bench-dq: venv ## data-quality validation time, default scenario and 10x, agains
 	@$(PY) benchmarks/data_quality.py
 
 bench-celery: venv ## one night (partitioned pull, a task per dbt node) on make airflow-celery (2 workers) vs make airflow: wall times, tasks per worker, equal marts
-	@$(PY) benchmarks/celery.py $(BENCH_ARGS)
+	@$(PY) benchmarks/celery.py
