@@ -230,9 +230,8 @@ def stack_env(base: Mapping[str, str] | None = None, executor: str = LOCAL_EXECU
     env = airflow_env(base=base)
     home = RunSettings.from_env(env).airflow_home
     if given and given != executor:
-        other = next((cmd for name, cmd in COMMANDS.items() if name == given), "the compose stack")
         print(f"{COMMANDS[executor]}: AIRFLOW__CORE__EXECUTOR={given} ignored, this stack runs the {executor} "
-              f"(for the {given}: {other})", file=sys.stderr)
+              f"(for the {given}: {COMMANDS.get(given, 'the compose stack')})", file=sys.stderr)
     if executor == CELERY_EXECUTOR:
         env.update(celery_env(env))
     env["AIRFLOW__CORE__EXECUTOR"] = executor
@@ -456,7 +455,7 @@ class HealthWatch:
         answering = ""
         if self.workers is not None:
             nodes = self.workers()
-            if {node.split("@")[0] for node in nodes} < set(self.expected):
+            if not set(self.expected) <= {node.split("@")[0] for node in nodes}:
                 return
             answering = f"; Celery workers answering: {', '.join(sorted(nodes))}"
         self.ready = True

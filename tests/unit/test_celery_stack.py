@@ -165,3 +165,23 @@ def test_the_supervisor_waits_for_a_ready_check_and_gives_each_component_its_env
     assert "because never did not get ready" in text
     assert late.process is None, "nothing starts after a component that did not get ready"
     assert first.process.poll() is not None and never.process.poll() is not None
+
+
+def test_ready_is_said_once_every_component_is_healthy_and_every_worker_answers(monkeypatch):
+    healthy = {"metadatabase": {"status": "healthy"}, "scheduler": {"status": "healthy"}}
+
+    class Reply:
+        def json(self):
+            return healthy
+
+    monkeypatch.setattr(stack.requests, "get", lambda url, timeout: Reply())
+    said, answering = [], [{"worker1@h"}, {"worker1@h", "other@h"}, {"worker1@h", "worker2@h"}]
+    watch = stack.HealthWatch("http://127.0.0.1:1", said.append, every=0, workers=lambda: answering.pop(0),
+                              expected=("worker1", "worker2"))
+    watch()
+    watch()
+    assert said == [] and not watch.ready, "ready only once every expected worker answers"
+    watch()
+    watch()
+    assert said == ["Airflow is ready: every component reports healthy (http://127.0.0.1:1/api/v2/monitor/health); "
+                    "Celery workers answering: worker1@h, worker2@h"]
