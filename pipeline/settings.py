@@ -12,6 +12,7 @@ else. Each part of the project takes a typed settings object whose fields name t
 | ``WarehouseSettings`` | the warehouse (``warehouse.config.Settings`` adds its passwords and URLs) | warehouse |
 | ``RunSettings`` | the commands people type (``ops/``), before anything is resolved | run date, Airflow home, … |
 | ``SimulatorSettings`` | the simulator: scenario (with ``SIM_SCENARIO``'s file), server, faults | simulator |
+| ``CelerySettings`` | ``make airflow-celery``: its workers and its Redis broker | Celery |
 | ``FrontDoorSettings``, ``SupersetSettings`` | ``make serve``; ``python -m bi`` (Superset) | front door, Superset |
 
 Code that runs inside Superset's own Python (``bi/superset_setup.py``) does not import this module: it gets
@@ -141,6 +142,16 @@ VARIABLES: dict[str, Variable] = {v.name: v for v in [
         ("DBT_EXECUTABLE", None, "dbt binary (default: the .venv's)"),
         ("AIRFLOW_HOME", ".local/airflow", "Airflow's state"),
         ("AIRFLOW_CONN_PROCEDURE_API", None, "an Airflow connection overriding the two API variables"),
+    ),
+    *_vars(
+        "Celery",
+        ("CELERY_WORKERS", "2", "Celery workers make airflow-celery starts on this machine"),
+        ("CELERY_WORKER_NAME", None, "a worker's name in its task instances' hostname (make airflow-celery sets it)"),
+        ("REDIS_PORT", "56379", "port of the private Redis broker (127.0.0.1 only)"),
+        ("REDIS_DATA_DIR", ".local/redis", "its folder: configuration and generated password"),
+        ("REDIS_PASSWORD", None, "its password (generated)"),
+        ("REDIS_SERVER", None, "the redis-server binary (default: PATH, else /usr/bin/redis-server)"),
+        ("REDIS_OS_USER", "redis", "system user running Redis when invoked as root"),
     ),
     *_vars(
         "Front door",
@@ -302,6 +313,12 @@ def _hash_key(value: str) -> str:
     if len(value.encode()) < MIN_APPLICANT_HASH_KEY_LENGTH:
         raise ValueError(f"must hold at least {MIN_APPLICANT_HASH_KEY_LENGTH} characters (e.g. `openssl rand -hex "
                          "32`), or be unset to keep the generated key")
+    return value
+
+
+def _redis_password(value: str) -> str:
+    if any(ord(c) < 32 or c.isspace() for c in value):
+        raise ValueError("must not hold spaces or control characters")
     return value
 
 
@@ -590,6 +607,22 @@ class SimulatorSettings(_FromEnv):
         """The scenario's fields (``simulator.scenario.Scenario.from_dict``)."""
         return {"seed": self.seed, "start": self.start, "end": self.end, "scale": self.scale, "clock": self.clock,
                 "defect_rates": dict(self.defect_rates), **self.scenario_extra}
+
+
+@dataclass(frozen=True)
+class CelerySettings(_FromEnv):
+    """``make airflow-celery``: the Celery workers on this machine and the private Redis broker they share
+    (``ops.broker``); ``worker_name`` is what one worker's task processes record as their host
+    (``ops.celery_hostname``)."""
+
+    workers: int = _setting("CELERY_WORKERS", _int_in(1, 16))
+    worker_name: str | None = _setting("CELERY_WORKER_NAME")
+    redis_host: str = "127.0.0.1"  # the private broker listens on loopback only
+    redis_port: int = _setting("REDIS_PORT", _int_in(1, 65535))
+    redis_data_dir: Path = _setting("REDIS_DATA_DIR", _resolved_path)
+    redis_password: str | None = _setting("REDIS_PASSWORD", _redis_password, secret=True)
+    redis_server: str | None = _setting("REDIS_SERVER")
+    redis_os_user: str = _setting("REDIS_OS_USER")
 
 
 @dataclass(frozen=True)

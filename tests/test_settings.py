@@ -24,7 +24,7 @@ CODE_DIRS = ("bi", "dags", "deploy", "expectations", "ingestion", "ops", "pipeli
              "warehouse", "benchmarks")
 DOCS = [PROJECT_ROOT / "README.md", *sorted(PROJECT_ROOT.glob("*/README.md")), *sorted(PROJECT_ROOT.glob("docs/*.md"))]
 SETTINGS_CLASSES = (S.Settings, S.AlertSettings, S.PublicationTargets, S.DagSettings, S.WarehouseSettings,
-                    S.RunSettings, S.SimulatorSettings, S.FrontDoorSettings, S.SupersetSettings)
+                    S.RunSettings, S.SimulatorSettings, S.CelerySettings, S.FrontDoorSettings, S.SupersetSettings)
 # Read by others than a settings field: Airflow reads its connection; SimulatorSettings.from_env the family.
 READ_ELSEWHERE = {"AIRFLOW_CONN_PROCEDURE_API", "SIM_DEFECT_<RULE>"}
 # Upper-case names the documents show that are nobody's variable.
