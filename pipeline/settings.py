@@ -7,7 +7,7 @@ else. Each part of the project takes a typed settings object whose fields name t
 |---|---|---|
 | ``Settings`` | the pipeline's stages (ingestion, data quality, dbt, publication) | sources, pipeline |
 | ``AlertSettings`` | the alerts (``pipeline.alerts``), also when the rest is broken | ``ALERT_*`` |
-| ``PublicationTargets`` | the on-time target and ranking minimum: dbt ``--vars``, the pages | ``PUBLICATION_*`` |
+| ``PublicationTargets`` | dbt ``--vars``: target, ranking minimum, look-back | ``PUBLICATION_*``, ``DBT_…`` |
 | ``DagSettings`` | the DAG files, when they are parsed | retries, timeouts, dbt grain and manifest |
 | ``WarehouseSettings`` | the warehouse (``warehouse.config.Settings`` adds its passwords and URLs) | warehouse |
 | ``RunSettings`` | the commands people type (``ops/``), before anything is resolved | run date, Airflow home, … |
@@ -127,6 +127,8 @@ VARIABLES: dict[str, Variable] = {v.name: v for v in [
         ("DQ_FINDINGS_KEEP_DAYS", "35", "per-run findings older than this are pruned"),
         ("PUBLICATION_ON_TIME_TARGET", "0.95", "the on-time target (metrics.md: at least 95%)"),
         ("PUBLICATION_MIN_RESOLVED", "10", "units with fewer resolved dossiers in a month are not ranked"),
+        ("DBT_INCREMENTAL_LOOKBACK_MINUTES", "15", "an incremental model re-reads dossiers changed this long "
+                                                   "before its last build"),
         ("PIPELINE_TASK_RETRIES", "2", "retries of every task"),
         ("PIPELINE_RETRY_DELAY_SECONDS", "300", "delay between them (10 under make run and test-dag)"),
         ("PIPELINE_TASK_TIMEOUT_MINUTES", "120", "execution_timeout of every task"),
@@ -385,10 +387,13 @@ class PublicationTargets(_FromEnv):
 
     on_time_target: float = _setting("PUBLICATION_ON_TIME_TARGET", _fraction)
     min_resolved: int = _setting("PUBLICATION_MIN_RESOLVED", _int_in(0))
+    incremental_lookback_minutes: float = _setting("DBT_INCREMENTAL_LOOKBACK_MINUTES", float)
 
     def dbt_vars(self, **more) -> dict:
-        """The vars every dbt invocation gets (``on_time_target``, ``min_resolved``), and ``more``."""
-        return {"on_time_target": self.on_time_target, "min_resolved": self.min_resolved, **more}
+        """The vars every dbt invocation gets (``on_time_target``, ``min_resolved``,
+        ``incremental_lookback_minutes``), and ``more``."""
+        return {"on_time_target": self.on_time_target, "min_resolved": self.min_resolved,
+                "incremental_lookback_minutes": self.incremental_lookback_minutes, **more}
 
 
 @dataclass(frozen=True)
@@ -423,6 +428,7 @@ class Settings(_FromEnv):
     finance_max_uncompressed_bytes: int = _setting("FINANCE_MAX_UNCOMPRESSED_BYTES", _int_in(1))
     on_time_target: float = _setting("PUBLICATION_ON_TIME_TARGET", _fraction)
     min_resolved: int = _setting("PUBLICATION_MIN_RESOLVED", _int_in(0))
+    incremental_lookback_minutes: float = _setting("DBT_INCREMENTAL_LOOKBACK_MINUTES", float)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, warehouse_url: str | None = None) -> Settings:
@@ -437,10 +443,11 @@ class Settings(_FromEnv):
 
     @property
     def targets(self) -> PublicationTargets:
-        return PublicationTargets(self.on_time_target, self.min_resolved)
+        return PublicationTargets(self.on_time_target, self.min_resolved, self.incremental_lookback_minutes)
 
     def dbt_vars(self, **more) -> dict:
-        """The settings the dbt models read as ``--vars`` (the ranking's target and threshold), and ``more``."""
+        """The settings the dbt models read as ``--vars`` (the ranking's target and threshold, the incremental
+        look-back), and ``more``."""
         return self.targets.dbt_vars(**more)
 
 

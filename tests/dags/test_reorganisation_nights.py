@@ -58,7 +58,8 @@ def test_nights_across_the_reorganisation_equal_a_full_rebuild(tmp_path):
                "PROCEDURE_API_URL": sim.url, "PROCEDURE_API_TOKEN": sim.token, "FINANCE_INBOX": str(tmp_path / "inbox"),
                "HISTORY_START": SCENARIO.start.isoformat(), "REPORTS_DIR": str(tmp_path / "reports"),
                "DBT_TASK_GRAIN": "layer", "PIPELINE_TASK_RETRIES": "0", "PIPELINE_RETRY_DELAY_SECONDS": "1",
-               "PUBLICATION_MIN_RESOLVED": "1"}
+               "PUBLICATION_MIN_RESOLVED": "1",
+               "DBT_INCREMENTAL_LOOKBACK_MINUTES": "0"}  # nights minutes apart: no wall-clock look-back
         env.pop("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", None)
         url = wh.urls["writer"]
         for n in range(NIGHTS):
