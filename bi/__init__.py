@@ -22,6 +22,7 @@ LOCK_FILE = BI_DIR / "requirements.txt"
 # the dashboards' slugs (bi/bundle/dashboards/)
 MORNING, DATA_QUALITY = "cchc-morning", "cchc-data-quality"
 SERVICE_INDEX, CURRENT_UNITS = "cchc-service-index", "cchc-current-units"
+HELD_UP = "cchc-held-up"
 
 
 def dashboard_path(slug: str) -> str:
