@@ -1,5 +1,5 @@
-"""Apache Superset as the project's BI tool: its own cached environment, a local instance, and the two
-dashboards (the morning dashboard, data quality) kept in the repository as Superset's export bundle.
+"""Apache Superset as the project's BI tool: its own cached environment, a local instance, and the
+dashboards (``DASHBOARDS`` of ``bi.__main__``) kept in the repository as Superset's export bundle.
 
     python -m bi serve       # make superset: install if needed, start on 127.0.0.1, import, print URL and login
     python -m bi import      # import bi/bundle/ into a running Superset (the local one, or SUPERSET_URL)
