@@ -63,10 +63,11 @@ def _offices(counts: dict[str, int]) -> list[dict]:
 def collect(conn, month: date | None) -> dict:
     """The section's figures for ``month`` (see the module docstring); empty when there is no month or no
     step mart."""
-    out: dict = {"month": month, "min_steps": MIN_STEPS, "land_codes": [], "not_recorded": [],
+    out: dict = {"month": month, "available": False, "min_steps": MIN_STEPS, "land_codes": [], "not_recorded": [],
                  "land": {"late_dossiers": 0, "by_office": [], "units": []}, "below_target": [], "slow_offices": []}
     if month is None or not F.exists(conn, "marts.fct_late_origin_monthly"):
         return out
+    out["available"] = True
     land_codes = F.land_field_codes(F.field_names(conn))
     out["land_codes"] = land_codes
     out["not_recorded"] = not_recorded(conn, month, land_codes)

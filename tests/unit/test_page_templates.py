@@ -152,7 +152,7 @@ def held_up() -> dict:
     whose late land dossiers began at an office whose name is markup too."""
     office = '<b>Phòng "Đất"</b> & co'
     offices = [{"office": office, "late_dossiers": 2}, {"office": "(không ghi nhận)", "late_dossiers": 1}]
-    return {"month": date(2023, 6, 1), "min_steps": 20, "land_codes": ["G01"],
+    return {"month": date(2023, 6, 1), "available": True, "min_steps": 20, "land_codes": ["G01"],
             "not_recorded": [{"scope": "province", "late_dossiers": 3, "not_recorded": 1, "not_named": 0,
                               "not_recorded_share": 1 / 3},
                              {"scope": "land", "late_dossiers": 3, "not_recorded": 1, "not_named": 0,
@@ -185,6 +185,17 @@ def test_the_report_s_held_up_section_escapes_unit_and_office_names():
     assert values["held_up.not_recorded_share.province"] == repr(1 / 3)
     assert values["held_up.slow.1.p90_hours"] == "70.25"
     assert figures_block(html)["held_up"]["slow_offices"][0]["office"] == office
+
+
+def test_the_report_s_held_up_section_of_a_month_without_late_dossiers():
+    quiet = {"month": date(2023, 6, 1), "available": True, "min_steps": 20, "land_codes": ["G01"], "not_recorded": [],
+             "land": {"late_dossiers": 0, "by_office": [], "units": []}, "below_target": [], "slow_offices": []}
+    page = Page(render(nothing_yet() | {"held_up": quiet}))
+    for note in ("Không có hồ sơ giải quyết trễ hạn trong tháng.", "Không có hồ sơ đất đai giải quyết trễ hạn",
+                 "Không có đơn vị được xếp hạng nào dưới mục tiêu.", "Không có phòng ban nào xử lý từ 20 bước"):
+        assert note in page.text, note
+    assert not [a for _, a in page.elements if a.get("data-metric", "").startswith("held_up.")]
+    assert "Chưa có số liệu quá trình xử lý hồ sơ." in Page(render(nothing_yet())).text
 
 
 @pytest.mark.parametrize(("value", "shown"), [
