@@ -568,8 +568,8 @@ def check_held_up_land_steps(rows, url):
         assert (g["steps"], g["late_steps"]) == (steps, late), key
         assert close(g["late_step_rate"], late_rate) and close(g["median_hours"], median), key
         assert close(g["p90_hours"], p90), key
-    rates = [r["late_step_rate"] for r in rows]
-    assert rates == sorted(rates, reverse=True), "the highest share of late steps first"
+    order = [(-r["late_steps"], -r["late_step_rate"]) for r in rows]
+    assert order == sorted(order), "the most late steps first, then the highest share of them"
 
 
 CHECKS = {
