@@ -27,7 +27,8 @@ from tests.support.postgres import throwaway_warehouse
 
 NIGHT = datetime(2023, 9, 29, 1)
 WATCHED = ("marts.fct_dossier", "marts.fct_timeliness_monthly", "intermediate.int_dossiers__steps",
-           "marts.fct_step_monthly", "marts.fct_late_origin_monthly")
+           "marts.fct_step_monthly", "marts.fct_late_origin_monthly", "marts.fct_step_monthly_by_field",
+           "marts.fct_late_origin_monthly_by_field")
 _MODEL_LINE = re.compile(r"OK created sql \w+ model (\S+) \.+ \[(?:\x1b\[\d+m)?(.*?)(?:\x1b\[\d+m)? in ([\d.]+)s\]")
 
 

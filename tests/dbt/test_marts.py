@@ -50,6 +50,8 @@ KEYS = {
     "fct_digitisation_monthly_current": ["month", "current_unit_code"],
     "fct_step_monthly": ["month", "unit_code", "office"],
     "fct_late_origin_monthly": ["month", "unit_code", "office"],
+    "fct_step_monthly_by_field": ["month", "unit_code", "field_code", "office"],
+    "fct_late_origin_monthly_by_field": ["month", "unit_code", "field_code", "office"],
 }
 
 

@@ -118,7 +118,8 @@ def test_every_mart_equals_the_reference(built):
     core = {"dim_unit", "fct_dossier", "fct_timeliness_monthly", "fct_online_monthly", "fct_digitisation_monthly",
             "fct_timeliness_monthly_current", "fct_online_monthly_current", "fct_digitisation_monthly_current",
             "rpt_monthly_ranking", "fct_service_index_monthly", "rpt_service_index_ranking",
-            "fct_delegation_progress", "fct_delegation_usage", "fct_step_monthly", "fct_late_origin_monthly"}
+            "fct_delegation_progress", "fct_delegation_usage", "fct_step_monthly", "fct_late_origin_monthly",
+            "fct_step_monthly_by_field", "fct_late_origin_monthly_by_field"}
     assert core <= present
     compared = []
     for table, rows in built["expected"].items():
