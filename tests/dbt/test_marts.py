@@ -6,10 +6,8 @@ full rebuild is checked through Airflow across the 2025 reorganisation: tests/da
 from __future__ import annotations
 
 import json
-import math
 from collections import Counter, defaultdict
 from datetime import date, datetime
-from decimal import Decimal
 
 import psycopg
 import pytest
@@ -22,6 +20,7 @@ from simulator.finance import write_workbooks
 from simulator.province import Province
 from simulator.scenario import Scenario
 from tests.support import reference_steps
+from tests.support.marts import compare, fetch
 from tests.support.postgres import throwaway_warehouse
 from tests.support.reference import compute_marts
 from tests.support.reference_steps import NOT_NAMED, NOT_RECORDED
@@ -55,45 +54,6 @@ KEYS = {
 }
 
 
-def _norm(value):
-    if isinstance(value, Decimal):
-        return float(value)
-    return value
-
-
-def _same(a, b) -> bool:
-    a, b = _norm(a), _norm(b)
-    if isinstance(a, float) or isinstance(b, float):
-        return a is not None and b is not None and math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-12)
-    return a == b
-
-
-def fetch(url: str, table: str, columns: list[str], where: str = "") -> list[dict]:
-    with psycopg.connect(url) as conn:
-        cur = conn.execute(f"SELECT {', '.join(columns)} FROM marts.{table} {where}")
-        return [dict(zip(columns, row, strict=True)) for row in cur]
-
-
-def compare(table: str, got: list[dict], expected: list[dict]) -> None:
-    key = KEYS[table]
-    columns = list(expected[0]) if expected else list(got[0]) if got else []
-
-    def index(rows):
-        out = {}
-        for r in rows:
-            k = tuple(_norm(r[c]) for c in key)
-            assert k not in out, f"{table}: duplicate key {k}"
-            out[k] = r
-        return out
-
-    g, e = index(got), index(expected)
-    missing, extra = sorted(set(e) - set(g), key=str), sorted(set(g) - set(e), key=str)
-    assert not missing and not extra, f"{table}: missing {missing[:5]}, unexpected {extra[:5]}"
-    for k, row in e.items():
-        for c in columns:
-            assert _same(g[k][c], row[c]), f"{table} {k}: {c} = {g[k][c]!r}, expected {row[c]!r}"
-
-
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     """A warehouse loaded from a simulator scenario and its workbooks, with `dbt build` run once."""
@@ -117,7 +77,7 @@ def test_every_published_table_matches_the_definitions(built, table):
     expected = built["expected"][table]
     assert expected, f"the scenario produces no {table} rows: the test would prove nothing"
     got = fetch(built["url"], table, list(expected[0]))
-    compare(table, got, expected)
+    compare(table, got, expected, KEYS[table])
 
 
 def test_late_dossiers_are_held_up_where_the_simulator_says(built):

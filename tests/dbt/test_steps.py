@@ -20,12 +20,9 @@ figures worked out by hand.
 from __future__ import annotations
 
 import json
-import math
 import re
 from datetime import date, datetime
-from decimal import Decimal
 
-import psycopg
 import pytest
 
 from ops.dbt import run_dbt
@@ -34,6 +31,7 @@ from pipeline.settings import Settings
 from simulator.province import Province
 from simulator.scenario import Scenario
 from simulator.static import StaticProvince
+from tests.support.marts import compare, fetch, norm
 from tests.support.postgres import throwaway_warehouse
 from tests.support.reference_steps import COLUMNS, KEYS, NOT_NAMED, NOT_RECORDED, compute_steps
 from tests.support.simulator import running_simulator
@@ -178,24 +176,6 @@ CHANGED = {r["MaHoSo"] for r in NIGHT2_CHANGES}
 NIGHT2_RECORDS = [r for r in NIGHT1_RECORDS if r["MaHoSo"] not in CHANGED] + NIGHT2_CHANGES
 
 
-def _norm(value):
-    return float(value) if isinstance(value, Decimal) else value
-
-
-def _same(a, b) -> bool:
-    a, b = _norm(a), _norm(b)
-    if isinstance(a, float) or isinstance(b, float):
-        return a is not None and b is not None and math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
-    return a == b
-
-
-def _fetch(url: str, table: str) -> list[dict]:
-    columns = COLUMNS[table]
-    with psycopg.connect(url) as conn:
-        rows = conn.execute(f"SELECT {', '.join(columns)} FROM marts.{table}").fetchall()
-    return [dict(zip(columns, r, strict=True)) for r in rows]
-
-
 def _build(url: str, *extra: str) -> str:
     dbt_vars = json.dumps({"as_of": NIGHT2.isoformat(), "incremental_lookback_minutes": 0})
     proc = run_dbt(["build", "--select", *SELECT, "--indirect-selection", "cautious", "--vars", dbt_vars, *extra],
@@ -217,35 +197,17 @@ def built(tmp_path_factory):
                                       "HISTORY_START": "2023-03-01", "FINANCE_INBOX": str(tmp)}, warehouse_url=url)
         run_night(settings, NIGHT1, run_id="steps-1", until="land", checks=False, lease=False)
         _build(url)
-        out["night1"] = {t: _fetch(url, t) for t in COLUMNS}
+        out["night1"] = {t: fetch(url, t, COLUMNS[t]) for t in COLUMNS}
         province.set_records(NIGHT2_RECORDS)
         province.set_clock(NIGHT2)
         run_night(settings, NIGHT2, run_id="steps-2", until="land", checks=False, lease=False)
         log = _build(url)
         out["inserted"] = {model: int(re.search(model + r" \.+ \[\S*INSERT 0 (\d+)", log).group(1))
                            for model in ("int_dossiers__steps", "fct_step_monthly")}
-        out["night2"] = {t: _fetch(url, t) for t in COLUMNS}
+        out["night2"] = {t: fetch(url, t, COLUMNS[t]) for t in COLUMNS}
         _build(url, "--full-refresh")
-        out["full"] = {t: _fetch(url, t) for t in COLUMNS}
+        out["full"] = {t: fetch(url, t, COLUMNS[t]) for t in COLUMNS}
     yield out
-
-
-def _index(table: str, rows: list[dict]) -> dict[tuple, dict]:
-    out = {}
-    for r in rows:
-        key = tuple(r[k] for k in KEYS[table])
-        assert key not in out, f"{table}: duplicate {key}"
-        out[key] = r
-    return out
-
-
-def _compare(table: str, got: list[dict], expected: list[dict]) -> None:
-    g, e = _index(table, got), _index(table, expected)
-    missing, extra = sorted(set(e) - set(g), key=str), sorted(set(g) - set(e), key=str)
-    assert not missing and not extra, f"{table}: missing {missing}, unexpected {extra}"
-    for key, row in e.items():
-        for column, value in row.items():
-            assert _same(g[key][column], value), f"{table} {key}: {column} = {g[key][column]!r}, expected {value!r}"
 
 
 @pytest.mark.parametrize("table", list(COLUMNS))
@@ -254,7 +216,7 @@ def _compare(table: str, got: list[dict], expected: list[dict]) -> None:
 def test_the_step_marts_match_the_reference(built, build, records, table):
     expected = compute_steps(records)[table]
     assert expected
-    _compare(table, built[build][table], expected)
+    compare(table, built[build][table], expected, KEYS[table])
 
 
 def test_late_origins_by_hand(built):
@@ -306,7 +268,7 @@ def test_step_figures_by_hand(built):
     # legal end, on time), 1 h for the six others; 10's has none. Sorted, eight values: the median is 1, the
     # 90th percentile at position 0.9 × 7 = 6.3 is 1.5 + 0.3 × (57 − 1.5).
     assert (desk["steps"], desk["late_steps"]) == (9, 1)  # dossier 10's, a second late
-    assert _norm(desk["median_hours"]) == 1.0 and _norm(desk["p90_hours"]) == pytest.approx(1.5 + 0.3 * 55.5)
+    assert norm(desk["median_hours"]) == 1.0 and norm(desk["p90_hours"]) == pytest.approx(1.5 + 0.3 * 55.5)
     assert rows[(MARCH, D2, REGISTRY)]["steps"] == 1
     night2 = {(r["month"], r["unit_code"], r["office"]) for r in built["night2"]["fct_step_monthly"]}
     assert (MARCH, D2, REGISTRY) not in night2 and (APRIL, D1, ENVIRONMENT) in night2

@@ -6,8 +6,6 @@ the units below target, the slowest offices — equals the reference's reading o
 from __future__ import annotations
 
 import html as htmllib
-import json
-import math
 import re
 from collections import defaultdict
 from datetime import date
@@ -19,25 +17,19 @@ from publication import held_up
 from publication.report import write_report
 from tests.publication.scenario import HOSTILE_NAMES
 from tests.support.reference_steps import NOT_NAMED, NOT_RECORDED
+from tests.support.report import cell_values, close, embedded_figures
 
 MONTH = date(2023, 6, 1)  # the report's month: the latest complete month of a warehouse built as of 2023-07-01
-
-
-def close(a, b) -> bool:
-    if a is None or b is None:
-        return a is None and b is None
-    return math.isclose(float(a), float(b), rel_tol=1e-12, abs_tol=1e-12)
 
 
 @pytest.fixture(scope="module")
 def report(built, tmp_path_factory):
     path = write_report(built["url"], tmp_path_factory.mktemp("report-steps"))
     page = path.read_text(encoding="utf-8")
-    block = re.search(r'<script type="application/json" id="figures">(.*?)</script>', page, re.S)
-    figures = json.loads(block.group(1))
+    figures = embedded_figures(page)
     section = re.search(r'<section id="ho-so-bi-cham">.*?</section>', page, re.S).group(0)
-    cells = {htmllib.unescape(k): v for k, v in re.findall(r'data-metric="([^"]+)" data-value="([^"]*)"', section)}
-    return {"html": page, "section": section, "figures": figures, "h": figures["held_up"], "cells": cells}
+    return {"html": page, "section": section, "figures": figures, "h": figures["held_up"],
+            "cells": cell_values(section)}
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,9 @@
--- fct_late_origin_monthly with the field (lĩnh vực) in the grain: the late dossiers per resolution month ×
--- handling unit × field × office of their first late step ('(không ghi nhận)' when none is), the field being
--- the dossier's own (fct_dossier.field_code, MaLinhVuc) — where the land field's delays begin. Its rows add
--- up to fct_late_origin_monthly's (tests/marts/step_marts_by_field_add_up.sql). A grouped scan of the late
--- dossiers, as fct_late_origin_monthly.
+-- Where late dossiers' delay began (metrics.md, "where dossiers are held up") with the field (lĩnh vực) in the
+-- grain: the dossiers resolved late (fct_dossier.timeliness) per resolution month × handling unit × field ×
+-- office of their first late step (int_dossiers__steps.is_first_late); '(không ghi nhận)' when no step of theirs
+-- is late — their delay is recorded nowhere in the System. The field is the dossier's own
+-- (fct_dossier.field_code, MaLinhVuc) — where the land field's delays begin. A grouped scan of the late dossiers;
+-- fct_late_origin_monthly is this mart summed over the field.
 with late_dossiers as (
     select dossier_id, unit_code, field_code, resolved_month
     from {{ ref('fct_dossier') }}
