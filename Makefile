@@ -9,7 +9,7 @@ UV_VERSION := 0.13.8
 STAMP := $(VENV)/.installed
 TEST_WORKERS ?= 2
 
-.PHONY: help venv run test lint warehouse-up warehouse-down simulator simulator-stop status serve clean lock bench-sim bench-ingest bench-dbt bench-dq airflow superset
+.PHONY: help venv run test lint warehouse-up warehouse-down simulator simulator-stop status serve clean lock bench-sim bench-ingest bench-dbt bench-dq bench-nightly bench-backfill bench-celery airflow airflow-celery superset
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s $$'\t'
@@ -72,6 +72,9 @@ bench-ingest: venv ## ingestion speed: API → raw vs psql \copy (and pandas to_
 airflow: venv ## run Airflow so cchc_nightly runs every night at 01:00: scheduler, UI on 127.0.0.1:8080, supervised
 	@$(PY) -m ops.airflow standalone
 
+airflow-celery: venv ## the same on the CeleryExecutor: a private Redis broker (redis-server) and CELERY_WORKERS (2) Celery workers
+	@$(PY) -m ops.airflow celery
+
 superset: venv ## Superset on 127.0.0.1:8088 (SUPERSET_PORT) with the dashboards of bi/bundle (morning, data quality, service index, today's units); its own environment, built once
 	@$(PY) -m bi serve
 
@@ -80,3 +83,12 @@ bench-dbt: venv ## dbt build times: full and incremental nightly, default scenar
 
 bench-dq: venv ## data-quality validation time, default scenario and 10x, against the rules in plain Python
 	@$(PY) benchmarks/data_quality.py
+
+bench-nightly: venv ## the same day of changes on a 1M and a 3M history, the whole night through the DAG
+	@$(PY) benchmarks/nightly.py
+
+bench-backfill: venv ## a rebuild: the 10x scenario's whole history landed, built and validated, per stage
+	@$(PY) benchmarks/backfill.py
+
+bench-celery: venv ## one night (partitioned pull, a task per dbt node) on make airflow-celery (2 workers) vs make airflow: wall times, tasks per worker, equal marts
+	@$(PY) benchmarks/celery.py

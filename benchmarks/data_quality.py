@@ -37,7 +37,7 @@ NIGHT = datetime(2023, 9, 29, 1)
 
 def _build(settings: Settings, night: datetime) -> float:
     t0 = time.perf_counter()
-    dbt_build(settings, "nightly_staging", night, extra_vars={"incremental_lookback_minutes": 0})
+    dbt_build(settings, "nightly_staging", night)
     return time.perf_counter() - t0
 
 

@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 
 import psycopg
@@ -24,11 +24,12 @@ TOKEN = "bench"
 
 
 @contextmanager
-def serving_simulator(scale: float, clock: datetime) -> Iterator[str]:
-    """``python -m simulator serve`` for the scale at ``clock``; yields its base URL (token ``bench``)."""
+def serving_simulator(scale: float, clock: datetime, start: date | None = None) -> Iterator[str]:
+    """``python -m simulator serve`` for the scale at ``clock`` (the scenario from ``start``, else the default
+    scenario's first day); yields its base URL (token ``bench``)."""
     port = free_port()
     env = {**os.environ, "SIM_SCALE": str(scale), "SIM_TOKEN": TOKEN, "PROCEDURE_API_TOKEN": TOKEN,
-           "SIM_CLOCK": clock.isoformat()}
+           "SIM_CLOCK": clock.isoformat(), **({"SIM_START": start.isoformat()} if start else {})}
     sim = subprocess.Popen([sys.executable, "-m", "simulator", "serve", "--port", str(port)], cwd=PROJECT_ROOT,
                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -42,11 +43,23 @@ def serving_simulator(scale: float, clock: datetime) -> Iterator[str]:
         sim.wait()
 
 
-def bench_settings(api_url: str, writer: str, tmp: str) -> Settings:
-    return Settings.from_env({"PROCEDURE_API_URL": api_url, "PROCEDURE_API_TOKEN": TOKEN,
-                              "HISTORY_START": "2023-01-01", "FINANCE_INBOX": tmp,
-                              "REPORTS_DIR": f"{tmp}/reports", "GX_PROJECT_DIR": f"{tmp}/gx"},
-                             warehouse_url=writer)
+def bench_env(api_url: str, tmp: str, history_start: date | None = None) -> dict[str, str]:
+    """The settings' variables of a benchmark run (its own inbox, reports and GX folders). Nights seconds
+    apart, not a day: no wall-clock look-back, or every model would re-read the previous night's loads."""
+    return {"PROCEDURE_API_URL": api_url, "PROCEDURE_API_TOKEN": TOKEN,
+            "HISTORY_START": (history_start or date(2023, 1, 1)).isoformat(), "FINANCE_INBOX": tmp,
+            "REPORTS_DIR": f"{tmp}/reports", "GX_PROJECT_DIR": f"{tmp}/gx", "DBT_INCREMENTAL_LOOKBACK_MINUTES": "0"}
+
+
+def bench_settings(api_url: str, writer: str, tmp: str, history_start: date | None = None) -> Settings:
+    return Settings.from_env(bench_env(api_url, tmp, history_start), warehouse_url=writer)
+
+
+def set_clock(api_url: str, night: datetime) -> None:
+    """Move the simulator's clock to ``night`` (the records served are the scenario's then)."""
+    base = api_url.removesuffix("/api/v1")
+    requests.post(f"{base}/_sim/clock", params={"to": night.strftime("%Y%m%d%H%M%S")},
+                  headers={"Authorization": f"Bearer {TOKEN}"}, timeout=600).raise_for_status()
 
 
 def land_night(settings: Settings, run_id: str, night: datetime) -> int:
@@ -61,9 +74,7 @@ def land_night(settings: Settings, run_id: str, night: datetime) -> int:
 
 def next_day(api_url: str, settings: Settings, run_id: str, night: datetime) -> dict:
     """Move the simulator's clock to ``night`` and land that day's changes; returns the pull's summary."""
-    base = api_url.removesuffix("/api/v1")
-    requests.post(f"{base}/_sim/clock", params={"to": night.strftime("%Y%m%d%H%M%S")},
-                  headers={"Authorization": f"Bearer {TOKEN}"}, timeout=600).raise_for_status()
+    set_clock(api_url, night)
     done = run_night(settings, night, run_id=run_id, until="land", lease=False, checks=False)
     pulled = done["results"]["land"]["dossiers"]
     return {k: sum(p[k] for p in pulled) for k in ("fetched", "new_versions", "seconds")}

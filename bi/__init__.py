@@ -1,5 +1,5 @@
-"""Apache Superset as the project's BI tool: its own cached environment, a local instance, and the two
-dashboards (the morning dashboard, data quality) kept in the repository as Superset's export bundle.
+"""Apache Superset as the project's BI tool: its own cached environment, a local instance, and the
+dashboards (``DASHBOARDS`` of ``bi.__main__``) kept in the repository as Superset's export bundle.
 
     python -m bi serve       # make superset: install if needed, start on 127.0.0.1, import, print URL and login
     python -m bi import      # import bi/bundle/ into a running Superset (the local one, or SUPERSET_URL)
@@ -22,6 +22,7 @@ LOCK_FILE = BI_DIR / "requirements.txt"
 # the dashboards' slugs (bi/bundle/dashboards/)
 MORNING, DATA_QUALITY = "cchc-morning", "cchc-data-quality"
 SERVICE_INDEX, CURRENT_UNITS = "cchc-service-index", "cchc-current-units"
+HELD_UP = "cchc-held-up"
 
 
 def dashboard_path(slug: str) -> str:

@@ -22,7 +22,7 @@ import socket
 import sys
 from urllib.parse import urlsplit
 
-from bi import BUNDLE_DIR, CURRENT_UNITS, DATA_QUALITY, MORNING, SERVICE_INDEX, dashboard_path
+from bi import BUNDLE_DIR, CURRENT_UNITS, DATA_QUALITY, HELD_UP, MORNING, SERVICE_INDEX, dashboard_path
 from bi.bundle import build_zip, write_export
 from bi.client import SupersetAPIError, SupersetClient
 from bi.environment import EnvironmentUnavailable, ensure_environment
@@ -30,7 +30,8 @@ from bi.instance import DEFAULT_HOME, FIRST_ADMIN, LocalInstance, SupersetError,
 from pipeline.settings import SupersetSettings
 
 DASHBOARDS = {MORNING: "the morning dashboard", DATA_QUALITY: "data quality",
-              SERVICE_INDEX: "the service index", CURRENT_UNITS: "today's units"}
+              SERVICE_INDEX: "the service index", CURRENT_UNITS: "today's units",
+              HELD_UP: "where dossiers are held up"}
 
 
 def reader_url(settings: SupersetSettings) -> str:

@@ -2,7 +2,9 @@
 
 One short message per run, critical failures first, then the dossier issues that are new and those
 resolved since the previous dossier validation (by rule and by unit), the units carrying the largest
-backlog, and what the workbook checks found. Everything is counted by the server from ``dq.findings``.
+backlog, and what the workbook checks found. Everything is counted by the server: the dossier issues from the
+intervals the run's validation opened and closed (``dq.issue_intervals``: its change set, so the digest costs
+what changed), the workbook findings from ``dq.findings``.
 
 It is always stored (``dq.digests``) and written to ``<REPORTS_DIR>/dq-digest/<run_date>.txt`` (and
 ``latest.txt``); it is *sent* through the configured channels (``pipeline.alerts``: Slack webhook,
@@ -19,6 +21,7 @@ from pathlib import Path
 import orjson
 import psycopg
 
+from expectations.intervals import CHANGES, FULL, OUT_OF_ORDER
 from expectations.rules import DOSSIER_RULES, FINANCE_RULES
 from pipeline.settings import Settings
 
@@ -49,6 +52,7 @@ class Digest:
     quarantined: list[tuple[str, str, int]] = field(default_factory=list)  # source, reason, records
     rejected_workbooks: list[str] = field(default_factory=list)
     failed_tasks: list[str] = field(default_factory=list)
+    out_of_order: bool = False  # the dossier validation was of a night earlier than the latest validated
 
     @property
     def new_total(self) -> int:
@@ -104,7 +108,11 @@ class Digest:
             lines.append("Records quarantined this run (raw.quarantine: bytes as received, with the reason):")
             lines += [f"  {source}: {n:,} × {reason}" for source, reason, n in self.quarantined[:TOP_UNITS]]
             lines.append("")
-        if self.as_of:
+        if self.as_of and self.out_of_order:
+            lines.append(f"Dossier issues as of {self.as_of}, a night earlier than the latest validated: "
+                         f"{self.open_total:,} found (dq.findings); the issues' history follows the nights in "
+                         "order and is unchanged.")
+        elif self.as_of:
             since = f" since {self.previous_as_of}" if self.previous_as_of else " (first validation)"
             lines.append(f"Dossier issues as of {self.as_of}: {self.open_total:,} open, "
                          f"{self.new_total:,} new and {self.resolved_total:,} resolved{since}.")
@@ -123,7 +131,7 @@ class Digest:
             if self.finance_open or self.finance_new:
                 new = ", ".join(f"{rule} {n}" for rule, n in self.finance_new) or "none"
                 lines.append(f"Disbursement workbooks: {self.finance_open:,} rows flagged; new: {new}.")
-            lines.append("Lists: marts.fct_dq_issue (is_open), dq.findings (observed values); "
+            lines.append("Lists: marts.fct_dq_issue (is_open), dq.issue_intervals (observed values); "
                          "Data Docs: <REPORTS_DIR>/data-docs/index.html.")
         return "\n".join(lines) + "\n"
 
@@ -182,32 +190,66 @@ def _ingestion(conn: psycopg.Connection, digest: Digest) -> None:
         "FROM raw.finance_files WHERE run_id = %s AND status = 'rejected' ORDER BY path", (run_id,))]
 
 
+_OPEN_AT = """
+SELECT {select} FROM (
+    SELECT * FROM dq.issue_intervals WHERE closed_seq IS NULL AND NOT voided AND opened_seq <= %(seq)s
+    UNION ALL
+    SELECT * FROM dq.issue_intervals WHERE closed_seq > %(seq)s AND NOT voided AND opened_seq <= %(seq)s
+) AS i
+{join}
+{tail}
+"""
+_CHANGED = """
+SELECT {group}, count(*) AS n FROM dq.issue_intervals AS i
+{join}
+WHERE i.{column} = %(seq)s AND NOT i.voided
+GROUP BY {group}
+ORDER BY n DESC, 1
+"""
+_INTERVAL_UNITS = "LEFT JOIN staging.stg_api__units u ON u.unit_code = i.unit_code"
+
+
+def _dossier_issues(conn: psycopg.Connection, digest: Digest) -> None:
+    """The dossier issues of the run's validation, from the intervals it opened and closed (its change set):
+    what is open after it, what it found new and resolved, the largest backlogs."""
+    current = conn.execute(
+        "SELECT validation_id, as_of, seq, batch_kind FROM dq.validation_runs WHERE validation_id = %s "
+        "AND status IN ('passed', 'warnings')", (f"{digest.run_id}/dossiers",)).fetchone()
+    if current is None:
+        return
+    validation_id, as_of, seq, kind = current
+    digest.as_of = f"{as_of:%Y-%m-%d %H:%M}"
+    if kind == OUT_OF_ORDER:
+        # a night earlier than the latest one validated again: its findings, not the issues' history
+        digest.out_of_order = True
+        digest.open_total = conn.execute("SELECT count(*) FROM dq.findings WHERE validation_id = %s",
+                                         (validation_id,)).fetchone()[0]
+        return
+    previous = conn.execute(
+        "SELECT as_of FROM dq.validation_runs WHERE suite = 'dossiers' AND status IN ('passed', 'warnings') "
+        "AND batch_kind IN (%s, %s) AND seq < %s ORDER BY seq DESC LIMIT 1", (FULL, CHANGES, seq)).fetchone()
+    digest.previous_as_of = f"{previous[0]:%Y-%m-%d %H:%M}" if previous else None
+    at = {"seq": seq}
+    digest.open_total = conn.execute(_OPEN_AT.format(select="count(*)", join="", tail=""), at).fetchone()[0]
+    for column, by_rule, by_unit in (("opened_seq", "new_by_rule", "new_by_unit"),
+                                     ("closed_seq", "resolved_by_rule", "resolved_by_unit")):
+        setattr(digest, by_rule, [tuple(r) for r in conn.execute(
+            _CHANGED.format(group="i.rule_id", join="", column=column), at)])
+        setattr(digest, by_unit, [tuple(r) for r in conn.execute(
+            _CHANGED.format(group="i.unit_code, u.unit_name", join=_INTERVAL_UNITS, column=column)
+            + f" LIMIT {TOP_UNITS}", at)])
+    digest.backlog = [tuple(r) for r in conn.execute(_OPEN_AT.format(
+        select="i.unit_code, min(u.unit_name), count(*) AS n, mode() WITHIN GROUP (ORDER BY i.rule_id)",
+        join=_INTERVAL_UNITS, tail=f"GROUP BY i.unit_code ORDER BY n DESC, 1 LIMIT {TOP_UNITS}"), at)]
+
+
 def build_digest(conn: psycopg.Connection, run_id: str, failed_tasks: list[str] | None = None) -> Digest:
     digest = Digest(run_id, failed_tasks=list(failed_tasks or []))
     _ingestion(conn, digest)
     digest.critical = [tuple(r) for r in conn.execute(
         "SELECT check_id, description, unexpected_count FROM dq.expectation_results WHERE validation_id = %s "
         "AND NOT success AND severity = 'critical' ORDER BY check_id", (f"{run_id}/batch",))]
-    current, previous = _latest_two(conn, "dossiers", run_id)
-    if current is not None:
-        a, b = current[0], previous[0] if previous else None
-        digest.as_of = f"{current[1]:%Y-%m-%d %H:%M}"
-        digest.previous_as_of = f"{previous[1]:%Y-%m-%d %H:%M}" if previous else None
-        digest.open_total = conn.execute("SELECT count(*) FROM dq.findings WHERE validation_id = %s",
-                                         (a,)).fetchone()[0]
-        digest.new_by_rule = _diff(conn, a, b, by_unit=False)
-        digest.new_by_unit = _diff(conn, a, b, by_unit=True)
-        if b:
-            digest.resolved_by_rule = _diff(conn, b, a, by_unit=False)
-            digest.resolved_by_unit = _diff(conn, b, a, by_unit=True)
-        digest.backlog = [tuple(r) for r in conn.execute(
-            f"""
-            SELECT f.unit_code, min(u.unit_name), count(*) AS n,
-                   mode() WITHIN GROUP (ORDER BY f.rule_id) AS top_rule
-            FROM dq.findings f {_UNIT_JOIN.replace('a.', 'f.')}
-            WHERE f.validation_id = %s
-            GROUP BY f.unit_code ORDER BY n DESC, 1 LIMIT {TOP_UNITS}
-            """, (a,))]
+    _dossier_issues(conn, digest)
     fin_current, fin_previous = _latest_two(conn, "finance", run_id)
     if fin_current is not None:
         digest.finance_open = conn.execute("SELECT count(*) FROM dq.findings WHERE validation_id = %s",

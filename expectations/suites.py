@@ -59,9 +59,10 @@ def _part(name: str, table: tuple[str, str], rules: tuple[SqlRule, ...], as_of: 
     return SuitePart(name, table, suite, {r.rule_id: r for r in rules})
 
 
-def dossier_suite(as_of: datetime) -> list[SuitePart]:
-    """dq-rules.md on every current, non-deleted dossier at ``as_of`` (warnings)."""
-    return [_part("dossiers", DOSSIER_TABLE, DOSSIER_RULES, as_of)]
+def dossier_suite(as_of: datetime, table: tuple[str, str] = DOSSIER_TABLE) -> list[SuitePart]:
+    """dq-rules.md at ``as_of`` (warnings) on ``table``: every current, non-deleted dossier, or the night's
+    change set (``expectations.intervals``)."""
+    return [_part("dossiers", table, DOSSIER_RULES, as_of)]
 
 
 def batch_suite(run_id: str, bat03_share: float = BAT03_SHARE) -> list[SuitePart]:

@@ -33,6 +33,7 @@ from typing import Any
 import orjson
 import psycopg
 
+from expectations import intervals
 from expectations.rules import CRITICAL
 from pipeline.db import connect
 from pipeline.runs import stop_run
@@ -76,6 +77,7 @@ class SuiteOutcome:
     checks: list[CheckResult] = field(default_factory=list)
     evaluated: int | None = None
     seconds: float = 0.0
+    intervals: dict[str, int] | None = None  # dossiers: intervals opened and closed
 
     @property
     def failed_critical(self) -> list[CheckResult]:
@@ -83,7 +85,7 @@ class SuiteOutcome:
 
     def to_dict(self) -> dict:
         return {"suite": self.suite, "validation_id": self.validation_id, "status": self.status,
-                "evaluated": self.evaluated, "seconds": round(self.seconds, 2),
+                "evaluated": self.evaluated, "seconds": round(self.seconds, 2), "intervals": self.intervals,
                 "failed": {c.check_id: c.unexpected_count for c in self.checks if not c.success}}
 
 
@@ -199,27 +201,40 @@ def _checks(result) -> list[CheckResult]:
 
 
 def _store(conn: psycopg.Connection, outcome: SuiteOutcome, parts: list, run_id: str, as_of: datetime,
-           started: datetime) -> None:
+           started: datetime, plan: intervals.Plan | None = None) -> None:
     """Replace the validation's rows (run, results, findings) in one transaction; findings are written by
-    the server from each failing rule's own query."""
+    the server from each failing rule's own query: into ``dq.findings`` (the batch and workbook checks, a
+    dossier validation out of order), or, for a dossier validation in order (``plan``), into the issues'
+    intervals (``expectations.intervals``)."""
     rules = {check_id: (rule, part.table) for part in parts for check_id, rule in part.rules.items()}
+    to_intervals = plan is not None and plan.keeps_intervals
     with conn.transaction():
         conn.execute("DELETE FROM dq.validation_runs WHERE validation_id = %s", (outcome.validation_id,))
-        conn.execute(
+        seq = conn.execute(
             "INSERT INTO dq.validation_runs (validation_id, run_id, suite, as_of, run_date, started_at, status, "
-            "evaluated, expectations, failed_critical, failed_warning, gx_run_name) "
-            "VALUES (%s, %s, %s, %s, %s, %s, 'running', %s, %s, %s, %s, %s)",
+            "evaluated, expectations, failed_critical, failed_warning, gx_run_name, batch_kind, changed_through, "
+            "reference_hash) VALUES (%s, %s, %s, %s, %s, %s, 'running', %s, %s, %s, %s, %s, %s, %s, %s) RETURNING seq",
             (outcome.validation_id, run_id, outcome.suite, as_of, as_of.date(), started, outcome.evaluated,
              len(outcome.checks), len(outcome.failed_critical),
-             sum(1 for c in outcome.checks if not c.success and c.severity != CRITICAL), run_id))
+             sum(1 for c in outcome.checks if not c.success and c.severity != CRITICAL), run_id,
+             plan and plan.kind, plan and plan.changed_through, plan and plan.reference_hash)).fetchone()[0]
+        if to_intervals:
+            conn.execute("CREATE TEMPORARY TABLE found (dossier_id text, rule_id text, unit_code text, "
+                         "observed_value text, PRIMARY KEY (dossier_id, rule_id)) ON COMMIT DROP")
         for check in outcome.checks:
             if not check.success and check.check_id in rules:
                 rule, (schema, table) = rules[check.check_id]
                 query = rule.sql(as_of, batch=f"{schema}.{table}").replace("%", "%%")
-                cur = conn.execute(
-                    "INSERT INTO dq.findings (validation_id, rule_id, record_key, unit_code, observed_value) "
-                    f"SELECT %s, %s, q.record_key, q.unit_code, q.observed_value FROM ({query}) AS q "
-                    "ON CONFLICT DO NOTHING", (outcome.validation_id, rule.rule_id))
+                if to_intervals:
+                    cur = conn.execute(
+                        "INSERT INTO found (rule_id, dossier_id, unit_code, observed_value) "
+                        f"SELECT %s, q.record_key, q.unit_code, q.observed_value FROM ({query}) AS q "
+                        "ON CONFLICT DO NOTHING", (rule.rule_id,))
+                else:
+                    cur = conn.execute(
+                        "INSERT INTO dq.findings (validation_id, rule_id, record_key, unit_code, observed_value) "
+                        f"SELECT %s, %s, q.record_key, q.unit_code, q.observed_value FROM ({query}) AS q "
+                        "ON CONFLICT DO NOTHING", (outcome.validation_id, rule.rule_id))
                 check.stored = cur.rowcount
                 if check.unexpected_count is not None and check.stored != check.unexpected_count:
                     raise DataQualityError(
@@ -232,13 +247,15 @@ def _store(conn: psycopg.Connection, outcome: SuiteOutcome, parts: list, run_id:
                 (outcome.validation_id, check.check_id, check.rule_id, check.expectation_type, check.severity,
                  check.description, check.success, check.unexpected_count, outcome.evaluated,
                  orjson.dumps(check.observed, default=str).decode()))
+        if to_intervals:
+            outcome.intervals = intervals.apply(conn, plan, outcome.validation_id, seq, as_of, "found")
         outcome.seconds = time.perf_counter() - outcome.seconds
         conn.execute("UPDATE dq.validation_runs SET status = %s, finished_at = clock_timestamp(), seconds = %s "
                      "WHERE validation_id = %s", (outcome.status, round(outcome.seconds, 3), outcome.validation_id))
 
 
 def _validate(context, conn: psycopg.Connection, suite: str, parts: list, run_id: str, as_of: datetime,
-              count_table: tuple[str, str] | None) -> SuiteOutcome:
+              count_table: tuple[str, str] | None, plan: intervals.Plan | None = None) -> SuiteOutcome:
     started = datetime.now().astimezone()
     outcome = SuiteOutcome(suite, f"{run_id}/{suite}", "running", seconds=time.perf_counter())
     results = _run_checkpoint(context, suite, parts, run_id)
@@ -252,9 +269,27 @@ def _validate(context, conn: psycopg.Connection, suite: str, parts: list, run_id
         outcome.status = "warnings"
     else:
         outcome.status = "passed"
-    _store(conn, outcome, parts, run_id, as_of, started)
+    _store(conn, outcome, parts, run_id, as_of, started, plan)
     log.info("data quality %s: %s in %.1fs, failing %s", suite, outcome.status, outcome.seconds,
              {c.check_id: c.unexpected_count for c in outcome.checks if not c.success})
+    return outcome
+
+
+def _dossiers(context, conn: psycopg.Connection, run_id: str, as_of: datetime, settings: Settings) -> SuiteOutcome:
+    """The rules of dq-rules.md on the dossiers the night must evaluate (``expectations.intervals``): the
+    change set, or every dossier."""
+    from expectations.suites import dossier_suite
+
+    validation_id = f"{run_id}/dossiers"
+    with conn.transaction():
+        # An earlier attempt of this validation (a retried task): undo it before anything else reads the state.
+        intervals.undo(conn, validation_id)
+        conn.execute("DELETE FROM dq.validation_runs WHERE validation_id = %s", (validation_id,))
+        plan = intervals.plan(conn, validation_id, as_of, settings.incremental_lookback_minutes)
+    outcome = _validate(context, conn, "dossiers", dossier_suite(as_of, plan.table), run_id, as_of, plan.table,
+                        plan)
+    log.info("data quality dossiers: %s evaluation of %s dossiers, intervals %s", plan.kind, outcome.evaluated,
+             outcome.intervals)
     return outcome
 
 
@@ -293,8 +328,7 @@ def run_data_quality(run_id: str, as_of: datetime, settings: Settings | None = N
 def _dossier_checks(run_id: str, as_of: datetime, settings: Settings, notify: bool, finance: bool,
                     digest: bool) -> tuple[dict, SuiteOutcome]:
     from expectations.digest import send_digest
-    from expectations.rules import DOSSIER_TABLE
-    from expectations.suites import batch_suite, dossier_suite
+    from expectations.suites import batch_suite
 
     context = open_context(settings)
     summary: dict[str, Any] = {"run_id": run_id, "as_of": as_of.isoformat()}
@@ -302,8 +336,7 @@ def _dossier_checks(run_id: str, as_of: datetime, settings: Settings, notify: bo
         batch = _validate(context, conn, "batch", batch_suite(run_id, settings.bat03_share), run_id, as_of, None)
         summary["batch"] = batch.to_dict()
         if not batch.failed_critical:
-            summary["dossiers"] = _validate(context, conn, "dossiers", dossier_suite(as_of), run_id, as_of,
-                                            DOSSIER_TABLE).to_dict()
+            summary["dossiers"] = _dossiers(context, conn, run_id, as_of, settings).to_dict()
             if finance:
                 summary["finance"] = _finance(context, conn, run_id, as_of)
         if digest:

@@ -55,6 +55,9 @@ _END = object()  # end of the page stream
 FATAL_STATUSES = {400: "bad parameter", 401: "bad or missing token", 403: "forbidden", 404: "unknown path"}
 PAGE_MARGIN_MIN = 5  # pages a listing may run over what its total allows (records moving while paging)
 PAGE_MARGIN_SHARE = 0.1
+# What a page's request or its body's read can fail with on the way (retried within the budget).
+TRANSPORT_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
+                    requests.exceptions.ContentDecodingError)
 
 
 class ApiError(Exception):
@@ -316,8 +319,7 @@ class ProcedureApiClient:
         with _Watchdog(self._registry, self.page_deadline) as watchdog:
             try:
                 response = self.session.get(url, params=params, timeout=self.timeout, stream=True)
-            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
-                    requests.exceptions.ContentDecodingError) as exc:
+            except TRANSPORT_ERRORS as exc:
                 if watchdog.expired:
                     return None, None, f"page deadline of {self.page_deadline:.0f}s exceeded before the answer"
                 return None, None, f"{type(exc).__name__}: {_first_line(exc)}"
@@ -335,8 +337,7 @@ class ProcedureApiClient:
                                             "(PROCEDURE_API_MAX_PAGE_BYTES); not retried", where)
                     chunks.append(chunk)
                 return response, b"".join(chunks), None
-            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
-                    requests.exceptions.ContentDecodingError) as exc:
+            except TRANSPORT_ERRORS as exc:
                 if watchdog.expired:
                     return response, None, f"page deadline of {self.page_deadline:.0f}s exceeded while reading"
                 return response, None, f"{type(exc).__name__} while reading the body: {_first_line(exc)}"

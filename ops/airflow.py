@@ -4,6 +4,7 @@
     python -m ops.airflow test-dag [--run-date YYYY-MM-DD]    # run cchc_nightly once, in-process
                                    [--dag-id ID] [--mark-success PATTERN]
     python -m ops.airflow standalone                          # `make airflow`: the scheduled stack (ops/stack.py)
+    python -m ops.airflow celery                              # `make airflow-celery`: the same on Celery workers
 
 ``airflow dags test`` runs a whole DAG run in one process, without scheduler, api-server or workers,
 and exits non-zero when the run fails. The run's data interval is the one that **ends at 01:00
@@ -284,12 +285,15 @@ def main(argv: list[str] | None = None) -> int:
                       help="task ids (a regular expression) marked successful without running them")
     sub.add_parser("standalone", help="run Airflow every night: scheduler, api-server, dag-processor and "
                                       "triggerer under a supervisor (ops/stack.py)")
+    sub.add_parser("celery", help="the same on the CeleryExecutor: a private Redis broker and CELERY_WORKERS "
+                                  "Celery workers beside them (ops/stack.py, ops/broker.py)")
     args = parser.parse_args(argv)
 
-    if args.command == "standalone":
+    if args.command in ("standalone", "celery"):
+        from ops.stack import CELERY_EXECUTOR, LOCAL_EXECUTOR
         from ops.stack import main as stack_main
 
-        return stack_main()
+        return stack_main(CELERY_EXECUTOR if args.command == "celery" else LOCAL_EXECUTOR)
     from ops.dbt import ensure_manifest
     from ops.run import local_environment
 

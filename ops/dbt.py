@@ -107,10 +107,10 @@ def dbt_env(writer_url: str, base: Mapping[str, str] | None = None) -> dict[str,
     return env
 
 
-# The values that change from one night to the next: given to dbt as environment variables CCHC_DBT_<NAME>,
-# which the macro run_var reads when dbt executes (dbt_project/macros/run_context.sql). As --vars they would
-# cost a full parse of the project at every new value.
-RUN_CONTEXT_VARS = ("as_of", "pipeline_run_id", "incremental_lookback_minutes")
+# The values that change from one night to the next (the as-of time, the run): given to dbt as environment
+# variables CCHC_DBT_<NAME>, which the macro run_var reads when dbt executes (dbt_project/macros/run_context.sql).
+# As --vars they would cost a full parse of the project at every new value.
+RUN_CONTEXT_VARS = ("as_of", "pipeline_run_id")
 
 
 def run_context_env(values: Mapping[str, object]) -> dict[str, str]:

@@ -1,7 +1,10 @@
 """``make airflow``: this project's Airflow, running every night — scheduler, api-server (UI and REST
-API), dag-processor and triggerer on the LocalExecutor, under one supervisor (``ops.supervisor``).
+API), dag-processor and triggerer on the LocalExecutor, under one supervisor (``ops.supervisor``); and
+``make airflow-celery``: the same on the CeleryExecutor, with a private Redis broker and Celery workers
+(see "The CeleryExecutor" below).
 
     python -m ops.airflow standalone        # what `make airflow` runs; Ctrl-C or SIGTERM stops it
+    python -m ops.airflow celery            # what `make airflow-celery` runs
 
 What it does, in order:
 
@@ -58,6 +61,27 @@ Decisions:
   each start, for ``set -a; . .local/airflow/stack.env; set +a``.
 - **Supervision, not restarts**: a dead component stops the whole stack with exit code 1; run it under
   systemd (``Restart=on-failure``) to have it come back. Component logs: ``<AIRFLOW_HOME>/logs/stack/``.
+
+The CeleryExecutor (``make airflow-celery``, ``main(CELERY_EXECUTOR)``), on this one machine:
+
+- **Its configuration** is ``deploy/airflow-celery.env``, the file the compose stack's Airflow services read
+  too (``env_file``): one place for the executor, prefetch, acknowledgement, visibility timeout and heartbeat
+  settings. What depends on the machine is computed here: the broker's URL, the result backend (``db+`` and
+  the metadata database's URL: Celery keeps its task results beside Airflow's metadata) and the sizing.
+- **The broker**: ``AIRFLOW__CELERY__BROKER_URL`` when given; otherwise a private Redis server
+  (``ops.broker``: 127.0.0.1:``REDIS_PORT``, a password from the environment or generated, never on a command
+  line), the first supervised component, waited for (``PING``) before Airflow's components start.
+- **The workers**: ``CELERY_WORKERS`` (2) ``airflow celery worker`` processes, ``worker1``, ``worker2``…, each
+  with its own Celery node name (``-H worker1@%h``), pid file (``<AIRFLOW_HOME>/celery-worker1.pid``) and log
+  server port (``AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT``, 8793, then 8794…; the triggerer's moves after
+  them unless set), and its own host name in its task instances (``worker1.<host>``:
+  ``ops.celery_hostname``), so that the UI, the REST API and the metadata database tell which worker ran what.
+- **Sizing**: ``AIRFLOW__CORE__PARALLELISM`` as for the LocalExecutor (the number of CPUs, 2 to 8), shared out
+  among the workers: ``AIRFLOW__CELERY__WORKER_CONCURRENCY`` defaults to parallelism ÷ workers (at least 1) —
+  on 2 cores, one task at a time per worker, as many task slots as the LocalExecutor's.
+- The metadata database must be PostgreSQL (Airflow refuses the CeleryExecutor on SQLite): with an external
+  ``WAREHOUSE_URL``, ``AIRFLOW__DATABASE__SQL_ALCHEMY_CONN`` must be given.
+- Ready means: every component healthy on the health endpoint and every worker answering a Celery ping.
 """
 
 from __future__ import annotations
@@ -78,10 +102,19 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import requests
 
 from ops.airflow import PROJECT_ROOT, airflow_env, ensure_db
+from ops.broker import BrokerUnavailable, RedisBroker
 from ops.supervisor import Component, Supervisor
-from pipeline.settings import LOCAL_TZ, NIGHTLY_DAG_ID, RUN_HOUR, RunSettings
+from pipeline.settings import LOCAL_TZ, NIGHTLY_DAG_ID, RUN_HOUR, CelerySettings, RunSettings
 
 COMPONENTS = ("scheduler", "dag-processor", "triggerer", "api-server")
+LOCAL_EXECUTOR = "LocalExecutor"
+CELERY_EXECUTOR = "CeleryExecutor"
+COMMANDS = {LOCAL_EXECUTOR: "make airflow", CELERY_EXECUTOR: "make airflow-celery"}
+# The CeleryExecutor's configuration, shared with the compose stack (its Airflow services' env_file).
+CELERY_CONFIG_FILE = PROJECT_ROOT / "deploy" / "airflow-celery.env"
+HOSTNAME_CALLABLE = "ops.celery_hostname.hostname"
+BROKER_COMPONENT = "redis"
+DEFAULT_WORKER_LOG_PORT = 8793  # Airflow's default [logging] worker_log_server_port
 SIMPLE_AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
 SECRETS_FILE = "secrets.json"
 CLI_ENV_FILE = "stack.env"
@@ -175,15 +208,33 @@ def ensure_passwords(env: Mapping[str, str]) -> dict[str, str]:
     return passwords
 
 
-def stack_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The one environment of every component: ``airflow_env(base=base)`` plus the stack's settings, the
-    shared secrets and the venv's ``bin`` first on ``PATH``."""
+def celery_config(path: Path = CELERY_CONFIG_FILE) -> dict[str, str]:
+    """The CeleryExecutor's configuration both Celery stacks share: the ``KEY=value`` lines of
+    ``deploy/airflow-celery.env`` (comments and blank lines skipped)."""
+    config = {}
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        if not sep or not key.isidentifier():
+            raise ValueError(f"{path}:{number}: not a KEY=value line: {line!r}")
+        config[key] = value
+    return config
+
+
+def stack_env(base: Mapping[str, str] | None = None, executor: str = LOCAL_EXECUTOR) -> dict[str, str]:
+    """The one environment of every component: ``airflow_env(base=base)`` plus the stack's settings (with the
+    CeleryExecutor: ``celery_env``'s), the shared secrets and the venv's ``bin`` first on ``PATH``."""
+    given = (os.environ if base is None else base).get("AIRFLOW__CORE__EXECUTOR")
     env = airflow_env(base=base)
     home = RunSettings.from_env(env).airflow_home
-    if env.get("AIRFLOW__CORE__EXECUTOR", "LocalExecutor") != "LocalExecutor":
-        print(f"make airflow: AIRFLOW__CORE__EXECUTOR={env['AIRFLOW__CORE__EXECUTOR']} ignored, this stack runs "
-              "the LocalExecutor (for workers on other machines use the compose stack)", file=sys.stderr)
-    env["AIRFLOW__CORE__EXECUTOR"] = "LocalExecutor"
+    if given and given != executor:
+        print(f"{COMMANDS[executor]}: AIRFLOW__CORE__EXECUTOR={given} ignored, this stack runs the {executor} "
+              f"(for the {given}: {COMMANDS.get(given, 'the compose stack')})", file=sys.stderr)
+    if executor == CELERY_EXECUTOR:
+        env.update(celery_env(env))
+    env["AIRFLOW__CORE__EXECUTOR"] = executor
     env["AIRFLOW__CORE__AUTH_MANAGER"] = SIMPLE_AUTH_MANAGER
     defaults = {
         "AIRFLOW__API__HOST": "127.0.0.1",
@@ -211,6 +262,66 @@ def stack_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
     paths = [p for p in env.get("PATH", "").split(os.pathsep) if p and p != venv_bin]
     env["PATH"] = os.pathsep.join([venv_bin, *paths])
     return env
+
+
+def celery_env(env: Mapping[str, str]) -> dict[str, str]:
+    """What the CeleryExecutor adds to ``env`` (a variable ``env`` already sets wins): the shared configuration
+    (``celery_config``), the broker (``AIRFLOW__CELERY__BROKER_URL``, else the private Redis), each worker's
+    share of the parallelism, and the log servers' ports (the workers' from ``worker_log_server_port`` on, the
+    triggerer's after them)."""
+    settings = CelerySettings.from_env(env)
+    out = {k: v for k, v in celery_config().items() if not env.get(k)}
+    if not env.get("AIRFLOW__CELERY__BROKER_URL"):
+        out["AIRFLOW__CELERY__BROKER_URL"] = RedisBroker(settings).url()
+    if not env.get("AIRFLOW__CELERY__WORKER_CONCURRENCY"):
+        out["AIRFLOW__CELERY__WORKER_CONCURRENCY"] = str(max(1, int(env["AIRFLOW__CORE__PARALLELISM"])
+                                                             // settings.workers))
+    first = int(env.get("AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT") or DEFAULT_WORKER_LOG_PORT)
+    out["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"] = str(first)
+    if not env.get("AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT"):
+        out["AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT"] = str(first + settings.workers)
+    return out
+
+
+def private_broker(env: Mapping[str, str]) -> RedisBroker | None:
+    """The private Redis broker when the stack's broker URL is its, else None (a broker given by the
+    environment, which this stack neither starts nor stops)."""
+    broker = RedisBroker(CelerySettings.from_env(env))
+    return broker if env.get("AIRFLOW__CELERY__BROKER_URL") == broker.url() else None
+
+
+def worker_log_ports(env: Mapping[str, str]) -> dict[str, int]:
+    """Each worker's log server port, by worker name (``worker1``: ``worker_log_server_port``, then +1…)."""
+    first = int(env["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"])
+    return {f"worker{i}": first + i - 1 for i in range(1, CelerySettings.from_env(env).workers + 1)}
+
+
+def listening_ports(env: Mapping[str, str]) -> dict[str, int]:
+    """The TCP ports the stack's components listen on, by what listens: every one must be free, and they must
+    differ (a worker's log server on the triggerer's port would fail at start)."""
+    ports = {"api-server": int(env["AIRFLOW__API__PORT"])}
+    if env["AIRFLOW__CORE__EXECUTOR"] == CELERY_EXECUTOR:
+        broker = private_broker(env)
+        if broker is not None:
+            ports[BROKER_COMPONENT] = broker.settings.redis_port
+        ports.update({f"{name} log server": port for name, port in worker_log_ports(env).items()})
+    else:
+        ports["scheduler log server"] = int(env.get("AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT")
+                                            or DEFAULT_WORKER_LOG_PORT)
+    ports["triggerer log server"] = int(env.get("AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT") or 8794)
+    return ports
+
+
+def result_backend(env: Mapping[str, str]) -> str:
+    """Celery's result backend: ``AIRFLOW__CELERY__RESULT_BACKEND``, else the metadata database (``db+`` its
+    URL). Airflow refuses the CeleryExecutor on SQLite: a ValueError says what to set."""
+    if env.get("AIRFLOW__CELERY__RESULT_BACKEND"):
+        return env["AIRFLOW__CELERY__RESULT_BACKEND"]
+    url = env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+    if not url.startswith("postgresql"):
+        raise ValueError(f"the CeleryExecutor needs a PostgreSQL metadata database, not {url.split(':', 1)[0]}: "
+                         "with an external WAREHOUSE_URL set AIRFLOW__DATABASE__SQL_ALCHEMY_CONN")
+    return f"db+{url}"
 
 
 def metadata_database(pipeline_env: Mapping[str, str], home: Path) -> str:
@@ -245,8 +356,8 @@ def write_cli_env(env: Mapping[str, str]) -> Path:
     """``<AIRFLOW_HOME>/stack.env`` (mode 0600): what another shell's ``airflow`` command needs to act on
     this stack (metadata database, folders, keys), as shell assignments."""
     names = ["AIRFLOW_HOME", "AIRFLOW__CORE__DAGS_FOLDER", "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
-             "AIRFLOW__CORE__LOAD_EXAMPLES", "AIRFLOW__CORE__EXECUTION_API_SERVER_URL", "PYTHONPATH",
-             *SECRET_VARIABLES]
+             "AIRFLOW__CORE__LOAD_EXAMPLES", "AIRFLOW__CORE__EXECUTION_API_SERVER_URL", "AIRFLOW__CORE__EXECUTOR",
+             "AIRFLOW__CELERY__BROKER_URL", "AIRFLOW__CELERY__RESULT_BACKEND", "PYTHONPATH", *SECRET_VARIABLES]
     path = RunSettings.from_env(env).airflow_home / CLI_ENV_FILE
     _write_private(path, "".join(f"{name}={shlex.quote(env[name])}\n" for name in names if env.get(name)))
     return path
@@ -258,10 +369,24 @@ def _reachable_host(host: str) -> str:
 
 
 def components(env: Mapping[str, str]) -> list[Component]:
-    """The four components, each run by the venv's ``airflow``, logging to ``<AIRFLOW_HOME>/logs/stack/``."""
+    """The stack's components, each logging to ``<AIRFLOW_HOME>/logs/stack/<name>.log``: Airflow's four, run by
+    the venv's ``airflow``; with the CeleryExecutor, the private broker first (unless another is configured)
+    and the workers last."""
     airflow = str(airflow_executable())
     logs = log_dir(env)
-    return [Component(name, [airflow, name], logs / f"{name}.log") for name in COMPONENTS]
+    airflow_components = [Component(name, [airflow, name], logs / f"{name}.log") for name in COMPONENTS]
+    if env["AIRFLOW__CORE__EXECUTOR"] != CELERY_EXECUTOR:
+        return airflow_components
+    broker = private_broker(env)
+    first = [] if broker is None else [
+        Component(BROKER_COMPONENT, broker.command(), logs / f"{BROKER_COMPONENT}.log", ready=broker.ping)]
+    home = RunSettings.from_env(env).airflow_home
+    workers = [Component(name, [airflow, "celery", "worker", "--celery-hostname", f"{name}@%h",
+                                "--pid", str(home / f"celery-{name}.pid")], logs / f"{name}.log",
+                         env={"CELERY_WORKER_NAME": name, "AIRFLOW__CORE__HOSTNAME_CALLABLE": HOSTNAME_CALLABLE,
+                              "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(port)})
+               for name, port in worker_log_ports(env).items()]
+    return [*first, *airflow_components, *workers]
 
 
 def log_dir(env: Mapping[str, str]) -> Path:
@@ -289,13 +414,31 @@ def mask_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-class HealthWatch:
-    """Polls the api-server's health endpoint until every component reports healthy, then says so once."""
+def answering_workers(broker_url: str) -> set[str]:
+    """The Celery node names (``worker1@host``…) answering a ping through the broker within a second."""
+    from celery import Celery
+    from kombu.exceptions import OperationalError
 
-    def __init__(self, base_url: str, say, every: float = 2.0):
+    app = Celery(broker=broker_url, set_as_current=False)
+    try:
+        return {name for reply in app.control.ping(timeout=1.0) for name in reply}
+    except (OperationalError, OSError):
+        return set()
+    finally:
+        app.close()
+
+
+class HealthWatch:
+    """Polls the api-server's health endpoint until every component reports healthy — and, given ``workers``
+    (a function returning the Celery node names that answer) and their ``expected`` names, until each of them
+    answers — then says so once."""
+
+    def __init__(self, base_url: str, say, every: float = 2.0, workers=None, expected: tuple[str, ...] = ()):
         self.url = base_url.rstrip("/") + HEALTH_PATH
         self.say = say
         self.every = every
+        self.workers = workers
+        self.expected = expected
         self.ready = False
         self._next = 0.0
 
@@ -307,28 +450,80 @@ class HealthWatch:
             health = requests.get(self.url, timeout=2).json()
         except (requests.RequestException, ValueError):
             return
-        if all(isinstance(v, dict) and v.get("status") == "healthy" for v in health.values()):
-            self.ready = True
-            self.say(f"Airflow is ready: every component reports healthy ({self.url})")
+        if not all(isinstance(v, dict) and v.get("status") == "healthy" for v in health.values()):
+            return
+        answering = ""
+        if self.workers is not None:
+            nodes = self.workers()
+            if not set(self.expected) <= {node.split("@")[0] for node in nodes}:
+                return
+            answering = f"; Celery workers answering: {', '.join(sorted(nodes))}"
+        self.ready = True
+        self.say(f"Airflow is ready: every component reports healthy ({self.url}){answering}")
 
 
-def main() -> int:
-    """Bring everything up and supervise the components; returns the exit code."""
+def check_ports(env: Mapping[str, str]) -> str | None:
+    """Why the stack cannot listen where ``env`` says (two components on one port, a port already taken),
+    else None."""
+    ports = listening_ports(env)
+    by_port: dict[int, list[str]] = {}
+    for what, port in ports.items():
+        by_port.setdefault(port, []).append(what)
+    shared = {port: whats for port, whats in by_port.items() if len(whats) > 1}
+    if shared:
+        return "; ".join(f"{' and '.join(whats)} would both listen on port {port}" for port, whats in shared.items())
+    hosts = {"api-server": env["AIRFLOW__API__HOST"], BROKER_COMPONENT: "127.0.0.1"}
+    for what, port in ports.items():
+        if port_taken(hosts.get(what, "127.0.0.1"), port):
+            return f"port {port} ({what}) is already in use (another Airflow?): stop it or choose another port"
+    return None
+
+
+def main(executor: str = LOCAL_EXECUTOR) -> int:
+    """Bring everything up and supervise the components of the stack on ``executor`` (``LOCAL_EXECUTOR`` for
+    ``make airflow``, ``CELERY_EXECUTOR`` for ``make airflow-celery``); returns the exit code."""
     from ops.dbt import ensure_manifest
     from ops.run import bring_up
 
-    probe = stack_env()
-    if port_taken(probe["AIRFLOW__API__HOST"], int(probe["AIRFLOW__API__PORT"])):
-        print(f"make airflow: port {probe['AIRFLOW__API__PORT']} on {probe['AIRFLOW__API__HOST']} is already in use "
-              "(another Airflow?): stop it or choose another with AIRFLOW__API__PORT", file=sys.stderr)
+    command = COMMANDS[executor]
+    try:
+        probe = stack_env(executor=executor)
+        if private_broker(probe) is not None:
+            private_broker(probe).binary()
+    except BrokerUnavailable as exc:
+        print(f"{command}: {exc}", file=sys.stderr)
+        return 1
+    problem = check_ports(probe)
+    if problem:
+        print(f"{command}: {problem} (AIRFLOW__API__PORT, AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT, "
+              "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT, REDIS_PORT)", file=sys.stderr)
         return 1
     pipeline_env, warehouse, simulated = bring_up()
     print(warehouse)
-    env = stack_env(pipeline_env)
+    env = stack_env(pipeline_env, executor)
     run = RunSettings.from_env(env)
     home = run.airflow_home
     if not pipeline_env.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"):
         env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = metadata_database(pipeline_env, home)
+    celery_lines: list[str] = []
+    watch: dict = {}
+    if executor == CELERY_EXECUTOR:
+        try:
+            env["AIRFLOW__CELERY__RESULT_BACKEND"] = result_backend(env)
+        except ValueError as exc:
+            print(f"{command}: {exc}", file=sys.stderr)
+            return 1
+        broker = private_broker(env)
+        workers = worker_log_ports(env)
+        celery_lines = [
+            f"broker: {mask_url(env['AIRFLOW__CELERY__BROKER_URL'])}" + (
+                f" (private Redis, password in {broker.data_dir / 'password'} unless REDIS_PASSWORD is set)"
+                if broker else " (given by AIRFLOW__CELERY__BROKER_URL)"),
+            f"Celery workers: {', '.join(workers)}, {env['AIRFLOW__CELERY__WORKER_CONCURRENCY']} task(s) at a time "
+            f"each, {env['AIRFLOW__CORE__PARALLELISM']} at once in all; configuration: "
+            f"{CELERY_CONFIG_FILE.relative_to(PROJECT_ROOT)}",
+        ]
+        watch = {"workers": lambda: answering_workers(env["AIRFLOW__CELERY__BROKER_URL"]), "expected": tuple(workers)}
     ensure_db(env)
     cli_env = write_cli_env(env)
     ensure_manifest(run.writer_url)
@@ -336,12 +531,21 @@ def main() -> int:
     user = next(iter(passwords)) if "admin" not in passwords else "admin"
     base_url = env["AIRFLOW__API__BASE_URL"]
     source = (run.api_url or "") + (" (the simulator)" if simulated else "")
+    parts = components(env)
+    broker = private_broker(env) if executor == CELERY_EXECUTOR else None
+    if broker is not None:
+        try:
+            broker.prepare()
+        except BrokerUnavailable as exc:
+            print(f"{command}: {exc}", file=sys.stderr)
+            return 1
     print("\n".join([
         "",
-        "== Airflow (make airflow) ==",
+        f"== Airflow ({command}: the {executor}) ==",
         f"UI and REST API: {base_url}   user {user}, password {passwords[user]}",
         f"  (passwords kept in {env['AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE']}, mode 0600)",
         f"metadata database: {mask_url(env['AIRFLOW__DATABASE__SQL_ALCHEMY_CONN'])}",
+        *celery_lines,
         f"Airflow CLI in another shell: set -a; . {cli_env}; set +a",
         f"procedure-system API: {source}",
         f"component logs: {log_dir(env)}/<component>.log; task logs: {home / 'logs'}/dag_id=…",
@@ -349,5 +553,5 @@ def main() -> int:
         "If a component dies, everything stops and this exits 1.",
         "",
     ]), flush=True)
-    supervisor = Supervisor(components(env), env, cwd=PROJECT_ROOT)
-    return supervisor.run(on_tick=HealthWatch(base_url, supervisor.say))
+    supervisor = Supervisor(parts, env, cwd=PROJECT_ROOT)
+    return supervisor.run(on_tick=HealthWatch(base_url, supervisor.say, **watch))

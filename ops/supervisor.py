@@ -17,6 +17,11 @@ leader gone nothing stops them in order, and they ignore SIGTERM. On Linux each 
 process also gets SIGTERM from the kernel should the supervisor itself be killed with SIGKILL
 (``PR_SET_PDEATHSIG``), so no component outlives it unnoticed.
 
+A component may carry environment variables of its own (on top of the shared ones: e.g. one Celery worker's
+name and log-server port) and a readiness check (e.g. a broker answering): the supervisor then waits for it
+to answer before starting the next component, and a component that dies or does not get ready within its
+``ready_timeout`` fails the start the same loud way.
+
 Decisions: exit code 1 for a dead component (the caller, e.g. systemd with ``Restart=on-failure``,
 decides whether to restart the whole set — restarting one component here would hide a crash loop);
 a log file is rotated once (to ``.1``) when it is over ``LOG_ROTATE_BYTES`` at start, so months of
@@ -51,6 +56,9 @@ class Component:
     name: str
     argv: Sequence[str]
     log_file: Path
+    env: Mapping[str, str] = field(default_factory=dict)  # on top of the supervisor's environment
+    ready: Callable[[], bool] | None = field(default=None, repr=False)  # True once it serves
+    ready_timeout: float = 60.0
     process: subprocess.Popen | None = field(default=None, repr=False)
 
     @property
@@ -142,8 +150,10 @@ class Supervisor:
     def _on_signal(self, signum: int, _frame: object) -> None:
         self._stop_signal = signum
 
-    def start(self) -> None:
-        """Start every component (in order), each in a new session and process group."""
+    def start(self) -> Component | None:
+        """Start every component (in order), each in a new session and process group; one with a readiness
+        check is waited for before the next starts. Returns the component that died or did not get ready in
+        time (the ones after it are not started), else None."""
         for component in self.components:
             log_file = component.log_file
             log_file.parent.mkdir(parents=True, exist_ok=True)
@@ -154,10 +164,26 @@ class Supervisor:
                           .encode())
                 log.flush()
                 component.process = subprocess.Popen(
-                    list(component.argv), env=self.env, cwd=self.cwd, stdin=subprocess.DEVNULL,
-                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                    list(component.argv), env={**self.env, **component.env}, cwd=self.cwd,
+                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                     preexec_fn=_die_with_parent(os.getpid()))
             self.say(f"started {component.name} (pid {component.pid}), log: {log_file}")
+            if component.ready is not None and not self._wait_ready(component):
+                return component
+        return None
+
+    def _wait_ready(self, component: Component) -> bool:
+        """Wait until ``component`` answers its readiness check; False when it died, did not answer within
+        its ``ready_timeout``, or a stop signal arrived meanwhile."""
+        deadline = time.monotonic() + component.ready_timeout
+        while component.process.poll() is None and self._stop_signal is None:
+            if component.ready():
+                self.say(f"{component.name} is ready")
+                return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(self.poll_interval)
+        return self._stop_signal is not None  # a stop request is handled by run(), not as a failure
 
     def run(self, on_tick: Callable[[], None] | None = None) -> int:
         """Start the components and watch them. ``on_tick`` is called every poll (e.g. a readiness
@@ -165,10 +191,12 @@ class Supervisor:
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
         try:
             try:
-                self.start()
+                failed = self.start()
             except BaseException:
                 self.stop()
                 raise
+            if failed is not None:
+                return self._died(failed)
             while True:
                 if self._stop_signal is not None:
                     self.say(f"{signal.Signals(self._stop_signal).name} received: stopping every component")
@@ -186,16 +214,21 @@ class Supervisor:
                 signal.signal(sig, handler)
 
     def _died(self, dead: Component) -> int:
-        code = dead.process.returncode
-        self.say(f"FAILED: component {dead.name} (pid {dead.pid}) died: {describe_exit(code)}")
+        code = dead.process.poll()
+        if code is None:
+            self.say(f"FAILED: component {dead.name} (pid {dead.pid}) not ready after {dead.ready_timeout:.0f}s")
+        else:
+            self.say(f"FAILED: component {dead.name} (pid {dead.pid}) died: {describe_exit(code)}")
         self.say(f"last lines of {dead.log_file}:")
         for line in tail(dead.log_file):
             print(f"  | {line}", file=self.out, flush=True)
         self.say("stopping the other components")
-        # What the dead one left behind (its workers, its log server) has no leader to stop it in order.
-        _signal_group(dead.pid, signal.SIGKILL)
+        if code is not None:
+            # What the dead one left behind (its workers, its log server) has no leader to stop it in order.
+            _signal_group(dead.pid, signal.SIGKILL)
         self.stop()
-        self.say(f"stopped; exiting with code {COMPONENT_DIED} because {dead.name} died")
+        self.say(f"stopped; exiting with code {COMPONENT_DIED} because {dead.name} "
+                 + ("died" if code is not None else "did not get ready"))
         return COMPONENT_DIED
 
     def stop(self) -> None:

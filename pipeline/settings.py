@@ -7,11 +7,12 @@ else. Each part of the project takes a typed settings object whose fields name t
 |---|---|---|
 | ``Settings`` | the pipeline's stages (ingestion, data quality, dbt, publication) | sources, pipeline |
 | ``AlertSettings`` | the alerts (``pipeline.alerts``), also when the rest is broken | ``ALERT_*`` |
-| ``PublicationTargets`` | the on-time target and ranking minimum: dbt ``--vars``, the pages | ``PUBLICATION_*`` |
+| ``PublicationTargets`` | dbt ``--vars``: target, ranking minimum, look-back | ``PUBLICATION_*``, ``DBT_…`` |
 | ``DagSettings`` | the DAG files, when they are parsed | retries, timeouts, dbt grain and manifest |
 | ``WarehouseSettings`` | the warehouse (``warehouse.config.Settings`` adds its passwords and URLs) | warehouse |
 | ``RunSettings`` | the commands people type (``ops/``), before anything is resolved | run date, Airflow home, … |
 | ``SimulatorSettings`` | the simulator: scenario (with ``SIM_SCENARIO``'s file), server, faults | simulator |
+| ``CelerySettings`` | ``make airflow-celery``: its workers and its Redis broker | Celery |
 | ``FrontDoorSettings``, ``SupersetSettings`` | ``make serve``; ``python -m bi`` (Superset) | front door, Superset |
 
 Code that runs inside Superset's own Python (``bi/superset_setup.py``) does not import this module: it gets
@@ -126,6 +127,8 @@ VARIABLES: dict[str, Variable] = {v.name: v for v in [
         ("DQ_FINDINGS_KEEP_DAYS", "35", "per-run findings older than this are pruned"),
         ("PUBLICATION_ON_TIME_TARGET", "0.95", "the on-time target (metrics.md: at least 95%)"),
         ("PUBLICATION_MIN_RESOLVED", "10", "units with fewer resolved dossiers in a month are not ranked"),
+        ("DBT_INCREMENTAL_LOOKBACK_MINUTES", "15", "an incremental model re-reads dossiers changed this long "
+                                                   "before its last build"),
         ("PIPELINE_TASK_RETRIES", "2", "retries of every task"),
         ("PIPELINE_RETRY_DELAY_SECONDS", "300", "delay between them (10 under make run and test-dag)"),
         ("PIPELINE_TASK_TIMEOUT_MINUTES", "120", "execution_timeout of every task"),
@@ -141,6 +144,16 @@ VARIABLES: dict[str, Variable] = {v.name: v for v in [
         ("DBT_EXECUTABLE", None, "dbt binary (default: the .venv's)"),
         ("AIRFLOW_HOME", ".local/airflow", "Airflow's state"),
         ("AIRFLOW_CONN_PROCEDURE_API", None, "an Airflow connection overriding the two API variables"),
+    ),
+    *_vars(
+        "Celery",
+        ("CELERY_WORKERS", "2", "Celery workers make airflow-celery starts on this machine"),
+        ("CELERY_WORKER_NAME", None, "a worker's name in its task instances' hostname (make airflow-celery sets it)"),
+        ("REDIS_PORT", "56379", "port of the private Redis broker (127.0.0.1 only)"),
+        ("REDIS_DATA_DIR", ".local/redis", "its folder: configuration and generated password"),
+        ("REDIS_PASSWORD", None, "its password (generated)"),
+        ("REDIS_SERVER", None, "the redis-server binary (default: PATH, else /usr/bin/redis-server)"),
+        ("REDIS_OS_USER", "redis", "system user running Redis when invoked as root"),
     ),
     *_vars(
         "Front door",
@@ -305,6 +318,12 @@ def _hash_key(value: str) -> str:
     return value
 
 
+def _redis_password(value: str) -> str:
+    if any(ord(c) < 32 or c.isspace() for c in value):
+        raise ValueError("must not hold spaces or control characters")
+    return value
+
+
 def reference_sources(value: str) -> frozenset[str]:
     """The reference lists named by ``REFERENCE_ACCEPT_CHANGES`` (``all`` for the three)."""
     names = {v.strip().lower() for v in value.split(",") if v.strip()}
@@ -368,10 +387,13 @@ class PublicationTargets(_FromEnv):
 
     on_time_target: float = _setting("PUBLICATION_ON_TIME_TARGET", _fraction)
     min_resolved: int = _setting("PUBLICATION_MIN_RESOLVED", _int_in(0))
+    incremental_lookback_minutes: float = _setting("DBT_INCREMENTAL_LOOKBACK_MINUTES", float)
 
     def dbt_vars(self, **more) -> dict:
-        """The vars every dbt invocation gets (``on_time_target``, ``min_resolved``), and ``more``."""
-        return {"on_time_target": self.on_time_target, "min_resolved": self.min_resolved, **more}
+        """The vars every dbt invocation gets (``on_time_target``, ``min_resolved``,
+        ``incremental_lookback_minutes``), and ``more``."""
+        return {"on_time_target": self.on_time_target, "min_resolved": self.min_resolved,
+                "incremental_lookback_minutes": self.incremental_lookback_minutes, **more}
 
 
 @dataclass(frozen=True)
@@ -406,6 +428,7 @@ class Settings(_FromEnv):
     finance_max_uncompressed_bytes: int = _setting("FINANCE_MAX_UNCOMPRESSED_BYTES", _int_in(1))
     on_time_target: float = _setting("PUBLICATION_ON_TIME_TARGET", _fraction)
     min_resolved: int = _setting("PUBLICATION_MIN_RESOLVED", _int_in(0))
+    incremental_lookback_minutes: float = _setting("DBT_INCREMENTAL_LOOKBACK_MINUTES", float)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, warehouse_url: str | None = None) -> Settings:
@@ -420,10 +443,11 @@ class Settings(_FromEnv):
 
     @property
     def targets(self) -> PublicationTargets:
-        return PublicationTargets(self.on_time_target, self.min_resolved)
+        return PublicationTargets(self.on_time_target, self.min_resolved, self.incremental_lookback_minutes)
 
     def dbt_vars(self, **more) -> dict:
-        """The settings the dbt models read as ``--vars`` (the ranking's target and threshold), and ``more``."""
+        """The settings the dbt models read as ``--vars`` (the ranking's target and threshold, the incremental
+        look-back), and ``more``."""
         return self.targets.dbt_vars(**more)
 
 
@@ -590,6 +614,22 @@ class SimulatorSettings(_FromEnv):
         """The scenario's fields (``simulator.scenario.Scenario.from_dict``)."""
         return {"seed": self.seed, "start": self.start, "end": self.end, "scale": self.scale, "clock": self.clock,
                 "defect_rates": dict(self.defect_rates), **self.scenario_extra}
+
+
+@dataclass(frozen=True)
+class CelerySettings(_FromEnv):
+    """``make airflow-celery``: the Celery workers on this machine and the private Redis broker they share
+    (``ops.broker``); ``worker_name`` is what one worker's task processes record as their host
+    (``ops.celery_hostname``)."""
+
+    workers: int = _setting("CELERY_WORKERS", _int_in(1, 16))
+    worker_name: str | None = _setting("CELERY_WORKER_NAME")
+    redis_host: str = "127.0.0.1"  # the private broker listens on loopback only
+    redis_port: int = _setting("REDIS_PORT", _int_in(1, 65535))
+    redis_data_dir: Path = _setting("REDIS_DATA_DIR", _resolved_path)
+    redis_password: str | None = _setting("REDIS_PASSWORD", _redis_password, secret=True)
+    redis_server: str | None = _setting("REDIS_SERVER")
+    redis_os_user: str = _setting("REDIS_OS_USER")
 
 
 @dataclass(frozen=True)

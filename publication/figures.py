@@ -203,6 +203,11 @@ def field_names(conn: psycopg.Connection) -> dict[str, str]:
         "WHERE field_code IS NOT NULL GROUP BY field_code", (), "marts.dim_procedure")}
 
 
+def land_field_codes(names: dict[str, str]) -> list[str]:
+    """The codes of the land field (Đất đai) among ``field_names``: by name, as the catalogue spells it."""
+    return sorted(code for code, name in names.items() if (name or "").strip().casefold() == LAND_FIELD)
+
+
 def timeliness(conn: psycopg.Connection, month: date, months: int = HISTORY_MONTHS) -> dict:
     """On-time figures up to ``month`` (its last ``months`` months): per month for the province and each
     level; the land field (Đất đai) against the other fields per month, per level for ``month``, and every
@@ -213,7 +218,7 @@ def timeliness(conn: psycopg.Connection, month: date, months: int = HISTORY_MONT
                  "WHERE t.month BETWEEN %s AND %s GROUP BY 1, 2, 3",
                  (add_months(month, 1 - months), month), "marts.fct_timeliness_monthly", "marts.dim_unit")
     names = field_names(conn)
-    land = sorted(code for code, name in names.items() if (name or "").strip().casefold() == LAND_FIELD)
+    land = land_field_codes(names)
     by_month = _scopes(rows, TIMELINESS_COUNTS, _timeliness_rates)
     groups: dict[tuple, dict] = {}
     fields: dict[str | None, dict] = {}

@@ -26,7 +26,7 @@ from pathlib import Path
 from markupsafe import Markup
 
 from pipeline.files import remove_stale_temporaries, write_atomic
-from publication import charts, geo_map, service_index
+from publication import charts, geo_map, held_up, service_index
 from publication import figures as F
 from publication.charts import Marker, Series
 from publication.formatting import fmt_billion, fmt_int, fmt_month, fmt_number, fmt_percent
@@ -66,6 +66,7 @@ def collect(conn, as_of: date | None = None) -> dict:
     out["dq"] = F.dq_backlog(conn)
     out["map"] = geo_map.collect(conn, month)  # publication/geo_map.py: the maps (bản đồ)
     out["service_index"] = service_index.collect(conn, month)  # publication/service_index.py: Decision 766
+    out["held_up"] = held_up.collect(conn, month)  # publication/held_up.py: where dossiers are held up
     return out
 
 
@@ -272,6 +273,7 @@ def draw_charts(fig: dict) -> dict[str, Markup]:
                     _disbursement_charts, _dq_charts):
         drawn.update(section(fig))
     drawn.update(service_index.draw(fig.get("service_index") or {}))
+    drawn.update(held_up.draw(fig.get("held_up") or {}))
     return {chart_id: Markup(svg) for chart_id, svg in drawn.items()}
 
 
@@ -317,6 +319,9 @@ def render(fig: dict) -> str:
         lost_headers=list(F.SERVICE_INDEX_CRITERIA),
         reasons=F.REASONS_2_1,
         dossier_ids=service_index.DOSSIER_IDS,
+        held_up_scope=held_up.scope_name,
+        unrecorded_offices=(held_up.NOT_RECORDED, held_up.NOT_NAMED),
+        land_units=held_up.LAND_UNITS,
     )
 
 

@@ -17,7 +17,8 @@ from tests.support.paths import PROJECT_ROOT
 PACKAGES_AS_ONE_UNIT = ("tests/publication/",)
 COSTS = {
     "tests/dags/test_nightly_run.py": 210,
-    "tests/dbt/test_marts.py": 180,
+    "tests/dags/test_reorganisation_nights.py": 180,
+    "tests/dbt/test_marts.py": 90,
     "tests/dags/test_scheduler.py": 130,
     "tests/publication/": 120,
     "tests/data_quality/test_dossier_rules.py": 110,
@@ -28,6 +29,7 @@ COSTS = {
     "tests/pipeline/test_lease.py": 50,
     "tests/dbt/test_staging.py": 40,
     "tests/dbt/test_service_index.py": 40,
+    "tests/dbt/test_reorganised_marts.py": 40,
 }
 
 

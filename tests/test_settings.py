@@ -24,7 +24,7 @@ CODE_DIRS = ("bi", "dags", "deploy", "expectations", "ingestion", "ops", "pipeli
              "warehouse", "benchmarks")
 DOCS = [PROJECT_ROOT / "README.md", *sorted(PROJECT_ROOT.glob("*/README.md")), *sorted(PROJECT_ROOT.glob("docs/*.md"))]
 SETTINGS_CLASSES = (S.Settings, S.AlertSettings, S.PublicationTargets, S.DagSettings, S.WarehouseSettings,
-                    S.RunSettings, S.SimulatorSettings, S.FrontDoorSettings, S.SupersetSettings)
+                    S.RunSettings, S.SimulatorSettings, S.CelerySettings, S.FrontDoorSettings, S.SupersetSettings)
 # Read by others than a settings field: Airflow reads its connection; SimulatorSettings.from_env the family.
 READ_ELSEWHERE = {"AIRFLOW_CONN_PROCEDURE_API", "SIM_DEFECT_<RULE>"}
 # Upper-case names the documents show that are nobody's variable.
@@ -228,13 +228,16 @@ def test_a_night_by_hand_gets_the_readmes_interactive_defaults(tmp_path):
 # ------------------------------------------------------------------------------------------ dbt's vars
 
 def test_the_ranking_target_and_minimum_reach_dbt_as_vars():
-    env = {"PUBLICATION_ON_TIME_TARGET": "0.9", "PUBLICATION_MIN_RESOLVED": "25"}
+    env = {"PUBLICATION_ON_TIME_TARGET": "0.9", "PUBLICATION_MIN_RESOLVED": "25",
+           "DBT_INCREMENTAL_LOOKBACK_MINUTES": "0"}
     assert dbt_vars(env, as_of="2023-10-01T01:00:00") == {"on_time_target": 0.9, "min_resolved": 25,
+                                                          "incremental_lookback_minutes": 0,
                                                           "as_of": "2023-10-01T01:00:00"}
     settings = Settings.from_env(env, warehouse_url="postgresql://u:p@h/db")
-    assert settings.dbt_vars() == {"on_time_target": 0.9, "min_resolved": 25}
+    assert settings.dbt_vars() == {"on_time_target": 0.9, "min_resolved": 25, "incremental_lookback_minutes": 0}
     assert dbt_vars({}) == {"on_time_target": S.PublicationTargets.on_time_target,
-                            "min_resolved": S.PublicationTargets.min_resolved}
+                            "min_resolved": S.PublicationTargets.min_resolved,
+                            "incremental_lookback_minutes": S.PublicationTargets.incremental_lookback_minutes}
 
 
 def test_the_dbt_models_have_no_default_for_the_settings_vars():
@@ -252,7 +255,8 @@ def test_every_dbt_command_of_ops_dbt_gets_the_settings_vars_under_its_own():
     env = {"PUBLICATION_ON_TIME_TARGET": "0.9"}
     args = with_settings_vars(["build", "--vars", '{"as_of": "2023-10-01", "min_resolved": 3}', "-s", "x"], env)
     assert args[:3] == ["build", "-s", "x"] and args[3] == "--vars"
-    assert json.loads(args[4]) == {"on_time_target": 0.9, "min_resolved": 3, "as_of": "2023-10-01"}
+    assert json.loads(args[4]) == {"on_time_target": 0.9, "min_resolved": 3, "as_of": "2023-10-01",
+                                   "incremental_lookback_minutes": 15}
     assert json.loads(with_settings_vars(["run", "--vars=as_of: x"], env)[-1])["as_of"] == "x"
     assert json.loads(with_settings_vars(["parse"], {})[-1]) == dbt_vars({})
     assert with_settings_vars(["--version"], env) == ["--version"]

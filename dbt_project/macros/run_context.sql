@@ -1,4 +1,4 @@
-{#- A value that changes from one night to the next — the as-of time, the run id, the incremental look-back —
+{#- A value that changes from one night to the next — the as-of time, the run id —
     read when dbt executes, not when it parses: from `var(name)` when the command line gives it, else from the
     environment variable CCHC_DBT_<NAME> that the pipeline sets (ops.dbt, the nightly DAG's dbt tasks), else
     `default`. dbt re-parses the whole project whenever `--vars` change (some ten seconds); kept out of the

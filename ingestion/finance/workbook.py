@@ -331,11 +331,18 @@ def _funding_source(value: object) -> str:
     return source
 
 
-def _plan_year(value: object) -> int:
-    _refuse_temporal(value, "a plan year")
+def _number_text(value: object, wanted: str) -> str | None:
+    """The text of a cell where a small whole number belongs (``_text``): not a date or time, and typed with the
+    digits 0-9 only."""
+    _refuse_temporal(value, wanted)
     text = _text(value)
     if text is not None:
         _refuse_foreign_digits(text)
+    return text
+
+
+def _plan_year(value: object) -> int:
+    text = _number_text(value, "a plan year")
     if text is None or isinstance(value, bool) or not _YEAR.fullmatch(text):
         raise CellError(f"{_shown(value)} is not a year")
     year = int(text)
@@ -345,10 +352,7 @@ def _plan_year(value: object) -> int:
 
 
 def _carried_over(value: object) -> bool:
-    _refuse_temporal(value, "0 or 1")
-    text = _text(value)
-    if text is not None:
-        _refuse_foreign_digits(text)
+    text = _number_text(value, "0 or 1")
     if text not in ("0", "1"):
         raise CellError(f"{_shown(value)} is not 0 or 1")
     return text == "1"

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bi import BUNDLE_DIR, CURRENT_UNITS, DATA_QUALITY, LOCK_FILE, MORNING, SERVICE_INDEX
+from bi import BUNDLE_DIR, CURRENT_UNITS, DATA_QUALITY, HELD_UP, LOCK_FILE, MORNING, SERVICE_INDEX
 from bi.bundle import (
     CANONICAL_URI,
     MASK,
@@ -35,7 +35,7 @@ from bi.bundle import (
 from publication import figures as F
 from tests.support.paths import PROJECT_ROOT
 
-DASHBOARD_SLUGS = {"cchc-morning", "cchc-data-quality", "cchc-service-index", "cchc-current-units"}
+DASHBOARD_SLUGS = {"cchc-morning", "cchc-data-quality", "cchc-service-index", "cchc-current-units", "cchc-held-up"}
 READER = "postgresql://bi_reader:s%40cret-pw@db.example.org:6543/warehouse?sslmode=require"
 
 
@@ -58,7 +58,7 @@ def test_the_dashboards_over_one_bi_reader_connection(bundle):
     dashboards = of_kind(bundle, "dashboards")
     # what the links use
     assert {d["slug"] for d in dashboards.values()} == DASHBOARD_SLUGS == {MORNING, DATA_QUALITY, SERVICE_INDEX,
-                                                                        CURRENT_UNITS}
+                                                                        CURRENT_UNITS, HELD_UP}
     [database] = of_kind(bundle, "databases").values()
     assert database["sqlalchemy_uri"] == CANONICAL_URI, "the export's password is masked, the address canonical"
     assert not database["allow_dml"] and not database["allow_file_upload"] and not database["allow_ctas"]
@@ -84,6 +84,24 @@ def test_the_current_unit_views_read_the_current_marts(bundle):
         sql = datasets[chart["dataset_uuid"]]["sql"]
         assert re.search(r"FROM marts\.fct_\w+_monthly_current AS (\w+)", sql), chart["slice_name"]
         assert "ON u.unit_code = " in sql and ".current_unit_code" in sql.split("ON u.unit_code = ", 1)[1][:20]
+
+
+def test_the_held_up_views_read_the_step_marts_by_field_and_never_add_percentiles(bundle):
+    """The "where dossiers are held up" dashboard reads the step marts with the field in the grain (the land field's
+    offices); its percentiles are each row's own: a chart shows them only as raw rows, no metric aggregates them."""
+    [dashboard] = [d for d in of_kind(bundle, "dashboards").values() if d["slug"] == HELD_UP]
+    placed = {c["meta"]["uuid"] for c in dashboard["position"].values()
+              if isinstance(c, dict) and c.get("type") == "CHART"}
+    datasets = {d["uuid"]: d for d in of_kind(bundle, "datasets").values()}
+    charts = [c for c in of_kind(bundle, "charts").values() if c["uuid"] in placed]
+    read = {re.search(r"FROM marts\.(fct_\w+) AS", datasets[c["dataset_uuid"]]["sql"]).group(1) for c in charts}
+    assert read == {"fct_late_origin_monthly_by_field", "fct_step_monthly_by_field"}
+    for chart in charts:
+        dataset = datasets[chart["dataset_uuid"]]
+        assert not any("hours" in m["expression"] for m in dataset["metrics"]), dataset["table_name"]
+        if any("hours" in c for c in chart["params"].get("all_columns", [])):
+            assert chart["params"]["query_mode"] == "raw", chart["slice_name"]
+    assert sum(bool(re.search(r"\bis_land\b", " ".join(_where(c["params"])))) for c in charts) >= 4
 
 
 def test_the_datasets_read_the_marts_only(bundle):
@@ -155,7 +173,8 @@ def test_labels_speak_the_reports_vocabulary(bundle):
     titles = " ".join(c["slice_name"] for c in of_kind(bundle, "charts").values())
     for term in ("Tỷ lệ giải quyết đúng hạn", "mục tiêu 95%", "quá hạn", "nộp trực tuyến", "Số hóa",
                  "phân cấp, ủy quyền", "Giải ngân", "Lỗi", "on-time rate", "data-quality", "Chỉ số phục vụ",
-                 "Điểm bị mất theo tiêu chí", "tiêu chí 2.1", "đơn vị hiện nay", "today's units"):
+                 "Điểm bị mất theo tiêu chí", "tiêu chí 2.1", "đơn vị hiện nay", "today's units", "nơi bắt đầu chậm",
+                 "không ghi nhận bước trễ", "Đất đai", "phân vị 90"):
         assert term.casefold() in titles.casefold(), term
     on_time = next(c for c in of_kind(bundle, "charts").values() if "on-time rate by level" in c["slice_name"])
     [target] = on_time["params"]["annotation_layers"]

@@ -1,7 +1,8 @@
 """Superset for real: installed from bi/requirements.txt (cached), the bundle imported through the API, every
 chart of every dashboard run by Superset as bi_reader and its figures checked against the marts, and the
 dashboards opened by a logged-in headless Chromium and kept as screenshots
-(``.local/test-artifacts/superset-morning.png``, ``superset-service-index.png``, ``superset-current-units.png``).
+(``.local/test-artifacts/superset-morning.png``, ``superset-service-index.png``, ``superset-current-units.png``,
+``superset-held-up.png``).
 
 The warehouse is the publication tests' scenario (``tests/publication/scenario.py``: the real pipeline over a
 small simulated province, as of 2023-07-01), built while Superset starts. The expected figures are plain SQL
@@ -46,7 +47,9 @@ GROUPS = {"INC": "Chưa cập nhật đầy đủ", "DIG": "Chưa số hóa", "V
 TYPES = {"UY_QUYEN": "Ủy quyền", "PHAN_CAP": "Phân cấp"}
 MORNING, DATA_QUALITY = "cchc-morning", "cchc-data-quality"
 SERVICE_INDEX, CURRENT_UNITS = "cchc-service-index", "cchc-current-units"
-DASHBOARDS = (MORNING, DATA_QUALITY, SERVICE_INDEX, CURRENT_UNITS)
+HELD_UP = "cchc-held-up"
+DASHBOARDS = (MORNING, DATA_QUALITY, SERVICE_INDEX, CURRENT_UNITS, HELD_UP)
+NOT_RECORDED = "(không ghi nhận)"  # a late dossier with no late step (metrics.md, processing steps)
 CRITERIA = {"2.1": "Tiến độ giải quyết", "3.3": "Hồ sơ trực tuyến", "3.6": "Thanh toán trực tuyến",
             "4.1": "Kết quả điện tử", "4.2": "Số hóa hồ sơ", "4.3": "Tái sử dụng dữ liệu số hóa"}
 REASONS = {"pending_overdue": "Quá hạn chưa giải quyết", "late": "Giải quyết trễ hạn",
@@ -151,7 +154,7 @@ def test_superset_reads_the_warehouse_as_bi_reader_and_nothing_but_the_marts(sta
 # ------------------------------------------------------------------------------------------ the figures
 
 def test_every_chart_of_every_dashboard_is_checked(charts):
-    assert len(charts) == 31 and {c["slug"] for c in charts.values()} == set(DASHBOARDS)
+    assert len(charts) == 38 and {c["slug"] for c in charts.values()} == set(DASHBOARDS)
     assert set(charts) == set(CHECKS), f"charts without a check here: {set(charts) - set(CHECKS)}"
 
 
@@ -480,6 +483,95 @@ def check_current_units(rows, url):
     assert rates == sorted(rates), "the lowest on-time rate first"
 
 
+# ------------------------------------------------------------------------ where dossiers are held up (metrics.md)
+
+LEVEL_SQL = "coalesce(CASE u.level WHEN 1 THEN 'Cấp tỉnh' WHEN 2 THEN 'Cấp huyện' WHEN 3 THEN 'Cấp xã' END, " \
+            "'(không xác định)')"
+LAND_SQL = "field_code IN (SELECT field_code FROM marts.dim_procedure WHERE field_name = 'Đất đai')"
+
+
+def _late_origins(url: str, *keys: str, land: bool = False) -> dict:
+    """Late dossiers of the month and those with no recorded late step, by ``keys`` (one key: its value; several:
+    a tuple): the base mart for every field, the mart by field for the land field."""
+    table = "fct_late_origin_monthly_by_field" if land else "fct_late_origin_monthly"
+    rows = query(url, f"SELECT {', '.join(keys)}, sum(o.late_dossiers), coalesce(sum(o.late_dossiers) FILTER (WHERE "
+                 f"o.office = %s), 0) FROM marts.{table} o LEFT JOIN marts.dim_unit u ON u.unit_code = o.unit_code "
+                 f"WHERE o.month = %s {'AND o.' + LAND_SQL if land else ''} GROUP BY "
+                 f"{', '.join(str(i) for i in range(1, len(keys) + 1))}", (NOT_RECORDED, MONTH))
+    return {(r[0] if len(keys) == 1 else tuple(r[:len(keys)])): tuple(r[len(keys):]) for r in rows}
+
+
+def check_held_up_share(rows, url):
+    [(late, silent)] = _late_origins(url, "'all'").values()
+    assert silent and close(rows[0]["not_recorded_rate"], rate(silent, late))
+
+
+def check_held_up_land_share(rows, url):
+    [(late, silent)] = _late_origins(url, "'all'", land=True).values()
+    assert silent and close(rows[0]["not_recorded_rate"], rate(silent, late))
+
+
+def check_held_up_origins(rows, url):
+    expected = {k: late for k, (late, _) in _late_origins(url, f"{LEVEL_SQL} || ' – ' || o.office").items()}
+    _top(rows, "level_office", "late_dossiers", expected, 15)
+
+
+def check_held_up_levels(rows, url):
+    expected = _late_origins(url, LEVEL_SQL)
+    got = {r["level_name"]: r for r in rows}
+    assert got.keys() == expected.keys() and {"Cấp huyện", "Cấp xã"} <= got.keys()
+    for level, (late, silent) in expected.items():
+        g = got[level]
+        assert (g["late_dossiers"], g["not_recorded_dossiers"]) == (late, silent), level
+        assert close(g["not_recorded_rate"], rate(silent, late)), level
+    rates = [r["not_recorded_rate"] for r in rows]
+    assert rates == sorted(rates, reverse=True), "the highest share first"
+
+
+def check_held_up_land_units(rows, url):
+    expected = {k: late for k, (late, _) in _late_origins(
+        url, "coalesce(u.unit_name, o.unit_code, '(không xác định)')", LEVEL_SQL, "o.office", land=True).items()}
+    got = {(r["unit_name"], r["level_name"], r["office"]): r["late_dossiers"] for r in rows}
+    assert got == expected and len(rows) == len(expected)
+    assert any(office == NOT_RECORDED for _, _, office in got)
+    late = [r["late_dossiers"] for r in rows]
+    assert late == sorted(late, reverse=True), "the most late dossiers first"
+
+
+def _land_steps(url: str) -> list[tuple]:
+    return query(url, f"SELECT coalesce(u.unit_name, s.unit_code, '(không xác định)'), {LEVEL_SQL}, s.office, s.steps, "
+                 "s.late_steps, s.late_step_rate, s.median_hours, s.p90_hours FROM marts.fct_step_monthly_by_field s "
+                 f"LEFT JOIN marts.dim_unit u ON u.unit_code = s.unit_code WHERE s.month = %s AND s.{LAND_SQL}",
+                 (MONTH,))
+
+
+def check_held_up_land_step_rate(rows, url):
+    sums: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for _, level, office, steps, late, *_ in _land_steps(url):
+        sums[f"{level} – {office}"][0] += steps
+        sums[f"{level} – {office}"][1] += late
+    got = {r["level_office"]: r["late_step_rate"] for r in rows}
+    assert len(got) == len(rows) == min(30, len(sums))
+    for label, value in got.items():
+        assert close(value, rate(sums[label][1], sums[label][0])), label
+    assert sorted(got.values(), reverse=True) == pytest.approx(
+        sorted((rate(late, steps) for steps, late in sums.values()), reverse=True)[:30])
+
+
+def check_held_up_land_steps(rows, url):
+    expected = {(name, level, office): (steps, late, late_rate, median, p90)
+                for name, level, office, steps, late, late_rate, median, p90 in _land_steps(url)}
+    got = {(r["unit_name"], r["level_name"], r["office"]): r for r in rows}
+    assert got.keys() == expected.keys() and len(rows) == len(expected)
+    for key, (steps, late, late_rate, median, p90) in expected.items():
+        g = got[key]
+        assert (g["steps"], g["late_steps"]) == (steps, late), key
+        assert close(g["late_step_rate"], late_rate) and close(g["median_hours"], median), key
+        assert close(g["p90_hours"], p90), key
+    order = [(-r["late_steps"], -r["late_step_rate"]) for r in rows]
+    assert order == sorted(order), "the most late steps first, then the highest share of them"
+
+
 CHECKS = {
     ("on-time rate", "big_number_total"): check_big_on_time,
     ("units below target", "big_number_total"): check_big_below,
@@ -512,6 +604,13 @@ CHECKS = {
     ("intake digitisation, today's units", "echarts_timeseries_line"): check_current_intake_levels,
     ("result digitisation, today's units", "echarts_timeseries_line"): check_current_result_levels,
     ("on-time rate by today's unit", "table"): check_current_units,
+    ("share not recorded", "big_number_total"): check_held_up_share,
+    ("land share not recorded", "big_number_total"): check_held_up_land_share,
+    ("late origins by office", "echarts_timeseries_bar"): check_held_up_origins,
+    ("share not recorded by level", "table"): check_held_up_levels,
+    ("land late origins by unit", "table"): check_held_up_land_units,
+    ("land step late rate by office", "echarts_timeseries_bar"): check_held_up_land_step_rate,
+    ("land steps and p90 by unit", "table"): check_held_up_land_steps,
 }
 
 
@@ -613,3 +712,15 @@ def test_the_today_s_units_dashboard_shows_its_figures(stack, charts, tmp_path):
     first = charts[("on-time rate by today's unit", "table")]["rows"][0]
     assert first["current_unit_name"] in text
     assert dialogs == []
+
+
+def test_the_held_up_dashboard_shows_its_figures(stack, charts, tmp_path):
+    count = sum(c["slug"] == HELD_UP for c in charts.values())
+    text, dialogs = _show(stack, HELD_UP, count, tmp_path, SCREENSHOT.parent / "superset-held-up.png")
+    assert "Hồ sơ bị chậm ở đâu" in text and NOT_RECORDED in text
+    share = charts[("share not recorded", "big_number_total")]["rows"][0]["not_recorded_rate"]
+    assert f"{share * 100:.1f}".replace(".", ",") + "%" in text
+    assert "Chi nhánh Văn phòng Đăng ký đất đai" in text, "the land registration branch, where land delays begin"
+    units = [r["unit_name"] for r in charts[("land late origins by unit", "table")]["rows"][:15]]  # the first page
+    assert all(name in text for name in units) and any(name[0] in "=+-@<" for name in units)
+    assert dialogs == [], "a unit's name ran as script"

@@ -118,9 +118,10 @@ def parsed(tmp_path_factory) -> dict:
 
 @pytest.fixture(scope="module")
 def parsed_per_node(tmp_path_factory) -> dict:
-    """The DAG with ``DBT_TASK_GRAIN=node``: Cosmos renders one task per dbt node."""
+    """The DAG with ``DBT_TASK_GRAIN=node`` (Cosmos renders one task per dbt node) and timeouts of its own."""
     code = PARSE_PROBE.format(dag_file=str(DAG_FILE), dags=str(DAGS), dag_id=DAG_ID)
-    return _run_python(code, tmp_path_factory.mktemp("dagbag"), {"DBT_TASK_GRAIN": "node"})
+    return _run_python(code, tmp_path_factory.mktemp("dagbag"), {"DBT_TASK_GRAIN": "node",
+                       "PIPELINE_TASK_TIMEOUT_MINUTES": "7", "PIPELINE_RUN_TIMEOUT_MINUTES": "30"})
 
 
 def test_no_import_errors(parsed):
@@ -240,9 +241,8 @@ def test_every_task_retries_alerts_and_has_a_timeout(parsed):
         assert task["execution_timeout"] == 120 * 60, f"{task_id} has no execution_timeout"
 
 
-def test_timeouts_come_from_the_environment(tmp_path):
-    code = PARSE_PROBE.format(dag_file=str(DAG_FILE), dags=str(DAGS), dag_id=DAG_ID)
-    out = _run_python(code, tmp_path, {"PIPELINE_TASK_TIMEOUT_MINUTES": "7", "PIPELINE_RUN_TIMEOUT_MINUTES": "30"})
+def test_timeouts_come_from_the_environment(parsed_per_node):
+    out = parsed_per_node
     assert out["dag"]["dagrun_timeout"] == 30 * 60
     assert {t["execution_timeout"] for t in out["dag"]["tasks"].values()} == {7 * 60}
     # the monthly publication and the weekly integrity DAG share the defaults

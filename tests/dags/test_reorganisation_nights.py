@@ -1,13 +1,15 @@
 """Nights across the 2025 reorganisation through Airflow (``airflow dags test``): the nights of 2025-06-29 to
 2025-07-02 over a tiny reorganisation scenario, the simulator's clock moving with them — the old units close,
-the new ones open, open dossiers are transferred in the night of 1 July — then a full rebuild of the same
-warehouse must give the same marts as the nights built incrementally.
+the new ones open, open dossiers are transferred in the night of 1 July — each night rebuilding only the
+day's dossiers, then a full rebuild of the same warehouse must give the same marts as the nights built
+incrementally.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from datetime import date, datetime, timedelta
@@ -56,7 +58,8 @@ def test_nights_across_the_reorganisation_equal_a_full_rebuild(tmp_path):
                "PROCEDURE_API_URL": sim.url, "PROCEDURE_API_TOKEN": sim.token, "FINANCE_INBOX": str(tmp_path / "inbox"),
                "HISTORY_START": SCENARIO.start.isoformat(), "REPORTS_DIR": str(tmp_path / "reports"),
                "DBT_TASK_GRAIN": "layer", "PIPELINE_TASK_RETRIES": "0", "PIPELINE_RETRY_DELAY_SECONDS": "1",
-               "PUBLICATION_MIN_RESOLVED": "1"}
+               "PUBLICATION_MIN_RESOLVED": "1",
+               "DBT_INCREMENTAL_LOOKBACK_MINUTES": "0"}  # nights minutes apart: no wall-clock look-back
         env.pop("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", None)
         url = wh.urls["writer"]
         for n in range(NIGHTS):
@@ -68,6 +71,11 @@ def test_nights_across_the_reorganisation_equal_a_full_rebuild(tmp_path):
                                   capture_output=True, text=True, timeout=600)
             log.write_text(done.stdout + done.stderr)
             assert done.returncode == 0, f"the night of {night.date()} failed; see {tmp_path / f'night-{n}.log'}"
+            if n:  # incremental: a night rebuilds the dossiers that changed that day, not the history
+                rebuilt = int(re.search(r"marts\.fct_dossier \.+ \[\S*INSERT 0 (\d+)", done.stdout).group(1))
+                since = (night - timedelta(days=1, hours=3)).strftime("%Y%m%d%H%M%S")  # the pull's 3 h look-back
+                changed = sum(1 for r in province.iter_all() if r["NgayCapNhat"] >= since and not r["DaXoa"])
+                assert rebuilt <= changed < len(province.index.rows), f"night {n} rebuilt {rebuilt} dossiers"
         truth = province.reorganisation_truth()
         with psycopg.connect(url) as conn:
             runs = [s for (s,) in conn.execute("SELECT status FROM audit.pipeline_runs ORDER BY run_date")]

@@ -14,7 +14,6 @@ The dbt groups run at the default grain (one ``dbt build`` per group).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -35,8 +34,10 @@ from simulator.__main__ import investors
 from simulator.finance import write_workbooks
 from simulator.province import Province
 from simulator.scenario import Scenario
+from tests.support.airflow_stack import STARTUP_TIMEOUT, Stack, kill_leftovers, parent_of, wait_gone
+from tests.support.airflow_stack import stack_environment as support_environment
 from tests.support.paths import PROJECT_ROOT
-from tests.support.postgres import free_port, throwaway_warehouse
+from tests.support.postgres import throwaway_warehouse
 from tests.support.simulator import running_simulator
 
 SCENARIO = Scenario(seed=21, start=date(2023, 1, 1), end=date(2023, 1, 31), scale=0.005,
@@ -45,12 +46,6 @@ DAGS = {"cchc_nightly", "cchc_monthly_publication", "cchc_weekly_integrity"}
 COMPONENTS = {"scheduler", "api-server", "dag-processor", "triggerer"}
 # The venv's own airflow script, by absolute path (its shebang makes the venv's python the process' argv[0]).
 AIRFLOW = str(PROJECT_ROOT / ".venv" / "bin" / "airflow")
-# The developer's own settings must not leak into the test's stack (it would use their warehouse, their
-# Airflow metadata, their source).
-SCRUBBED_PREFIXES = ("AIRFLOW", "WAREHOUSE_", "PROCEDURE_API_", "SIM_", "DBT_", "BI_READER_")
-SCRUBBED = {"FINANCE_INBOX", "REPORTS_DIR", "GX_PROJECT_DIR", "RUN_DATE", "HISTORY_START", "INGEST_PARTITION",
-            "APPLICANT_SALT"}
-STARTUP_TIMEOUT = 240  # seconds, generous: the machine may be busy with other test runs
 RUN_TIMEOUT = 600
 
 
@@ -68,160 +63,7 @@ def services(tmp_path_factory) -> Iterator[tuple]:
 def stack_environment(home: Path, services: tuple) -> dict[str, str]:
     """The environment ``make airflow`` would see on a machine configured for this test."""
     wh, sim, inbox = services
-    env = {k: v for k, v in os.environ.items() if not k.startswith(SCRUBBED_PREFIXES) and k not in SCRUBBED}
-    env.update({name: os.environ[name] for name in ("WAREHOUSE_OS_USER", "WAREHOUSE_PG_BIN") if name in os.environ})
-    env.update({
-        "AIRFLOW_HOME": str(home),
-        # the throw-away cluster, found by `python -m warehouse up` as already running
-        "WAREHOUSE_DATA_DIR": str(wh.settings.data_dir),
-        "WAREHOUSE_CREDENTIALS_FILE": str(wh.settings.credentials_file),
-        "WAREHOUSE_PORT": str(wh.port),
-        "PROCEDURE_API_URL": sim.url,
-        "PROCEDURE_API_TOKEN": sim.token,
-        "FINANCE_INBOX": str(inbox),
-        "HISTORY_START": "2023-01-01",
-        "REPORTS_DIR": str(home.parent / "reports"),
-        "GX_PROJECT_DIR": str(home.parent / "gx"),  # not the project's .local/gx, which other runs rewrite
-        "PIPELINE_TASK_RETRIES": "0",
-        "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
-        "AIRFLOW__API__PORT": str(free_port()),
-        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
-        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
-    })
-    return env
-
-
-class Stack:
-    """``python -m ops.airflow standalone`` (what ``make airflow`` runs) in a process group of its own."""
-
-    def __init__(self, home: Path, env: dict[str, str]):
-        self.home = home
-        self.env = env
-        self.base_url = f"http://127.0.0.1:{env['AIRFLOW__API__PORT']}"
-        self.output = home.parent / f"{home.name}-stack.out"
-        with self.output.open("w") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "ops.airflow", "standalone"], cwd=PROJECT_ROOT,
-                                         env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-
-        self.seen: set[tuple[int, int]] = set()
-
-    def text(self) -> str:
-        """The supervisor's output so far."""
-        return self.output.read_text(errors="replace")
-
-    def components(self) -> dict[str, int]:
-        """Component → pid, as the supervisor announced them ("started scheduler (pid 123), log: …")."""
-        return {m[1]: int(m[2]) for m in re.finditer(r"started (\S+) \(pid (\d+)\)", self.text())}
-
-    def roots(self) -> set[int]:
-        """The supervisor and the components: every process of the stack is in their sessions or below."""
-        return {self.proc.pid, *self.components().values()}
-
-    def watch(self) -> dict[tuple[int, int], list[str]]:
-        """The stack's processes now; remembered, so that the stop can be checked against all of them."""
-        procs = processes_of(self.home, self.roots())
-        self.seen |= set(procs)
-        return procs
-
-    def alive(self) -> None:
-        """Fail at once, with the supervisor's output, if it has exited."""
-        self.watch()
-        if self.proc.poll() is not None:
-            pytest.fail(f"the stack exited ({self.proc.returncode}) early:\n{self.text()[-6000:]}")
-
-    def wait_healthy(self) -> dict:
-        """Wait until the health endpoint reports every component healthy; returns the last report."""
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        health: dict = {}
-        while time.monotonic() < deadline:
-            self.alive()
-            try:
-                health = requests.get(self.base_url + "/api/v2/monitor/health", timeout=5).json()
-            except (requests.RequestException, ValueError):
-                health = {}
-            if health and all(v.get("status") == "healthy" for v in health.values()):
-                return health
-            time.sleep(1)
-        pytest.fail(f"not healthy after {STARTUP_TIMEOUT}s: {health}\n{self.text()[-6000:]}")
-
-    def token(self) -> str:
-        """A JWT for the admin user, whose password the stack generated into AIRFLOW_HOME."""
-        passwords = json.loads((self.home / "simple_auth_manager_passwords.json.generated").read_text())
-        response = requests.post(self.base_url + "/auth/token", timeout=30,
-                                 json={"username": "admin", "password": passwords["admin"]})
-        assert response.status_code in (200, 201), response.text
-        return response.json()["access_token"]
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 90) -> int:
-        """Signal the stack's process group and wait for the supervisor; SIGKILL the group if it hangs."""
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, sig)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
-            pytest.fail(f"the stack did not stop within {timeout}s of {signal.Signals(sig).name}")
-
-
-def _proc_table() -> dict[int, dict]:
-    """Every live (non-zombie) process: parent, process group, session, start time, environment, command."""
-    table = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            environ = (entry / "environ").read_bytes().split(b"\0")
-            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
-        except (OSError, IndexError):
-            continue
-        if fields[0] != "Z":
-            table[int(entry.name)] = {"ppid": int(fields[1]), "pgrp": int(fields[2]), "sid": int(fields[3]),
-                                      "start": int(fields[19]), "environ": environ, "cmdline": cmdline}
-    return table
-
-
-def processes_of(home: Path, roots: set[int] = frozenset()) -> dict[tuple[int, int], list[str]]:
-    """Every live process of a stack, as (pid, start time) → command line: those whose environment names
-    this ``AIRFLOW_HOME``, those in the sessions or process groups of ``roots`` (the supervisor and the
-    components) and every descendant of these. (The environment alone is not enough: setproctitle, which
-    the api-server calls, overwrites it in /proc.)"""
-    marker = f"AIRFLOW_HOME={home}".encode()
-    table = _proc_table()
-    members = {pid for pid, p in table.items()
-               if marker in p["environ"] or pid in roots or p["pgrp"] in roots or p["sid"] in roots}
-    grew = True
-    while grew:
-        more = {pid for pid, p in table.items() if p["ppid"] in members} - members
-        members |= more
-        grew = bool(more)
-    return {(pid, table[pid]["start"]): table[pid]["cmdline"] for pid in members}
-
-
-def parent_of(pid: int) -> int:
-    """The parent process id of ``pid``."""
-    return int((Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[1])
-
-
-def wait_gone(seen: set[tuple[int, int]], home: Path, roots: set[int],
-              timeout: float = 30) -> dict[tuple[int, int], list[str]]:
-    """Processes of the stack still alive after ``timeout`` seconds — any seen while it ran (same pid and
-    start time) or found now (empty when all are gone)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        now = processes_of(home, roots)
-        table = _proc_table()
-        left = {**{k: table[k[0]]["cmdline"] for k in seen if k[0] in table and table[k[0]]["start"] == k[1]}, **now}
-        if not left or time.monotonic() > deadline:
-            return left
-        time.sleep(0.5)
-
-
-def kill_leftovers(left: dict[tuple[int, int], list[str]]) -> None:
-    for pid, _ in left:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+    return support_environment(home, wh, sim.url, sim.token, inbox)
 
 
 def second_run_while_the_first_writes(stack: Stack, wh, tmp_path: Path) -> tuple[str, subprocess.CompletedProcess]:

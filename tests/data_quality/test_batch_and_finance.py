@@ -155,7 +155,7 @@ def test_a_missing_staged_column_stops_the_run(env):
         columns = [c for (c,) in conn.execute(
             "SELECT column_name FROM information_schema.columns WHERE table_schema = 'staging' "
             "AND table_name = 'stg_api__dossiers' ORDER BY ordinal_position") if c != "channel_raw"]
-        conn.execute("ALTER VIEW staging.stg_api__dossiers RENAME TO stg_api__dossiers_kept")
+        conn.execute("ALTER TABLE staging.stg_api__dossiers RENAME TO stg_api__dossiers_kept")
         conn.execute(f"CREATE VIEW staging.stg_api__dossiers AS SELECT {', '.join(columns)} "
                      "FROM staging.stg_api__dossiers_kept")
     try:
@@ -168,7 +168,7 @@ def test_a_missing_staged_column_stops_the_run(env):
     finally:
         with psycopg.connect(env["url"]) as conn:
             conn.execute("DROP VIEW staging.stg_api__dossiers")
-            conn.execute("ALTER VIEW staging.stg_api__dossiers_kept RENAME TO stg_api__dossiers")
+            conn.execute("ALTER TABLE staging.stg_api__dossiers_kept RENAME TO stg_api__dossiers")
 
 
 def test_workbook_rows_above_plan_are_flagged(env):

@@ -35,7 +35,7 @@ NIGHT2 = NIGHT1 + timedelta(days=1)
 SCENARIO = Scenario(seed=11, start=date(2023, 1, 1), end=date(2023, 3, 31), scale=0.03, clock=NIGHT1,
                     defect_rates={rule: 0.02 for rule in DEFAULT_DEFECT_RATES if rule[:3] != "DIG"})
 STAGING_AND_DQ = ["path:models/staging", "path:models/dq"]
-DQ_MARTS = ["fct_dq_issue", "fct_dq_daily"]
+DQ_MARTS = ["int_dq_issues", "fct_dq_issue", "fct_dq_daily"]
 
 
 def ts(when: datetime) -> str:
@@ -115,6 +115,10 @@ def edge_cases(province: Province, as_of: datetime) -> dict[str, tuple[dict, set
     case("stale, invalid step time", {"INC05"}, TrangThaiHoSo=4, NgayTiepNhan=ts(as_of - timedelta(days=45)),
          NgayHenTra=ts(as_of), NgayKetThucXuLy=None, NgayTra=None,
          QuaTrinhXuLy=[{"BuocXuLy": 1, "ThoiDiemXuLy": "20230399000000"}, "not an object"])
+    # VAL01 at this as-of time only: the next night is past the receipt (a rule flipping with the clock alone).
+    case("received later than the as-of time", {"VAL01"}, TrangThaiHoSo=4, NgayTiepNhan=ts(as_of + timedelta(hours=12)),
+         NgayHenTra=ts(as_of + timedelta(days=10)), NgayKetThucXuLy=None, NgayTra=None,
+         QuaTrinhXuLy=step(as_of + timedelta(hours=13)))
     # Values of the wrong type or range.
     case("status as text", {"VAL04"}, TrangThaiHoSo="10")
     case("status true", {"VAL04"}, TrangThaiHoSo=True)
@@ -169,20 +173,24 @@ class SlackCatcher:
 
 def night(state: dict, run_id: str, as_of: datetime) -> dict:
     """One nightly run's stages up to the data-quality marts (what the DAG does, minus Airflow)."""
-    done = run_night(state["settings"], as_of, run_id=run_id, until="quality",
-                     extra_vars={"incremental_lookback_minutes": 0})
+    done = run_night(state["settings"], as_of, run_id=run_id, until="quality")
     summary = done["results"]["quality"]
-    dbt_vars = json.dumps({"as_of": as_of.isoformat(), "incremental_lookback_minutes": 0})
+    dbt_vars = json.dumps(state["settings"].dbt_vars(as_of=as_of.isoformat()))
     proc = run_dbt(["build", "--select", *DQ_MARTS, "--vars", dbt_vars], state["url"])
     assert proc.returncode == 0, proc.stdout[-5000:]
     return summary
 
 
+# The issues open after a validation: its intervals, opened by it or before and not closed by it or before.
+OPEN_AFTER = ("SELECT i.dossier_id, i.rule_id, i.unit_code, i.observed_value FROM dq.issue_intervals i, "
+              "dq.validation_runs v WHERE v.validation_id = %s AND NOT i.voided AND i.opened_seq <= v.seq "
+              "AND (i.closed_seq IS NULL OR i.closed_seq > v.seq)")
+
+
 def stored(url: str, validation_id: str) -> dict[str, set[str]]:
     out: dict[str, set[str]] = {}
     with psycopg.connect(url) as conn:
-        for key, rule in conn.execute("SELECT record_key, rule_id FROM dq.findings WHERE validation_id = %s",
-                                      (validation_id,)):
+        for key, rule, _, _ in conn.execute(OPEN_AFTER, (validation_id,)):
             out.setdefault(key, set()).add(rule)
     return out
 
@@ -206,7 +214,8 @@ def state(tmp_path_factory):
             settings = Settings.from_env({"PROCEDURE_API_URL": sim.url, "PROCEDURE_API_TOKEN": sim.token,
                                           "HISTORY_START": "2023-01-01", "FINANCE_INBOX": str(tmp / "inbox"),
                                           "REPORTS_DIR": str(tmp / "reports"), "GX_PROJECT_DIR": str(tmp / "gx"),
-                                          "INGEST_LOOKBACK_MINUTES": "0"},
+                                          # nights minutes apart: no wall-clock look-back
+                                          "INGEST_LOOKBACK_MINUTES": "0", "DBT_INCREMENTAL_LOOKBACK_MINUTES": "0"},
                                          warehouse_url=wh.urls["writer"])
             st = {"settings": settings, "url": wh.urls["writer"], "province": province, "static": static,
                   "units": units, "cases": cases, "records": records, "slack": slack, "wh": wh, "tmp": tmp}
@@ -246,8 +255,7 @@ def test_each_rule_flags_exactly_the_ground_truth(state):
 def test_findings_name_the_unit_and_what_broke(state):
     records = {r["MaHoSo"]: r for r in state["records"]}
     with psycopg.connect(state["url"]) as conn:
-        rows = conn.execute("SELECT record_key, rule_id, unit_code, observed_value FROM dq.findings "
-                            "WHERE validation_id = 'night-1/dossiers'").fetchall()
+        rows = conn.execute(OPEN_AFTER, ("night-1/dossiers",)).fetchall()
         results = dict(conn.execute("SELECT check_id, unexpected_count FROM dq.expectation_results "
                                     "WHERE validation_id = 'night-1/dossiers'").fetchall())
     for key, rule, unit, observed in rows:
@@ -304,6 +312,21 @@ def second_night(state):
 def test_night_two_flags_exactly_its_ground_truth(state, second_night):
     got = stored(state["url"], "night-2/dossiers")
     assert got == {k: set(v) for k, v in second_night["truth2"].items()}
+    # ... evaluating only the night's change set: the changed and deleted dossiers, and those whose rules
+    # flip with the clock (a dossier reaching INC05's 30 days, a receipt VAL01 no longer finds in the future).
+    cases, t1, t2 = state["cases"], state["truth1"], second_night["truth2"]
+    assert "INC05" not in t1.get(cases["stale exactly 30 days"][0]["MaHoSo"], [])
+    assert "INC05" in t2[cases["stale exactly 30 days"][0]["MaHoSo"]]
+    assert "VAL01" in t1[cases["received later than the as-of time"][0]["MaHoSo"]]
+    assert cases["received later than the as-of time"][0]["MaHoSo"] not in t2
+    with psycopg.connect(state["url"]) as conn:
+        kinds = dict(conn.execute("SELECT validation_id, batch_kind || ' ' || evaluated FROM dq.validation_runs "
+                                  "WHERE suite = 'dossiers'"))
+    evaluated = {v: int(k.split()[-1]) for v, k in kinds.items()}
+    assert kinds["night-1/dossiers"].startswith("full") and kinds["night-2/dossiers"].startswith("changes")
+    assert evaluated["night-1/dossiers"] == len([r for r in state["records"] if not r["DaXoa"]])
+    assert 0 < evaluated["night-2/dossiers"] < evaluated["night-1/dossiers"] / 10
+    assert evaluated["night-3/dossiers"] == 0  # the same as-of time, nothing landed: nothing to evaluate
 
 
 def test_a_fixed_dossier_closes_its_issue(state, second_night):
@@ -363,3 +386,40 @@ def test_nights_state_is_consistent_with_a_clean_rebuild(state, second_night):
                             "(SELECT * FROM dq.dq_dossiers) t").fetchone()[0]
     assert incremental == full
 
+
+
+def test_a_catalogue_change_re_evaluates_every_dossier_and_a_retry_changes_nothing(state, second_night):
+    """The rules join the catalogue and the units: when they change, the night evaluates every dossier — a
+    procedure that stops returning a paper result closes its dossiers' DIG02 issues though no dossier changed.
+    And a validation run again (a retried task) undoes its earlier attempt first: the same issues, once."""
+    from expectations.validate import run_data_quality
+
+    static = state["static"]
+    records = list(static.iter_all())
+    by_key = {r["MaHoSo"]: r for r in records}
+    procedures = copy.deepcopy(static.procedure_records())
+    code = Counter(by_key[k]["MaTTHC"] for k, rules in second_night["truth2"].items() if "DIG02" in rules
+                   ).most_common(1)[0][0]
+    for p in procedures:
+        if p["MaTTHC"] == code:
+            p["TraKetQuaGiay"] = False
+    static.procedures_override = procedures
+    night4 = NIGHT2 + timedelta(days=1)
+    try:
+        night(state, "night-4", night4)
+        truth4 = findings(records, night4, procedures, state["units"])
+        assert stored(state["url"], "night-4/dossiers") == {k: set(v) for k, v in truth4.items()}
+        run_data_quality("night-4", night4, state["settings"], notify=False, finance=False, digest=False)
+        assert stored(state["url"], "night-4/dossiers") == {k: set(v) for k, v in truth4.items()}
+        with psycopg.connect(state["url"]) as conn:
+            kind, evaluated = conn.execute("SELECT batch_kind, evaluated FROM dq.validation_runs "
+                                           "WHERE validation_id = 'night-4/dossiers'").fetchone()
+            open_twice = conn.execute("SELECT count(*) FROM (SELECT 1 FROM dq.issue_intervals WHERE NOT voided "
+                                      "AND closed_seq IS NULL GROUP BY dossier_id, rule_id HAVING count(*) > 1) x"
+                                      ).fetchone()[0]
+        assert kind == "full" and evaluated == sum(1 for r in records if not r["DaXoa"])
+        assert open_twice == 0
+        closed = {k for k, rules in second_night["truth2"].items() if "DIG02" in rules and by_key[k]["MaTTHC"] == code}
+        assert closed and not any("DIG02" in truth4.get(k, []) for k in closed)
+    finally:
+        static.procedures_override = None

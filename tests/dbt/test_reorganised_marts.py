@@ -26,7 +26,7 @@ from simulator.scenario import Scenario
 from simulator.static import StaticProvince
 from simulator.truth import findings
 from tests.dbt.test_marts import KEYS as MART_KEYS
-from tests.dbt.test_marts import _norm, _same, fetch
+from tests.support.marts import compare, fetch
 from tests.support.postgres import throwaway_warehouse
 from tests.support.reference import COLUMNS, KEYS, compute_marts
 from tests.support.reference_units import district_area_monthly, levels_in_force
@@ -118,7 +118,8 @@ def test_every_mart_equals_the_reference(built):
     core = {"dim_unit", "fct_dossier", "fct_timeliness_monthly", "fct_online_monthly", "fct_digitisation_monthly",
             "fct_timeliness_monthly_current", "fct_online_monthly_current", "fct_digitisation_monthly_current",
             "rpt_monthly_ranking", "fct_service_index_monthly", "rpt_service_index_ranking",
-            "fct_delegation_progress", "fct_delegation_usage", "fct_step_monthly", "fct_late_origin_monthly"}
+            "fct_delegation_progress", "fct_delegation_usage", "fct_step_monthly", "fct_late_origin_monthly",
+            "fct_step_monthly_by_field", "fct_late_origin_monthly_by_field"}
     assert core <= present
     compared = []
     for table, rows in built["expected"].items():
@@ -126,29 +127,9 @@ def test_every_mart_equals_the_reference(built):
             continue
         assert rows, f"the scenario produces no {table} rows: the comparison would prove nothing"
         got = fetch(built["url"], table, list(COLUMNS[table]))
-        compare_on(table, got, rows)
+        compare(table, got, rows, MART_KEYS.get(table) or KEYS[table])  # test_marts's key where it names one
         compared.append(table)
     assert core <= set(compared)
-
-
-def compare_on(table: str, got: list[dict], expected: list[dict]) -> None:
-    """Row by row on the table's natural key (``tests.dbt.test_marts``'s where it names one)."""
-    key = MART_KEYS.get(table) or list(KEYS[table])
-
-    def index(rows):
-        out = {}
-        for r in rows:
-            k = tuple(_norm(r[c]) for c in key)
-            assert k not in out, f"{table}: duplicate key {k}"
-            out[k] = r
-        return out
-
-    g, e = index(got), index(expected)
-    missing, extra = sorted(set(e) - set(g), key=str), sorted(set(g) - set(e), key=str)
-    assert not missing and not extra, f"{table}: missing {missing[:5]}, unexpected {extra[:5]}"
-    for k, row in e.items():
-        for c in row:
-            assert _same(g[k][c], row[c]), f"{table} {k}: {c} = {g[k][c]!r}, expected {row[c]!r}"
 
 
 def _dim_unit(built) -> dict[str, dict]:

@@ -15,11 +15,8 @@ for the cases named, from numbers worked out by hand in the comments.
 from __future__ import annotations
 
 import json
-import math
 from datetime import date, datetime
-from decimal import Decimal
 
-import psycopg
 import pytest
 
 from ops.dbt import run_dbt
@@ -28,6 +25,7 @@ from pipeline.settings import Settings
 from simulator.province import Province
 from simulator.scenario import Scenario
 from simulator.static import StaticProvince
+from tests.support.marts import compare, fetch, norm
 from tests.support.postgres import throwaway_warehouse
 from tests.support.reference_index import COLUMNS, KEYS, compute_index
 from tests.support.simulator import running_simulator
@@ -140,24 +138,6 @@ RECORDS = [
 ]
 
 
-def _norm(value):
-    return float(value) if isinstance(value, Decimal) else value
-
-
-def _same(a, b) -> bool:
-    a, b = _norm(a), _norm(b)
-    if isinstance(a, float) or isinstance(b, float):
-        return a is not None and b is not None and math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
-    return a == b
-
-
-def _fetch(url: str, table: str) -> list[dict]:
-    columns = COLUMNS[table]
-    with psycopg.connect(url) as conn:
-        rows = conn.execute(f"SELECT {', '.join(columns)} FROM marts.{table}").fetchall()
-    return [dict(zip(columns, r, strict=True)) for r in rows]
-
-
 def _build(url: str, extra_vars: dict, select: list[str]) -> None:
     # cautious: only the tests of the models selected, not those of other models that merely ref one of them.
     dbt_vars = json.dumps({"as_of": AS_OF.isoformat(), **extra_vars})
@@ -178,44 +158,26 @@ def built(tmp_path_factory):
                                       "HISTORY_START": "2023-03-01", "FINANCE_INBOX": str(tmp)}, warehouse_url=url)
         run_night(settings, AS_OF, run_id="index", until="land", checks=False, lease=False)
         _build(url, {}, SELECT)
-        default = {t: _fetch(url, t) for t in COLUMNS}
+        default = {t: fetch(url, t, COLUMNS[t]) for t in COLUMNS}
         _build(url, {"service_index_max_points": NO_DIGITISED_POINTS},
                ["fct_service_index_monthly", "rpt_service_index_ranking"])
-        zero = {t: _fetch(url, t) for t in ("fct_service_index_monthly", "rpt_service_index_ranking")}
+        zero = {t: fetch(url, t, COLUMNS[t]) for t in ("fct_service_index_monthly", "rpt_service_index_ranking")}
     yield {"default": default, "zero": zero}
-
-
-def _index(table: str, rows: list[dict]) -> dict[tuple, dict]:
-    out = {}
-    for r in rows:
-        key = tuple(r[k] for k in KEYS[table])
-        assert key not in out, f"{table}: duplicate {key}"
-        out[key] = r
-    return out
-
-
-def _compare(table: str, got: list[dict], expected: list[dict]) -> None:
-    g, e = _index(table, got), _index(table, expected)
-    missing, extra = sorted(set(e) - set(g), key=str), sorted(set(g) - set(e), key=str)
-    assert not missing and not extra, f"{table}: missing {missing}, unexpected {extra}"
-    for key, row in e.items():
-        for column, value in row.items():
-            assert _same(g[key][column], value), f"{table} {key}: {column} = {g[key][column]!r}, expected {value!r}"
 
 
 @pytest.mark.parametrize("table", list(COLUMNS))
 def test_the_index_matches_the_reference(built, table):
     expected = compute_index(RECORDS, UNITS, PROCEDURES, AS_OF)[table]
     assert expected
-    _compare(table, built["default"][table], expected)
+    compare(table, built["default"][table], expected, KEYS[table])
 
 
 @pytest.mark.parametrize("table", ["fct_service_index_monthly", "rpt_service_index_ranking"])
 def test_the_maxima_are_vars(built, table):
     expected = compute_index(RECORDS, UNITS, PROCEDURES, AS_OF, max_points=NO_DIGITISED_POINTS)[table]
-    _compare(table, built["zero"][table], expected)
+    compare(table, built["zero"][table], expected, KEYS[table])
     rows = {(r["month"], r["unit_code"], r["criterion_id"]): r for r in built["zero"]["fct_service_index_monthly"]}
-    assert _norm(rows[(APRIL, S1, "4.2")]["max_points"]) == 0 and _norm(rows[(APRIL, S1, "4.2")]["points"]) == 0
+    assert norm(rows[(APRIL, S1, "4.2")]["max_points"]) == 0 and norm(rows[(APRIL, S1, "4.2")]["points"]) == 0
 
 
 def _monthly(built, build: str = "default") -> dict[tuple, dict]:
@@ -240,12 +202,12 @@ def test_supplements_and_pending_overdue_by_hand(built):
     # 0.5 = 12; 3.6 1/2 = 3; 4.1 2/3 = 4; 4.2 1/2 of 0.8 = 2.5; 4.3 1/2 = 1.25: score 29.41666…, of 50.
     assert _counts(rows, APRIL, S1) == {"2.1": (1, 3), "3.3": (1, 2), "3.6": (1, 2), "4.1": (2, 3), "4.2": (1, 2),
                                         "4.3": (1, 2)}
-    points = {c: _norm(rows[(APRIL, S1, c)]["points"]) for c in THRESHOLDS}
+    points = {c: norm(rows[(APRIL, S1, c)]["points"]) for c in THRESHOLDS}
     assert points == pytest.approx({"2.1": 20 / 3, "3.3": 12, "3.6": 3, "4.1": 4, "4.2": 2.5, "4.3": 1.25})
     ranked = _ranking(built)[(APRIL, S1)]
-    assert _norm(ranked["score"]) == pytest.approx(29.416666666666667)
-    assert _norm(ranked["points_max"]) == 50 and _norm(ranked["score_100"]) == pytest.approx(58.833333333333336)
-    assert _norm(ranked["points_lost_2_1"]) == pytest.approx(40 / 3) and _norm(ranked["points_lost_3_3"]) == 0
+    assert norm(ranked["score"]) == pytest.approx(29.416666666666667)
+    assert norm(ranked["points_max"]) == 50 and norm(ranked["score_100"]) == pytest.approx(58.833333333333336)
+    assert norm(ranked["points_lost_2_1"]) == pytest.approx(40 / 3) and norm(ranked["points_lost_3_3"]) == 0
     lost = {(r["month"], r["dossier_id"][-5:]): r["reason"] for r in built["default"]["fct_service_index_2_1_dossiers"]
             if r["unit_code"] == S1}
     assert lost == {(MARCH, "00001"): "pending_overdue", (APRIL, "00001"): "late", (APRIL, "00004"): "supplements"}
@@ -259,10 +221,10 @@ def test_procedures_without_fees_or_online_service_leave_their_points_out(built)
         assert rows[(APRIL, S2, c)]["rate"] is None and rows[(APRIL, S2, c)]["points"] is None
     # 2.1: dossier 6 early of {6, 7 pending at 1 May} = 1/2, 10 points; 4.2 1/2 -> 2.5; 4.3 0/2: 12.5 of 26.
     ranked = _ranking(built)[(APRIL, S2)]
-    assert _norm(ranked["points_max"]) == 26 and _norm(ranked["score"]) == pytest.approx(12.5)
-    assert _norm(ranked["score_100"]) == pytest.approx(12.5 / 26 * 100)
+    assert norm(ranked["points_max"]) == 26 and norm(ranked["score"]) == pytest.approx(12.5)
+    assert norm(ranked["score_100"]) == pytest.approx(12.5 / 26 * 100)
     assert ranked["points_lost_3_3"] is None and ranked["points_lost_3_6"] is None and ranked["points_lost_4_1"] is None
-    assert _norm(ranked["points_lost_4_3"]) == 2
+    assert norm(ranked["points_lost_4_3"]) == 2
 
 
 def test_the_running_month_stops_at_the_as_of_date(built):
@@ -280,8 +242,8 @@ def test_the_running_month_stops_at_the_as_of_date(built):
 def test_ties_rank_by_unit_code_and_only_units_in_force_are_ranked(built):
     ranking = _ranking(built)
     d1, d2 = ranking[(APRIL, D1)], ranking[(APRIL, D2)]
-    assert (_norm(d1["score_100"]), _norm(d1["points_max"])) == (100, 26)
-    assert (_norm(d2["score_100"]), _norm(d2["points_max"])) == (100, 50)
+    assert (norm(d1["score_100"]), norm(d1["points_max"])) == (100, 26)
+    assert (norm(d2["score_100"]), norm(d2["points_max"])) == (100, 50)
     assert (d1["rank"], d2["rank"]) == (1, 2)
     # D2 closed on 15 April: ranked in April, not in May, though May has its dossier.
     assert (MAY, D2) not in ranking and (MAY, D2, "4.2") in _monthly(built)
@@ -298,4 +260,4 @@ def test_a_unit_with_points_max_0_is_not_ranked(built):
     assert _counts(_monthly(built, "zero"), APRIL, D3)["4.2"] == (0, 1)
     # The others keep theirs: S1's April is now 2.1, 3.3, 3.6, 4.1 only — 25.666… of 44.
     s1 = _ranking(built, "zero")[(APRIL, S1)]
-    assert _norm(s1["points_max"]) == 44 and _norm(s1["score"]) == pytest.approx(20 / 3 + 12 + 3 + 4)
+    assert norm(s1["points_max"]) == 44 and norm(s1["score"]) == pytest.approx(20 / 3 + 12 + 3 + 4)

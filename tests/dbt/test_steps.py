@@ -20,12 +20,9 @@ figures worked out by hand.
 from __future__ import annotations
 
 import json
-import math
 import re
 from datetime import date, datetime
-from decimal import Decimal
 
-import psycopg
 import pytest
 
 from ops.dbt import run_dbt
@@ -34,13 +31,15 @@ from pipeline.settings import Settings
 from simulator.province import Province
 from simulator.scenario import Scenario
 from simulator.static import StaticProvince
+from tests.support.marts import compare, fetch, norm
 from tests.support.postgres import throwaway_warehouse
 from tests.support.reference_steps import COLUMNS, KEYS, NOT_NAMED, NOT_RECORDED, compute_steps
 from tests.support.simulator import running_simulator
 
 NIGHT1, NIGHT2 = datetime(2023, 5, 1, 1, 0), datetime(2023, 5, 2, 1, 0)
 JANUARY, FEBRUARY, MARCH, APRIL = date(2023, 1, 1), date(2023, 2, 1), date(2023, 3, 1), date(2023, 4, 1)
-SELECT = ["+fct_step_monthly", "+fct_late_origin_monthly", "fct_timeliness_monthly"]
+SELECT = ["+fct_step_monthly", "+fct_late_origin_monthly", "+fct_step_monthly_by_field",
+          "+fct_late_origin_monthly_by_field", "fct_timeliness_monthly"]
 
 PROVINCE = "000.00.00.H47"
 D1, D2 = "000.00.41.H47", "000.00.42.H47"  # districts
@@ -73,11 +72,13 @@ def step(no, office, processed, start=None, legal_end=None) -> dict:
 
 
 def dossier(n: int, steps, *, unit: str = D1, updated: str = "04281000", due: str | None = "03201700",
-            finished: str | None = "03171000", status: int = 10) -> dict:
-    """A land dossier received on 1 March; resolved early (finished 17 March, due 20 March) unless told."""
+            finished: str | None = "03171000", status: int = 10, field: str | None = "DAT_DAI") -> dict:
+    """A land dossier received on 1 March (its own field ``field``: a land procedure's dossier may name
+    another); resolved early (finished 17 March, due 20 March) unless told."""
     return {
         "MaHoSo": f"{D1}-230301-{n:05d}", "NgayCapNhat": ts(updated), "DaXoa": False, "MaTTHC": LAND,
-        "TenTTHC": "", "MaLinhVuc": "DAT_DAI", "TenLinhVuc": "Đất đai", "DonViXuLy": unit, "KenhThucHien": 1,
+        "TenTTHC": "", "MaLinhVuc": field,
+        "TenLinhVuc": "Đất đai" if field == "DAT_DAI" else "", "DonViXuLy": unit, "KenhThucHien": 1,
         "LoaiDoiTuong": 1, "ChuHoSo": "Nguyễn Văn Thử", "SoDienThoai": None, "Email": None, "DinhDanhCHS": [],
         "TrichYeuHoSo": "", "NgayNopHoSo": ts("03010800"), "NgayTiepNhan": ts("03010800"), "NgayHenTra": ts(due),
         "NgayKetThucXuLy": ts(finished), "NgayTra": ts(finished) if status == 10 else None, "NgayTuChoi": None,
@@ -147,6 +148,11 @@ NIGHT1_RECORDS = [
     #     of January, never changed: the month is never recomputed.
     dossier(21, [step(1, DESK, "02200900", start="02200800", legal_end="02201700")], status=4, finished=None),
     dossier(22, [step(1, DESK, "01200900", start="01200800", legal_end="01201700")], status=4, finished=None),
+    # 23, 24: D2's late dossiers of other fields, by their own MaLinhVuc: civil status (its first late step the
+    #     desk's), and none at all (no late step). 23's field changes on the second night.
+    late(23, [step(1, DESK, "03060900", **LATE), step(2, ENVIRONMENT, "03070900", **LATE)], unit=D2,
+         field="HO_TICH"),
+    late(24, [step(1, DESK, "03010900", **ON_TIME)], unit=D2, field=""),
 ]
 
 NIGHT2_CHANGES = [
@@ -163,27 +169,11 @@ NIGHT2_CHANGES = [
               step(2, REGISTRY, "04200900", start="04030900", legal_end="04171700")],
          finished="04281000", updated="05011000"),  # a new dossier, late in April
     tombstone(21, "05011000"),
+    late(23, [step(1, DESK, "03060900", **LATE), step(2, ENVIRONMENT, "03070900", **LATE)], unit=D2,
+         field="CHUNG_THUC", updated="05011000"),  # only its field changed
 ]
 CHANGED = {r["MaHoSo"] for r in NIGHT2_CHANGES}
 NIGHT2_RECORDS = [r for r in NIGHT1_RECORDS if r["MaHoSo"] not in CHANGED] + NIGHT2_CHANGES
-
-
-def _norm(value):
-    return float(value) if isinstance(value, Decimal) else value
-
-
-def _same(a, b) -> bool:
-    a, b = _norm(a), _norm(b)
-    if isinstance(a, float) or isinstance(b, float):
-        return a is not None and b is not None and math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
-    return a == b
-
-
-def _fetch(url: str, table: str) -> list[dict]:
-    columns = COLUMNS[table]
-    with psycopg.connect(url) as conn:
-        rows = conn.execute(f"SELECT {', '.join(columns)} FROM marts.{table}").fetchall()
-    return [dict(zip(columns, r, strict=True)) for r in rows]
 
 
 def _build(url: str, *extra: str) -> str:
@@ -207,35 +197,17 @@ def built(tmp_path_factory):
                                       "HISTORY_START": "2023-03-01", "FINANCE_INBOX": str(tmp)}, warehouse_url=url)
         run_night(settings, NIGHT1, run_id="steps-1", until="land", checks=False, lease=False)
         _build(url)
-        out["night1"] = {t: _fetch(url, t) for t in COLUMNS}
+        out["night1"] = {t: fetch(url, t, COLUMNS[t]) for t in COLUMNS}
         province.set_records(NIGHT2_RECORDS)
         province.set_clock(NIGHT2)
         run_night(settings, NIGHT2, run_id="steps-2", until="land", checks=False, lease=False)
         log = _build(url)
         out["inserted"] = {model: int(re.search(model + r" \.+ \[\S*INSERT 0 (\d+)", log).group(1))
                            for model in ("int_dossiers__steps", "fct_step_monthly")}
-        out["night2"] = {t: _fetch(url, t) for t in COLUMNS}
+        out["night2"] = {t: fetch(url, t, COLUMNS[t]) for t in COLUMNS}
         _build(url, "--full-refresh")
-        out["full"] = {t: _fetch(url, t) for t in COLUMNS}
+        out["full"] = {t: fetch(url, t, COLUMNS[t]) for t in COLUMNS}
     yield out
-
-
-def _index(table: str, rows: list[dict]) -> dict[tuple, dict]:
-    out = {}
-    for r in rows:
-        key = tuple(r[k] for k in KEYS[table])
-        assert key not in out, f"{table}: duplicate {key}"
-        out[key] = r
-    return out
-
-
-def _compare(table: str, got: list[dict], expected: list[dict]) -> None:
-    g, e = _index(table, got), _index(table, expected)
-    missing, extra = sorted(set(e) - set(g), key=str), sorted(set(g) - set(e), key=str)
-    assert not missing and not extra, f"{table}: missing {missing}, unexpected {extra}"
-    for key, row in e.items():
-        for column, value in row.items():
-            assert _same(g[key][column], value), f"{table} {key}: {column} = {g[key][column]!r}, expected {value!r}"
 
 
 @pytest.mark.parametrize("table", list(COLUMNS))
@@ -244,7 +216,7 @@ def _compare(table: str, got: list[dict], expected: list[dict]) -> None:
 def test_the_step_marts_match_the_reference(built, build, records, table):
     expected = compute_steps(records)[table]
     assert expected
-    _compare(table, built[build][table], expected)
+    compare(table, built[build][table], expected, KEYS[table])
 
 
 def test_late_origins_by_hand(built):
@@ -258,12 +230,34 @@ def test_late_origins_by_hand(built):
         (MARCH, D1, NOT_NAMED): 1,  # 9
         (APRIL, UNKNOWN, REGISTRY): 1,  # 12
         (APRIL, None, NOT_NAMED): 1,  # 13
+        (MARCH, D2, DESK): 1,  # 23
+        (MARCH, D2, NOT_RECORDED): 1,  # 24
     }
     rows = {(r["month"], r["unit_code"], r["office"]): r["late_dossiers"]
             for r in built["night2"]["fct_late_origin_monthly"]}
     assert rows[(MARCH, D1, NOT_RECORDED)] == 6  # + 15 (lost its steps), 17 (its late step's time is invalid)
     assert rows[(MARCH, D1, ENVIRONMENT)] == 2 and (MARCH, D1, LEAD) not in rows  # 16 deleted, 17 above
     assert rows[(APRIL, D1, REGISTRY)] == 1  # 20, new
+
+
+def test_late_origins_and_steps_by_field_by_hand(built):
+    """The dossier's own field splits the rows: D2's late dossiers of March are 23 (civil status, the desk) and
+    24 (no field, no late step); every D1 dossier is a land one. 23's field changes on the second night, and
+    nothing else of it: its rows move to the new field."""
+    rows = {(r["unit_code"], r["field_code"], r["office"]): r["late_dossiers"]
+            for r in built["night1"]["fct_late_origin_monthly_by_field"] if r["month"] == MARCH}
+    assert {k: n for k, n in rows.items() if k[0] == D2} == {(D2, "HO_TICH", DESK): 1, (D2, None, NOT_RECORDED): 1}
+    assert {field for unit, field, _ in rows if unit == D1} == {"DAT_DAI"}
+    steps = {(r["unit_code"], r["field_code"], r["office"]): (r["steps"], r["late_steps"])
+             for r in built["night1"]["fct_step_monthly_by_field"] if r["month"] == MARCH}
+    assert steps[(D2, "HO_TICH", DESK)] == (1, 1) and steps[(D2, None, DESK)] == (1, 0)
+    assert steps[(D2, "DAT_DAI", DESK)] == (1, 0)  # 18's
+    night2 = {(r["unit_code"], r["field_code"], r["office"]) for r in built["night2"]["fct_step_monthly_by_field"]
+              if r["month"] == MARCH}
+    assert (D2, "CHUNG_THUC", ENVIRONMENT) in night2 and (D2, "HO_TICH", ENVIRONMENT) not in night2
+    origins = {(r["unit_code"], r["field_code"], r["office"])
+               for r in built["night2"]["fct_late_origin_monthly_by_field"] if r["month"] == MARCH}
+    assert (D2, "CHUNG_THUC", DESK) in origins and (D2, "HO_TICH", DESK) not in origins
 
 
 def test_step_figures_by_hand(built):
@@ -274,7 +268,7 @@ def test_step_figures_by_hand(built):
     # legal end, on time), 1 h for the six others; 10's has none. Sorted, eight values: the median is 1, the
     # 90th percentile at position 0.9 × 7 = 6.3 is 1.5 + 0.3 × (57 − 1.5).
     assert (desk["steps"], desk["late_steps"]) == (9, 1)  # dossier 10's, a second late
-    assert _norm(desk["median_hours"]) == 1.0 and _norm(desk["p90_hours"]) == pytest.approx(1.5 + 0.3 * 55.5)
+    assert norm(desk["median_hours"]) == 1.0 and norm(desk["p90_hours"]) == pytest.approx(1.5 + 0.3 * 55.5)
     assert rows[(MARCH, D2, REGISTRY)]["steps"] == 1
     night2 = {(r["month"], r["unit_code"], r["office"]) for r in built["night2"]["fct_step_monthly"]}
     assert (MARCH, D2, REGISTRY) not in night2 and (APRIL, D1, ENVIRONMENT) in night2

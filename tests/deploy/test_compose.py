@@ -47,11 +47,22 @@ def services(compose) -> dict:
     return compose["services"]
 
 
+def env_files(service: dict) -> list[str]:
+    files = service.get("env_file") or []
+    return [files] if isinstance(files, str) else [f if isinstance(f, str) else f["path"] for f in files]
+
+
 def env_of(service: dict) -> dict[str, str]:
+    """A service's environment as the container gets it: its env files' variables, then ``environment``."""
+    from ops.stack import celery_config
+
+    out: dict[str, str] = {}
+    for path in env_files(service):
+        out.update(celery_config(ROOT / path))
     env = service.get("environment") or {}
     if isinstance(env, list):
         env = dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
-    return {k: str(v) for k, v in env.items()}
+    return {**out, **{k: str(v) for k, v in env.items()}}
 
 
 def env_example() -> dict[str, str]:
@@ -114,6 +125,21 @@ def test_celery_executor_on_redis_with_a_postgres_metadata_database(services):
     assert commands["airflow-scheduler"] == ["airflow", "scheduler"]
     assert commands["airflow-dag-processor"] == ["airflow", "dag-processor"]
     assert commands["airflow-worker"] == ["airflow", "celery", "worker"]
+
+
+def test_the_celery_configuration_is_the_file_make_airflow_celery_reads(services):
+    """One source of truth: every Airflow service reads deploy/airflow-celery.env, which ops.stack reads for
+    `make airflow-celery`, and none overrides one of its variables in its own environment."""
+    from ops.stack import CELERY_CONFIG_FILE, celery_config
+
+    shared = celery_config()
+    assert shared["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    for name in AIRFLOW_SERVICES:
+        assert [ROOT / f for f in env_files(services[name])] == [CELERY_CONFIG_FILE], name
+        overridden = shared.keys() & (services[name].get("environment") or {}).keys()
+        assert not overridden, f"{name} sets {sorted(overridden)} apart from {CELERY_CONFIG_FILE.name}"
+    # plain KEY=value lines: Compose would expand a ${...} in an env file, ops.stack would not
+    assert not any(set(value) & set("$\"'") for value in shared.values())
 
 
 def test_execution_api_url_points_at_the_api_server(services):
@@ -281,7 +307,7 @@ def test_scripts_the_compose_file_runs_exist(services):
     assert services["airflow-worker"]["build"]["dockerfile"] == "deploy/Dockerfile"
 
 
-def test_deploy_requirements_are_pinned_and_keep_celery_below_5_7():
+def test_requirements_are_pinned_and_keep_celery_below_5_7():
     def pins(path: Path) -> dict[str, str]:
         out = {}
         for line in path.read_text().splitlines():
@@ -294,10 +320,12 @@ def test_deploy_requirements_are_pinned_and_keep_celery_below_5_7():
 
     deploy = pins(DEPLOY / "requirements-deploy.txt")
     base = pins(ROOT / "requirements.txt")
-    assert {"celery", "redis", "kombu", "apache-airflow-providers-celery", "apache-airflow-providers-fab"} <= \
-        deploy.keys()
-    major, minor = (int(x) for x in deploy["celery"].split(".")[:2])
+    # the CeleryExecutor is the project's own (make airflow-celery); the image adds the FAB auth manager
+    assert {"celery", "redis", "kombu", "apache-airflow-providers-celery"} <= base.keys()
+    assert "apache-airflow-providers-fab" in deploy
+    major, minor = (int(x) for x in base["celery"].split(".")[:2])
     assert (major, minor) < (5, 7), "celery 5.7 crashes Airflow 3.3's scheduler and workers"
+    assert re.search(r"^celery\[redis\]<5\.7$", (ROOT / "requirements.in").read_text(), re.M)
     both = sorted(deploy.keys() & base.keys())
     assert not both, f"pinned in both requirements files (drift risk): {both}"
 

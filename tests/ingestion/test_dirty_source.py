@@ -31,6 +31,7 @@ from simulator.province import Province
 from simulator.scenario import Scenario
 from simulator.static import RawRecord, StaticProvince
 from tests.support.dirty import Reply, dirty_source, envelope
+from tests.support.ingestion import api_settings, emptied
 from tests.support.paths import PROJECT_ROOT
 from tests.support.postgres import throwaway_warehouse
 
@@ -54,15 +55,12 @@ def base():
 
 @pytest.fixture
 def writer(wh):
-    with psycopg.connect(wh.urls["writer"], autocommit=True) as conn:
-        conn.execute(f"TRUNCATE {', '.join(TABLES)}")
-    return wh.urls["writer"]
+    return emptied(wh.urls["writer"], TABLES)
 
 
 def settings_for(source, writer: str, **overrides) -> Settings:
-    env = {"PROCEDURE_API_URL": source.url, "PROCEDURE_API_TOKEN": source.token, "HISTORY_START": "2023-01-01",
-           "PROCEDURE_API_PAGE_SIZE": "50", "PROCEDURE_API_MAX_RETRY_SECONDS": "2", **overrides}
-    return Settings.from_env(env, warehouse_url=writer)
+    return api_settings(source, writer, **{"PROCEDURE_API_PAGE_SIZE": "50", "PROCEDURE_API_MAX_RETRY_SECONDS": "2",
+                                           **overrides})
 
 
 def pull(settings: Settings, run_id: str, night: datetime = NIGHT) -> dict:

@@ -24,6 +24,7 @@ from pipeline.settings import Settings
 from simulator.province import Province
 from simulator.scenario import Scenario
 from simulator.server import Faults
+from tests.support.ingestion import api_settings, emptied
 from tests.support.postgres import throwaway_warehouse
 from tests.support.simulator import running_simulator
 
@@ -48,15 +49,11 @@ def province():
 @pytest.fixture
 def writer(wh):
     """The writer URL of an emptied warehouse."""
-    with psycopg.connect(wh.urls["writer"], autocommit=True) as conn:
-        conn.execute(f"TRUNCATE {', '.join(TABLES)}")
-    return wh.urls["writer"]
+    return emptied(wh.urls["writer"], TABLES)
 
 
 def settings_for(sim, writer: str, **overrides) -> Settings:
-    env = {"PROCEDURE_API_URL": sim.url, "PROCEDURE_API_TOKEN": sim.token, "HISTORY_START": "2023-01-01",
-           "PROCEDURE_API_MAX_RETRY_SECONDS": "60", **overrides}
-    return Settings.from_env(env, warehouse_url=writer)
+    return api_settings(sim, writer, **{"PROCEDURE_API_MAX_RETRY_SECONDS": "60", **overrides})
 
 
 def ingest(settings: Settings, run_id: str, night: datetime = NIGHT) -> dict:

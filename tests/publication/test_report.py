@@ -3,8 +3,6 @@ is self-contained, and a real headless Chromium renders its charts."""
 
 from __future__ import annotations
 
-import json
-import math
 import re
 from datetime import date
 from decimal import Decimal
@@ -16,16 +14,11 @@ import pytest
 from publication.formatting import fmt_percent
 from publication.report import write_report
 from tests.support.browser import render
+from tests.support.report import cell_values, close, embedded_figures
 
 MONTH = date(2023, 6, 1)  # the latest complete month of a warehouse built as of 2023-07-01
 FIRST = date(2022, 7, 1)  # twelve months back
 LEVELS = {"province": None, 1: 1, 2: 2, 3: 3}
-
-
-def close(a, b) -> bool:
-    if a is None or b is None:
-        return a is None and b is None
-    return math.isclose(float(a), float(b), rel_tol=1e-12, abs_tol=1e-12)
 
 
 def query(url: str, sql: str, params=()) -> list[tuple]:
@@ -38,9 +31,7 @@ def report(built, tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
     path = write_report(built["url"], out)
     html = path.read_text(encoding="utf-8")
-    block = re.search(r'<script type="application/json" id="figures">(.*?)</script>', html, re.S)
-    assert block, "the figures are embedded as JSON"
-    return {"path": path, "out": out, "html": html, "figures": json.loads(block.group(1))}
+    return {"path": path, "out": out, "html": html, "figures": embedded_figures(html)}
 
 
 def test_files_are_dated_and_latest_is_a_copy(report):
@@ -235,7 +226,7 @@ def test_data_quality_backlog_equals_the_marts(built, report):
 
 def test_cells_carry_the_same_figures_formatted_the_vietnamese_way(report):
     html, figures = report["html"], report["figures"]
-    cells = dict(re.findall(r'data-metric="([^"]+)" data-value="([^"]*)"', html))
+    cells = cell_values(html)
     province = next(r for r in figures["timeliness"]["by_month"]
                     if r["month"] == MONTH.isoformat() and r["scope"] == "province")
     assert close(float(cells["on_time_rate.province"]), province["on_time_rate"])

@@ -4,11 +4,10 @@ embedded in the report's JSON and ``data-*`` attributes equals the reference's r
 
 from __future__ import annotations
 
-import json
-import math
 import re
 from collections import defaultdict
 from datetime import date
+from functools import partial
 
 import pytest
 
@@ -16,26 +15,23 @@ from publication import figures as F
 from publication import service_index
 from publication.report import write_report
 from tests.support import reference_index
+from tests.support.report import cell_values, embedded_figures
+from tests.support.report import close as close_to
 
 MONTH = date(2023, 6, 1)  # the report's month: the latest complete month of a warehouse built as of 2023-07-01
 FIRST = date(2022, 7, 1)
 CRITERIA = reference_index.CRITERIA
 
 
-def close(a, b) -> bool:
-    if a is None or b is None:
-        return a is None and b is None
-    return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-9)
+close = partial(close_to, tol=1e-9)
 
 
 @pytest.fixture(scope="module")
 def report(built, tmp_path_factory):
     path = write_report(built["url"], tmp_path_factory.mktemp("report-index"))
     html = path.read_text(encoding="utf-8")
-    block = re.search(r'<script type="application/json" id="figures">(.*?)</script>', html, re.S)
-    figures = json.loads(block.group(1))
-    cells = dict(re.findall(r'data-metric="([^"]+)" data-value="([^"]*)"', html))
-    return {"html": html, "figures": figures, "si": figures["service_index"], "cells": cells}
+    figures = embedded_figures(html)
+    return {"html": html, "figures": figures, "si": figures["service_index"], "cells": cell_values(html)}
 
 
 def of_month(rows: list[dict], month: date = MONTH) -> list[dict]:

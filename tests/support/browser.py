@@ -20,6 +20,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.support.apt import install_debian_package
+
 CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 DEBIAN_PACKAGE = "chromium"
 INSTALL_TIMEOUT = 900
@@ -52,35 +54,11 @@ def find_chromium() -> str | None:
     return None
 
 
-def _apt(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    return subprocess.run(["apt-get", *args], env=env, text=True, capture_output=True, timeout=INSTALL_TIMEOUT,
-                          check=False)
-
-
 def install_chromium() -> str:
     """Install Debian's ``chromium`` package; returns the executable or raises ``BrowserUnavailable``."""
-    if shutil.which("apt-get") is None:
-        raise BrowserUnavailable("no Chromium on PATH and no apt-get to install it: install Chromium or Google "
-                                 "Chrome (or set CHROMIUM to its executable)")
-    if os.geteuid() != 0:
-        raise BrowserUnavailable("no Chromium on PATH and not root to install it: run `sudo apt-get install -y "
-                                 "--no-install-recommends chromium` (or set CHROMIUM to a browser's executable)")
-    known = subprocess.run(["apt-cache", "policy", DEBIAN_PACKAGE], text=True, capture_output=True, check=False)
-    if "Candidate:" not in known.stdout or "Candidate: (none)" in known.stdout:
-        update = _apt("update")
-        if update.returncode != 0:
-            raise BrowserUnavailable(f"no Chromium on PATH; `apt-get update` failed:\n{update.stderr[-2000:]}")
-    install = _apt("install", "-y", "--no-install-recommends", DEBIAN_PACKAGE)
-    if install.returncode != 0:
-        # Stale package lists point at files the mirror no longer has: refresh them and try once more.
-        _apt("update")
-        install = _apt("install", "-y", "--no-install-recommends", DEBIAN_PACKAGE)
-    found = find_chromium()
-    if install.returncode != 0 or found is None:
-        raise BrowserUnavailable(f"no Chromium on PATH and `apt-get install {DEBIAN_PACKAGE}` failed "
-                                 f"(exit {install.returncode}):\n{install.stderr[-2000:]}")
-    return found
+    return install_debian_package(DEBIAN_PACKAGE, find_chromium, BrowserUnavailable, missing="no Chromium on PATH",
+                                  manual="install Chromium or Google Chrome (or set CHROMIUM to its executable)",
+                                  instead="(or set CHROMIUM to a browser's executable)", timeout=INSTALL_TIMEOUT)
 
 
 def chromium() -> str:

@@ -46,10 +46,15 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "fct_step_monthly": ("month", "unit_code", "office", "steps", "late_steps", "late_step_rate", "median_hours",
                          "p90_hours"),
     "fct_late_origin_monthly": ("month", "unit_code", "office", "late_dossiers"),
+    "fct_step_monthly_by_field": ("month", "unit_code", "field_code", "office", "steps", "late_steps",
+                                  "late_step_rate", "median_hours", "p90_hours"),
+    "fct_late_origin_monthly_by_field": ("month", "unit_code", "field_code", "office", "late_dossiers"),
 }
 KEYS: dict[str, tuple[str, ...]] = {
     "fct_step_monthly": ("month", "unit_code", "office"),
     "fct_late_origin_monthly": ("month", "unit_code", "office"),
+    "fct_step_monthly_by_field": ("month", "unit_code", "field_code", "office"),
+    "fct_late_origin_monthly_by_field": ("month", "unit_code", "field_code", "office"),
 }
 
 
@@ -114,36 +119,48 @@ def _month(day: date) -> date:
     return day.replace(day=1)
 
 
+def _step_row(key: dict, steps: list[dict]) -> dict:
+    late = sum(s["is_late"] for s in steps)
+    hours = [s["hours"] for s in steps if s["hours"] is not None]
+    return {**key, "steps": len(steps), "late_steps": late, "late_step_rate": float(Fraction(late, len(steps))),
+            "median_hours": _float(percentile_cont(hours, Fraction(1, 2))),
+            "p90_hours": _float(percentile_cont(hours, Fraction(9, 10)))}
+
+
 def compute_steps(dossiers: Iterable[dict]) -> dict[str, list[dict]]:
-    """``fct_step_monthly`` and ``fct_late_origin_monthly`` from the dossier records as served (tombstones and
-    superseded versions included; they are dropped): ``{table: rows}``, each row with exactly
-    ``COLUMNS[table]``, sorted by ``KEYS[table]``."""
+    """``fct_step_monthly``, ``fct_late_origin_monthly`` and their ``_by_field`` versions from the dossier
+    records as served (tombstones and superseded versions included; they are dropped): ``{table: rows}``, each
+    row with exactly ``COLUMNS[table]``, sorted by ``KEYS[table]``."""
     from tests.support import reference as base
 
-    groups: dict[tuple, list[dict]] = defaultdict(list)
-    origins: dict[tuple, int] = defaultdict(int)
+    groups: dict[tuple, list[dict]] = defaultdict(list)  # (month, unit, field, office) -> steps
+    origins: dict[tuple, int] = defaultdict(int)  # (month, unit, field, office) -> late dossiers
     for rec in base.current_dossiers(dossiers):
         unit = rec.get("DonViXuLy") if base.present(rec.get("DonViXuLy")) else None
+        field = rec.get("MaLinhVuc") if base.present(rec.get("MaLinhVuc")) else None
         steps = dossier_steps(rec)
         for s in steps:
-            groups[(_month(s["processed_at"].date()), unit, s["office"])].append(s)
+            groups[(_month(s["processed_at"].date()), unit, field, s["office"])].append(s)
         fact = base.classify(rec, {})
         if fact["timeliness"] == "late":
-            origins[(_month(fact["finished_at"].date()), unit, first_late_office(steps))] += 1
+            origins[(_month(fact["finished_at"].date()), unit, field, first_late_office(steps))] += 1
 
-    step_rows = []
-    for (month, unit, office), steps in groups.items():
-        late = sum(s["is_late"] for s in steps)
-        hours = [s["hours"] for s in steps if s["hours"] is not None]
-        step_rows.append({
-            "month": month, "unit_code": unit, "office": office, "steps": len(steps), "late_steps": late,
-            "late_step_rate": float(Fraction(late, len(steps))),
-            "median_hours": _float(percentile_cont(hours, Fraction(1, 2))),
-            "p90_hours": _float(percentile_cont(hours, Fraction(9, 10))),
-        })
-    origin_rows = [{"month": month, "unit_code": unit, "office": office, "late_dossiers": n}
-                   for (month, unit, office), n in origins.items()]
-    tables = {"fct_step_monthly": step_rows, "fct_late_origin_monthly": origin_rows}
+    by_office: dict[tuple, list[dict]] = defaultdict(list)
+    late_by_office: dict[tuple, int] = defaultdict(int)
+    for (month, unit, _, office), steps in groups.items():
+        by_office[(month, unit, office)] += steps
+    for (month, unit, _, office), n in origins.items():
+        late_by_office[(month, unit, office)] += n
+    tables = {
+        "fct_step_monthly": [_step_row({"month": m, "unit_code": u, "office": o}, steps)
+                             for (m, u, o), steps in by_office.items()],
+        "fct_late_origin_monthly": [{"month": m, "unit_code": u, "office": o, "late_dossiers": n}
+                                    for (m, u, o), n in late_by_office.items()],
+        "fct_step_monthly_by_field": [_step_row({"month": m, "unit_code": u, "field_code": f, "office": o}, steps)
+                                      for (m, u, f, o), steps in groups.items()],
+        "fct_late_origin_monthly_by_field": [{"month": m, "unit_code": u, "field_code": f, "office": o,
+                                              "late_dossiers": n} for (m, u, f, o), n in origins.items()],
+    }
     return {t: sorted(rows, key=lambda r, t=t: _key(r, KEYS[t])) for t, rows in tables.items()}
 
 

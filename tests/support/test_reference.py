@@ -616,6 +616,29 @@ def test_late_origin_is_the_first_late_step_by_step_number_then_list_position():
     assert (march, "L") not in steps and (march, "J") not in steps
 
 
+def test_the_step_marts_by_field_split_by_the_dossier_s_own_field():
+    late = {"legal_end": "03021700", "start": "03010800"}
+    recs = [
+        late_dossier("land-1", [step(1, "A", "03031000", **late)], field="DAT_DAI"),
+        late_dossier("land-2", [step(1, "A", "03051000", **late)], field="DAT_DAI"),
+        late_dossier("civil", [step(1, "A", "03041000", **late)], field="HO_TICH"),
+        late_dossier("no-field", [step(1, "A", "03031000", **late)], field=""),
+        late_dossier("land-silent", [], field="DAT_DAI"),
+    ]
+    computed = marts(recs)
+    march = date(2023, 3, 1)
+    origins = {(r["field_code"], r["office"]): r["late_dossiers"] for r in computed["fct_late_origin_monthly_by_field"]}
+    assert origins == {("DAT_DAI", "A"): 2, ("HO_TICH", "A"): 1, (None, "A"): 1, ("DAT_DAI", "(không ghi nhận)"): 1}
+    steps = {r["field_code"]: r for r in computed["fct_step_monthly_by_field"] if r["month"] == march}
+    assert {f: (r["steps"], r["late_steps"]) for f, r in steps.items()} == {"DAT_DAI": (2, 2), "HO_TICH": (1, 1),
+                                                                            None: (1, 1)}
+    # 50 h and 98 h (1 March 08:00 to 3 and 5 March 10:00): the land field's own percentiles
+    assert steps["DAT_DAI"]["median_hours"] == 74.0 and steps["DAT_DAI"]["p90_hours"] == approx(50 + 0.9 * 48)
+    [office] = computed["fct_step_monthly"]
+    assert (office["steps"], office["late_steps"]) == (4, 4)
+    assert sum(computed["fct_late_origin_monthly"][i]["late_dossiers"] for i in range(2)) == 5
+
+
 # ----- dimensions --------------------------------------------------------------------------------------------
 def test_dim_unit_districts_and_validity():
     rows = {r["unit_code"]: r for r in marts()["dim_unit"]}

@@ -147,6 +147,57 @@ def test_the_report_s_service_index_escapes_names_and_dossier_codes():
     assert figures_block(html)["service_index"]["ranking"]["3"][0]["unit_name"] == HOSTILE
 
 
+def held_up() -> dict:
+    """The section "where dossiers are held up" (publication.held_up.collect) for one district named HOSTILE
+    whose late land dossiers began at an office whose name is markup too."""
+    office = '<b>Phòng "Đất"</b> & co'
+    offices = [{"office": office, "late_dossiers": 2}, {"office": "(không ghi nhận)", "late_dossiers": 1}]
+    return {"month": date(2023, 6, 1), "available": True, "min_steps": 20, "land_codes": ["G01"],
+            "not_recorded": [{"scope": "province", "late_dossiers": 3, "not_recorded": 1, "not_named": 0,
+                              "not_recorded_share": 1 / 3},
+                             {"scope": "land", "late_dossiers": 3, "not_recorded": 1, "not_named": 0,
+                              "not_recorded_share": 1 / 3}],
+            "land": {"late_dossiers": 3, "units": [{"unit_code": 'H"<i>', "unit_name": HOSTILE, "level": 2,
+                                                    "late_dossiers": 3, "offices": offices}],
+                     "by_office": [{"level": 2, "office": office, "late_dossiers": 2, "share_of_level": 2 / 3,
+                                    "steps": 10, "late_steps": 4, "late_step_rate": 0.4},
+                                   {"level": 2, "office": "(không ghi nhận)", "late_dossiers": 1,
+                                    "share_of_level": 1 / 3, "steps": 0, "late_steps": 0, "late_step_rate": None}]},
+            "below_target": [{"level": 2, "rank": 1, "unit_code": 'H"<i>', "unit_name": HOSTILE, "resolved": 12,
+                              "on_time_rate": 0.75, "late_dossiers": 3, "not_recorded": 1, "offices": offices}],
+            "slow_offices": [{"unit_code": 'H"<i>', "unit_name": HOSTILE, "level": 2, "office": office, "steps": 20,
+                              "late_steps": 4, "late_step_rate": 0.2, "median_hours": 3.5, "p90_hours": 70.25}]}
+
+
+def test_the_report_s_held_up_section_escapes_unit_and_office_names():
+    html = render(nothing_yet() | {"held_up": held_up()})
+    assert_self_contained(html)
+    page = Page(html)
+    office = '<b>Phòng "Đất"</b> & co'
+    assert HOSTILE not in html and office not in html and "<b>" not in html and "<i>" not in html
+    assert page.text.count(HOSTILE) >= 5  # title, agency, the land units, below target, the slowest offices
+    assert page.text.count(office) >= 4  # the chart's label, the land table, two office lists, the slowest offices
+    items = [a for tag, a in page.elements if tag == "li" and "data-office" in a]
+    assert items[:2] == [{"data-office": office, "data-value": "2"}, {"data-office": "(không ghi nhận)",
+                                                                     "data-value": "1"}]
+    values = {a["data-metric"]: a["data-value"] for _, a in page.elements if "data-metric" in a}
+    assert values[f"held_up.land.2.{office}"] == "2" and values['held_up.below.H"<i>.not_recorded'] == "1"
+    assert values["held_up.not_recorded_share.province"] == repr(1 / 3)
+    assert values["held_up.slow.1.p90_hours"] == "70.25"
+    assert figures_block(html)["held_up"]["slow_offices"][0]["office"] == office
+
+
+def test_the_report_s_held_up_section_of_a_month_without_late_dossiers():
+    quiet = {"month": date(2023, 6, 1), "available": True, "min_steps": 20, "land_codes": ["G01"], "not_recorded": [],
+             "land": {"late_dossiers": 0, "by_office": [], "units": []}, "below_target": [], "slow_offices": []}
+    page = Page(render(nothing_yet() | {"held_up": quiet}))
+    for note in ("Không có hồ sơ giải quyết trễ hạn trong tháng.", "Không có hồ sơ đất đai giải quyết trễ hạn",
+                 "Không có đơn vị được xếp hạng nào dưới mục tiêu.", "Không có phòng ban nào xử lý từ 20 bước"):
+        assert note in page.text, note
+    assert not [a for _, a in page.elements if a.get("data-metric", "").startswith("held_up.")]
+    assert "Chưa có số liệu quá trình xử lý hồ sơ." in Page(render(nothing_yet())).text
+
+
 @pytest.mark.parametrize(("value", "shown"), [
     (None, ""), (True, "true"), (False, "false"), (0, "0"), (1234567, "1234567"), (0.1, "0.1"),
     (0.8764044943820225, "0.8764044943820225"), (Decimal("618400000000"), "618400000000.0"), (Decimal("0.5"), "0.5"),

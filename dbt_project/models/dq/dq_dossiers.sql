@@ -5,7 +5,8 @@
         incremental_strategy='delete+insert',
         on_schema_change='fail',
         pre_hook=["{{ delete_new_tombstones(ref('stg_api__dossiers')) }}"],
-        indexes=[{'columns': ['dossier_id'], 'unique': True}, {'columns': ['source_changed_at']}]
+        indexes=[{'columns': ['dossier_id'], 'unique': True}, {'columns': ['source_changed_at']},
+                 {'columns': ['last_activity_at']}, {'columns': ['latest_recorded_at']}]
     )
 }}
 -- What the data-quality rules (expectations/, dq-rules.md) read, one narrow row per current, non-deleted
@@ -36,6 +37,11 @@ select
     finished_at,
     returned_at,
     latest_step_at,
+    -- The times the time-dependent rules compare with the as-of time (INC05, VAL01), indexed: a night
+    -- re-evaluates the dossiers whose rule can have flipped since the previous validation without reading
+    -- the others (expectations/intervals.py).
+    greatest(received_at, latest_step_at) as last_activity_at,
+    greatest(received_at, finished_at, returned_at) as latest_recorded_at,
     -- VAL06: each timestamp field present (not null, not "") whose value is not a valid yyyyMMddHHmmss
     -- local time, as `Field=value`; NULL when every present timestamp is valid.
     nullif(concat_ws('; ',

@@ -7,14 +7,19 @@
         full_refresh=false
     )
 }}
--- Open data-quality issues per run date × handling unit × rule: the findings of the latest dossier
--- validation of each run date (a rerun of a night replaces its figures). Units with no open issue of a
--- rule have no row. Incremental: only run dates validated since the last build are rebuilt;
--- full_refresh=false keeps the history beyond the findings kept in dq.findings.
+-- Open data-quality issues per run date × handling unit × rule: the issues open after the latest dossier
+-- validation of each run date (a rerun of a night replaces its figures) — the intervals open at that
+-- validation (dq.issue_intervals), or the findings of a validation of a night earlier than the latest
+-- validated (or stored before the intervals: dq.findings). Units with no open issue of a rule have no row.
+-- Incremental: only run dates validated since the last build are counted, each in one grouped count over the
+-- open intervals (an index scan of the backlog's (unit, rule) pairs). full_refresh=false keeps the history of
+-- the nights whose findings dq.findings no longer holds.
 with validations as (
     select
         validation_id,
         run_date,
+        seq,
+        coalesce(batch_kind, 'out of order') as batch_kind,
         finished_at,
         row_number() over (partition by run_date order by finished_at desc) as attempt
     from {{ ref('stg_dq__validation_runs') }}
@@ -30,14 +35,36 @@ daily as (
           where finished_at > coalesce((select max(validated_through) from {{ this }}), '-infinity'::timestamptz)
       )
     {% endif %}
+),
+
+intervals as (
+    select * from {{ ref('stg_dq__issue_intervals') }}
+    where not voided
+),
+
+open_issues as (
+    -- open at the validation: opened by it or before, not closed by it or before
+    select daily.run_date, daily.finished_at, i.unit_code, i.rule_id
+    from daily
+    inner join intervals as i on i.closed_seq is null and i.opened_seq <= daily.seq
+    where daily.batch_kind in ('full', 'changes')
+    union all
+    select daily.run_date, daily.finished_at, i.unit_code, i.rule_id
+    from daily
+    inner join intervals as i on i.closed_seq > daily.seq and i.opened_seq <= daily.seq
+    where daily.batch_kind in ('full', 'changes')
+    union all
+    select daily.run_date, daily.finished_at, f.unit_code, f.rule_id
+    from daily
+    inner join {{ ref('stg_dq__findings') }} as f on f.validation_id = daily.validation_id
+    where daily.batch_kind = 'out of order'
 )
 
 select
-    daily.run_date,
-    f.unit_code,
-    f.rule_id,
+    run_date,
+    unit_code,
+    rule_id,
     count(*)::int as open_issues,
-    daily.finished_at as validated_through
-from daily
-inner join {{ ref('stg_dq__findings') }} as f on f.validation_id = daily.validation_id
-group by daily.run_date, f.unit_code, f.rule_id, daily.finished_at
+    finished_at as validated_through
+from open_issues
+group by run_date, unit_code, rule_id, finished_at

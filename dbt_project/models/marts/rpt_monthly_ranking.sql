@@ -16,12 +16,9 @@ eligible as (
         per_unit.resolved,
         per_unit.timely::numeric / per_unit.resolved as on_time_rate
     from per_unit
-    join {{ ref('dim_unit') }} as units on units.unit_code = per_unit.unit_code
+    -- Only units in force in the month (reorganisation.md).
+    {{ join_units_in_force('per_unit') }}
     where per_unit.resolved >= {{ var('min_resolved') }}
-        -- Only units in force in the month (reorganisation.md): a unit closed on day d is in force in d's
-        -- month, a unit opened on day d from d's month on.
-        and (units.valid_from is null or units.valid_from < per_unit.month + interval '1 month')
-        and (units.valid_to is null or units.valid_to >= per_unit.month)
 )
 
 select

@@ -36,11 +36,9 @@ eligible as (
         per_unit.points_lost_4_2,
         per_unit.points_lost_4_3
     from per_unit
-    join {{ ref('dim_unit') }} as units on units.unit_code = per_unit.unit_code
+    {{ join_units_in_force('per_unit') }}
     where per_unit.points_max > 0
         and units.level is not null
-        and (units.valid_from is null or units.valid_from < per_unit.month + interval '1 month')
-        and (units.valid_to is null or units.valid_to >= per_unit.month)
 )
 
 select

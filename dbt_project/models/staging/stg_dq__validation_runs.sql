@@ -13,7 +13,9 @@ renamed as (
         run_date,
         status,
         started_at,
-        finished_at
+        finished_at,
+        seq,
+        batch_kind
     from source
 )
 

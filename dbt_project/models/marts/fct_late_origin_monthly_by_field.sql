@@ -1,0 +1,27 @@
+-- Where late dossiers' delay began (metrics.md, "where dossiers are held up") with the field (lĩnh vực) in the
+-- grain: the dossiers resolved late (fct_dossier.timeliness) per resolution month × handling unit × field ×
+-- office of their first late step (int_dossiers__steps.is_first_late); '(không ghi nhận)' when no step of theirs
+-- is late — their delay is recorded nowhere in the System. The field is the dossier's own
+-- (fct_dossier.field_code, MaLinhVuc) — where the land field's delays begin. A grouped scan of the late dossiers;
+-- fct_late_origin_monthly is this mart summed over the field.
+with late_dossiers as (
+    select dossier_id, unit_code, field_code, resolved_month
+    from {{ ref('fct_dossier') }}
+    where timeliness = 'late'
+),
+
+first_late_steps as (
+    select dossier_id, office
+    from {{ ref('int_dossiers__steps') }}
+    where is_first_late
+)
+
+select
+    late_dossiers.resolved_month as month,
+    late_dossiers.unit_code,
+    late_dossiers.field_code,
+    coalesce(first_late_steps.office, '(không ghi nhận)') as office,
+    count(*)::integer as late_dossiers
+from late_dossiers
+left join first_late_steps on first_late_steps.dossier_id = late_dossiers.dossier_id
+group by 1, 2, 3, 4
