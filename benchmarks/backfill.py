@@ -6,11 +6,17 @@ landed, built and validated end to end (``pipeline.night.run_night``: the loads,
 The loads' rate against the single-stream ``psql \\copy`` ceiling is ``make bench-ingest``'s (measured in
 one run there); here, where the time of a rebuild goes. Last line, machine-readable: ``backfill_3m_s=<total>
 ingest_s=… dbt_s=… dq_s=… report_s=…`` (and ``backfill_9m_s=…`` when run).
+
+Where dbt's time goes: the slowest nodes of the build, from dbt's own per-node times, and ``EXPLAIN (ANALYZE,
+BUFFERS)`` of the ``--explain`` slowest models' compiled queries (their full-build SELECT, run again on the
+built warehouse; the plan's costliest nodes printed).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
 import tempfile
 import time
@@ -30,10 +36,43 @@ STAGES = {"ingest": ("land", "load_workbooks"), "dbt": ("staging", "marts", "fin
           "dq": ("quality", "finance.quality"), "report": ("report",)}
 
 
-def bench(scale: float) -> dict[str, float]:
+# A node's line in dbt's output: "12 of 60 OK created sql table model marts.fct_dossier ..... [SELECT 3060000 in 45.20s]"
+NODE_LINE = re.compile(r"\d+ of \d+ (?:OK|PASS|WARN)\s+(?:created sql (\w+) model |snapshotted )?(\S+).*?\[(.+?) in ([\d.]+)s\]")
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def slowest_nodes(outputs: dict[str, str], most: int) -> list[tuple[float, str, str]]:
+    """The ``most`` slowest nodes of the dbt builds' outputs: (seconds, node, what dbt said it did)."""
+    nodes = []
+    for output in outputs.values():
+        for line in ANSI.sub("", output).splitlines():
+            if m := NODE_LINE.search(line):
+                nodes.append((float(m[4]), m[2], f"{m[1] or 'test/snapshot'}: {m[3]}"))
+    return sorted(nodes, reverse=True)[:most]
+
+
+def explain(writer: str, target: Path, model: str, lines: int = 14) -> None:
+    """``EXPLAIN (ANALYZE, BUFFERS)`` of ``model``'s compiled SELECT; prints the plan's first lines."""
+    name = model.rsplit(".", 1)[-1]
+    found = [p for p in (target / "compiled").rglob(f"{name}.sql") if "/models/" in str(p)]
+    if not found:
+        print(f"    {model}: no compiled SQL")
+        return
+    sql = found[0].read_text()
+    with psycopg.connect(writer) as conn:
+        conn.execute("SET statement_timeout = 0")
+        plan = [row[0] for row in conn.execute(f"EXPLAIN (ANALYZE, BUFFERS) {sql}")]
+    print(f"    EXPLAIN ANALYZE {model}:")
+    for row in plan[:lines] + [r for r in plan[lines:] if r.lstrip().startswith(("Planning Time", "Execution Time"))]:
+        print("      " + row[:160])
+
+
+def bench(scale: float, most: int, explain_models: int) -> dict[str, float]:
     with serving_simulator(scale, NIGHT) as api, tempfile.TemporaryDirectory() as tmp, \
             throwaway_warehouse(Path(tmp), server_settings={}) as wh:
         writer = wh.urls["writer"]
+        target = Path(tmp) / "dbt-target"
+        os.environ["DBT_TARGET_PATH"] = str(target)  # this run's compiled SQL, for EXPLAIN
         settings = bench_settings(api, writer, tmp)
         t0 = time.perf_counter()
         done = run_night(settings, NIGHT, run_id="backfill", lease=False)
@@ -46,17 +85,25 @@ def bench(scale: float) -> dict[str, float]:
             detail = ", ".join(f"{stage} {done['seconds'].get(stage, 0):.1f}s" for stage in STAGES[name])
             print(f"    {name:<8}{part:>8.1f}s  ({detail})")
         print(f"  ingest: {dossiers / seconds['ingest']:,.0f} dossiers/s")
+        slow = slowest_nodes(done["results"].get("dbt", {}), most)
+        print(f"  the {len(slow)} slowest dbt nodes:")
+        for node_s, node, what in slow:
+            print(f"    {node_s:>7.1f}s  {node}  ({what})")
+        for _, node, what in [n for n in slow if not n[2].startswith("test")][:explain_models]:
+            explain(writer, target, node)
         return {"total": total, **seconds, "dossiers": dossiers}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--scales", default="10")
+    parser.add_argument("--slowest", type=int, default=12, help="how many of the slowest dbt nodes to list")
+    parser.add_argument("--explain", type=int, default=3, help="EXPLAIN ANALYZE the slowest N models")
     args = parser.parse_args()
     results = {}
     for scale in (float(s) for s in args.scales.split(",")):
         print(f"\n== scenario scale {scale:g} ==")
-        results[scale] = bench(scale)
+        results[scale] = bench(scale, args.slowest, args.explain)
     parts = []
     for r in results.values():
         parts.append(f"backfill_{round(r['dossiers'] / 1e6)}m_s={r['total']:.1f}")
