@@ -36,8 +36,9 @@ STAGES = {"ingest": ("land", "load_workbooks"), "dbt": ("staging", "marts", "fin
           "dq": ("quality", "finance.quality"), "report": ("report",)}
 
 
-# A node's line in dbt's output: "12 of 60 OK created sql table model marts.fct_dossier ..... [SELECT 3060000 in 45.20s]"
-NODE_LINE = re.compile(r"\d+ of \d+ (?:OK|PASS|WARN)\s+(?:created sql (\w+) model |snapshotted )?(\S+).*?\[(.+?) in ([\d.]+)s\]")
+# A node's line in dbt's output: "12 of 60 OK created sql table model marts.fct_dossier ... [SELECT 3060000 in 45.20s]"
+NODE_LINE = re.compile(r"\d+ of \d+ (?:OK|PASS|WARN)\s+(?:created sql (\w+) model |snapshotted )?(\S+)"
+                       r".*?\[(.+?) in ([\d.]+)s\]")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -89,7 +90,7 @@ def bench(scale: float, most: int, explain_models: int) -> dict[str, float]:
         print(f"  the {len(slow)} slowest dbt nodes:")
         for node_s, node, what in slow:
             print(f"    {node_s:>7.1f}s  {node}  ({what})")
-        for _, node, what in [n for n in slow if not n[2].startswith("test")][:explain_models]:
+        for _, node, _what in [n for n in slow if not n[2].startswith("test")][:explain_models]:
             explain(writer, target, node)
         return {"total": total, **seconds, "dossiers": dossiers}
 
