@@ -17,6 +17,7 @@ from tests.support.paths import PROJECT_ROOT
 
 DOCS = [PROJECT_ROOT / "README.md", *sorted(PROJECT_ROOT.glob("*/README.md")), *sorted(PROJECT_ROOT.glob("docs/*.md"))]
 MODULE_COMMAND = re.compile(r"python -m ([a-z_][a-z_.]*)((?: [a-z][a-z-]+)?)")
+SCRIPT_COMMAND = re.compile(r"python (benchmarks/[a-z_]+\.py)")
 MAKE_TARGET = re.compile(r"`make ([a-z][a-z-]+)|^make ([a-z][a-z-]+)", re.M)
 
 
@@ -26,6 +27,10 @@ def documented_commands() -> list[tuple[str, ...]]:
         for module, sub in MODULE_COMMAND.findall(doc.read_text()):
             found.add((module, *sub.split()))
     return sorted(found)
+
+
+def documented_scripts() -> list[str]:
+    return sorted({script for doc in DOCS for script in SCRIPT_COMMAND.findall(doc.read_text())})
 
 
 def documented_targets() -> list[str]:
@@ -52,6 +57,18 @@ def test_every_documented_command_answers_help():
     with ThreadPoolExecutor(max_workers=4) as pool:
         results = list(pool.map(_help, documented_commands()))
     failed = {" ".join(c): out for c, code, out in results if code != 0}
+    assert failed == {}
+
+
+def test_every_documented_benchmark_script_answers_help():
+    scripts = documented_scripts()
+    assert "benchmarks/backfill.py" in scripts
+    failed = {}
+    for script in scripts:
+        proc = subprocess.run([sys.executable, script, "--help"], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                              timeout=120)
+        if proc.returncode != 0 or "usage:" not in proc.stdout:
+            failed[script] = (proc.stdout + proc.stderr)[-800:]
     assert failed == {}
 
 
