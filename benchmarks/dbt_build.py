@@ -26,9 +26,11 @@ from pipeline.night import dbt_build
 from tests.support.postgres import throwaway_warehouse
 
 NIGHT = datetime(2023, 9, 29, 1)
-WATCHED = ("marts.fct_dossier", "marts.fct_timeliness_monthly", "intermediate.int_dossiers__steps",
-           "marts.fct_step_monthly", "marts.fct_late_origin_monthly", "marts.fct_step_monthly_by_field",
-           "marts.fct_late_origin_monthly_by_field")
+WATCHED = ("staging.stg_api__dossiers", "marts.fct_dossier", "marts.fct_timeliness_monthly",
+           "intermediate.int_dossiers__steps", "marts.fct_step_monthly", "marts.fct_late_origin_monthly",
+           "marts.fct_step_monthly_by_field", "marts.fct_late_origin_monthly_by_field",
+           "intermediate.int_dossiers__service_index", "marts.fct_service_index_monthly",
+           "marts.fct_service_index_2_1_dossiers", "intermediate.int_dq_issues")
 _MODEL_LINE = re.compile(r"OK created sql \w+ model (\S+) \.+ \[(?:\x1b\[\d+m)?(.*?)(?:\x1b\[\d+m)? in ([\d.]+)s\]")
 
 
