@@ -55,7 +55,9 @@ def slowest_nodes(outputs: dict[str, str], most: int) -> list[tuple[float, str, 
 def explain(writer: str, target: Path, model: str, lines: int = 14) -> None:
     """``EXPLAIN (ANALYZE, BUFFERS)`` of ``model``'s compiled SELECT; prints the plan's first lines."""
     name = model.rsplit(".", 1)[-1]
-    found = [p for p in (target / "compiled").rglob(f"{name}.sql") if "/models/" in str(p)]
+    # The model's own compiled SQL, not a unit test's fixture of the same name (under ``<tests>.yml/``).
+    found = [p for p in (target / "compiled").rglob(f"{name}.sql")
+             if "/models/" in str(p) and not p.parent.name.endswith(".yml")]
     if not found:
         print(f"    {model}: no compiled SQL")
         return
