@@ -1,4 +1,5 @@
-{#- fct_step_monthly is rebuilt month by month: only the months whose steps changed since its last build. -#}
+{#- fct_step_monthly and fct_step_monthly_by_field are rebuilt month by month: only the months whose steps changed
+    since their last build. -#}
 
 {% macro step_months_to_rebuild() -%}
     {#- The months whose steps in int_dossiers__steps are not those fct_step_monthly was built from: a different
@@ -21,4 +22,34 @@
     ) as built_months on built_months.month = current_months.month
     where current_months.steps is distinct from built_months.steps
         or current_months.changed_at is distinct from built_months.changed_at
+{%- endmacro %}
+
+
+
+{% macro step_months_missing() -%}
+    {#- In an incremental build, the filter of int_dossiers__steps on the months the pre-hook took out of the
+        model (and any never built), read through the index on month. -#}
+    where month = any(array(
+        select candidate::date
+        from generate_series(
+            (select min(month) from {{ ref('int_dossiers__steps') }}),
+            (select max(month) from {{ ref('int_dossiers__steps') }}),
+            interval '1 month'
+        ) as candidate
+        except
+        select month from {{ this }}
+    ))
+{%- endmacro %}
+
+
+{% macro step_measures() -%}
+    {#- The measures of a group of steps (metrics.md): steps, late steps and their share, median and 90th
+        percentile of the durations in hours (continuous, steps without a duration left out), and the newest
+        step's stamp, which step_months_to_rebuild compares. -#}
+    count(*)::integer as steps,
+    (count(*) filter (where is_late))::integer as late_steps,
+    (count(*) filter (where is_late))::numeric / count(*) as late_step_rate,
+    (percentile_cont(0.5) within group (order by duration_seconds) / 3600)::numeric as median_hours,
+    (percentile_cont(0.9) within group (order by duration_seconds) / 3600)::numeric as p90_hours,
+    max(source_changed_at) as source_changed_at
 {%- endmacro %}

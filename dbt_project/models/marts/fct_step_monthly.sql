@@ -18,17 +18,7 @@ with steps as (
     select month, unit_code, office, is_late, duration_seconds, source_changed_at
     from {{ ref('int_dossiers__steps') }}
     {% if is_incremental() %}
-    -- The months the pre-hook took out (and any never built), read through the index on month.
-    where month = any(array(
-        select candidate::date
-        from generate_series(
-            (select min(month) from {{ ref('int_dossiers__steps') }}),
-            (select max(month) from {{ ref('int_dossiers__steps') }}),
-            interval '1 month'
-        ) as candidate
-        except
-        select month from {{ this }}
-    ))
+    {{ step_months_missing() }}
     {% endif %}
 )
 
@@ -36,11 +26,6 @@ select
     month,
     unit_code,
     office,
-    count(*)::integer as steps,
-    (count(*) filter (where is_late))::integer as late_steps,
-    (count(*) filter (where is_late))::numeric / count(*) as late_step_rate,
-    (percentile_cont(0.5) within group (order by duration_seconds) / 3600)::numeric as median_hours,
-    (percentile_cont(0.9) within group (order by duration_seconds) / 3600)::numeric as p90_hours,
-    max(source_changed_at) as source_changed_at
+    {{ step_measures() }}
 from steps
 group by 1, 2, 3
