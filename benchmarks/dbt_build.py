@@ -29,7 +29,8 @@ NIGHT = datetime(2023, 9, 29, 1)
 WATCHED = ("staging.stg_api__dossiers", "marts.fct_dossier", "marts.fct_timeliness_monthly",
            "intermediate.int_dossiers__steps", "marts.fct_step_monthly", "marts.fct_late_origin_monthly",
            "marts.fct_step_monthly_by_field", "marts.fct_late_origin_monthly_by_field",
-           "intermediate.int_dossiers__service_index", "marts.fct_service_index_monthly",
+           "intermediate.int_dossiers__service_index", "intermediate.int_service_index__contributions",
+           "marts.fct_service_index_monthly",
            "marts.fct_service_index_2_1_dossiers", "intermediate.int_dq_issues")
 _MODEL_LINE = re.compile(r"OK created sql \w+ model (\S+) \.+ \[(?:\x1b\[\d+m)?(.*?)(?:\x1b\[\d+m)? in ([\d.]+)s\]")
 

@@ -1,107 +1,96 @@
+{{
+    config(
+        post_hook=["{{ service_index_record_build(with_fingerprint=true) }}"]
+    )
+}}
 -- The service index of Decision 766 (service-index.md) per month × handling unit × criterion: numerator,
 -- denominator, rate, and the points the rate earns, min(1, rate / threshold) × max, null when the
--- denominator is 0. A grouped scan of the per-dossier tables (fct_dossier, int_dossiers__service_index)
--- with the procedure catalogue as it is tonight; thresholds and maxima are the vars service_index_thresholds
--- and service_index_max_points. The running month is counted up to 00:00 of the run's as-of date.
+-- denominator is 0; thresholds and maxima are the vars service_index_thresholds and service_index_max_points,
+-- the procedure catalogue is tonight's. The running month is counted up to 00:00 of the run's as-of date.
+--
+-- Built from what changed (macros/service_index.sql): a small table rebuilt every night from itself, not from
+-- the history. The running months — from the month of the previous build's as-of date to tonight's — are
+-- counted again from int_service_index__contributions (the dossiers received or resolved in them and those
+-- that can be pending overdue); every earlier month is taken as built and corrected by the change log's rows
+-- written since (a replaced row counts -1, its new version +1). Everything is counted from the dossiers when
+-- the table has no previous build, the contributions were rebuilt, or the catalogue or the criteria changed.
 {%- set criteria = service_index_criteria() %}
+{%- set existing = load_relation(this) if execute else none %}
 
-with procedures as (
-    select procedure_code, online_level, has_fees, returns_paper_result
-    from {{ ref('stg_api__procedures') }}
+with plan as (
+    {{ service_index_plan(with_fingerprint=true, existing=existing is not none) }}
 ),
 
-dossiers as (
-    select
-        dossiers.unit_code,
-        dossiers.is_received,
-        dossiers.is_resolved,
-        dossiers.received_at,
-        dossiers.finished_at,
-        dossiers.received_month,
-        dossiers.resolved_month,
-        dossiers.is_online,
-        dossiers.intake_digitised,
-        index_attributes.is_paid_online,
-        index_attributes.has_reused_component,
-        index_attributes.has_electronic_result,
-        -- A dossier whose procedure is not in the catalogue has none of its flags.
-        coalesce(procedures.online_level in (3, 4), false) as is_offered_online,
-        coalesce(procedures.has_fees, false) as has_fees,
-        coalesce(procedures.returns_paper_result, false) as returns_paper_result
-    from {{ ref('fct_dossier') }} as dossiers
-    join {{ ref('int_dossiers__service_index') }} as index_attributes
-        on index_attributes.dossier_id = dossiers.dossier_id
-    left join procedures on procedures.procedure_code = dossiers.procedure_code
+contributions as (
+    select 1 as sign, contributions.*
+    from {{ ref('int_service_index__contributions') }} as contributions
 ),
 
--- R_m: 3.3 online dossiers, 3.6 online payment, 4.2 digitised dossiers, 4.3 reuse of digitised data.
-received as (
-    select
-        received_month as month,
-        unit_code,
-        count(*) filter (where is_offered_online and is_online) as n_3_3,
-        count(*) filter (where is_offered_online) as d_3_3,
-        count(*) filter (where has_fees and is_paid_online) as n_3_6,
-        count(*) filter (where has_fees) as d_3_6,
-        count(*) filter (
-            where intake_digitised and not (is_resolved and returns_paper_result and not has_electronic_result)
-        ) as n_4_2,
-        count(*) filter (where has_reused_component) as n_4_3,
-        count(*) as received
-    from dossiers
-    where is_received and received_at < {{ service_index_cut_off() }}
-    group by 1, 2
+-- The dossiers the running months need (all of them for a whole build), read through the month indexes.
+running_contributions as (
+    select * from contributions
+    where (select rebuild_all from plan)
+    union all
+    select * from contributions
+    where not (select rebuild_all from plan)
+        and (
+            received_month >= (select rmin from plan)
+            or resolved_month >= (select rmin from plan)
+            or pending_until >= (select rmin from plan)
+        )
 ),
 
--- D_m: 4.1 electronic results of paper-result procedures.
-resolved as (
-    select
-        resolved_month as month,
-        unit_code,
-        count(*) filter (where returns_paper_result and has_electronic_result) as n_4_1,
-        count(*) filter (where returns_paper_result) as d_4_1
-    from dossiers
-    where is_resolved and finished_at < {{ service_index_cut_off() }}
-    group by 1, 2
-),
-
--- 2.1 on-time processing: D_m and the dossiers pending overdue at the end of m.
-on_time as (
+counts as (
+    {{ service_index_unit_counts(service_index_expand(
+        'running_contributions',
+        "(select case when rebuild_all then '-infinity'::date else rmin end from plan)",
+        '(select r from plan)'
+    )) }}
+    {%- if existing is not none %}
+    union all
+    -- The earlier months as built...
     select
         month,
         unit_code,
-        count(*) filter (where reason is null) as n_2_1,
-        count(*) as d_2_1
-    from {{ ref('int_service_index__on_time') }}
+        max(numerator) filter (where criterion_id = '2.1'),
+        max(denominator) filter (where criterion_id = '2.1'),
+        max(numerator) filter (where criterion_id = '3.3'),
+        max(denominator) filter (where criterion_id = '3.3'),
+        max(numerator) filter (where criterion_id = '3.6'),
+        max(denominator) filter (where criterion_id = '3.6'),
+        max(numerator) filter (where criterion_id = '4.1'),
+        max(denominator) filter (where criterion_id = '4.1'),
+        max(numerator) filter (where criterion_id = '4.2'),
+        max(denominator) filter (where criterion_id = '4.2'),
+        max(numerator) filter (where criterion_id = '4.3'),
+        max(denominator) filter (where criterion_id = '4.3')
+    from {{ this }}
+    where not (select rebuild_all from plan) and month < (select rmin from plan)
     group by 1, 2
+    union all
+    -- ...and what changed in them since.
+    {{ service_index_unit_counts(service_index_expand(
+        '(select changes.* from ' ~ service_index_log() ~ ' as changes where changes.sign <> 0 and not (select rebuild_all from plan) and changes.id > (select log_from from plan) and changes.id <= (select log_to from plan))',
+        "'-infinity'::date",
+        "(select (rmin - interval '1 month')::date from plan)"
+    )) }}
+    {%- endif %}
 ),
 
 -- Every (month, unit) with a dossier in R_m or D_m or pending overdue at the end of m; nulls group together.
-counts as (
-    select
-        month, unit_code, 0 as n_2_1, 0 as d_2_1, n_3_3, d_3_3, n_3_6, d_3_6, 0 as n_4_1, 0 as d_4_1,
-        n_4_2, received as d_4_2, n_4_3, received as d_4_3
-    from received
-    union all
-    select month, unit_code, 0, 0, 0, 0, 0, 0, n_4_1, d_4_1, 0, 0, 0, 0
-    from resolved
-    union all
-    select month, unit_code, n_2_1, d_2_1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
-    from on_time
-),
-
 per_unit as (
     select
         month,
         unit_code,
-        sum(n_2_1) as n_2_1, sum(d_2_1) as d_2_1,
-        sum(n_3_3) as n_3_3, sum(d_3_3) as d_3_3,
-        sum(n_3_6) as n_3_6, sum(d_3_6) as d_3_6,
-        sum(n_4_1) as n_4_1, sum(d_4_1) as d_4_1,
-        sum(n_4_2) as n_4_2, sum(d_4_2) as d_4_2,
-        sum(n_4_3) as n_4_3, sum(d_4_3) as d_4_3
+        coalesce(sum(n_2_1), 0) as n_2_1, coalesce(sum(d_2_1), 0) as d_2_1,
+        coalesce(sum(n_3_3), 0) as n_3_3, coalesce(sum(d_3_3), 0) as d_3_3,
+        coalesce(sum(n_3_6), 0) as n_3_6, coalesce(sum(d_3_6), 0) as d_3_6,
+        coalesce(sum(n_4_1), 0) as n_4_1, coalesce(sum(d_4_1), 0) as d_4_1,
+        coalesce(sum(n_4_2), 0) as n_4_2, coalesce(sum(d_4_2), 0) as d_4_2,
+        coalesce(sum(n_4_3), 0) as n_4_3, coalesce(sum(d_4_3), 0) as d_4_3
     from counts
     group by 1, 2
+    having coalesce(sum(d_2_1), 0) <> 0 or coalesce(sum(d_4_2), 0) <> 0
 ),
 
 criteria (criterion_id, threshold, max_points) as (
