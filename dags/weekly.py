@@ -26,7 +26,7 @@ def cchc_weekly_integrity():
 
         proc = run_dbt(["test", "--selector", "weekly_history"], writer_url(), capture_output=False)
         if proc.returncode != 0:
-            raise RuntimeError("the weekly staging integrity tests failed; see the task log")
+            raise RuntimeError("the weekly integrity tests failed; see the task log")
 
     staging_history_tests()
 
