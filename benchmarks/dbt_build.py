@@ -32,7 +32,8 @@ WATCHED = ("staging.stg_api__dossiers", "marts.fct_dossier", "marts.fct_timeline
            "intermediate.int_dossiers__service_index", "intermediate.int_service_index__contributions",
            "marts.fct_service_index_monthly",
            "marts.fct_service_index_2_1_dossiers", "intermediate.int_dq_issues")
-_MODEL_LINE = re.compile(r"OK created sql \w+ model (\S+) \.+ \[(?:\x1b\[\d+m)?(.*?)(?:\x1b\[\d+m)? in ([\d.]+)s\]")
+# dbt pads the name with dots up to a width, and writes none after a long name.
+_MODEL_LINE = re.compile(r"OK created sql \w+ model (\S+) \.* ?\[(?:\x1b\[\d+m)?(.*?)(?:\x1b\[\d+m)? in ([\d.]+)s\]")
 
 
 def _build(settings, night: datetime) -> float:
