@@ -275,10 +275,9 @@
     where not plan.rebuild_all and changes.sign <> 0 and changes.id > plan.log_from and changes.id <= plan.log_to;
     delete from {{ this }} where (select rebuild_all from service_index_2_1_plan);
     delete from {{ this }}
+    where not (select rebuild_all from service_index_2_1_plan) and month >= (select rmin from service_index_2_1_plan);
+    delete from {{ this }}
     where not (select rebuild_all from service_index_2_1_plan)
-        and (
-            month >= (select rmin from service_index_2_1_plan)
-            or dossier_id in (select dossier_id from service_index_2_1_changed)
-        )
+        and dossier_id in (select dossier_id from service_index_2_1_changed)
     {% endif %}
 {%- endmacro %}
