@@ -5,10 +5,12 @@
         incremental_strategy='delete+insert',
         on_schema_change='fail',
         pre_hook=["{{ delete_new_tombstones(ref('stg_api__dossiers')) }}"],
+        post_hook=["create index if not exists dq_dossiers_run_id on {{ this }} (run_id)"],
         indexes=[{'columns': ['dossier_id'], 'unique': True}, {'columns': ['source_changed_at']},
                  {'columns': ['last_activity_at']}, {'columns': ['latest_recorded_at']}]
     )
 }}
+-- (The index on run_id: BAT03 reads the rows the runs of the batch landed through it, not every dossier.)
 -- What the data-quality rules (expectations/, dq-rules.md) read, one narrow row per current, non-deleted
 -- dossier: the dossier's JSON is decoded once, when it changes, so that each night's validation scans a
 -- small table instead of every payload. It holds no rule: the rules are the expectation suite's SQL,
