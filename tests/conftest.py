@@ -29,7 +29,6 @@ COSTS = {
     "tests/pipeline/test_lease.py": 50,
     "tests/dbt/test_staging.py": 40,
     "tests/dbt/test_service_index.py": 40,
-    "tests/dbt/test_service_index_nights.py": 45,
     "tests/dbt/test_reorganised_marts.py": 40,
 }
 
