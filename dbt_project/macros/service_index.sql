@@ -169,6 +169,17 @@
 {%- endmacro %}
 
 
+{% macro service_index_changes_read(plan) -%}
+    {#- The change log's rows a mart reads tonight (none when it is rebuilt whole); ``plan`` names the relation
+        holding service_index_plan's row. -#}
+    (select changes.*
+     from {{ service_index_log() }} as changes
+     where not (select rebuild_all from {{ plan }})
+        and changes.id > (select log_from from {{ plan }})
+        and changes.id <= (select log_to from {{ plan }}))
+{%- endmacro %}
+
+
 {% macro service_index_record_build(with_fingerprint) -%}
     {#- A mart's post-hook: what it has read — the change log up to its newest row, tonight's as-of date and,
         for the monthly figures, the catalogue's fingerprint. In the build's transaction: a failed build
@@ -271,8 +282,7 @@
     {{ service_index_plan(with_fingerprint=false, existing=true) }};
     create temporary table service_index_2_1_changed on commit drop as
     select distinct changes.dossier_id
-    from {{ service_index_log() }} as changes, service_index_2_1_plan as plan
-    where not plan.rebuild_all and changes.sign <> 0 and changes.id > plan.log_from and changes.id <= plan.log_to;
+    from {{ service_index_changes_read('service_index_2_1_plan') }} as changes;
     delete from {{ this }} where (select rebuild_all from service_index_2_1_plan);
     delete from {{ this }}
     where not (select rebuild_all from service_index_2_1_plan) and month >= (select rmin from service_index_2_1_plan);

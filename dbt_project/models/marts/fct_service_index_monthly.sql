@@ -70,7 +70,7 @@ counts as (
     union all
     -- ...and what changed in them since.
     {{ service_index_unit_counts(service_index_expand(
-        '(select changes.* from ' ~ service_index_log() ~ ' as changes where changes.sign <> 0 and not (select rebuild_all from plan) and changes.id > (select log_from from plan) and changes.id <= (select log_to from plan))',
+        service_index_changes_read('plan'),
         "'-infinity'::date",
         "(select (rmin - interval '1 month')::date from plan)"
     )) }}
