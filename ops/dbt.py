@@ -99,7 +99,7 @@ def dbt_env(writer_url: str, base: Mapping[str, str] | None = None) -> dict[str,
         DBT_DBNAME=database,
         DBT_SSLMODE=parse_qs(parts.query).get("sslmode", ["prefer"])[0],
         DBT_PROFILES_DIR=str(DBT_PROJECT_DIR),
-        DBT_TARGET_PATH=env.get("DBT_TARGET_PATH") or str(TARGET_PATH),
+        DBT_TARGET_PATH=str(target_path(env)),
         DBT_LOG_PATH=env.get("DBT_LOG_PATH") or str(LOG_PATH),
         DBT_SEND_ANONYMOUS_USAGE_STATS="False",
         BI_READER_ROLE=WarehouseSettings.from_env(env).bi_reader_role,
@@ -178,28 +178,60 @@ def ensure_manifest(writer_url: str | None = None) -> Path:
     Cosmos renders the DAG's dbt tasks from it. Parsing does not connect to the warehouse, so without a
     writer URL placeholder credentials (``PARSE_ONLY_URL``) are enough."""
     newest = max(p.stat().st_mtime for p in DBT_PROJECT_DIR.rglob("*") if p.is_file())
-    if MANIFEST_PATH.exists() and MANIFEST_PATH.stat().st_mtime >= newest:
-        return MANIFEST_PATH
-    # Parsed into a scratch folder, then moved into place in one rename: a reader never sees half a file.
-    scratch = DBT_LOCAL_DIR / f"manifest-parse-{os.getpid()}"
-    proc = run_dbt(["parse", "--quiet", "--target-path", str(scratch)], writer_url or PARSE_ONLY_URL)
-    if proc.returncode != 0:
-        raise RuntimeError(f"dbt parse failed:\n{proc.stdout}\n{proc.stderr}")
-    MANIFEST_DIR.mkdir(parents=True, exist_ok=True)
-    os.replace(scratch / "manifest.json", MANIFEST_PATH)
-    shutil.rmtree(scratch, ignore_errors=True)
+    if not (MANIFEST_PATH.exists() and MANIFEST_PATH.stat().st_mtime >= newest):
+        # Parsed into a scratch folder, then moved into place in one rename: a reader never sees half a file.
+        scratch = DBT_LOCAL_DIR / f"manifest-parse-{os.getpid()}"
+        proc = run_dbt(["parse", "--quiet", "--target-path", str(scratch)], writer_url or PARSE_ONLY_URL)
+        if proc.returncode != 0:
+            raise RuntimeError(f"dbt parse failed:\n{proc.stdout}\n{proc.stderr}")
+        MANIFEST_DIR.mkdir(parents=True, exist_ok=True)
+        # the parse state beside the manifest, then the manifest (the newer of the two: see above)
+        _seed_partial_parse(scratch, MANIFEST_DIR)
+        os.replace(scratch / "manifest.json", MANIFEST_PATH)
+        shutil.rmtree(scratch, ignore_errors=True)
+    # A fresh target folder (a first night, a new machine) starts from this parse rather than parsing the
+    # whole project in the night's first dbt task; one a dbt command has already written keeps its own.
+    if not (target_path() / PARTIAL_PARSE_FILE).exists():
+        _seed_partial_parse(MANIFEST_DIR, target_path())
     return MANIFEST_PATH
+
+
+PARTIAL_PARSE_FILE = "partial_parse.msgpack"
+
+
+def target_path(base: Mapping[str, str] | None = None) -> Path:
+    """The target folder dbt commands of this project write (``DBT_TARGET_PATH``, else ``TARGET_PATH``)."""
+    env = os.environ if base is None else base
+    return Path(env.get("DBT_TARGET_PATH") or TARGET_PATH)
+
+
+def _seed_partial_parse(source: Path, target: Path) -> None:
+    """Copy dbt's parse state (``partial_parse.msgpack``) from folder ``source`` into folder ``target``, so the
+    next dbt command there parses only what changed instead of the whole project (several seconds each time).
+    The copy is written under a temporary name and renamed. dbt checks the state itself (its version, the
+    vars, the project's files and the profile's keys) and parses in full when it does not fit, so a stale
+    copy costs time, never a wrong manifest."""
+    state = source / PARTIAL_PARSE_FILE
+    if not state.is_file():
+        return
+    target.mkdir(parents=True, exist_ok=True)
+    scratch = target / f".{PARTIAL_PARSE_FILE}.{os.getpid()}"
+    shutil.copyfile(state, scratch)
+    os.replace(scratch, target / PARTIAL_PARSE_FILE)
 
 
 def write_docs_site(writer_url: str, out_dir: Path) -> Path:
     """The dbt docs site as one self-contained page, ``<out_dir>/index.html`` (``dbt docs generate
     --static``: the models, their columns and tests, the lineage graph and the warehouse's catalog).
 
-    Generated in a scratch target folder of its own (a concurrent dbt command keeps its target), then
-    moved into place in one rename, so the page served is always a whole one. Raises with dbt's output
+    Generated in a scratch target folder of its own (a concurrent dbt command keeps its target), started from
+    the target folder's parse state, then moved into place in one rename, so the page served is always a
+    whole one. Raises with dbt's output
     when dbt fails."""
     scratch = DBT_LOCAL_DIR / f"docs-{os.getpid()}"
     try:
+        # the night's dbt commands left their parse state in the target folder: start from it
+        _seed_partial_parse(target_path(), scratch)
         proc = run_dbt(["docs", "generate", "--static", "--target-path", str(scratch)], writer_url)
         page = scratch / "static_index.html"
         if proc.returncode != 0 or not page.is_file():

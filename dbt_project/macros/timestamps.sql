@@ -3,57 +3,51 @@
     The contract sends local times (Asia/Ho_Chi_Minh) as text `yyyyMMddHHmmss` and dates as `yyyyMMdd`;
     a missing value is null or "". Anything else — wrong length, not digits, an impossible date (30
     February, month 13, 29 February of a common year), hour 24, minute or second 60 — is invalid and parses
-    to NULL, the value the data-quality rule VAL06 flags. The checks are plain SQL in nested CASEs, so
-    make_timestamp/make_date only ever see valid parts (PostgreSQL evaluates CASE branches lazily, and
-    constant-folds a branch only when its condition holds). The argument must be a text expression; pass
-    a column, not a costly expression, as it is repeated. -#}
+    to NULL, the value the data-quality rule VAL06 flags. The checks are plain SQL in a CASE, so the cast
+    only ever sees a valid value (PostgreSQL evaluates CASE branches lazily, and constant-folds a branch only
+    when its condition holds). The argument must be a text expression; pass a column, not a costly
+    expression, as it is repeated. -#}
 
 {% macro is_present(column) -%}
     ({{ column }} is not null and {{ column }} <> '')
 {%- endmacro %}
 
 
-{% macro _days_in_month(year, month) -%}
-    case
-        when {{ month }} = 2 then
-            case when ({{ year }} % 4 = 0 and {{ year }} % 100 <> 0) or {{ year }} % 400 = 0 then 29 else 28 end
-        when {{ month }} in (4, 6, 9, 11) then 30
-        else 31
-    end
-{%- endmacro %}
-
-
-{% macro _is_calendar_date(year, month, day) -%}
-    ({{ year }} >= 1
-        and {{ month }} between 1 and 12
-        and {{ day }} between 1 and {{ _days_in_month(year, month) }})
+{#- The shape of a valid yyyyMMdd…: digits, a month 01–12, a day 01–31, then (for a timestamp) an hour 00–23
+    and minutes and seconds 00–59, in one regular expression; what it cannot say — the year 0000, a day 29,
+    30 or 31 its month does not have — is checked after it, and only for those days. A value that passes is
+    cast by PostgreSQL's own ISO 8601 reader (`20240115T083000`), which then cannot fail. About five times
+    cheaper than taking the parts apart as integers: the text is read four or five times instead of about
+    twenty, and the cast is C. -#}
+{% macro _month_has_day(column) -%}
+    (substr({{ column }}, 7, 2) <= '28'
+        or case substr({{ column }}, 5, 2)
+            when '02' then substr({{ column }}, 7, 2) = '29'
+                and ((substr({{ column }}, 1, 4)::int % 4 = 0 and substr({{ column }}, 1, 4)::int % 100 <> 0)
+                     or substr({{ column }}, 1, 4)::int % 400 = 0)
+            when '04' then substr({{ column }}, 7, 2) <> '31'
+            when '06' then substr({{ column }}, 7, 2) <> '31'
+            when '09' then substr({{ column }}, 7, 2) <> '31'
+            when '11' then substr({{ column }}, 7, 2) <> '31'
+            else true
+        end)
 {%- endmacro %}
 
 
 {% macro parse_ts(column) -%}
-    {%- set y = "substr(" ~ column ~ ", 1, 4)::int" -%}
-    {%- set mo = "substr(" ~ column ~ ", 5, 2)::int" -%}
-    {%- set d = "substr(" ~ column ~ ", 7, 2)::int" -%}
-    {%- set h = "substr(" ~ column ~ ", 9, 2)::int" -%}
-    {%- set mi = "substr(" ~ column ~ ", 11, 2)::int" -%}
-    {%- set s = "substr(" ~ column ~ ", 13, 2)::int" -%}
     case
-        when {{ column }} ~ '^[0-9]{14}$' then
-            case
-                when {{ _is_calendar_date(y, mo, d) }} and {{ h }} <= 23 and {{ mi }} <= 59 and {{ s }} <= 59
-                    then make_timestamp({{ y }}, {{ mo }}, {{ d }}, {{ h }}, {{ mi }}, {{ s }})
-            end
+        when {{ column }} ~ '^[0-9]{4}(0[1-9]|1[0-2])(0[1-9]|[12][0-9]|3[01])([01][0-9]|2[0-3])[0-5][0-9][0-5][0-9]$'
+            and left({{ column }}, 4) <> '0000' and {{ _month_has_day(column) }}
+            then (left({{ column }}, 8) || 'T' || right({{ column }}, 6))::timestamp
     end
 {%- endmacro %}
 
 
 {% macro parse_date(column) -%}
-    {%- set y = "substr(" ~ column ~ ", 1, 4)::int" -%}
-    {%- set mo = "substr(" ~ column ~ ", 5, 2)::int" -%}
-    {%- set d = "substr(" ~ column ~ ", 7, 2)::int" -%}
     case
-        when {{ column }} ~ '^[0-9]{8}$' then
-            case when {{ _is_calendar_date(y, mo, d) }} then make_date({{ y }}, {{ mo }}, {{ d }}) end
+        when {{ column }} ~ '^[0-9]{4}(0[1-9]|1[0-2])(0[1-9]|[12][0-9]|3[01])$'
+            and left({{ column }}, 4) <> '0000' and {{ _month_has_day(column) }}
+            then ({{ column }})::date
     end
 {%- endmacro %}
 

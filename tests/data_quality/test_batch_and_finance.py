@@ -17,6 +17,7 @@ import psycopg
 import pytest
 
 from expectations.validate import CriticalDataQualityError, release_batch, run_data_quality
+from ops.dbt import run_dbt
 from pipeline import runs
 from pipeline.night import run_night
 from pipeline.settings import Settings
@@ -138,6 +139,35 @@ def test_a_lost_staged_row_stops_the_run(env):
         with psycopg.connect(env["url"]) as conn:
             conn.execute("INSERT INTO dq.dq_dossiers SELECT * FROM dq.kept")
             conn.execute("DROP TABLE dq.kept")
+
+
+def test_a_night_compares_what_changed_and_the_weekly_tests_everything(env):
+    """BAT05 each night: the dossiers changed since the last good batch, both ways, and everything when the
+    counts differ. A staged row lost for a dossier landed tonight is found even when a hand-made extra row
+    older than the batch evens the counts; that row is the weekly DAG's to find: its dbt test
+    (staged_equals_landed, in the weekly selector) compares every dossier and sees both."""
+    with psycopg.connect(env["url"]) as conn:
+        recent, old = [r[0] for r in conn.execute(
+            "SELECT dossier_id FROM dq.dq_dossiers ORDER BY dossier_id DESC LIMIT 2")]
+        changed_at = conn.execute("SELECT changed_at FROM raw.dossier_current WHERE dossier_id = %s",
+                                  (recent,)).fetchone()[0]
+        conn.execute("CREATE TABLE dq.kept AS SELECT * FROM dq.dq_dossiers WHERE dossier_id = %s", (recent,))
+        conn.execute("CREATE TEMP TABLE extra AS SELECT * FROM dq.dq_dossiers WHERE dossier_id = %s", (old,))
+        conn.execute("UPDATE extra SET dossier_id = 'HAND-MADE', source_changed_at = '2000-01-01'")
+        conn.execute("INSERT INTO dq.dq_dossiers SELECT * FROM extra")
+        conn.execute("DELETE FROM dq.dq_dossiers WHERE dossier_id = %s", (recent,))
+        conn.execute("UPDATE raw.dossier_current SET changed_at = now() WHERE dossier_id = %s", (recent,))
+    try:
+        stopped(env, "night-part")
+        assert findings(env["url"], "night-part/batch") == {"BAT05": {recent}}
+        proc = run_dbt(["test", "--select", "staged_equals_landed"], env["url"])
+        assert proc.returncode != 0 and "FAIL 2 staged_equals_landed" in proc.stdout, proc.stdout[-3000:]
+    finally:
+        with psycopg.connect(env["url"]) as conn:
+            conn.execute("DELETE FROM dq.dq_dossiers WHERE dossier_id = 'HAND-MADE'")
+            conn.execute("INSERT INTO dq.dq_dossiers SELECT * FROM dq.kept")
+            conn.execute("DROP TABLE dq.kept")
+            conn.execute("UPDATE raw.dossier_current SET changed_at = %s WHERE dossier_id = %s", (changed_at, recent))
 
 
 def test_a_reconciliation_that_does_not_add_up_stops_the_run(env):

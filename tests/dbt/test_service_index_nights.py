@@ -8,7 +8,8 @@ month crossing into the next, a procedure catalogue that changes, and a night re
 (the as-of date going backwards). Each night lands the changes and runs the incremental ``dbt build``; the
 three service-index tables must then equal ``tests/support/reference_index.py``'s reading of the records as
 they stand, and the change log must hold the night's changed dossiers and nothing else — the marts read
-those, not the history.
+those, not the history. The status snapshot, built the same nights from the changed dossiers alone, must hold
+every version seen, each valid until the next.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from tests.support.postgres import throwaway_warehouse
 from tests.support.reference_index import COLUMNS, KEYS, compute_index
 from tests.support.simulator import running_simulator
 
-SELECT = ["+rpt_service_index_ranking", "+fct_service_index_2_1_dossiers"]
+SELECT = ["+rpt_service_index_ranking", "+fct_service_index_2_1_dossiers", "+snap_dossier_status"]
 
 
 def version(rec: dict, updated: str, **changes) -> dict:
@@ -80,10 +81,11 @@ RERUN = datetime(2023, 4, 25, 1)  # a night re-run for an earlier date: the as-o
 
 
 def _build(url: str, as_of: datetime) -> str:
-    # no wall-clock look-back: the nights are seconds apart here; `run`, not `build`: the figures are what is
-    # checked here, the marts' dbt tests run in tests/dbt/test_service_index.py
+    # no wall-clock look-back: the nights are seconds apart here; models and the snapshot, no tests: the figures
+    # are what is checked here, the marts' dbt tests run in tests/dbt/test_service_index.py
     dbt_vars = json.dumps({"as_of": as_of.isoformat(), "incremental_lookback_minutes": 0})
-    proc = run_dbt(["run", "--select", *SELECT, "--vars", dbt_vars], url)
+    proc = run_dbt(["build", "--select", *SELECT, "--exclude-resource-type", "test", "unit_test",
+                    "--vars", dbt_vars], url)
     assert proc.returncode == 0, proc.stdout[-6000:]
     return proc.stdout
 
@@ -93,6 +95,29 @@ def _check(url: str, records: list[dict], procedures: list[dict], as_of: datetim
     for table in COLUMNS:
         assert expected[table], f"{label}: {table} is expected to have rows"
         compare(f"{label}: {table}", fetch(url, table, COLUMNS[table]), expected[table], KEYS[table])
+
+
+def _see(seen: dict[str, dict[str, dict]], records: list[dict]) -> None:
+    """Adds the night's version of each dossier to the versions the warehouse has seen (by NgayCapNhat)."""
+    for rec in records:
+        seen.setdefault(rec["MaHoSo"], {})[rec["NgayCapNhat"]] = rec
+
+
+def _check_status_history(url: str, seen: dict[str, dict[str, dict]], label: str) -> None:
+    """snap_dossier_status is every version seen, each valid from its NgayCapNhat to the next one's (SCD2);
+    the night's snapshot reads the changed dossiers' current versions only (macros/snapshots.sql)."""
+    expected = set()
+    for dossier_id, versions in seen.items():
+        times = sorted(versions)
+        for i, t in enumerate(times):
+            rec = versions[t]
+            expected.add((dossier_id, rec["TrangThaiHoSo"], rec["DonViXuLy"], bool(rec.get("DaXoa")),
+                          datetime.strptime(t, "%Y%m%d%H%M%S"),
+                          datetime.strptime(times[i + 1], "%Y%m%d%H%M%S") if i + 1 < len(times) else None))
+    with psycopg.connect(url) as conn:
+        actual = set(conn.execute("SELECT dossier_id, status, unit_code, is_deleted, dbt_valid_from, dbt_valid_to "
+                                  "FROM intermediate.snap_dossier_status").fetchall())
+    assert actual == expected, f"{label}: missing {expected - actual}, unexpected {actual - expected}"
 
 
 def _logged_since(url: str, last_id: int) -> tuple[set[str], int]:
@@ -113,7 +138,7 @@ def test_nights_of_the_index_equal_the_spec_every_night(tmp_path):
         settings = Settings.from_env({"PROCEDURE_API_URL": sim.url, "PROCEDURE_API_TOKEN": sim.token,
                                       "HISTORY_START": "2023-01-01", "FINANCE_INBOX": str(tmp_path)},
                                      warehouse_url=url)
-        last_id = 0
+        last_id, seen = 0, {}
         for n, (night, records, procedures, changed) in enumerate(NIGHTS):
             province.set_records(records)
             province.procedures_override = procedures
@@ -121,6 +146,8 @@ def test_nights_of_the_index_equal_the_spec_every_night(tmp_path):
             run_night(settings, night, run_id=f"night-{n}", until="land", checks=False, lease=False)
             _build(url, night)
             _check(url, records, procedures, night, f"night {n}")
+            _see(seen, records)
+            _check_status_history(url, seen, f"night {n}")
             if n:  # the first night builds everything; later ones log exactly the dossiers that changed
                 logged, last_id = _logged_since(url, last_id)
                 assert logged == changed, f"night {n}"
