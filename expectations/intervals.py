@@ -155,9 +155,11 @@ def apply(conn: psycopg.Connection, plan: Plan, validation_id: str, seq: int, as
         scope = "true"  # every dossier evaluated; an open interval of a dossier no longer current closes too
     else:
         params.update(since=plan.previous.changed_through, lookback=plan.lookback_minutes)
-        scope = ("(i.dossier_id in (select dossier_id from dq.dq_batch) or i.dossier_id in ("
+        # one list (a semi-join through the open intervals' index), not two IN lists joined by OR (a scan of
+        # every interval)
+        scope = ("i.dossier_id in (select b.dossier_id from dq.dq_batch as b union all "
                  "select c.dossier_id from raw.dossier_current as c where c.is_deleted "
-                 "and c.changed_at > %(since)s - %(lookback)s * interval '1 minute'))")
+                 "and c.changed_at > %(since)s - %(lookback)s * interval '1 minute')")
     closed = conn.execute(
         f"update dq.issue_intervals as i set closed_seq = %(seq)s, closed_validation = %(vid)s, "
         f"closed_at = %(as_of)s, last_seen_at = %(last_seen)s, changed_seq = %(seq)s "
