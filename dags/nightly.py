@@ -16,6 +16,7 @@ from airflow.sdk.definitions.taskgroup import TaskGroup
 
 from dags.assets import DOSSIER_MARTS, FINANCE_MARTS
 from dags.defaults import SETTINGS, dag_defaults, failure_callback
+from ops.dbt import PROFILE_NAME, TARGET_NAME, split_vars
 from pipeline.settings import LOCAL_TZ, NIGHTLY_DAG_ID, PROJECT_ROOT, dbt_vars
 
 DAG_ID = NIGHTLY_DAG_ID
@@ -69,10 +70,10 @@ RUN_ID_TEMPLATE = "{{ ti.xcom_pull(task_ids='start_run')['run_id'] }}"
 DBT_TASK_GRAIN = SETTINGS.dbt_task_grain
 # What every dbt invocation of the night is given: the ranking's target and threshold (pipeline.settings) as
 # vars, the same every night; the as-of time and the run (for its lease) as environment variables.
-DBT_VARS = dbt_vars()
-# The night's as-of time and run travel as environment variables, not vars (dbt would re-parse the whole
-# project for every new value; ops/dbt.py, macro run_var).
-DBT_RUN_CONTEXT = {"CCHC_DBT_AS_OF": AS_OF_TEMPLATE, "CCHC_DBT_PIPELINE_RUN_ID": RUN_ID_TEMPLATE}
+# The night's as-of time and run, and the incremental look-back, travel as environment variables, not vars
+# (dbt would re-parse the whole project for every new value; ops/dbt.py, macro run_var).
+DBT_VARS, _DBT_LOOKBACK = split_vars(dbt_vars())
+DBT_RUN_CONTEXT = {"CCHC_DBT_AS_OF": AS_OF_TEMPLATE, "CCHC_DBT_PIPELINE_RUN_ID": RUN_ID_TEMPLATE, **_DBT_LOOKBACK}
 WORKBOOKS_FAILED = ("the dossier marts still build and publish; the disbursement marts keep the last workbooks "
                     "loaded until the inbox is fixed")
 
@@ -84,7 +85,7 @@ def _dbt_group(group_id: str, selector: str):
     from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
     from cosmos.constants import InvocationMode, LoadMode, TestBehavior
 
-    profile = ProfileConfig(profile_name="cchc", target_name="warehouse",
+    profile = ProfileConfig(profile_name=PROFILE_NAME, target_name=TARGET_NAME,
                             profiles_yml_filepath=DBT_PROJECT_DIR / "profiles.yml")
     if DBT_TASK_GRAIN == "layer":
         from cosmos.operators.local import DbtBuildLocalOperator

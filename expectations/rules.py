@@ -182,7 +182,7 @@ def batch_rules(run_id: str, bat03_share: float = BAT03_SHARE) -> dict[str, tupl
                     query="select d.dossier_id as record_key, min(d.unit_code) as unit_code, "
                           "count(*) || ' rows' as observed_value\n"
                           f"from d\nwhere not ({_HAS_UNIQUE_KEY})\ngroup by d.dossier_id\nhaving count(*) > 1"),
-            # Each night compares what changed since the last good batch began (raw's index on changed_at,
+            # Each night compares what changed since the last good batch check began (raw's index on changed_at,
             # dq_dossiers' on source_changed_at), both ways, and the dossiers deleted since then still staged.
             # Anything else that differs changes a count — the landed dossiers against the staged rows,
             # counted whole every night — and then every dossier is compared, both ways. Only equal numbers of
@@ -226,28 +226,30 @@ def batch_rules(run_id: str, bat03_share: float = BAT03_SHARE) -> dict[str, tupl
 def _bat05(since: str) -> str:
     """BAT05's query: staged (the batch's table, named rather than ``d``: a CTE read more than once is
     materialised whole, and its indexes are lost) against landed (raw.dossier_current), over what changed
-    since ``since``, and over everything when the two counts differ (a one-time filter: no scan otherwise)."""
+    since ``since``, and over everything when the two counts differ (counted once, a one-time filter: no scan
+    of everything otherwise)."""
     staged = f"{DOSSIER_TABLE[0]}.{DOSSIER_TABLE[1]}"
     differ = (f"(select count(*) from raw.dossier_current as n where not n.is_deleted) "
               f"<> (select count(*) from {staged} as n)")
     landed_not_staged = ("select c.dossier_id as record_key, null::text as unit_code, "
                          "'landed, not staged' as observed_value\n"
                          "from raw.dossier_current as c\n"
-                         "where {} and not c.is_deleted\n"
+                         "where {} not c.is_deleted\n"
                          f"and not exists (select 1 from {staged} as s where s.dossier_id = c.dossier_id)")
     staged_not_current = ("select s.dossier_id, s.unit_code, 'staged, not a current dossier'\n"
                           f"from {staged} as s\n"
-                          "where {} and not exists (select 1 from raw.dossier_current as c "
+                          "where {} not exists (select 1 from raw.dossier_current as c "
                           "where c.dossier_id = s.dossier_id and not c.is_deleted)")
     return "\nunion\n".join((
-        landed_not_staged.format(f"c.changed_at >= ({since})"),
-        staged_not_current.format(f"s.source_changed_at >= ({since})"),
+        landed_not_staged.format(f"c.changed_at >= ({since}) and"),
+        staged_not_current.format(f"s.source_changed_at >= ({since}) and"),
         # deleted since then, still staged
         "select s.dossier_id, s.unit_code, 'staged, not a current dossier'\n"
         f"from raw.dossier_current as c, {staged} as s\n"
         f"where c.changed_at >= ({since}) and c.is_deleted and s.dossier_id = c.dossier_id",
-        landed_not_staged.format(f"({differ})"),
-        staged_not_current.format(f"({differ})"),
+        "select everything.* from (\n"
+        f"{landed_not_staged.format('')}\nunion all\n{staged_not_current.format('')}\n"
+        f") as everything\nwhere ({differ})",
     ))
 
 
@@ -261,10 +263,12 @@ def _last_good(run: str) -> str:
 
 
 def _since_last_good(run_id: str) -> str:
-    """The start of the last good batch's run (what it landed was compared then, and again here), or the
-    beginning of time."""
+    """When the last good batch validation (passed, or of a run since released) of another run began: what
+    had landed by then was compared then. The beginning of time if there is none."""
     run = run_id.replace("'", "''")
-    return f"select coalesce(({_last_good(run)}), '-infinity'::timestamptz)"
+    return ("select coalesce((select max(v.started_at) from dq.validation_runs as v "
+            f"where v.suite = 'batch' and v.run_id <> '{run}' and (v.status = 'passed' "
+            "or exists (select 1 from dq.batch_releases as b where b.run_id = v.run_id))), '-infinity'::timestamptz)")
 
 
 def _scope_ids(run_id: str) -> str:

@@ -17,14 +17,16 @@ The connection comes from the writer role's ``postgresql://`` URL — ``WAREHOUS
 | ``DBT_HOST``, ``DBT_PORT``, ``DBT_USER``, ``DBT_PASSWORD``, ``DBT_DBNAME`` | from the URL (port 5432 when absent) |
 | ``DBT_SSLMODE`` | the URL's ``sslmode`` query parameter, else ``prefer`` |
 | ``DBT_PROFILES_DIR`` | ``<repo>/dbt_project`` |
+| ``DBT_PROFILE``, ``DBT_TARGET`` | ``cchc``, ``warehouse`` (as Cosmos names them: one parse state for both) |
 | ``DBT_TARGET_PATH``, ``DBT_LOG_PATH`` | ``<repo>/.local/dbt/target``, ``<repo>/.local/dbt/logs``, unless set |
 | ``DBT_SEND_ANONYMOUS_USAGE_STATS`` | ``False`` (no network calls at run time) |
 | ``BI_READER_ROLE`` | the role granted ``select`` on the marts, from ``pipeline.settings.WarehouseSettings`` |
 | ``CCHC_DBT_<NAME>`` | the run-context vars given in ``--vars`` (``RUN_CONTEXT_VARS``), moved out of them |
 
-The run-context values change every night; dbt re-parses the whole project whenever ``--vars`` change, so
-they travel as environment variables that the models read when they run (macro ``run_var``), and the vars dbt
-sees stay the same night after night: a night parses only what changed in the project.
+The run-context values change every night (the as-of time, the run), or from one caller to another (the
+incremental look-back: a test's nights are seconds apart); dbt re-parses the whole project whenever ``--vars``
+change, so they travel as environment variables that the models read when they run (macro ``run_var``), and
+the vars dbt sees stay the same night after night: a night parses only what changed in the project.
 
 (Two dbt processes at once — e.g. test workers — each need their own ``DBT_TARGET_PATH``.)
 ``DBT_EXECUTABLE`` overrides the dbt binary (default: the ``dbt`` beside this Python, i.e. the project's
@@ -35,6 +37,7 @@ sees stay the same night after night: a night parses only what changed in the pr
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -53,6 +56,8 @@ from pipeline.settings import (
     writer_url,
 )
 
+log = logging.getLogger(__name__)
+
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 DBT_LOCAL_DIR = LOCAL_DIR / "dbt"
 TARGET_PATH = DBT_LOCAL_DIR / "target"
@@ -62,6 +67,9 @@ LOG_PATH = DBT_LOCAL_DIR / "logs"
 # reads the same setting (DBT_MANIFEST_PATH).
 MANIFEST_PATH = DagSettings.from_env().dbt_manifest_path
 MANIFEST_DIR = MANIFEST_PATH.parent
+# The profile and target of dbt_project/profiles.yml.
+PROFILE_NAME = "cchc"
+TARGET_NAME = "warehouse"
 # dbt parse connects to nothing, but its profile must name a connection: this one, when no writer URL can be
 # told (a fresh clone, a build without a warehouse).
 PARSE_ONLY_URL = "postgresql://parse:parse@127.0.0.1:5432/parse"
@@ -99,6 +107,10 @@ def dbt_env(writer_url: str, base: Mapping[str, str] | None = None) -> dict[str,
         DBT_DBNAME=database,
         DBT_SSLMODE=parse_qs(parts.query).get("sslmode", ["prefer"])[0],
         DBT_PROFILES_DIR=str(DBT_PROJECT_DIR),
+        # Named as Cosmos names them on its command lines: dbt keeps its parse state only for the same vars,
+        # profile and target arguments, so the night's dbt tasks and this module's commands share one.
+        DBT_PROFILE=PROFILE_NAME,
+        DBT_TARGET=TARGET_NAME,
         DBT_TARGET_PATH=str(target_path(env)),
         DBT_LOG_PATH=env.get("DBT_LOG_PATH") or str(LOG_PATH),
         DBT_SEND_ANONYMOUS_USAGE_STATS="False",
@@ -110,12 +122,18 @@ def dbt_env(writer_url: str, base: Mapping[str, str] | None = None) -> dict[str,
 # The values that change from one night to the next (the as-of time, the run): given to dbt as environment
 # variables CCHC_DBT_<NAME>, which the macro run_var reads when dbt executes (dbt_project/macros/run_context.sql).
 # As --vars they would cost a full parse of the project at every new value.
-RUN_CONTEXT_VARS = ("as_of", "pipeline_run_id")
+RUN_CONTEXT_VARS = ("as_of", "pipeline_run_id", "incremental_lookback_minutes")
 
 
 def run_context_env(values: Mapping[str, object]) -> dict[str, str]:
     """The environment variables that carry the run-context ``values`` (those of ``RUN_CONTEXT_VARS``)."""
     return {f"CCHC_DBT_{name.upper()}": str(values[name]) for name in RUN_CONTEXT_VARS if values.get(name) is not None}
+
+
+def split_vars(values: Mapping[str, object]) -> tuple[dict[str, object], dict[str, str]]:
+    """dbt vars ``values`` as the vars dbt parses with (the same from one run to the next) and the
+    environment variables carrying the run-context ones (``run_context_env``)."""
+    return {k: v for k, v in values.items() if k not in RUN_CONTEXT_VARS}, run_context_env(values)
 
 
 def split_run_context(args: Sequence[str], env: Mapping[str, str] | None = None) -> tuple[list[str], dict[str, str]]:
@@ -125,9 +143,7 @@ def split_run_context(args: Sequence[str], env: Mapping[str, str] | None = None)
     if "--vars" not in args:
         return args, {}
     i = args.index("--vars")
-    given = _vars_value(args[i + 1])
-    context = run_context_env(given)
-    rest = {k: v for k, v in given.items() if k not in RUN_CONTEXT_VARS}
+    rest, context = split_vars(_vars_value(args[i + 1]))
     return [*args[:i], "--vars", json.dumps(rest, sort_keys=True), *args[i + 2:]], context
 
 
@@ -234,6 +250,9 @@ def write_docs_site(writer_url: str, out_dir: Path) -> Path:
         _seed_partial_parse(target_path(), scratch)
         proc = run_dbt(["docs", "generate", "--static", "--target-path", str(scratch)], writer_url)
         page = scratch / "static_index.html"
+        for line in proc.stdout.splitlines():  # a whole parse costs the night seconds: say why it happened
+            if "Unable to do partial parsing" in line:
+                log.warning("dbt docs generate: %s", line.strip())
         if proc.returncode != 0 or not page.is_file():
             raise RuntimeError(f"dbt docs generate failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-2000:]}")
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -1,13 +1,13 @@
 {#- The incremental pattern of the per-dossier tables (fct_dossier, dq_dossiers): each build takes the
     dossiers whose landed state changed since the table's last build — raw.dossier_current.changed_at,
     stamped when a window's load commits, against the table's max(source_changed_at) — less a look-back
-    (var incremental_lookback_minutes, from DBT_INCREMENTAL_LOOKBACK_MINUTES) for a load committing while dbt reads; and removes the
+    (lookback_minutes(), from DBT_INCREMENTAL_LOOKBACK_MINUTES) for a load committing while dbt reads; and removes the
     dossiers that became tombstones in that span. -#}
 
 {% macro changed_since_last_build(column) -%}
     {#- An empty table (a first build that found nothing) takes everything, not nothing. -#}
     {{ column }} > coalesce((select max(source_changed_at) from {{ this }}), '-infinity'::timestamptz)
-                   - interval '{{ var("incremental_lookback_minutes") }} minutes'
+                   - interval '{{ lookback_minutes() }} minutes'
 {%- endmacro %}
 
 

@@ -17,3 +17,19 @@
     {%- endif -%}
     {{ return(default) }}
 {%- endmacro %}
+
+
+{% macro lookback_minutes() -%}
+    {#- The incremental models' look-back in minutes (DBT_INCREMENTAL_LOOKBACK_MINUTES: ops.dbt and the nightly
+        DAG pass it as a run-context value, so a caller with another look-back costs no parse). A number, or
+        the build stops: without it an incremental model could not say what it has already read. -#}
+    {%- set value = run_var('incremental_lookback_minutes') -%}
+    {%- if value is none -%}
+        {%- if execute -%}
+            {{ exceptions.raise_compiler_error("incremental_lookback_minutes is not set: run dbt through ops.dbt "
+                                               "(python -m ops.dbt ...), which passes the pipeline's settings") }}
+        {%- endif -%}
+        {{ return(0) }}
+    {%- endif -%}
+    {{ return(value | float) }}
+{%- endmacro %}

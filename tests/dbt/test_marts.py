@@ -147,6 +147,15 @@ def test_no_personal_data_reaches_the_marts(built):
     assert not cols & {"chu_ho_so", "ChuHoSo", "so_dien_thoai", "email", "dinh_danh", "applicant_name", "phone"}
 
 
+def test_the_weekly_history_tests_pass_on_a_built_warehouse(built):
+    """The weekly DAG's command (dags/weekly.py): every test tagged history_scan — staging keys and
+    relationships over every payload, the per-dossier tables' key scans, every staged dossier against the
+    landed ones — runs and passes on the warehouse a night built."""
+    proc = run_dbt(["test", "--selector", "weekly_history"], built["url"])
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert "PASS staged_equals_landed" in proc.stdout and "PASS unique_fct_dossier_dossier_id" in proc.stdout
+
+
 def test_docs_generate_documents_every_mart(built):
     """`dbt docs generate` works, and the marts' documentation reaches the database (BI tools show it)."""
     proc = run_dbt(["docs", "generate", "--vars", json.dumps({"as_of": AS_OF.isoformat()})], built["url"])

@@ -334,16 +334,19 @@ def test_source_freshness_is_configured_and_fresh(built):
 
 
 def test_a_new_night_costs_dbt_no_new_parse(built):
-    """The run's as-of time and run id change every night; dbt re-parses the whole project when its vars
-    change, so they reach the models as the run context (macro run_var), read when the models compile."""
+    """The run's as-of time and run id change every night, the incremental look-back from one caller to
+    another; dbt re-parses the whole project when its vars change, so they reach the models as the run
+    context (macro run_var), read when the models compile."""
     _, writer, _, _ = built
-    compiled = Path(dbt_env(writer)["DBT_TARGET_PATH"]) / "compiled" / "cchc" / "models" / "marts"
-    for night in ("2023-03-30T01:00:00", "2023-03-31T01:00:00"):
-        proc = dbt(["compile", "--select", "fct_pending_overdue",
-                    "--vars", json.dumps({"as_of": night, "pipeline_run_id": f"run-{night}"})], writer)
+    compiled = Path(dbt_env(writer)["DBT_TARGET_PATH"]) / "compiled" / "cchc" / "models"
+    for night, lookback in (("2023-03-30T01:00:00", 15), ("2023-03-31T01:00:00", 0)):
+        proc = dbt(["compile", "--select", "fct_pending_overdue", "stg_api__dossiers", "--vars",
+                    json.dumps({"as_of": night, "pipeline_run_id": f"run-{night}",
+                                "incremental_lookback_minutes": lookback})], writer)
         assert proc.returncode == 0, proc.stdout[-4000:]
-        assert f"'{night}'::timestamp" in (compiled / "fct_pending_overdue.sql").read_text()
-    assert "Unable to do partial parsing" not in proc.stdout, proc.stdout[-2000:]
+        assert f"'{night}'::timestamp" in (compiled / "marts" / "fct_pending_overdue.sql").read_text()
+        assert f"interval '{float(lookback)} minutes'" in (compiled / "staging" / "stg_api__dossiers.sql").read_text()
+        assert "Unable to do partial parsing" not in proc.stdout, proc.stdout[-2000:]
 
 
 def test_dbt_parse_writes_the_manifest_cosmos_loads(built):

@@ -15,5 +15,5 @@ select
 from {{ ref('stg_api__dossiers') }}
 {% if snapshot is not none %}
 where changed_at > coalesce((select max(changed_at) from {{ snapshot }}), '-infinity'::timestamptz)
-                   - interval '{{ var("incremental_lookback_minutes") }} minutes'
+                   - interval '{{ lookback_minutes() }} minutes'
 {% endif %}

@@ -23,7 +23,7 @@ with source as (
     -- the dossiers whose landed state changed since the last build (raw.dossier_current's index on changed_at,
     -- before any payload is read), less the look-back for a load committing while dbt reads
     where changed_at > coalesce((select max(changed_at) from {{ this }}), '-infinity'::timestamptz)
-                       - interval '{{ var("incremental_lookback_minutes") }} minutes'
+                       - interval '{{ lookback_minutes() }} minutes'
     {% endif %}
 ),
 
