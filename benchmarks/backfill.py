@@ -10,6 +10,9 @@ ingest_s=… dbt_s=… dq_s=… report_s=…`` (and ``backfill_9m_s=…`` when r
 Where dbt's time goes: the slowest nodes of the build, from dbt's own per-node times, and ``EXPLAIN (ANALYZE,
 BUFFERS)`` of the ``--explain`` slowest models' compiled queries (their full-build SELECT, run again on the
 built warehouse; the plan's costliest nodes printed).
+
+``--servers default,larger``: the same rebuild on the project's server settings and on a larger server's
+(``SETTINGS``), side by side; the default's line comes first and stays the last line when run alone.
 """
 
 from __future__ import annotations
@@ -32,6 +35,17 @@ from pipeline.night import run_night
 from tests.support.postgres import throwaway_warehouse
 
 NIGHT = datetime(2023, 10, 1, 1)
+# The warehouse's server settings a rebuild runs on: the project's own (warehouse/cluster.py, sized for 2 cores
+# and a few GB shared with Airflow and dbt), and a larger server's, as README "Scaling out" advises for a
+# machine with more memory — here the same two cores with 24 GB: the rule of thumb's shared_buffers (a quarter
+# of the RAM is 6GB; 4GB leaves room for the simulator and dbt), effective_cache_size, a work_mem that keeps the
+# steps' sort in memory (a full build is a handful of connections, not BI's dozens), index builds with 1GB, and
+# every core for one query.
+SETTINGS = {
+    "default": {},
+    "larger": {"shared_buffers": "4GB", "effective_cache_size": "16GB", "work_mem": "256MB",
+               "maintenance_work_mem": "1GB", "max_parallel_workers_per_gather": "2", "max_wal_size": "8GB"},
+}
 STAGES = {"ingest": ("land", "load_workbooks"), "dbt": ("staging", "marts", "finance.staging", "finance.marts"),
           "dq": ("quality", "finance.quality"), "report": ("report",)}
 
@@ -70,9 +84,9 @@ def explain(writer: str, target: Path, model: str, lines: int = 14) -> None:
         print("      " + row[:160])
 
 
-def bench(scale: float, most: int, explain_models: int) -> dict[str, float]:
+def bench(scale: float, most: int, explain_models: int, server: str = "default") -> dict[str, float]:
     with serving_simulator(scale, NIGHT) as api, tempfile.TemporaryDirectory() as tmp, \
-            throwaway_warehouse(Path(tmp), server_settings={}) as wh:
+            throwaway_warehouse(Path(tmp), server_settings=SETTINGS[server]) as wh:
         writer = wh.urls["writer"]
         target = Path(tmp) / "dbt-target"
         os.environ["DBT_TARGET_PATH"] = str(target)  # this run's compiled SQL, for EXPLAIN
@@ -102,18 +116,25 @@ def main() -> int:
     parser.add_argument("--scales", default="10")
     parser.add_argument("--slowest", type=int, default=12, help="how many of the slowest dbt nodes to list")
     parser.add_argument("--explain", type=int, default=3, help="EXPLAIN ANALYZE the slowest N models")
+    parser.add_argument("--servers", default="default",
+                        help=f"the warehouse settings to rebuild on, side by side: {', '.join(SETTINGS)} "
+                             "(larger: " + ", ".join(f"{k}={v}" for k, v in SETTINGS["larger"].items()) + ")")
     args = parser.parse_args()
+    servers = args.servers.split(",")
+    if unknown := [s for s in servers if s not in SETTINGS]:
+        parser.error(f"unknown server settings {unknown}: choose from {', '.join(SETTINGS)}")
     results = {}
-    for scale in (float(s) for s in args.scales.split(",")):
-        print(f"\n== scenario scale {scale:g} ==")
-        results[scale] = bench(scale, args.slowest, args.explain)
-    parts = []
-    for r in results.values():
-        parts.append(f"backfill_{round(r['dossiers'] / 1e6)}m_s={r['total']:.1f}")
-    last = results[max(results)] if len(results) == 1 else results[min(results)]
-    parts += [f"ingest_s={last['ingest']:.1f}", f"dbt_s={last['dbt']:.1f}", f"dq_s={last['dq']:.1f}",
-              f"report_s={last['report']:.1f}"]
-    print(" ".join(parts))
+    for server in servers:
+        for scale in (float(s) for s in args.scales.split(",")):
+            print(f"\n== scenario scale {scale:g}, {server} server settings ==")
+            results[server, scale] = bench(scale, args.slowest, args.explain, server)
+    for server in servers:
+        mine = {scale: r for (s, scale), r in results.items() if s == server}
+        parts = [f"backfill_{round(r['dossiers'] / 1e6)}m_s={r['total']:.1f}" for r in mine.values()]
+        last = mine[max(mine)] if len(mine) == 1 else mine[min(mine)]
+        parts += [f"ingest_s={last['ingest']:.1f}", f"dbt_s={last['dbt']:.1f}", f"dq_s={last['dq']:.1f}",
+                  f"report_s={last['report']:.1f}"]
+        print(" ".join(parts) + ("" if server == "default" else f" server={server}"))
     return 0
 
 
