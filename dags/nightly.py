@@ -43,7 +43,8 @@ yesterday to 01:00 today (local time), taken from the run's `data_interval_start
 9. `load_workbooks` → `finance` (staging, checks, marts) → `finance_published` — the finance
    department's workbooks, on a branch of their own: a failure there does not hold the dossier marts;
 10. `write_report` — the HTML report and the run's summary, once the dossier marts are published;
-    `dbt_docs` beside it — the dbt docs site (`reports/dbt-docs/`: models, columns, tests, lineage, catalog);
+    `dbt_docs` beside it — the dbt docs site (`reports/dbt-docs/`: models, columns, tests, lineage, catalog),
+    generated again when the dbt project, dbt, its vars or the warehouse changed;
 11. `finish_run` — whatever happened before: the data-quality digest (leading with what the night could
     not do), one alert when something needs attention, the run's status, the lease released.
 

@@ -36,6 +36,7 @@ the vars dbt sees stay the same night after night: a night parses only what chan
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -43,6 +44,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
+from importlib.metadata import version
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -236,14 +238,36 @@ def _seed_partial_parse(source: Path, target: Path) -> None:
     os.replace(scratch, target / PARTIAL_PARSE_FILE)
 
 
+DOCS_STAMP = ".generated-from"
+
+
+def docs_fingerprint(writer_url: str, base: Mapping[str, str] | None = None) -> str:
+    """What the docs site is generated from: every file of the dbt project, dbt's version, the vars its commands
+    get and the warehouse (host, port, database) whose catalog it shows."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in DBT_PROJECT_DIR.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(DBT_PROJECT_DIR)).encode() + b"\0" + path.read_bytes() + b"\0")
+    parts = urlsplit(writer_url)
+    digest.update(json.dumps([version("dbt-core"), version("dbt-postgres"), parts.hostname, parts.port, parts.path,
+                              split_run_context(["docs", "generate"], base)[0]]).encode())
+    return digest.hexdigest()
+
+
 def write_docs_site(writer_url: str, out_dir: Path) -> Path:
     """The dbt docs site as one self-contained page, ``<out_dir>/index.html`` (``dbt docs generate
     --static``: the models, their columns and tests, the lineage graph and the warehouse's catalog).
 
-    Generated in a scratch target folder of its own (a concurrent dbt command keeps its target), started from
-    the target folder's parse state, then moved into place in one rename, so the page served is always a
-    whole one. Raises with dbt's output
-    when dbt fails."""
+    Generated again only when what it shows can have changed (``docs_fingerprint``: the project, dbt, the
+    vars, the warehouse — the catalog of PostgreSQL holds no row counts), so most nights keep the page they
+    have. Generated in a scratch target folder of its own (a concurrent dbt command keeps its target),
+    started from the target folder's parse state, then moved into place in one rename, so the page served is
+    always a whole one. Raises with dbt's output when dbt fails."""
+    target = out_dir / "index.html"
+    stamp = out_dir / DOCS_STAMP
+    fingerprint = docs_fingerprint(writer_url)
+    if target.is_file() and stamp.is_file() and stamp.read_text().strip() == fingerprint:
+        log.info("dbt docs site %s: project, dbt, vars and warehouse as when it was generated; kept", target)
+        return target
     scratch = DBT_LOCAL_DIR / f"docs-{os.getpid()}"
     try:
         # the night's dbt commands left their parse state in the target folder: start from it
@@ -256,8 +280,10 @@ def write_docs_site(writer_url: str, out_dir: Path) -> Path:
         if proc.returncode != 0 or not page.is_file():
             raise RuntimeError(f"dbt docs generate failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-2000:]}")
         out_dir.mkdir(parents=True, exist_ok=True)
-        target = out_dir / "index.html"
+        stamp.unlink(missing_ok=True)  # never a stamp beside a page it does not describe
         os.replace(page, target)
+        (scratch / DOCS_STAMP).write_text(fingerprint + "\n")
+        os.replace(scratch / DOCS_STAMP, stamp)
         return target
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

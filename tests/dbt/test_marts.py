@@ -12,7 +12,7 @@ from datetime import date, datetime
 import psycopg
 import pytest
 
-from ops.dbt import run_dbt
+from ops.dbt import DOCS_STAMP, docs_fingerprint, run_dbt, write_docs_site
 from pipeline.night import run_night
 from pipeline.settings import Settings
 from simulator.__main__ import investors
@@ -154,6 +154,23 @@ def test_the_weekly_history_tests_pass_on_a_built_warehouse(built):
     proc = run_dbt(["test", "--selector", "weekly_history"], built["url"])
     assert proc.returncode == 0, proc.stdout[-4000:]
     assert "PASS staged_equals_landed" in proc.stdout and "PASS unique_fct_dossier_dossier_id" in proc.stdout
+
+
+def test_the_docs_site_is_generated_again_only_when_what_it_shows_changed(built, tmp_path):
+    """The nightly `dbt_docs` task: a page stamped with another project is generated again; the same project,
+    dbt, vars and warehouse keep the page; each of them changes the stamp."""
+    out = tmp_path / "dbt-docs"
+    out.mkdir()
+    (out / "index.html").write_text("an older project's page")
+    (out / DOCS_STAMP).write_text("another project\n")
+    page = write_docs_site(built["url"], out)
+    assert "an older project's page" not in page.read_text() and "fct_dossier" in page.read_text()
+    written = page.stat().st_mtime_ns
+    assert write_docs_site(built["url"], out).stat().st_mtime_ns == written  # nothing changed: kept
+    stamp = docs_fingerprint(built["url"])
+    assert (out / DOCS_STAMP).read_text().strip() == stamp
+    assert docs_fingerprint(built["url"], {"PUBLICATION_ON_TIME_TARGET": "0.9"}) != stamp
+    assert docs_fingerprint(built["url"].replace("/warehouse", "/another")) != stamp
 
 
 def test_docs_generate_documents_every_mart(built):
