@@ -9,7 +9,7 @@ UV_VERSION := 0.13.8
 STAMP := $(VENV)/.installed
 TEST_WORKERS ?= 2
 
-.PHONY: help venv run test lint warehouse-up warehouse-down simulator simulator-stop status serve clean lock bench-sim bench-ingest bench-dbt bench-dq bench-nightly bench-backfill bench-celery airflow airflow-celery superset
+.PHONY: help venv run test lint warehouse-up warehouse-down simulator simulator-stop status serve clean lock bench-sim bench-ingest bench-dbt bench-dq bench-nightly bench-backfill bench-timestamps bench-celery airflow airflow-celery superset
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s $$'\t'
@@ -89,6 +89,9 @@ bench-nightly: venv ## the same day of changes on a 1M and a 3M history, the who
 
 bench-backfill: venv ## a rebuild: the 10x scenario's whole history landed, built and validated, per stage
 	@$(PY) benchmarks/backfill.py
+
+bench-timestamps: venv ## one API timestamp decoded by parse_ts, against the former decoder, same table
+	@$(PY) benchmarks/timestamps.py
 
 bench-celery: venv ## one night (partitioned pull, a task per dbt node) on make airflow-celery (2 workers) vs make airflow: wall times, tasks per worker, equal marts
 	@$(PY) benchmarks/celery.py
