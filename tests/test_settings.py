@@ -32,7 +32,8 @@ NOT_VARIABLES = {"PROJECT_ROOT": "a constant of pipeline.settings", "SSL_CERT_FI
                  "PHAN_CAP": "a value of the API (delegation kind)", "UY_QUYEN": "a value of the API",
                  "HET_HIEU_LUC": "a value of the API (delegation status)",
                  "DICT_PROVINCE_WARD_NO_DIVIDED": "a table of vietnamadminunits' crosswalk",
-                 "DICT_PROVINCE_WARD_DIVIDED": "a table of vietnamadminunits' crosswalk"}
+                 "DICT_PROVINCE_WARD_DIVIDED": "a table of vietnamadminunits' crosswalk",
+                 "DBT_PROFILE": "dbt's --profile, set by ops.dbt", "DBT_TARGET": "dbt's --target, set by ops.dbt"}
 # Files run by Superset's own Python (no project module there): they read only what their callers pass.
 SUPERSET_SIDE = ("bi/superset_setup.py", "bi/docker/superset_config.py")
 
