@@ -1,8 +1,10 @@
 """The weekly Airflow DAG ``cchc_weekly_integrity``: the dbt tests that re-read the whole history.
 
-The tests on the staging views (keys, relationships, accepted values over every dossier's JSON) cost
-time in proportion to the history, so the nightly DAG skips them; this DAG runs them every Sunday at
-03:00 Asia/Ho_Chi_Minh. Wiring only: the work is ``ops.dbt``.
+The tests on the staging views (keys, relationships, accepted values over every dossier's JSON) and the
+scans of the large per-dossier tables for what their keys and constraints already refuse on every write
+(uniqueness, not-null, values) cost time in proportion to the history, so the nightly DAG skips them; this
+DAG runs them (dbt selector ``weekly_history``) every Sunday at 03:00 Asia/Ho_Chi_Minh. Wiring only: the work
+is ``ops.dbt``.
 """
 
 from __future__ import annotations

@@ -51,3 +51,40 @@
     end
     $$
 {%- endmacro %}
+
+
+{% macro ensure_constraints(not_null=[], checks={}, unique_where={}) -%}
+    {#- A post-hook of a large incremental table: NOT NULL on ``not_null``'s columns, the CHECK constraints of
+        ``checks`` (name -> expression) and the partial unique indexes of ``unique_where`` (name -> [columns,
+        condition]), each added once — the missing ones in one ALTER TABLE, so the table is read once when they
+        are added, then never again — so the database refuses a bad row on every write and the build fails,
+        instead of a nightly test re-reading the whole history for it (those tests run weekly, tag
+        history_scan). A table built anew (a full refresh) gets them again from this hook. -#}
+    do $$
+    declare
+        clauses text[] := '{}';
+    begin
+        {%- for column in not_null %}
+        if not (select attnotnull from pg_attribute
+                where attrelid = '{{ this }}'::regclass and attname = '{{ column }}') then
+            clauses := clauses || 'alter column {{ adapter.quote(column) }} set not null'::text;
+        end if;
+        {%- endfor %}
+        {%- for name, expression in checks.items() %}
+        if not exists (select 1 from pg_constraint
+                       where conrelid = '{{ this }}'::regclass and conname = '{{ name }}') then
+            clauses := clauses || $c$add constraint {{ adapter.quote(name) }} check ({{ expression }})$c$::text;
+        end if;
+        {%- endfor %}
+        if cardinality(clauses) > 0 then
+            execute 'alter table {{ this }} ' || array_to_string(clauses, ', ');
+        end if;
+        {%- for name, spec in unique_where.items() %}
+        if to_regclass('{{ adapter.quote(this.schema) }}.{{ adapter.quote(name) }}') is null then
+            create unique index {{ adapter.quote(name) }} on {{ this }} ({{ spec[0] | join(', ') }})
+            where {{ spec[1] }};
+        end if;
+        {%- endfor %}
+    end
+    $$
+{%- endmacro %}

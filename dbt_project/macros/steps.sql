@@ -1,51 +1,172 @@
 {#- fct_step_monthly and fct_step_monthly_by_field are rebuilt month by month: only the months whose steps changed
-    since their last build. -#}
+    since their last build, read from a change log int_dossiers__steps' hooks write — never from the steps of the
+    whole history. A step is only ever added or removed whole (a changed dossier's steps are replaced), so a
+    month's figures change only when a step of it is removed or added: the pre-hook of int_dossiers__steps logs
+    the months of the steps it is about to replace or remove (every step of the dossiers changed since its last
+    build), its post-hook the months of the steps it wrote. A mart's build register (step_month_builds) keeps
+    the last log row it read. A mart with no register row — its first incremental build after
+    int_dossiers__steps was rebuilt whole, which empties the log and forgets the registers, or after an
+    upgrade — rebuilds every month. -#}
 
-{% macro step_months_to_rebuild() -%}
-    {#- The months whose steps in int_dossiers__steps are not those fct_step_monthly was built from: a different
-        number of steps, or a step newer than any the month had (max source_changed_at). A step is only ever
-        added or removed whole (a changed dossier's steps are replaced), and an added one is newer than the
-        last build, so a month with any change differs in one of the two: steps added show in the newest
-        stamp, steps removed alone in the count. A month the table has and the steps no longer have (every
-        step removed) is one too. One aggregate over the narrow table (a count per month, no sort) decides what
-        the percentiles are recomputed for. -#}
-    select coalesce(current_months.month, built_months.month)
-    from (
-        select month, count(*) as steps, max(source_changed_at) as changed_at
-        from {{ ref('int_dossiers__steps') }}
-        group by month
-    ) as current_months
-    full join (
-        select month, sum(steps) as steps, max(source_changed_at) as changed_at
-        from {{ this }}
-        group by month
-    ) as built_months on built_months.month = current_months.month
-    where current_months.steps is distinct from built_months.steps
-        or current_months.changed_at is distinct from built_months.changed_at
+{% macro step_state_relation(name) -%}
+    {#- The change log and the build register, beside int_dossiers__steps. -#}
+    {%- set anchor = this if this.identifier == 'int_dossiers__steps' else ref('int_dossiers__steps') -%}
+    {{ adapter.quote(anchor.schema) }}.{{ adapter.quote(name) }}
 {%- endmacro %}
 
 
+{% macro step_log() -%}{{ step_state_relation('step_month_changes') }}{%- endmacro %}
+{% macro step_builds() -%}{{ step_state_relation('step_month_builds') }}{%- endmacro %}
+
+
+{% macro step_marts() -%}
+    {{ return(['fct_step_monthly', 'fct_step_monthly_by_field']) }}
+{%- endmacro %}
+
+
+{% macro step_prepare_log() -%}
+    {#- The log and the register, created when missing (a log found missing forgets every mart's build: their
+        ids would point into a log that is gone). -#}
+    do $$
+    begin
+        create table if not exists {{ step_builds() }} (
+            model text primary key,
+            log_id bigint not null,
+            built_at timestamptz not null default now()
+        );
+        if to_regclass('{{ step_log() }}') is null then
+            create table {{ step_log() }} (id bigserial primary key, month date not null);
+            delete from {{ step_builds() }};
+        end if;
+    end
+    $$
+{%- endmacro %}
+
+
+{% macro step_log_replaced() -%}
+    {#- int_dossiers__steps' pre-hook (incremental builds): the dossiers changed since the last build — those the
+        model's body rebuilds and those the next pre-hook removes — kept for the post-hook, and the months of
+        their steps as they are before the build written to the log. The log rows every mart has read are
+        dropped first. -#}
+    {% if is_incremental() %}
+    {{ step_prepare_log() }};
+    delete from {{ step_log() }}
+    where id <= (
+        select min(log_id) from {{ step_builds() }}
+        where model in ('{{ step_marts() | join("', '") }}')
+        having count(*) = {{ step_marts() | length }}
+    );
+    create temporary table steps_changed on commit drop as
+    select distinct dossier_id
+    from {{ ref('stg_api__dossiers') }}
+    where {{ changed_since_last_build('changed_at') }};
+    insert into {{ step_log() }} (month)
+    select distinct month from {{ this }}
+    where dossier_id in (select dossier_id from steps_changed)
+    {% endif %}
+{%- endmacro %}
+
+
+{% macro step_log_written() -%}
+    {#- int_dossiers__steps' post-hook: after an incremental build (the pre-hook left the changed dossiers' list),
+        the months of their steps as built; after a full build, a new, empty log and every mart's build
+        forgotten, so each rebuilds every month. (is_incremental() cannot tell the two apart here: a first
+        build's table exists by the time its post-hook runs.) -#}
+    do $$
+    begin
+        if to_regclass('pg_temp.steps_changed') is not null then
+            insert into {{ step_log() }} (month)
+            select distinct month from {{ this }}
+            where dossier_id in (select dossier_id from steps_changed);
+        else
+            create table if not exists {{ step_builds() }} (
+                model text primary key,
+                log_id bigint not null,
+                built_at timestamptz not null default now()
+            );
+            drop table if exists {{ step_log() }};
+            create table {{ step_log() }} (id bigserial primary key, month date not null);
+            delete from {{ step_builds() }};
+        end if;
+    end
+    $$
+{%- endmacro %}
+
+
+{% macro step_months_logged() -%}
+    {#- The months a mart rebuilds tonight: those logged since its last build; null when it has no build on
+        record (then every month). -#}
+    (select array(
+        select distinct changes.month from {{ step_log() }} as changes
+        where changes.id > builds.log_id
+     )
+     from {{ step_builds() }} as builds
+     where builds.model = '{{ this.identifier }}')
+{%- endmacro %}
+
+
+{% macro step_months_delete() -%}
+    {#- A mart's pre-hook: the months it rebuilds taken out (all of them when it has no build on record). -#}
+    {% if is_incremental() %}
+    {{ step_prepare_log() }};
+    delete from {{ this }}
+    where month = any(coalesce({{ step_months_logged() }}, array(select distinct month from {{ this }})))
+    {% endif %}
+{%- endmacro %}
+
 
 {% macro step_months_missing() -%}
-    {#- In an incremental build, the filter of int_dossiers__steps on the months the pre-hook took out of the
-        model (and any never built), read through the index on month. -#}
-    where month = any(array(
-        select candidate::date
-        from generate_series(
-            (select min(month) from {{ ref('int_dossiers__steps') }}),
-            (select max(month) from {{ ref('int_dossiers__steps') }}),
-            interval '1 month'
-        ) as candidate
-        except
-        select month from {{ this }}
-    ))
+    {#- In an incremental build, the filter of int_dossiers__steps on the months the pre-hook took out — read
+        through the index on month; every month when the mart has no build on record. -#}
+    where month = any(coalesce({{ step_months_logged() }},
+                               array(select distinct month from {{ ref('int_dossiers__steps') }})))
+{%- endmacro %}
+
+
+{% macro step_record_build() -%}
+    {#- A mart's post-hook: the log read up to its newest row, in the build's transaction. -#}
+    {{ step_prepare_log() }};
+    insert into {{ step_builds() }} (model, log_id)
+    select '{{ this.identifier }}', (select coalesce(max(id), 0) from {{ step_log() }})
+    on conflict (model) do update set log_id = excluded.log_id, built_at = now()
+{%- endmacro %}
+
+
+{% macro steps_add_field_code() -%}
+    {#- int_dossiers__steps' first pre-hook: a table built before the steps carried their dossier's field is
+        rewritten once with the column, filled from stg_api__dossiers (what the model's body joins) — a new
+        table and its indexes, not an UPDATE of every row, which would cost more than a full refresh and leave
+        the table twice its size —, so the incremental build goes on instead of failing on the schema change
+        (on_schema_change='fail') until a full refresh decodes every payload again. The constraints follow
+        from the post-hook; the statistics are taken at once (the night's statements that follow plan
+        on them). -#}
+    {% if is_incremental() %}
+    {%- set before = this.identifier ~ '__without_field' -%}
+    do $$
+    begin
+        if not exists (select 1 from pg_attribute
+                       where attrelid = '{{ this }}'::regclass and attname = 'field_code' and not attisdropped) then
+            alter table {{ this }} rename to {{ adapter.quote(before) }};
+            create table {{ this }} as
+            select s.*, d.field_code
+            from {{ adapter.quote(this.schema) }}.{{ adapter.quote(before) }} as s
+            left join {{ ref('stg_api__dossiers') }} as d on d.dossier_id = s.dossier_id;
+            drop table {{ adapter.quote(this.schema) }}.{{ adapter.quote(before) }};
+            {%- for index in config.get('indexes', []) %}
+            {{ get_create_index_sql(this, index) }};
+            {%- endfor %}
+            analyze {{ this }};
+        end if;
+    end
+    $$
+    {% endif %}
 {%- endmacro %}
 
 
 {% macro step_measures() -%}
     {#- The measures of a group of steps (metrics.md): steps, late steps and their share, median and 90th
         percentile of the durations in hours (continuous, steps without a duration left out), and the newest
-        step's stamp, which step_months_to_rebuild compares. -#}
+        step's stamp. -#}
     count(*)::integer as steps,
     (count(*) filter (where is_late))::integer as late_steps,
     (count(*) filter (where is_late))::numeric / count(*) as late_step_rate,

@@ -200,6 +200,13 @@ def test_the_night_always_finishes_and_names_what_it_could_not_do(tmp_path):
         assert monthly.returncode == 0, f"the monthly DAG failed; see {tmp_path / 'monthly.log'}"
         assert {p.name for p in (tmp_path / "reports" / "cong-khai").iterdir()} >= {"cong-khai-2023-03.html",
                                                                                    "cong-khai-2023-03.xlsx"}
+        # The weekly DAG (cchc_weekly_integrity, Sundays): the tests the nights leave to it — the staging keys
+        # and relationships over every payload, the large tables' key, not-null and value scans, the staged
+        # dossiers against the landed ones — run through Airflow and pass on what the night built.
+        weekly = dags_test(env, "2023-04-02", tmp_path / "weekly.log", "cchc_weekly_integrity")
+        assert weekly.returncode == 0, f"the weekly DAG failed; see {tmp_path / 'weekly.log'}"
+        assert all(f"PASS {t}" in weekly.stdout + weekly.stderr for t in (
+            "not_null_int_dossiers__steps_office", "staged_equals_landed", "unique_fct_dossier_dossier_id"))
         # What a user opens next: `make status` names the night's state, `make serve` links it all.
         status = subprocess.run(["make", "-s", "status"], cwd=PROJECT_ROOT, env=env, text=True,
                                 capture_output=True, timeout=120)

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from datetime import date, datetime
+from pathlib import Path
 
 import psycopg
 import pytest
+import yaml
 
 from ops.dbt import DOCS_STAMP, docs_fingerprint, run_dbt, write_docs_site
 from pipeline.night import run_night
@@ -153,6 +155,56 @@ def test_the_weekly_history_tests_pass_on_a_built_warehouse(built):
     proc = run_dbt(["test", "--selector", "weekly_history"], built["url"])
     assert proc.returncode == 0, proc.stdout[-4000:]
     assert "PASS staged_equals_landed" in proc.stdout and "PASS unique_fct_dossier_dossier_id" in proc.stdout
+
+
+def _weekly_not_null_columns() -> set[tuple[str, str]]:
+    """(model, column) of every not_null test the nightly build leaves to the weekly DAG (tag history_scan)."""
+    found = set()
+    for path in Path("dbt_project/models").rglob("*.yml"):
+        for model in (yaml.safe_load(path.read_text()) or {}).get("models", []):
+            for column in model.get("columns", []):
+                for test in column.get("data_tests", []):
+                    if isinstance(test, dict) and "not_null" in test and \
+                            "history_scan" in ((test["not_null"] or {}).get("config", {}).get("tags", [])):
+                        found.add((model["name"], column["name"]))
+    return found
+
+
+def test_what_the_nightly_tests_no_longer_scan_the_database_refuses(built):
+    """The large per-dossier tables' not-null, value and first-late tests run weekly; every night the database
+    itself holds them: each weekly not_null column is NOT NULL in its table (fct_dq_issue, a view, in
+    int_dq_issues, which it reads unchanged), and a row breaking any of them is refused."""
+    weekly = _weekly_not_null_columns()
+    assert len(weekly) >= 20 and ("int_dossiers__steps", "office") in weekly
+    with psycopg.connect(built["url"]) as conn:
+        nullable = [(model, column) for model, column in sorted(weekly) if not conn.execute(
+            "SELECT a.attnotnull FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname IN ('intermediate', 'marts') AND c.relkind = 'r' AND c.relname = %s "
+            "AND a.attname = %s",
+            ("int_dq_issues" if model == "fct_dq_issue" else model, column)).fetchone()[0]]
+        assert not nullable
+        step = conn.execute("SELECT dossier_id, position FROM intermediate.int_dossiers__steps "
+                            "WHERE is_first_late LIMIT 1").fetchone()
+        breaches = {
+            psycopg.errors.NotNullViolation:
+                "UPDATE intermediate.int_dossiers__steps SET office = NULL WHERE dossier_id = %(d)s",
+            psycopg.errors.CheckViolation:
+                "UPDATE intermediate.int_dossiers__steps SET duration_seconds = -1 WHERE dossier_id = %(d)s",
+            psycopg.errors.UniqueViolation:
+                "INSERT INTO intermediate.int_dossiers__steps SELECT dossier_id, position + 1000, step_no, unit_code, "
+                "office, processed_at, started_at, legal_end_at, month, duration_seconds, is_late, is_first_late, "
+                "source_changed_at FROM intermediate.int_dossiers__steps WHERE dossier_id = %(d)s AND is_first_late",
+        }
+        for error, statement in breaches.items():
+            with pytest.raises(error), conn.transaction():
+                conn.execute(statement, {"d": step[0]})
+        for statement in ("UPDATE marts.fct_dossier SET timeliness = 'soon' WHERE dossier_id = "
+                          "(SELECT min(dossier_id) FROM marts.fct_dossier)",
+                          "UPDATE intermediate.int_dossiers__steps SET is_late = false "
+                          "WHERE dossier_id = %(d)s AND is_first_late"):
+            with pytest.raises(psycopg.errors.IntegrityError), conn.transaction():
+                conn.execute(statement, {"d": step[0]})
 
 
 def test_the_docs_site_is_generated_again_only_when_what_it_shows_changed(built, tmp_path):

@@ -4,6 +4,8 @@
         unique_key='dossier_id',
         incremental_strategy='delete+insert',
         on_schema_change='fail',
+        post_hook=["{{ ensure_constraints(not_null=['dossier_id', 'supplement_count', 'is_paid_online', 'has_reused_component',
+                                                  'has_electronic_result', 'source_changed_at']) }}"],
         pre_hook=["{{ delete_new_tombstones(ref('stg_api__dossiers')) }}"],
         indexes=[{'columns': ['dossier_id'], 'unique': True}, {'columns': ['source_changed_at']}]
     )

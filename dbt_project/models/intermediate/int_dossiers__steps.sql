@@ -4,7 +4,17 @@
         unique_key='dossier_id',
         incremental_strategy='delete+insert',
         on_schema_change='fail',
-        pre_hook=["{{ delete_changed_dossiers(ref('stg_api__dossiers'), 's.is_deleted or s.latest_step_at is null') }}"],
+        pre_hook=[
+            "{{ steps_add_field_code() }}",
+            "{{ step_log_replaced() }}",
+            "{{ delete_changed_dossiers(ref('stg_api__dossiers'), 's.is_deleted or s.latest_step_at is null') }}",
+        ],
+        post_hook=["{{ step_log_written() }}", "{{ ensure_constraints(
+            not_null=['dossier_id', 'position', 'office', 'processed_at', 'month', 'is_late', 'is_first_late',
+                      'source_changed_at'],
+            checks={'int_dossiers__steps_duration_not_negative': 'duration_seconds >= 0',
+                    'int_dossiers__steps_first_late_is_late': 'not is_first_late or is_late'},
+            unique_where={'int_dossiers__steps_first_late': [['dossier_id'], 'is_first_late']}) }}"],
         indexes=[{'columns': ['dossier_id', 'position'], 'unique': True}, {'columns': ['source_changed_at']},
                  {'columns': ['month']}]
     )
@@ -14,9 +24,11 @@
 -- lateness, and whether it is its dossier's first late step. Decoded from the JSON once per new version of
 -- a dossier: incremental on raw.dossier_current.changed_at like fct_dossier, a changed dossier's steps
 -- replaced whole (delete+insert on dossier_id); the pre-hook removes the steps of dossiers deleted since, or
--- left with no step. fct_step_monthly (month by month) and fct_late_origin_monthly read this table.
+-- left with no step; its hooks log the months of the steps replaced and written (macros/steps.sql), from which
+-- fct_step_monthly and fct_step_monthly_by_field are rebuilt month by month. fct_late_origin_monthly reads it too.
 with steps as (
-    select dossier_id, unit_code, position, step_no, processed_at, department, started_at, legal_end_at, changed_at
+    select dossier_id, unit_code, field_code, position, step_no, processed_at, department, started_at, legal_end_at,
+        changed_at
     from {{ ref('stg_api__dossier_steps') }}
     where processed_at is not null
     {% if is_incremental() %}
@@ -43,7 +55,9 @@ timed as (
         end as duration_seconds,
         -- Timestamps, not dates: a second past the step's legal end is late.
         coalesce(processed_at > legal_end_at, false) as is_late,
-        changed_at as source_changed_at
+        changed_at as source_changed_at,
+        -- the dossier's own field (MaLinhVuc, as fct_dossier has it), for the marts by field
+        field_code
     from steps
 )
 
@@ -64,5 +78,6 @@ select
     is_late and row_number() over (
         partition by dossier_id order by is_late desc, step_no asc nulls last, position asc
     ) = 1 as is_first_late,
-    source_changed_at
+    source_changed_at,
+    field_code
 from timed

@@ -4,6 +4,10 @@
         unique_key='dossier_id',
         incremental_strategy='delete+insert',
         on_schema_change='fail',
+        post_hook=["{{ ensure_constraints(
+            not_null=['is_received', 'is_resolved', 'is_online', 'is_paper_intake', 'intake_digitised', 'updated_at',
+                      'is_in_processing', 'source_changed_at'],
+            checks={'fct_dossier_timeliness_values': \"timeliness in ('early', 'on_time', 'late')\"}) }}"],
         pre_hook=["{{ delete_new_tombstones(ref('int_dossiers__classified')) }}"],
         indexes=[{'columns': ['source_changed_at']}]
     )

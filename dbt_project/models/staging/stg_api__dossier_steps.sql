@@ -1,8 +1,8 @@
 -- One row per processing step (quá trình xử lý, QuaTrinhXuLy item) of each current, non-deleted dossier.
 -- The official's name (NguoiXuLy) is personal data and does not pass; the position title does. The dossier's
--- own unit_code and changed_at come along: an incremental consumer decodes only the dossiers that changed (a
--- filter on changed_at reaches raw.dossier_current's index before any JSON is read) and needs no join back
--- to stg_api__dossiers (two scans of the payloads, which the planner may nest).
+-- own unit_code, field_code and changed_at come along: an incremental consumer decodes only the dossiers that
+-- changed (a filter on changed_at reaches raw.dossier_current's index before any JSON is read) and needs no
+-- join back to stg_api__dossiers (two scans of the payloads, which the planner may nest).
 with source as (
     select dossier_id, changed_at, payload from {{ source('api', 'dossiers_current') }}
     where not is_deleted
@@ -13,6 +13,8 @@ renamed as (
         source.dossier_id,
         source.changed_at,
         nullif(source.payload ->> 'DonViXuLy', '') as unit_code,
+        -- the dossier's field, as stg_api__dossiers reads it (jsonb_to_record's text is ->>'s)
+        nullif(source.payload ->> 'MaLinhVuc', '') as field_code,
         step.position::int as position,
         {{ json_integer("step.value -> 'BuocXuLy'") }} as step_no,
         {{ json_timestamp("step.value -> 'ThoiDiemXuLy'") }} as processed_at,
