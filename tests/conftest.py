@@ -31,6 +31,7 @@ COSTS = {
     "tests/dbt/test_service_index.py": 40,
     "tests/dbt/test_reorganised_marts.py": 40,
     "tests/dbt/test_service_index_nights.py": 40,
+    "tests/dbt/test_steps.py": 45,
 }
 
 

@@ -114,13 +114,12 @@ def test_the_incremental_marts_refuse_a_second_row_for_a_key(url):
     again = run_dbt(["run", "--select", "fct_pending_overdue", "--vars", json.dumps({"as_of": as_of})], url)
     assert again.returncode == 0, "a rerun of the same date replaces its set"
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("INSERT INTO marts.fct_dossier (dossier_id, is_received, is_resolved, is_online, "
-                     "is_paper_intake, is_in_processing, source_changed_at) "
-                     "VALUES ('X-1', true, false, false, false, true, now())")
+        row = ("INSERT INTO marts.fct_dossier (dossier_id, is_received, is_resolved, is_online, is_paper_intake, "
+               "intake_digitised, updated_at, is_in_processing, source_changed_at) "
+               "VALUES ('X-1', true, false, false, false, false, now(), true, now())")
+        conn.execute(row)
         with pytest.raises(psycopg.errors.UniqueViolation):
-            conn.execute("INSERT INTO marts.fct_dossier (dossier_id, is_received, is_resolved, is_online, "
-                         "is_paper_intake, is_in_processing, source_changed_at) "
-                         "VALUES ('X-1', true, false, false, false, true, now())")
+            conn.execute(row)
         conn.execute("INSERT INTO marts.fct_pending_overdue VALUES ('2023-04-02', NULL, 1, 0)")
         with pytest.raises(psycopg.errors.UniqueViolation):
             conn.execute("INSERT INTO marts.fct_pending_overdue VALUES ('2023-04-02', NULL, 1, 0)")
