@@ -5,9 +5,9 @@ The same day of changes on two histories, side by side in one run: the 10× scen
 changed dossiers a day) from 1 July 2023 (about 1M dossiers by the night) and from 1 January 2023 (about 3M).
 For each, a throw-away warehouse is brought to the night of 2023-09-29 (``pipeline.night.run_night``:
 landing, dbt, data quality, report — the backfill, timed per stage — then Airflow's metadata database and
-the dbt docs site as the nights before it would have left them), the simulator's clock moves one day, and the next night runs **end to end
-through the DAG** (``python -m ops.airflow test-dag``: pull, dbt, data quality, report, dbt docs, the
-digest): its wall time and each task's. The last line is machine-readable:
+the dbt docs site as the nights before it would have left them), the simulator's clock moves one day, and
+the next night runs **end to end through the DAG** (``python -m ops.airflow test-dag``: pull, dbt, data
+quality, report, dbt docs, the digest): its wall time and each task's. The last line is machine-readable:
 ``nightly_1m_s=… nightly_3m_s=… growth=<3m/1m> changed_1m=… changed_3m=…``. The goal: growth ≤ 1.2, and
 the 3M night within 90 s on a 2-core machine.
 """
