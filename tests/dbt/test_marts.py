@@ -225,7 +225,7 @@ def test_the_marts_documentation_reaches_the_database(built):
     with psycopg.connect(built["bi"]) as conn:
         undocumented = conn.execute(
             "SELECT c.table_name, c.column_name FROM information_schema.columns c "
-            "WHERE c.table_schema = 'marts' AND col_description(format('marts.%I', c.table_name)::regclass, "
+            "WHERE c.table_schema = 'marts' AND col_description(to_regclass(format('marts.%I', c.table_name)), "
             "c.ordinal_position) IS NULL").fetchall()
         tables = conn.execute("SELECT relname FROM pg_class WHERE relnamespace = 'marts'::regnamespace "
                               "AND relkind = 'r' AND obj_description(oid) IS NULL").fetchall()
