@@ -88,3 +88,11 @@
     end
     $$
 {%- endmacro %}
+
+
+{% macro state_relation(anchor_model, name) -%}
+    {#- A table of state a model's hooks keep beside it (a change log, a build register): ``name`` in the schema
+        of model ``anchor_model``, from the model itself or from those that ref it. -#}
+    {%- set anchor = this if this.identifier == anchor_model else ref(anchor_model) -%}
+    {{ adapter.quote(anchor.schema) }}.{{ adapter.quote(name) }}
+{%- endmacro %}

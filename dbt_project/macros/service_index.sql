@@ -40,16 +40,12 @@
     was rebuilt (which forgets every mart's build) or, for the monthly figures, when the procedure catalogue or
     the criteria vars changed. -#}
 
-{% macro service_index_state_relation(name) -%}
-    {#- The change log and the build register, beside int_service_index__contributions. -#}
-    {%- set anchor = this if this.identifier == 'int_service_index__contributions'
-                     else ref('int_service_index__contributions') -%}
-    {{ adapter.quote(anchor.schema) }}.{{ adapter.quote(name) }}
+{% macro service_index_log() -%}
+    {{ state_relation('int_service_index__contributions', 'service_index_changes') }}
 {%- endmacro %}
-
-
-{% macro service_index_log() -%}{{ service_index_state_relation('service_index_changes') }}{%- endmacro %}
-{% macro service_index_builds() -%}{{ service_index_state_relation('service_index_builds') }}{%- endmacro %}
+{% macro service_index_builds() -%}
+    {{ state_relation('int_service_index__contributions', 'service_index_builds') }}
+{%- endmacro %}
 
 
 {% macro service_index_marts() -%}

@@ -8,15 +8,8 @@
     int_dossiers__steps was rebuilt whole, which empties the log and forgets the registers, or after an
     upgrade — rebuilds every month. -#}
 
-{% macro step_state_relation(name) -%}
-    {#- The change log and the build register, beside int_dossiers__steps. -#}
-    {%- set anchor = this if this.identifier == 'int_dossiers__steps' else ref('int_dossiers__steps') -%}
-    {{ adapter.quote(anchor.schema) }}.{{ adapter.quote(name) }}
-{%- endmacro %}
-
-
-{% macro step_log() -%}{{ step_state_relation('step_month_changes') }}{%- endmacro %}
-{% macro step_builds() -%}{{ step_state_relation('step_month_builds') }}{%- endmacro %}
+{% macro step_log() -%}{{ state_relation('int_dossiers__steps', 'step_month_changes') }}{%- endmacro %}
+{% macro step_builds() -%}{{ state_relation('int_dossiers__steps', 'step_month_builds') }}{%- endmacro %}
 
 
 {% macro step_marts() -%}
@@ -29,6 +22,14 @@
         ids would point into a log that is gone). -#}
     do $$
     begin
+        {{ step_prepare_statements() }}
+    end
+    $$
+{%- endmacro %}
+
+
+{% macro step_prepare_statements() -%}
+    {#- step_prepare_log's PL/pgSQL statements, for the hooks that run them inside a block of their own. -#}
         create table if not exists {{ step_builds() }} (
             model text primary key,
             log_id bigint not null,
@@ -38,8 +39,6 @@
             create table {{ step_log() }} (id bigserial primary key, month date not null);
             delete from {{ step_builds() }};
         end if;
-    end
-    $$
 {%- endmacro %}
 
 
@@ -89,14 +88,8 @@
             insert into {{ step_log() }} (month)
             {{ step_months_of_changed() }};
         else
-            create table if not exists {{ step_builds() }} (
-                model text primary key,
-                log_id bigint not null,
-                built_at timestamptz not null default now()
-            );
             drop table if exists {{ step_log() }};
-            create table {{ step_log() }} (id bigserial primary key, month date not null);
-            delete from {{ step_builds() }};
+            {{ step_prepare_statements() }}
         end if;
     end
     $$
