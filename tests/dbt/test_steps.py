@@ -32,6 +32,7 @@ from pipeline.settings import Settings
 from simulator.province import Province
 from simulator.scenario import Scenario
 from simulator.static import StaticProvince
+from tests.support import reference
 from tests.support.marts import compare, fetch, norm
 from tests.support.postgres import throwaway_warehouse
 from tests.support.reference_steps import COLUMNS, KEYS, NOT_NAMED, NOT_RECORDED, compute_steps
@@ -39,8 +40,9 @@ from tests.support.simulator import running_simulator
 
 NIGHT1, NIGHT2 = datetime(2023, 5, 1, 1, 0), datetime(2023, 5, 2, 1, 0)
 JANUARY, FEBRUARY, MARCH, APRIL = date(2023, 1, 1), date(2023, 2, 1), date(2023, 3, 1), date(2023, 4, 1)
+COUNT_MARTS = ("fct_timeliness_monthly", "fct_online_monthly", "fct_digitisation_monthly")
 SELECT = ["+fct_step_monthly", "+fct_late_origin_monthly", "+fct_step_monthly_by_field",
-          "+fct_late_origin_monthly_by_field", "fct_timeliness_monthly"]
+          "+fct_late_origin_monthly_by_field", *COUNT_MARTS]
 
 PROVINCE = "000.00.00.H47"
 D1, D2 = "000.00.41.H47", "000.00.42.H47"  # districts
@@ -175,6 +177,12 @@ NIGHT2_CHANGES = [
 ]
 CHANGED = {r["MaHoSo"] for r in NIGHT2_CHANGES}
 NIGHT2_RECORDS = [r for r in NIGHT1_RECORDS if r["MaHoSo"] not in CHANGED] + NIGHT2_CHANGES
+HAND_DELETED = f"{D1}-230301-00012"  # taken out of fct_dossier by hand after the second night
+
+
+def _inserted(log: str, *models: str) -> dict[str, int]:
+    """The rows each model's build inserted, from dbt's log."""
+    return {model: int(re.search(model + r" \.+ \[\S*INSERT 0 (\d+)", log).group(1)) for model in models}
 
 
 def _build(url: str, *extra: str) -> str:
@@ -203,14 +211,15 @@ def built(tmp_path_factory):
         province.set_clock(NIGHT2)
         run_night(settings, NIGHT2, run_id="steps-2", until="land", checks=False, lease=False)
         log = _build(url)
-        out["inserted"] = {model: int(re.search(model + r" \.+ \[\S*INSERT 0 (\d+)", log).group(1))
-                           for model in ("int_dossiers__steps", "fct_step_monthly")}
-        out["night2"] = {t: fetch(url, t, COLUMNS[t]) for t in COLUMNS}
+        out["inserted"] = _inserted(log, "int_dossiers__steps", "fct_step_monthly", *COUNT_MARTS)
+        out["night2"] = {t: fetch(url, t, reference.COLUMNS[t]) for t in (*COLUMNS, *COUNT_MARTS)}
         with psycopg.connect(url) as conn:  # an upgrade: steps without their field, the marts' builds forgotten
             conn.execute("ALTER TABLE intermediate.int_dossiers__steps DROP COLUMN field_code")
             conn.execute("DELETE FROM intermediate.step_month_builds")
+            conn.execute("DELETE FROM intermediate.dossier_fact_builds")
         log = _build(url)
-        out["forgotten"] = {t: fetch(url, t, COLUMNS[t]) for t in COLUMNS}
+        out["forgotten"] = {t: fetch(url, t, reference.COLUMNS[t]) for t in (*COLUMNS, *COUNT_MARTS)}
+        out["inserted_forgotten_counts"] = _inserted(log, *COUNT_MARTS)
         with psycopg.connect(url) as conn:
             out["indexes_upgraded"] = {re.sub(r"^.* USING btree ", "", d) for (d,) in conn.execute(
                 "SELECT indexdef FROM pg_indexes WHERE schemaname = 'intermediate' "
@@ -220,10 +229,17 @@ def built(tmp_path_factory):
                 "AND attnotnull")}
         out["inserted_forgotten"] = int(re.search(r"fct_step_monthly \.+ \[\S*INSERT 0 (\d+)", log).group(1))
         log = _build(url)  # nothing changed since: nothing rebuilt
-        out["unchanged"] = {t: fetch(url, t, COLUMNS[t]) for t in COLUMNS}
+        out["unchanged"] = {t: fetch(url, t, reference.COLUMNS[t]) for t in (*COLUMNS, *COUNT_MARTS)}
         out["inserted_unchanged"] = int(re.search(r"fct_step_monthly \.+ \[\S*INSERT 0 (\d+)", log).group(1))
+        out["inserted_unchanged_counts"] = _inserted(log, *COUNT_MARTS)
+        with psycopg.connect(url) as conn:  # every mart has read the log: the next fct_dossier build trimmed it
+            [(out["log_rows_unchanged"],)] = conn.execute("SELECT count(*) FROM intermediate.dossier_fact_changes")
+            # a correction by hand is logged too: the next build counts it
+            conn.execute("DELETE FROM marts.fct_dossier WHERE dossier_id = %s", (HAND_DELETED,))
+        _build(url)
+        out["corrected"] = {t: fetch(url, t, reference.COLUMNS[t]) for t in COUNT_MARTS}
         _build(url, "--full-refresh")
-        out["full"] = {t: fetch(url, t, COLUMNS[t]) for t in COLUMNS}
+        out["full"] = {t: fetch(url, t, reference.COLUMNS[t]) for t in (*COLUMNS, *COUNT_MARTS)}
     yield out
 
 
@@ -309,3 +325,53 @@ def test_the_second_night_decodes_only_the_changed_dossiers_and_recomputes_only_
     assert built["indexes_upgraded"] == {"(dossier_id, \"position\")", "(source_changed_at)", "(month)",
                                          "(dossier_id) WHERE is_first_late"}
     assert {"dossier_id", "position", "office", "month", "is_first_late"} <= built["not_null_upgraded"]
+
+
+def _count_marts(records: list[dict]) -> dict[str, list[dict]]:
+    return reference.compute_marts(records, UNITS, PROCEDURES, [], {}, NIGHT2)
+
+
+def _groups(facts: list[dict], mart: str) -> set[tuple]:
+    """The groups of ``mart`` the fct_dossier rows ``facts`` count in (metrics.md), read off the definitions."""
+    groups = set()
+    for f in facts:
+        if mart == "fct_timeliness_monthly" and f["is_resolved"]:
+            groups.add((f["finished_at"].date().replace(day=1), f["unit_code"], f["field_code"]))
+        if mart == "fct_online_monthly" and f["is_received"]:
+            groups.add((f["received_at"].date().replace(day=1), f["unit_code"]))
+        if mart == "fct_digitisation_monthly" and f["is_paper_intake"]:
+            groups.add((f["received_at"].date().replace(day=1), f["unit_code"]))
+        if mart == "fct_digitisation_monthly" and f["result_digitised"] is not None:
+            groups.add((f["finished_at"].date().replace(day=1), f["unit_code"]))
+    return groups
+
+
+@pytest.mark.parametrize("table", COUNT_MARTS)
+@pytest.mark.parametrize(("build", "records"), [
+    ("night2", NIGHT2_RECORDS), ("forgotten", NIGHT2_RECORDS), ("unchanged", NIGHT2_RECORDS),
+    ("corrected", [r for r in NIGHT2_RECORDS if r["MaHoSo"] != HAND_DELETED]), ("full", NIGHT2_RECORDS)])
+def test_the_count_marts_kept_from_the_change_log_match_the_reference(built, build, records, table):
+    """fct_timeliness_monthly, fct_online_monthly and fct_digitisation_monthly are kept from fct_dossier's
+    change log: after a night of changes (a unit and a field changed, deletions, a new month), after their
+    builds were forgotten, after a build with nothing new, after a row taken out of fct_dossier by hand, and
+    after a full rebuild, the same rows as the definitions give."""
+    expected = _count_marts(records)[table]
+    assert expected
+    compare(table, built[build][table], expected, reference.KEYS[table])
+
+
+def test_a_night_rewrites_only_the_groups_its_dossiers_touch(built):
+    """The second night writes back the groups of the changed dossiers' old and new rows that still hold a
+    dossier — not the groups no changed dossier is in (the unknown unit's, the dossier without a unit) —;
+    forgotten builds count every group again, a build with nothing new none, and the log is emptied once every
+    mart has read it."""
+    before = reference.fct_dossier_rows(NIGHT1_RECORDS, PROCEDURES)
+    after = reference.fct_dossier_rows(NIGHT2_RECORDS, PROCEDURES)
+    expected = _count_marts(NIGHT2_RECORDS)
+    for mart in COUNT_MARTS:
+        touched = _groups([f for f in before + after if f["dossier_id"] in CHANGED], mart)
+        left = {tuple(r[k] for k in reference.KEYS[mart]) for r in expected[mart]}
+        assert built["inserted"][mart] == len(touched & left) < len(left), mart
+        assert built["inserted_forgotten_counts"][mart] == len(left), mart
+        assert built["inserted_unchanged_counts"][mart] == 0, mart
+    assert built["log_rows_unchanged"] == 0

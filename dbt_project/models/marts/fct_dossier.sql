@@ -7,8 +7,9 @@
         post_hook=["{{ ensure_constraints(
             not_null=['is_received', 'is_resolved', 'is_online', 'is_paper_intake', 'intake_digitised', 'updated_at',
                       'is_in_processing', 'source_changed_at'],
-            checks={'fct_dossier_timeliness_values': \"timeliness in ('early', 'on_time', 'late')\"}) }}"],
-        pre_hook=["{{ delete_new_tombstones(ref('int_dossiers__classified')) }}"],
+            checks={'fct_dossier_timeliness_values': \"timeliness in ('early', 'on_time', 'late')\"}) }}",
+                   "{{ dossier_log_install() }}"],
+        pre_hook=["{{ dossier_log_trim() }}", "{{ delete_new_tombstones(ref('int_dossiers__classified')) }}"],
         indexes=[{'columns': ['source_changed_at']}]
     )
 }}
@@ -16,7 +17,9 @@
 -- changed since the last build are rebuilt (deleted ones are removed by the pre-hook). The cursor is
 -- raw.dossier_current.changed_at, stamped when a window's load commits; the look-back (var
 -- incremental_lookback_minutes, 15) covers a load committing while dbt reads — which the nightly DAG
--- never does (dbt runs after the loads), so it costs nothing at night.
+-- never does (dbt runs after the loads), so it costs nothing at night. Every row it loses or gains is written to
+-- a change log by triggers its post-hook installs, from which the monthly count marts are kept
+-- (macros/dossier_counts.sql).
 
 select
     dossier_id,
