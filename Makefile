@@ -1,4 +1,6 @@
 # Administrative-reform monitoring warehouse — the two commands are `make run` and `make test`.
+# make test runs on three pytest workers: the tests wait on servers (Airflow, Superset, PostgreSQL) part of
+# the time, so three keep two cores busier than two (measured: 634 s against 699 s for the same suite).
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 PYTHON_BOOT ?= python3
@@ -7,7 +9,7 @@ PY := $(VENV)/bin/python
 UV := $(VENV)/bin/uv
 UV_VERSION := 0.13.8
 STAMP := $(VENV)/.installed
-TEST_WORKERS ?= 2
+TEST_WORKERS ?= 3
 
 .PHONY: help venv run test lint warehouse-up warehouse-down simulator simulator-stop status serve clean lock bench-sim bench-ingest bench-dbt bench-dq bench-nightly bench-backfill bench-timestamps bench-celery airflow airflow-celery superset
 

@@ -1,30 +1,33 @@
-"""The suite runs on two workers (``make test``: pytest-xdist, ``--dist loadfile``). Each worker gets its own
-dbt target and log folders: two dbt processes writing one ``target/`` (its partial-parse file, its manifest)
-would corrupt each other's.
+"""The suite runs on three workers (``make test``: pytest-xdist, ``--dist loadfile``; ``TEST_WORKERS`` in the
+Makefile). Each worker gets its own dbt target and log folders: two dbt processes writing one ``target/`` (its
+partial-parse file, its manifest) would corrupt each other's.
 
-Work is handed out in units: a test file, except ``tests/publication/``, whose files share one warehouse
-(a package fixture) and so go to one worker together. The units start slowest first — a long file starting
-last would leave the other worker idle until it ends — by the rough costs below (seconds on two busy cores;
-only their order matters), the other files by their number of tests.
+Work is handed out in units: a test file, except the files that share the publication scenario's warehouse
+(``tests/publication/`` and the Superset tests: the session fixture ``publication_warehouse``, built once a
+worker), which go to one worker together. The units start slowest first — a long file starting last would leave
+the other workers idle until it ends — by the rough costs below (seconds on two busy cores; only their order
+matters), the other files by their number of tests.
 """
 
 from __future__ import annotations
 
 import os
 
+import pytest
+
 from tests.support.paths import PROJECT_ROOT
 
-PACKAGES_AS_ONE_UNIT = ("tests/publication/",)
+# Paths (a package or a file) whose tests go to one worker together, under the unit's name.
+UNITS = {"tests/publication/": "tests/publication/", "tests/bi/test_superset_dashboards.py": "tests/publication/"}
 COSTS = {
     "tests/dags/test_nightly_run.py": 210,
     "tests/dags/test_reorganisation_nights.py": 180,
     "tests/dbt/test_marts.py": 90,
     "tests/dags/test_scheduler.py": 130,
-    "tests/publication/": 120,
+    "tests/publication/": 200,
     "tests/data_quality/test_dossier_rules.py": 110,
     "tests/data_quality/test_held_batches.py": 100,
     "tests/dags/test_dag_integrity.py": 100,
-    "tests/bi/test_superset_dashboards.py": 90,
     "tests/data_quality/test_batch_and_finance.py": 55,
     "tests/pipeline/test_lease.py": 50,
     "tests/dbt/test_staging.py": 40,
@@ -36,9 +39,19 @@ COSTS = {
 
 
 def work_unit(nodeid: str) -> str:
-    """The unit of work a test belongs to: its file, or its package when the package is one unit."""
+    """The unit of work a test belongs to: its file, or the unit ``UNITS`` names for it."""
     path = nodeid.split("::", 1)[0]
-    return next((p for p in PACKAGES_AS_ONE_UNIT if path.startswith(p)), path)
+    return next((unit for prefix, unit in UNITS.items() if path.startswith(prefix)), path)
+
+
+@pytest.fixture(scope="session")
+def publication_warehouse(tmp_path_factory):
+    """The publication scenario's warehouse (``tests/publication/scenario.py``), built once for the publication
+    tests and the Superset tests, which only read it."""
+    from tests.publication.scenario import built_warehouse
+
+    with built_warehouse(tmp_path_factory.mktemp("publication")) as env:
+        yield env
 
 
 def pytest_configure(config) -> None:

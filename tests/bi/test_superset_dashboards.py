@@ -5,7 +5,8 @@ dashboards opened by a logged-in headless Chromium and kept as screenshots
 ``superset-held-up.png``).
 
 The warehouse is the publication tests' scenario (``tests/publication/scenario.py``: the real pipeline over a
-small simulated province, as of 2023-07-01), built while Superset starts. The expected figures are plain SQL
+small simulated province, as of 2023-07-01), the same warehouse they read (the session fixture
+``publication_warehouse``). The expected figures are plain SQL
 over the marts written here — sums of counts, rates on the sums — never the dashboards' own datasets.
 One Superset serves the whole module. The module is skipped only when Superset's environment cannot be
 had: no network to the package index and nothing in the cache.
@@ -18,7 +19,6 @@ import math
 import shutil
 import time
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from fractions import Fraction
@@ -31,7 +31,6 @@ from bi.bundle import build_zip
 from bi.client import SupersetAPIError, SupersetClient
 from bi.environment import EnvironmentUnavailable, ensure_environment
 from bi.instance import LocalInstance, free_port
-from tests.publication.scenario import built_warehouse
 from tests.support.devtools import DevToolsBrowser, DevToolsError
 from tests.support.paths import PROJECT_ROOT
 
@@ -57,42 +56,31 @@ REASONS = {"pending_overdue": "Quá hạn chưa giải quyết", "late": "Giải
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    """The scenario's warehouse and one Superset on a free port with the bundle imported, for the module."""
+def stack(tmp_path_factory, publication_warehouse):
+    """The scenario's warehouse (shared with the publication tests) and one Superset on a free port with the
+    bundle imported, for the module."""
     tmp = tmp_path_factory.mktemp("bi")
     messages: list[str] = []
-    instance: dict = {}
-
-    def start_superset():
-        # Superset's start (and a first install) runs while the pipeline builds the warehouse.
-        started = time.monotonic()
+    started = time.monotonic()
+    try:
         superset = LocalInstance(ensure_environment(log=messages.append), home=tmp / "superset", port=free_port(),
                                  log=messages.append)
-        instance["superset"] = superset
+    except EnvironmentUnavailable as exc:
+        if exc.offline:
+            pytest.skip(f"Superset's environment cannot be had here (no network to the package index "
+                        f"and no cached environment): {exc}")
+        raise
+    try:
         superset.prepare()
         superset.start()
-        return time.monotonic() - started
-
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        future = pool.submit(start_superset)
-        try:
-            with built_warehouse(tmp / "warehouse") as warehouse:
-                try:
-                    seconds = future.result()
-                except EnvironmentUnavailable as exc:
-                    if exc.offline:
-                        pytest.skip(f"Superset's environment cannot be had here (no network to the package index "
-                                    f"and no cached environment): {exc}")
-                    raise
-                superset = instance["superset"]
-                username, password = superset.admin()
-                client = SupersetClient(superset.url).login(username, password)
-                client.import_assets(*build_zip(warehouse["bi"]))
-                print(f"Superset ready in {seconds:.0f}s: {'; '.join(messages)}")
-                yield {"superset": superset, "client": client, "login": (username, password), **warehouse}
-        finally:
-            if "superset" in instance:
-                instance["superset"].stop()
+        seconds = time.monotonic() - started
+        username, password = superset.admin()
+        client = SupersetClient(superset.url).login(username, password)
+        client.import_assets(*build_zip(publication_warehouse["bi"]))
+        print(f"Superset ready in {seconds:.0f}s: {'; '.join(messages)}")
+        yield {"superset": superset, "client": client, "login": (username, password), **publication_warehouse}
+    finally:
+        superset.stop()
 
 
 def query(url: str, sql: str, params=()) -> list[tuple]:

@@ -9,9 +9,9 @@ names precisely what is not:
 2. The source is fixed — the window is pulled again — and sends a tombstone with broken fields; the inbox
    is unmounted. The dossier marts are rebuilt, the disbursement marts keep the last workbooks; the run
    is ``partial`` and the alert says what the failure means.
-3. The API stops sending a field on a third of the records: the batch is stopped before the marts.
-4. The source is whole again, but the broken versions are still current: the batch is stopped again and
-   yesterday's marts stay exactly as they were.
+3. The API stops sending a field on a third of the records: the batch is stopped before the marts, and
+   yesterday's marts stay exactly as they were (that the stop holds on the next nights while the broken
+   versions are current: tests/data_quality/test_held_batches.py).
 
 The dbt groups run at the default grain (one ``dbt build`` per group).
 """
@@ -278,11 +278,9 @@ def test_the_night_always_finishes_and_names_what_it_could_not_do(tmp_path):
         # --- night 3: the API stops sending a field on a third of the records ---------------------------
         serve_day(2)
         source.api.faults = Faults(omit_fields=("TrangThaiHoSo",), omit_share=0.35)
+        # (That the stop holds, night after night, while the broken versions are current, until they are fixed
+        # or released: tests/data_quality/test_held_batches.py.)
         third = dags_test(env, "2023-04-03", tmp_path / "night-3.log")
-        # --- night 4: the source is whole again, but the broken versions are still current -----------------
-        serve_day(3)
-        source.api.faults = Faults()
-        fourth = dags_test(env, "2023-04-04", tmp_path / "night-4.log")
         with psycopg.connect(url) as conn:
             nights = {str(d): (s, v) for d, s, v in conn.execute(
                 "SELECT p.run_date, p.status, v.status FROM audit.pipeline_runs p LEFT JOIN dq.validation_runs v "
@@ -290,10 +288,10 @@ def test_the_night_always_finishes_and_names_what_it_could_not_do(tmp_path):
             digests = dict(conn.execute("SELECT p.run_date::text, d.body FROM dq.digests d JOIN audit.pipeline_runs p "
                                         "USING (run_id) WHERE p.run_date >= '2023-04-03'"))
             marts_after = checksums(conn)
-    assert third.returncode != 0 and fourth.returncode != 0
-    assert nights == {"2023-04-03": ("failed", "failed"), "2023-04-04": ("failed", "failed")}
-    assert all(body.startswith("[CRITICAL]") and "BAT03" in body for body in digests.values())
-    assert marts_after == marts_before, "a stopped batch leaves yesterday's marts untouched, the next night too"
+    assert third.returncode != 0
+    assert nights == {"2023-04-03": ("failed", "failed")}
+    assert all(body.startswith("[CRITICAL]") and "BAT03" in body for body in digests.values()) and digests
+    assert marts_after == marts_before, "a stopped batch leaves yesterday's marts untouched"
 
 
 def checksums(conn: psycopg.Connection, tables: tuple[str, ...] | None = None) -> dict[str, str]:

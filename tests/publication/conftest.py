@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.publication.scenario import AS_OF, built_warehouse
+from tests.publication.scenario import AS_OF
 from tests.support.paths import PROJECT_ROOT
 from tests.support.reference import compute_marts
 
@@ -18,10 +18,9 @@ _kept: list[tuple[str, Path]] = []  # (what, where): listed at the end of the te
 
 
 @pytest.fixture(scope="package")
-def built(tmp_path_factory):
-    """The warehouse, built once for every test of this package."""
-    with built_warehouse(tmp_path_factory.mktemp("publication")) as env:
-        yield env
+def built(publication_warehouse):
+    """The warehouse, built once for every test of this package (and the Superset tests)."""
+    return publication_warehouse
 
 
 @pytest.fixture(scope="package")
