@@ -24,12 +24,16 @@ TOKEN = "bench"
 
 
 @contextmanager
-def serving_simulator(scale: float, clock: datetime, start: date | None = None) -> Iterator[str]:
+def serving_simulator(scale: float, clock: datetime, start: date | None = None,
+                      render_cache: bool = False) -> Iterator[str]:
     """``python -m simulator serve`` for the scale at ``clock`` (the scenario from ``start``, else the default
-    scenario's first day); yields its base URL (token ``bench``)."""
+    scenario's first day); yields its base URL (token ``bench``). ``render_cache``: every record rendered before
+    the server answers (``SIM_RENDER_CACHE``), so a pull of the history measures the pipeline, not the
+    simulator's rendering on the same cores."""
     port = free_port()
     env = {**os.environ, "SIM_SCALE": str(scale), "SIM_TOKEN": TOKEN, "PROCEDURE_API_TOKEN": TOKEN,
-           "SIM_CLOCK": clock.isoformat(), **({"SIM_START": start.isoformat()} if start else {})}
+           "SIM_CLOCK": clock.isoformat(), **({"SIM_START": start.isoformat()} if start else {}),
+           **({"SIM_RENDER_CACHE": "1"} if render_cache else {})}
     sim = subprocess.Popen([sys.executable, "-m", "simulator", "serve", "--port", str(port)], cwd=PROJECT_ROOT,
                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
