@@ -122,6 +122,14 @@
 {% macro dossier_counts_replaced() -%}{{ this.identifier }}__replaced{%- endmacro %}
 
 
+{% macro dossier_counts_group(relation, keys) -%}
+    {#- A group's keys as one text — a null key and an empty one stay apart (row(…)::text writes the first as
+        nothing, the second as "") — so the groups a night touches are matched by hashing, not compared pair by
+        pair (IS NOT DISTINCT FROM cannot be hashed). -#}
+    row({% for k in keys %}{{ relation }}.{{ k }}{% if not loop.last %}, {% endif %}{% endfor %})::text
+{%- endmacro %}
+
+
 {% macro dossier_counts_keys(parts) -%}
     {{ return(parts[0]['keys'].keys() | list) }}
 {%- endmacro %}
@@ -177,7 +185,7 @@
     create temporary table {{ dossier_counts_replaced() }} on commit drop as
     select * from {{ this }} with no data;
     with touched as (
-        select distinct {{ keys | join(', ') }}
+        select distinct {{ dossier_counts_group('changes', keys) }} as grp
         from (
             {{ dossier_counts_of(parts, dossier_log(), 1, 'id > ' ~ dossier_counts_plan()) }}
         ) as changes
@@ -185,12 +193,7 @@
     removed as (
         delete from {{ this }} as mart
         where {{ dossier_counts_plan() }} is null
-           or exists (
-               select 1 from touched
-               where ({% for k in keys %}touched.{{ k }}{% if not loop.last %}, {% endif %}{% endfor %})
-                     is not distinct from
-                     ({% for k in keys %}mart.{{ k }}{% if not loop.last %}, {% endif %}{% endfor %})
-           )
+           or {{ dossier_counts_group('mart', keys) }} in (select grp from touched)
         returning mart.*
     )
     insert into {{ dossier_counts_replaced() }}
