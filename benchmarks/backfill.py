@@ -14,7 +14,9 @@ BUFFERS)`` of the ``--explain`` slowest models' compiled queries (their full-bui
 built warehouse; the plan's costliest nodes printed).
 
 ``--servers default,larger``: the same rebuild on the project's server settings and on a larger server's
-(``SETTINGS``), side by side; the default's line comes first and stays the last line when run alone.
+(``SETTINGS``), side by side; ``--sources prerendered,on-demand``: the same rebuild from a simulator that renders
+every page as it is asked for, on the same cores. The default's line (project settings, pre-rendered source)
+comes last.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ SETTINGS = {
     "larger": {"shared_buffers": "4GB", "effective_cache_size": "16GB", "work_mem": "256MB",
                "maintenance_work_mem": "1GB", "max_parallel_workers_per_gather": "2", "max_wal_size": "8GB"},
 }
+SOURCES = ("prerendered", "on-demand")
 STAGES = {"ingest": ("land", "load_workbooks"), "dbt": ("staging", "marts", "finance.staging", "finance.marts"),
           "dq": ("quality", "finance.quality"), "report": ("report",)}
 
@@ -86,8 +89,10 @@ def explain(writer: str, target: Path, model: str, lines: int = 14) -> None:
         print("      " + row[:160])
 
 
-def bench(scale: float, most: int, explain_models: int, server: str = "default") -> dict[str, float]:
-    with serving_simulator(scale, NIGHT, render_cache=True) as api, tempfile.TemporaryDirectory() as tmp, \
+def bench(scale: float, most: int, explain_models: int, server: str = "default",
+          source: str = "prerendered") -> dict[str, float]:
+    with serving_simulator(scale, NIGHT, render_cache=source == "prerendered") as api, \
+            tempfile.TemporaryDirectory() as tmp, \
             throwaway_warehouse(Path(tmp), server_settings=SETTINGS[server]) as wh:
         writer = wh.urls["writer"]
         target = Path(tmp) / "dbt-target"
@@ -121,22 +126,30 @@ def main() -> int:
     parser.add_argument("--servers", default="default",
                         help=f"the warehouse settings to rebuild on, side by side: {', '.join(SETTINGS)} "
                              "(larger: " + ", ".join(f"{k}={v}" for k, v in SETTINGS["larger"].items()) + ")")
+    parser.add_argument("--sources", default="prerendered",
+                        help=f"how the simulator serves, side by side: {', '.join(SOURCES)} (on-demand: every page "
+                             "rendered as it is asked for, on the same cores as the pipeline)")
     args = parser.parse_args()
-    servers = args.servers.split(",")
+    servers, sources = args.servers.split(","), args.sources.split(",")
     if unknown := [s for s in servers if s not in SETTINGS]:
         parser.error(f"unknown server settings {unknown}: choose from {', '.join(SETTINGS)}")
+    if unknown := [s for s in sources if s not in SOURCES]:
+        parser.error(f"unknown sources {unknown}: choose from {', '.join(SOURCES)}")
+    runs = [(server, source) for server in servers for source in sources]
     results = {}
-    for server in servers:
+    for server, source in runs:
         for scale in (float(s) for s in args.scales.split(",")):
-            print(f"\n== scenario scale {scale:g}, {server} server settings ==")
-            results[server, scale] = bench(scale, args.slowest, args.explain, server)
-    for server in servers:
-        mine = {scale: r for (s, scale), r in results.items() if s == server}
+            print(f"\n== scenario scale {scale:g}, {server} server settings, {source} source ==")
+            results[server, source, scale] = bench(scale, args.slowest, args.explain, server, source)
+    for server, source in sorted(runs, key=lambda r: r == ("default", "prerendered")):  # the default's line last
+        mine = {scale: r for (s, src, scale), r in results.items() if (s, src) == (server, source)}
         parts = [f"backfill_{round(r['dossiers'] / 1e6)}m_s={r['total']:.1f}" for r in mine.values()]
         last = mine[max(mine)] if len(mine) == 1 else mine[min(mine)]
         parts += [f"ingest_s={last['ingest']:.1f}", f"dbt_s={last['dbt']:.1f}", f"dq_s={last['dq']:.1f}",
                   f"report_s={last['report']:.1f}"]
-        print(" ".join(parts) + ("" if server == "default" else f" server={server}"))
+        parts += [] if server == "default" else [f"server={server}"]
+        parts += [] if source == "prerendered" else [f"source={source}"]
+        print(" ".join(parts))
     return 0
 
 
