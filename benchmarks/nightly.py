@@ -54,10 +54,10 @@ def steady_state(env: dict[str, str], writer: str, out_dir: Path) -> None:
     """What the nights before would have left: Airflow's metadata database migrated (``ops.airflow.ensure_db``,
     once per deployment) and the dbt docs site (``ops.dbt.write_docs_site`` under the DAG's settings), so the
     night measured starts as a steady night does instead of doing either for the first time."""
-    from ops.airflow import ensure_db
+    from ops.airflow import airflow_env, ensure_db
     from ops.dbt import write_docs_site
 
-    ensure_db(env)
+    ensure_db(airflow_env(base=env))  # the database and stamp `python -m ops.airflow test-dag` looks for
     saved = dict(os.environ)
     os.environ.update(env)
     try:
