@@ -1,6 +1,6 @@
 # Administrative-reform monitoring warehouse — the two commands are `make run` and `make test`.
 # make test runs on three pytest workers: the tests wait on servers (Airflow, Superset, PostgreSQL) part of
-# the time, so three keep two cores busier than two (measured: 634 s against 699 s for the same suite).
+# the time, so three keep two cores busier than two (fresh clones: 634 s on three, 699 s on two workers).
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 PYTHON_BOOT ?= python3
