@@ -51,13 +51,14 @@ def dag_night(env: dict[str, str], night: datetime, log: Path) -> tuple[float, l
 
 
 def steady_state(env: dict[str, str], writer: str, out_dir: Path) -> None:
-    """What the nights before would have left: Airflow's metadata database migrated (``ops.airflow.ensure_db``,
-    once per deployment) and the dbt docs site (``ops.dbt.write_docs_site`` under the DAG's settings), so the
-    night measured starts as a steady night does instead of doing either for the first time."""
-    from ops.airflow import airflow_env, ensure_db
+    """What the nights before would have left: Airflow's metadata database migrated and the dbt manifest the
+    DAG is rendered from written (``python -m ops.airflow db-migrate``, once per deployment and dbt project),
+    and the dbt docs site (``ops.dbt.write_docs_site`` under the DAG's settings), so the night measured starts
+    as a steady night does instead of doing any of them for the first time."""
     from ops.dbt import write_docs_site
 
-    ensure_db(airflow_env(base=env))  # the database and stamp `python -m ops.airflow test-dag` looks for
+    subprocess.run([sys.executable, "-m", "ops.airflow", "db-migrate"], cwd=PROJECT_ROOT, env=env, check=True,
+                   capture_output=True, text=True, timeout=600)
     saved = dict(os.environ)
     os.environ.update(env)
     try:
