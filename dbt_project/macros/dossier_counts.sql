@@ -62,12 +62,7 @@
         {{ dossier_log_prepare_statements(this) }}
     end
     $$;
-    delete from {{ dossier_log() }}
-    where id <= (
-        select min(log_id) from {{ dossier_log_builds() }}
-        where model in ('{{ dossier_count_marts() | join("', '") }}')
-        having count(*) = {{ dossier_count_marts() | length }}
-    )
+    {{ log_trim_read(dossier_log(), dossier_log_builds(), dossier_count_marts()) }}
     {% endif %}
 {%- endmacro %}
 
@@ -231,9 +226,7 @@
 
 {% macro dossier_counts_record_build() -%}
     {#- A mart's post-hook: the log read up to its newest row, in the build's transaction. -#}
-    insert into {{ dossier_log_builds() }} (model, log_id)
-    select '{{ this.identifier }}', (select coalesce(max(id), 0) from {{ dossier_log() }})
-    on conflict (model) do update set log_id = excluded.log_id, built_at = now()
+    {{ log_record_read(dossier_log(), dossier_log_builds()) }}
 {%- endmacro %}
 
 

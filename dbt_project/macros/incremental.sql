@@ -96,3 +96,23 @@
     {%- set anchor = this if this.identifier == anchor_model else ref(anchor_model) -%}
     {{ adapter.quote(anchor.schema) }}.{{ adapter.quote(name) }}
 {%- endmacro %}
+
+
+{% macro log_trim_read(log, builds, marts) -%}
+    {#- The rows of a change log every mart reading it has read (each mart's build register row keeps the last
+        one it read), deleted; none while a mart has no register row. -#}
+    delete from {{ log }}
+    where id <= (
+        select min(log_id) from {{ builds }}
+        where model in ('{{ marts | join("', '") }}')
+        having count(*) = {{ marts | length }}
+    )
+{%- endmacro %}
+
+
+{% macro log_record_read(log, builds) -%}
+    {#- A mart's post-hook: the change log read up to its newest row, in the build's transaction. -#}
+    insert into {{ builds }} (model, log_id)
+    select '{{ this.identifier }}', (select coalesce(max(id), 0) from {{ log }})
+    on conflict (model) do update set log_id = excluded.log_id, built_at = now()
+{%- endmacro %}

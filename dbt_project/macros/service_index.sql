@@ -93,12 +93,7 @@
         {{ service_index_prepare_log() }}
     end
     $$;
-    delete from {{ service_index_log() }}
-    where id <= (
-        select min(log_id) from {{ service_index_builds() }}
-        where model in ('{{ service_index_marts() | join("', '") }}')
-        having count(*) = {{ service_index_marts() | length }}
-    );
+    {{ log_trim_read(service_index_log(), service_index_builds(), service_index_marts()) }};
     create temporary table service_index_changed on commit drop as
     select distinct dossier_id
     from {{ ref('stg_api__dossiers') }}

@@ -61,12 +61,7 @@
         dropped first. -#}
     {% if is_incremental() %}
     {{ step_prepare_log() }};
-    delete from {{ step_log() }}
-    where id <= (
-        select min(log_id) from {{ step_builds() }}
-        where model in ('{{ step_marts() | join("', '") }}')
-        having count(*) = {{ step_marts() | length }}
-    );
+    {{ log_trim_read(step_log(), step_builds(), step_marts()) }};
     create temporary table steps_changed on commit drop as
     select distinct dossier_id
     from {{ ref('stg_api__dossiers') }}
@@ -129,9 +124,7 @@
 {% macro step_record_build() -%}
     {#- A mart's post-hook: the log read up to its newest row, in the build's transaction. -#}
     {{ step_prepare_log() }};
-    insert into {{ step_builds() }} (model, log_id)
-    select '{{ this.identifier }}', (select coalesce(max(id), 0) from {{ step_log() }})
-    on conflict (model) do update set log_id = excluded.log_id, built_at = now()
+    {{ log_record_read(step_log(), step_builds()) }}
 {%- endmacro %}
 
 
