@@ -1,12 +1,13 @@
 {#- fct_step_monthly and fct_step_monthly_by_field are rebuilt month by month: only the months whose steps changed
     since their last build, read from a change log int_dossiers__steps' hooks write — never from the steps of the
-    whole history. A step is only ever added or removed whole (a changed dossier's steps are replaced), so a
-    month's figures change only when a step of it is removed or added: the pre-hook of int_dossiers__steps logs
-    the months of the steps it is about to replace or remove (every step of the dossiers changed since its last
-    build), its post-hook the months of the steps it wrote. A mart's build register (step_month_builds) keeps
-    the last log row it read. A mart with no register row — its first incremental build after
-    int_dossiers__steps was rebuilt whole, which empties the log and forgets the registers, or after an
-    upgrade — rebuilds every month. -#}
+    whole history. A changed dossier's steps are replaced whole, but most of them come back as they were (a new
+    version of a dossier mostly adds a step or changes its status): a month's figures change only when the
+    multiset of its steps, as the marts read them (step_mart_columns), does. The pre-hook of int_dossiers__steps
+    keeps those columns of the steps it is about to replace or remove (every step of the dossiers changed since
+    its last build); its post-hook logs the months of the steps that differ between before and after, both
+    ways. A mart's build register (step_month_builds) keeps the last log row it read. A mart with no register
+    row — its first incremental build after int_dossiers__steps was rebuilt whole, which empties the log and
+    forgets the registers, or after an upgrade — rebuilds every month. -#}
 
 {% macro step_log() -%}{{ state_relation('int_dossiers__steps', 'step_month_changes') }}{%- endmacro %}
 {% macro step_builds() -%}{{ state_relation('int_dossiers__steps', 'step_month_builds') }}{%- endmacro %}
@@ -42,23 +43,30 @@
 {%- endmacro %}
 
 
-{% macro step_months_of_changed() -%}
-    {#- The months of the steps of the dossiers in steps_changed, each dossier's read through the index on
-        (dossier_id, position): a loop the planner may not trade for a scan of every step (OFFSET 0 keeps the
+{% macro step_mart_columns() -%}
+    {#- What the step marts read of a step: their groups and their measures. A month is rebuilt when a step
+        with these values comes or goes. -#}
+    month, unit_code, office, field_code, is_late, duration_seconds
+{%- endmacro %}
+
+
+{% macro step_rows_of_changed() -%}
+    {#- step_mart_columns of the steps of the dossiers in steps_changed, each dossier's read through the index
+        on (dossier_id, position): a loop the planner may not trade for a scan of every step (OFFSET 0 keeps the
         subquery whole; its row estimates for a dossier's steps are several times too high). -#}
-    select distinct steps.month
+    select steps.*
     from steps_changed as changed
     cross join lateral (
-        select s.month from {{ this }} as s where s.dossier_id = changed.dossier_id offset 0
+        select {{ step_mart_columns() }} from {{ this }} as s where s.dossier_id = changed.dossier_id offset 0
     ) as steps
 {%- endmacro %}
 
 
 {% macro step_log_replaced() -%}
     {#- int_dossiers__steps' pre-hook (incremental builds): the dossiers changed since the last build — those the
-        model's body rebuilds and those the next pre-hook removes — kept for the post-hook, and the months of
-        their steps as they are before the build written to the log. The log rows every mart has read are
-        dropped first. -#}
+        model's body rebuilds and those the next pre-hook removes —, and what the marts read of their steps as
+        they are before the build, kept for the post-hook. The log rows every mart has read are dropped
+        first. -#}
     {% if is_incremental() %}
     {{ step_prepare_log() }};
     {{ log_trim_read(step_log(), step_builds(), step_marts()) }};
@@ -66,22 +74,28 @@
     select distinct dossier_id
     from {{ ref('stg_api__dossiers') }}
     where {{ changed_since_last_build('changed_at') }};
-    insert into {{ step_log() }} (month)
-    {{ step_months_of_changed() }}
+    create temporary table steps_before on commit drop as
+    {{ step_rows_of_changed() }}
     {% endif %}
 {%- endmacro %}
 
 
 {% macro step_log_written() -%}
-    {#- int_dossiers__steps' post-hook: after an incremental build (the pre-hook left the changed dossiers' list),
-        the months of their steps as built; after a full build, a new, empty log and every mart's build
+    {#- int_dossiers__steps' post-hook: after an incremental build (the pre-hook left the changed dossiers' steps
+        as they were), the months of the steps that differ between before and after written to the log — a
+        step gone or changed, a step new —; after a full build, a new, empty log and every mart's build
         forgotten, so each rebuilds every month. (is_incremental() cannot tell the two apart here: a first
         build's table exists by the time its post-hook runs.) -#}
     do $$
     begin
-        if to_regclass('pg_temp.steps_changed') is not null then
+        if to_regclass('pg_temp.steps_before') is not null then
             insert into {{ step_log() }} (month)
-            {{ step_months_of_changed() }};
+            with after_build as materialized ({{ step_rows_of_changed() }})
+            select distinct month from (
+                (select * from steps_before except all select * from after_build)
+                union all
+                (select * from after_build except all select * from steps_before)
+            ) as differing;
         else
             drop table if exists {{ step_log() }};
             {{ step_prepare_statements() }}
@@ -100,6 +114,17 @@
      )
      from {{ step_builds() }} as builds
      where builds.model = '{{ this.identifier }}')
+{%- endmacro %}
+
+
+{% macro step_mart_drop_stamp() -%}
+    {#- A mart's first pre-hook: a table built when the marts carried their newest step's stamp
+        (source_changed_at) loses the column, so the incremental build goes on (on_schema_change='fail'). The
+        stamp changed with every new version of a dossier, even when its steps did not: the months would have
+        been rebuilt for it. -#}
+    {% if is_incremental() %}
+    alter table {{ this }} drop column if exists source_changed_at
+    {% endif %}
 {%- endmacro %}
 
 
@@ -161,12 +186,10 @@
 
 {% macro step_measures() -%}
     {#- The measures of a group of steps (metrics.md): steps, late steps and their share, median and 90th
-        percentile of the durations in hours (continuous, steps without a duration left out), and the newest
-        step's stamp. -#}
+        percentile of the durations in hours (continuous, steps without a duration left out). -#}
     count(*)::integer as steps,
     (count(*) filter (where is_late))::integer as late_steps,
     (count(*) filter (where is_late))::numeric / count(*) as late_step_rate,
     (percentile_cont(0.5) within group (order by duration_seconds) / 3600)::numeric as median_hours,
-    (percentile_cont(0.9) within group (order by duration_seconds) / 3600)::numeric as p90_hours,
-    max(source_changed_at) as source_changed_at
+    (percentile_cont(0.9) within group (order by duration_seconds) / 3600)::numeric as p90_hours
 {%- endmacro %}

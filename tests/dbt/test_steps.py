@@ -8,8 +8,8 @@ with no steps at all (an empty list, null, not a list), a step without ThoiDiemX
 or not a string, invalid timestamps (30 February, month 13, a number), a deleted dossier, a unit code no
 unit has and a missing one, steps in two months. The second night changes some of them — a new step, a
 dossier that lost its steps, one whose steps are all invalid now, a deletion, a change of unit, a new
-dossier — and the marts are built incrementally (only the changed dossiers' steps decoded again), then in
-full: the same rows each time.
+dossier, a new version whose steps are as they were — and the marts are built incrementally (only the
+changed dossiers' steps decoded again), then in full: the same rows each time.
 
 They are served by the contract server (``simulator/static.py``), pulled, staged and built by dbt into a real
 PostgreSQL warehouse — only the models the two marts need. Expected rows come from
@@ -148,7 +148,7 @@ NIGHT1_RECORDS = [
     dossier(18, [step(1, DESK, "03010900", **ON_TIME), step(2, REGISTRY, "03060900", **LATE)], unit=D2),
     dossier(19, [step(1, DESK, "03010900", **ON_TIME)], status=4, finished=None),
     # 21: the only steps of February, deleted tonight: the month leaves fct_step_monthly. 22: the only steps
-    #     of January, never changed: the month is never recomputed.
+    #     of January; a new version of it tonight keeps its steps as they were: the month is not recomputed.
     dossier(21, [step(1, DESK, "02200900", start="02200800", legal_end="02201700")], status=4, finished=None),
     dossier(22, [step(1, DESK, "01200900", start="01200800", legal_end="01201700")], status=4, finished=None),
     # 23, 24: D2's late dossiers of other fields, by their own MaLinhVuc: civil status (its first late step the
@@ -172,6 +172,8 @@ NIGHT2_CHANGES = [
               step(2, REGISTRY, "04200900", start="04030900", legal_end="04171700")],
          finished="04281000", updated="05011000"),  # a new dossier, late in April
     tombstone(21, "05011000"),
+    dossier(22, [step(1, DESK, "01200900", start="01200800", legal_end="01201700")], status=4, finished=None,
+            updated="05011000"),  # a new version, its steps unchanged
     late(23, [step(1, DESK, "03060900", **LATE), step(2, ENVIRONMENT, "03070900", **LATE)], unit=D2,
          field="CHUNG_THUC", updated="05011000"),  # only its field changed
 ]
@@ -215,6 +217,8 @@ def built(tmp_path_factory):
         out["night2"] = {t: fetch(url, t, reference.COLUMNS[t]) for t in (*COLUMNS, *COUNT_MARTS)}
         with psycopg.connect(url) as conn:  # an upgrade: steps without their field, the marts' builds forgotten
             conn.execute("ALTER TABLE intermediate.int_dossiers__steps DROP COLUMN field_code")
+            for mart in ("fct_step_monthly", "fct_step_monthly_by_field"):  # the marts as they were: with a stamp
+                conn.execute(f"ALTER TABLE marts.{mart} ADD source_changed_at timestamptz NOT NULL DEFAULT now()")
             conn.execute("DELETE FROM intermediate.step_month_builds")
             conn.execute("DELETE FROM intermediate.dossier_fact_builds")
         log = _build(url)
@@ -224,6 +228,9 @@ def built(tmp_path_factory):
             out["indexes_upgraded"] = {re.sub(r"^.* USING btree ", "", d) for (d,) in conn.execute(
                 "SELECT indexdef FROM pg_indexes WHERE schemaname = 'intermediate' "
                 "AND tablename = 'int_dossiers__steps'")}
+            out["stamp_upgraded"] = conn.execute(
+                "SELECT count(*) FROM information_schema.columns WHERE table_schema = 'marts' "
+                "AND table_name LIKE 'fct_step_monthly%%' AND column_name = 'source_changed_at'").fetchone()[0]
             out["not_null_upgraded"] = {c for (c,) in conn.execute(
                 "SELECT attname FROM pg_attribute WHERE attrelid = 'intermediate.int_dossiers__steps'::regclass "
                 "AND attnotnull")}
@@ -313,7 +320,8 @@ def test_the_second_night_decodes_only_the_changed_dossiers_and_recomputes_only_
     steps = compute_steps(changed)["fct_step_monthly"]
     assert built["inserted"]["int_dossiers__steps"] == sum(r["steps"] for r in steps) < sum(
         r["steps"] for r in compute_steps(NIGHT2_RECORDS)["fct_step_monthly"]) / 2
-    # March and April changed, February lost its only steps; January's row stays as the first night built it.
+    # March and April changed, February lost its only steps; January's row stays as the first night built it:
+    # its only dossier came in a new version tonight, but its steps did not change.
     months = compute_steps(NIGHT2_RECORDS)["fct_step_monthly"]
     assert built["inserted"]["fct_step_monthly"] == sum(r["month"] in (MARCH, APRIL) for r in months)
     assert {r["month"] for r in built["night1"]["fct_step_monthly"]} == {JANUARY, FEBRUARY, MARCH, APRIL}
@@ -325,6 +333,8 @@ def test_the_second_night_decodes_only_the_changed_dossiers_and_recomputes_only_
     assert built["indexes_upgraded"] == {"(dossier_id, \"position\")", "(source_changed_at)", "(month)",
                                          "(dossier_id) WHERE is_first_late"}
     assert {"dossier_id", "position", "office", "month", "is_first_late"} <= built["not_null_upgraded"]
+    # The step marts built with their newest step's stamp lost it: it changed with versions whose steps did not.
+    assert built["stamp_upgraded"] == 0
 
 
 def _count_marts(records: list[dict]) -> dict[str, list[dict]]:

@@ -3,7 +3,7 @@
         materialized='incremental',
         incremental_strategy='append',
         on_schema_change='fail',
-        pre_hook=["{{ step_months_delete() }}"],
+        pre_hook=["{{ step_mart_drop_stamp() }}", "{{ step_months_delete() }}"],
         post_hook=["{{ ensure_unique_index(['month', 'unit_code', 'office']) }}", "{{ step_record_build() }}"]
     )
 }}
@@ -15,7 +15,7 @@
 -- recomputed whole, in the same transaction; the percentiles, the costly part (a sort per group), are only computed for
 -- those months — usually the last few — while a full recomputation would grow with the history.
 with steps as (
-    select month, unit_code, office, is_late, duration_seconds, source_changed_at
+    select month, unit_code, office, is_late, duration_seconds
     from {{ ref('int_dossiers__steps') }}
     {% if is_incremental() %}
     {{ step_months_missing() }}

@@ -3,7 +3,7 @@
         materialized='incremental',
         incremental_strategy='append',
         on_schema_change='fail',
-        pre_hook=["{{ step_months_delete() }}"],
+        pre_hook=["{{ step_mart_drop_stamp() }}", "{{ step_months_delete() }}"],
         post_hook=["{{ ensure_unique_index(['month', 'unit_code', 'field_code', 'office']) }}", "{{ step_record_build() }}"]
     )
 }}
@@ -17,7 +17,7 @@
 -- Incremental by month as fct_step_monthly is (macros/steps.sql): a dossier whose field changes is a new
 -- version, whose steps int_dossiers__steps replaces and logs, so its months are rebuilt.
 with steps_with_field as (
-    select month, unit_code, field_code, office, is_late, duration_seconds, source_changed_at
+    select month, unit_code, field_code, office, is_late, duration_seconds
     from {{ ref('int_dossiers__steps') }}
     {% if is_incremental() %}
     {{ step_months_missing() }}
