@@ -193,6 +193,10 @@
         of m is 00:00 of the first day of m+1, or of the as-of date in the running month; a month after the
         running month is never asked for. -#}
     {%- set parts = [] -%}
+    {#- No lower bound written when there is none: a condition ">= '-infinity'" keeps nothing out, yet the
+        planner reads it through the month's index (every row of the history) instead of the dossier's. The
+        upper bound keeps the nulls out on its own. -#}
+    {%- set unbounded = lo == "'-infinity'::date" -%}
     {%- set common -%}
         s.sign, s.unit_code, s.dossier_id, s.procedure_code, s.due_at, s.finished_at, s.supplement_count,
         s.is_resolved, s.is_online, s.intake_digitised, s.is_paid_online, s.has_reused_component,
@@ -201,14 +205,14 @@
     {%- if 'received' in kinds -%}
     {%- do parts.append("select 'received' as kind, s.received_month as month, null::text as reason, " ~ common ~ "
     from " ~ source ~ " as s
-    where s.received_month >= " ~ lo ~ " and s.received_month <= " ~ hi ~ "
+    where " ~ ("" if unbounded else "s.received_month >= " ~ lo ~ " and ") ~ "s.received_month <= " ~ hi ~ "
         and s.received_at < " ~ service_index_cut_off()) -%}
     {%- endif -%}
     {%- if 'resolved' in kinds -%}
     {%- do parts.append("select 'resolved' as kind, s.resolved_month as month,
         case when s.timeliness = 'late' then 'late' when s.supplement_count >= 2 then 'supplements' end as reason, " ~ common ~ "
     from " ~ source ~ " as s
-    where s.resolved_month >= " ~ lo ~ " and s.resolved_month <= " ~ hi ~ "
+    where " ~ ("" if unbounded else "s.resolved_month >= " ~ lo ~ " and ") ~ "s.resolved_month <= " ~ hi ~ "
         and s.finished_at < " ~ service_index_cut_off()) -%}
     {%- endif -%}
     {%- if 'pending' in kinds -%}
@@ -220,7 +224,7 @@
     cross join lateral (
         select least(months.month + interval '1 month', " ~ service_index_cut_off() ~ ") as cut_off
     ) as c
-    where s.pending_until >= " ~ lo ~ " and s.pending_from <= " ~ hi ~ "
+    where " ~ ("" if unbounded else "s.pending_until >= " ~ lo ~ " and ") ~ "s.pending_from <= " ~ hi ~ "
         and s.received_at < c.cut_off
         and s.due_at::date < c.cut_off::date
         and (s.finished_at is null or s.finished_at >= c.cut_off)

@@ -15,7 +15,9 @@
 -- reads again only the issues whose intervals its validation opened, closed or changed (changed_seq past the
 -- table's through_seq), so its cost follows the night's changes, not the backlog; the pre-hook removes
 -- those issues first (one whose only interval was voided is not put back). fct_dq_issue publishes it.
-with intervals as (
+with intervals as not materialized (
+    -- Not materialized, though read twice: the changed issues are found through the index on changed_seq and
+    -- their intervals through the primary key, instead of a copy of every interval of the history.
     select * from {{ ref('stg_dq__issue_intervals') }}
 ),
 
@@ -32,18 +34,27 @@ changed as (
 ),
 
 issues as (
+    {%- if is_incremental() %}
+    -- A night's few issues, each read through the primary key (dossier_id, rule_id, opened_seq): a grouped
+    -- join would hash every interval of the history. An aggregate over no row gives one row of nulls: an
+    -- issue whose only intervals were voided (first_seen_at null) is not put back.
+    select c.dossier_id, c.rule_id, agg.unit_code, agg.first_seen_at, agg.last_closed_seen_at, agg.is_open
+    from changed as c
+    cross join lateral (
+        select {{ dq_issue_measures() }}
+        from intervals as i
+        where i.dossier_id = c.dossier_id and i.rule_id = c.rule_id and not i.voided
+    ) as agg
+    where agg.first_seen_at is not null
+    {%- else %}
     select
         i.dossier_id,
         i.rule_id,
-        -- the unit of the interval found last
-        (array_agg(i.unit_code order by i.opened_seq desc))[1] as unit_code,
-        min(i.opened_at) as first_seen_at,
-        max(i.last_seen_at) filter (where i.closed_seq is not null) as last_closed_seen_at,
-        bool_or(i.closed_seq is null) as is_open
+        {{ dq_issue_measures() }}
     from intervals as i
-    inner join changed as c on c.dossier_id = i.dossier_id and c.rule_id = i.rule_id
     where not i.voided
     group by i.dossier_id, i.rule_id
+    {%- endif %}
 )
 
 select

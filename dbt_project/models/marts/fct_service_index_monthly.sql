@@ -21,7 +21,9 @@ with plan as (
     {{ service_index_plan(with_fingerprint=true, existing=existing is not none) }}
 ),
 
-contributions as (
+contributions as not materialized (
+    -- Not materialized, though read more than once: each reader's filter reaches the table's indexes (a
+    -- materialized CTE would copy all of the history first, and scan the copy without them).
     select 1 as sign, contributions.*
     from {{ ref('int_service_index__contributions') }} as contributions
 ),
