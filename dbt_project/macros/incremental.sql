@@ -26,8 +26,13 @@
         dossiers that lost all their rows. ``delete+insert`` replaces the rows of the others, but only of the
         dossiers its new rows name. -#}
     {% if is_incremental() %}
-    delete from {{ this }} f using {{ parent }} s
-    where s.dossier_id = f.dossier_id and {{ changed_since_last_build('s.changed_at') }} and ({{ condition }})
+    -- The dossiers as an array (= any): read through the index on dossier_id. A join with them let the planner
+    -- hash them against every row of the table (its estimate of a dossier's rows is several times too high).
+    delete from {{ this }} f
+    where f.dossier_id = any(array(
+        select s.dossier_id from {{ parent }} s
+        where {{ changed_since_last_build('s.changed_at') }} and ({{ condition }})
+    ))
     {% endif %}
 {%- endmacro %}
 
@@ -115,4 +120,30 @@
     insert into {{ builds }} (model, log_id)
     select '{{ this.identifier }}', (select coalesce(max(id), 0) from {{ log }})
     on conflict (model) do update set log_id = excluded.log_id, built_at = now()
+{%- endmacro %}
+
+
+{% macro postgres__get_delete_insert_merge_sql(target, source, unique_key, dest_columns, incremental_predicates) -%}
+    {#- dbt's delete+insert, with the rows to replace found through the target's index when the key is one
+        column: ``key = any(array(…))`` instead of ``key in (select …)``. The new rows are an unanalysed
+        temporary table, so the planner took the night's few thousand keys for many and hashed them against every
+        row of the target — a scan of the whole history each night (1.5 s for int_dossiers__steps' 8.7M steps
+        at 3M dossiers; 0.1 s through the index). A key of several columns gets dbt's own statement. -#}
+    {%- set keys = [unique_key] if unique_key is string else (unique_key or []) -%}
+    {%- if keys | length == 1 -%}
+    {%- set dest_cols_csv = get_quoted_csv(dest_columns | map(attribute="name")) -%}
+    delete from {{ target }} as DBT_INTERNAL_DEST
+    where {{ keys[0] }} = any(array(select distinct {{ keys[0] }} from {{ source }} as DBT_INTERNAL_SOURCE))
+    {%- for predicate in incremental_predicates or [] %}
+        and {{ predicate }}
+    {%- endfor %};
+
+    insert into {{ target }} ({{ dest_cols_csv }})
+    (
+        select {{ dest_cols_csv }}
+        from {{ source }}
+    )
+    {%- else -%}
+    {{ default__get_delete_insert_merge_sql(target, source, unique_key, dest_columns, incremental_predicates) }}
+    {%- endif -%}
 {%- endmacro %}
