@@ -241,8 +241,12 @@ def _bat05(since: str) -> str:
                           "where {} not exists (select 1 from raw.dossier_current as c "
                           "where c.dossier_id = s.dossier_id and not c.is_deleted)")
     return "\nunion\n".join((
-        landed_not_staged.format(f"c.changed_at >= ({since}) and"),
-        staged_not_current.format(f"s.source_changed_at >= ({since}) and"),
+        # the changed dossiers as arrays (= any): the planner cannot know how few they are from a subquery's
+        # bound, took them for a third of the table and hashed every dossier of the other side against them
+        landed_not_staged.format("c.dossier_id = any(array(select n.dossier_id from raw.dossier_current as n "
+                                 f"where n.changed_at >= ({since}))) and"),
+        staged_not_current.format(f"s.dossier_id = any(array(select n.dossier_id from {staged} as n "
+                                  f"where n.source_changed_at >= ({since}))) and"),
         # deleted since then, still staged
         "select s.dossier_id, s.unit_code, 'staged, not a current dossier'\n"
         f"from raw.dossier_current as c, {staged} as s\n"
