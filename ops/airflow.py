@@ -142,6 +142,14 @@ def ensure_db(env: Mapping[str, str]) -> None:
     if proc.returncode != 0:
         sys.stderr.write(proc.stdout + proc.stderr)
         raise RuntimeError(f"`airflow db migrate` failed (exit {proc.returncode})")
+    mark_migrated(env)
+
+
+def mark_migrated(env: Mapping[str, str]) -> None:
+    """Record that this Airflow version's migrations are in the metadata database of ``env`` (what
+    ``ensure_db`` checks): after ``airflow db migrate``, or after copying in a database it migrated."""
+    stamp = _migration_stamp(env)
+    stamp.parent.mkdir(parents=True, exist_ok=True)
     stamp.touch()
 
 

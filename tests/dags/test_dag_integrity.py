@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from ops.airflow import airflow_env, logical_date_for
+from tests.support.airflow_home import premigrated_home
 from tests.support.paths import PROJECT_ROOT
 
 DAGS = PROJECT_ROOT / "dags"
@@ -393,6 +394,7 @@ def _probe_env(tmp_path: Path, **more) -> dict:
     env.update({"AIRFLOW_HOME": str(tmp_path / "home"), "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
                 "SIM_STATE_DIR": str(state), "WAREHOUSE_WRITER_URL": "postgresql://u:p@127.0.0.1:1/db",
                 "PROBE_OUT": str(tmp_path / "probe.json"), "FINANCE_INBOX": str(tmp_path), **more})
+    premigrated_home(tmp_path / "home")
     return env
 
 
@@ -488,6 +490,7 @@ def test_make_runs_progress_prints_each_finished_task_with_its_duration(tmp_path
     (dags / "progress_probe.py").write_text(PROGRESS_DAG)
     base = {k: v for k, v in os.environ.items() if k != "AIRFLOW_CONN_PROCEDURE_API"}
     env = airflow_env({"AIRFLOW_HOME": str(tmp_path / "home"), "AIRFLOW__CORE__DAGS_FOLDER": str(dags)}, base=base)
+    premigrated_home(tmp_path / "home")
     ensure_db(env)
     started = time.monotonic()
     code = dags_test("progress_probe", date(2023, 10, 1), env, log_file=tmp_path / "run.log", progress=True)

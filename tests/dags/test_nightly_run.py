@@ -36,6 +36,7 @@ from simulator.province import Province
 from simulator.scenario import Scenario
 from simulator.server import Faults
 from simulator.static import RawRecord, StaticProvince
+from tests.support.airflow_home import premigrated_home
 from tests.support.dirty import Reply, dirty_source
 from tests.support.paths import PROJECT_ROOT
 from tests.support.postgres import throwaway_warehouse
@@ -141,6 +142,7 @@ def test_the_night_always_finishes_and_names_what_it_could_not_do(tmp_path):
                "FINANCE_MAX_UNCOMPRESSED_BYTES": str(8 * 2**20),
                "PIPELINE_TASK_RETRIES": "0", "PIPELINE_RETRY_DELAY_SECONDS": "1", "PIPELINE_LOCK_WAIT_SECONDS": "5"}
         env.pop("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", None)
+        premigrated_home(tmp_path / "airflow")
         url = wh.urls["writer"]
 
         # --- night 1: dirty records, an unreadable page, a zip bomb --------------------------------------

@@ -21,6 +21,7 @@ from ops.dbt import run_dbt
 from pipeline.settings import PROJECT_ROOT, dbt_vars
 from simulator.province import Province
 from simulator.scenario import Scenario
+from tests.support.airflow_home import premigrated_home
 from tests.support.postgres import throwaway_warehouse
 from tests.support.simulator import running_simulator
 
@@ -61,6 +62,7 @@ def test_nights_across_the_reorganisation_equal_a_full_rebuild(tmp_path):
                "PUBLICATION_MIN_RESOLVED": "1",
                "DBT_INCREMENTAL_LOOKBACK_MINUTES": "0"}  # nights minutes apart: no wall-clock look-back
         env.pop("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", None)
+        premigrated_home(tmp_path / "airflow")
         url = wh.urls["writer"]
         for n in range(NIGHTS):
             night = FIRST_NIGHT + timedelta(days=n)

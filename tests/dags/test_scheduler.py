@@ -34,6 +34,7 @@ from simulator.__main__ import investors
 from simulator.finance import write_workbooks
 from simulator.province import Province
 from simulator.scenario import Scenario
+from tests.support.airflow_home import premigrated_home
 from tests.support.airflow_stack import STARTUP_TIMEOUT, Stack, kill_leftovers, parent_of, wait_gone
 from tests.support.airflow_stack import stack_environment as support_environment
 from tests.support.paths import PROJECT_ROOT
@@ -94,6 +95,7 @@ def test_make_airflow_runs_the_night_through_the_scheduler(services, tmp_path):
     started = time.monotonic()
     wh, sim, _ = services
     home = tmp_path / "airflow"
+    premigrated_home(tmp_path / "second-airflow")  # the second run's own Airflow state, ready before it is needed
     stack = Stack(home, stack_environment(home, services))
     try:
         stack.wait_healthy()
