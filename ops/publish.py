@@ -23,12 +23,14 @@ from pipeline.settings import Settings, current
 
 
 def nightly_report(run_id: str, as_of: datetime, settings: Settings | None = None) -> dict:
-    from publication.report import write_report
+    from publication.report import read_figures, write_figures
     from publication.summary import build_summary
 
     settings = current(settings)
-    path = write_report(settings.warehouse_url, settings.reports_dir / "report", as_of.date())
-    return {"report": str(path), "summary": build_summary(settings.warehouse_url, run_id)}
+    figures = read_figures(settings.warehouse_url, as_of.date())
+    path = write_figures(figures, settings.reports_dir / "report")
+    # the open data-quality issues are counted once (a pass over every open finding), for both
+    return {"report": str(path), "summary": build_summary(settings.warehouse_url, run_id, dq=figures["dq"])}
 
 
 def due_month(conn: psycopg.Connection) -> date | None:

@@ -328,10 +328,19 @@ def render(fig: dict) -> str:
 def write_report(url: str, out_dir: Path, as_of: date | None = None) -> Path:
     """Write the report of the marts as of ``as_of`` (default: their own as-of date) to
     ``out_dir/bao-cao-<as-of>.html`` and copy it to ``out_dir/latest.html``; returns the dated file."""
+    return write_figures(read_figures(url, as_of), out_dir)
+
+
+def read_figures(url: str, as_of: date | None = None) -> dict:
+    """``collect``'s figures, read in one connection; raises when the marts are not built yet."""
     with F.connect(url) as conn:
         if not F.exists(conn, "marts.fct_timeliness_monthly"):
             raise RuntimeError("the marts are not built yet: run the nightly pipeline (make run) first")
-        fig = collect(conn, as_of)
+        return collect(conn, as_of)
+
+
+def write_figures(fig: dict, out_dir: Path) -> Path:
+    """The report of ``fig`` (``collect``'s figures) written as ``write_report`` says; returns the dated file."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"bao-cao-{fig['as_of']:%Y-%m-%d}.html"

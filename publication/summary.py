@@ -137,8 +137,8 @@ def _disbursement_line(conn, as_of: date) -> list[str]:
                   f"lowest investors: {lowest}")]
 
 
-def _dq_line(conn) -> list[str]:
-    q = F.dq_backlog(conn)
+def _dq_line(conn, q: dict | None = None) -> list[str]:
+    q = F.dq_backlog(conn) if q is None else q
     if not q["open"]:
         return ["Open data-quality issues: none (marts.fct_dq_issue)."]
     rules = " · ".join(f"{rule} {n:,}" for rule, n in list(q["by_rule"].items())[:4])
@@ -148,8 +148,9 @@ def _dq_line(conn) -> list[str]:
                   f"{rules}")]
 
 
-def build_summary(url: str, run_id: str | None = None) -> str:
-    """The summary of run ``run_id`` (default the latest) and of the marts, as printable text.
+def build_summary(url: str, run_id: str | None = None, dq: dict | None = None) -> str:
+    """The summary of run ``run_id`` (default the latest) and of the marts, as printable text; ``dq``: the
+    open data-quality issues (``figures.dq_backlog``) when the caller has just read them.
 
     Raises ``LookupError`` when ``run_id`` is given and not recorded."""
     with F.connect(url) as conn:
@@ -167,5 +168,5 @@ def build_summary(url: str, run_id: str | None = None) -> str:
         lines += _online_lines(conn, month)
         lines += _delegation_lines(conn, as_of)
         lines += _disbursement_line(conn, as_of)
-        lines += _dq_line(conn)
+        lines += _dq_line(conn, dq)
     return "\n".join(lines)

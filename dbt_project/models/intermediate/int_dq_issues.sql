@@ -5,7 +5,8 @@
         incremental_strategy='append',
         on_schema_change='fail',
         post_hook=["{{ ensure_constraints(not_null=['dossier_id', 'rule_id', 'first_seen_at', 'is_open'],
-            checks={'int_dq_issues_closed_was_seen': 'is_open or last_closed_seen_at is not null'}) }}"],
+            checks={'int_dq_issues_closed_was_seen': 'is_open or last_closed_seen_at is not null'}) }}",
+            "create index if not exists int_dq_issues_through_seq on {{ this }} (through_seq)"],
         pre_hook=["{% if is_incremental() %}delete from {{ this }} as t using (select distinct dossier_id, rule_id from {{ ref('stg_dq__issue_intervals') }} where changed_seq > (select coalesce(max(through_seq), -1) from {{ this }})) as c where c.dossier_id = t.dossier_id and c.rule_id = t.rule_id{% endif %}"],
         indexes=[{'columns': ['dossier_id', 'rule_id'], 'unique': True}]
     )
@@ -15,6 +16,9 @@
 -- reads again only the issues whose intervals its validation opened, closed or changed (changed_seq past the
 -- table's through_seq), so its cost follows the night's changes, not the backlog; the pre-hook removes
 -- those issues first (one whose only interval was voided is not put back). fct_dq_issue publishes it.
+-- The index on through_seq (a post-hook: a deployed table gets it too) answers max(through_seq), this
+-- model's own look-back and every read of fct_dq_issue, from its last entry instead of a pass over every
+-- issue of the history.
 with intervals as not materialized (
     -- Not materialized, though read twice: the changed issues are found through the index on changed_seq and
     -- their intervals through the primary key, instead of a copy of every interval of the history.

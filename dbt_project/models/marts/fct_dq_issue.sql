@@ -3,8 +3,9 @@
 -- and whether the latest dossier validation still finds it. "Seen at" times are the validations' as-of times
 -- (the end of each night's data interval), so they line up with the run dates. A view over int_dq_issues
 -- (incremental over the issues' intervals): an open issue was last seen by the latest validation that table
--- has read, so a night writes nothing for the issues that did not change.
-with issues as (
+-- has read, so a night writes nothing for the issues that did not change. The CTE is not materialized, though
+-- read twice: max(through_seq) comes from its index, and a reader's filter (is_open, a unit) reaches the table.
+with issues as not materialized (
     select * from {{ ref('int_dq_issues') }}
 ),
 
