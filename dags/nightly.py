@@ -86,6 +86,11 @@ def _dbt_group(group_id: str, selector: str):
     from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
     from cosmos.constants import InvocationMode, LoadMode, TestBehavior
 
+    # No assets of Cosmos' own (emit_datasets=False; RenderConfig's at the node grain): the marts' assets are
+    # the published ones (marts_published, finance_published, dags/assets.py). Cosmos' would name the
+    # warehouse's host and port, and for a `--selector` build it lists every mart of the project, so two dbt
+    # tasks ending in the same instant would both create the same new asset, and Airflow fails the second
+    # on the asset table's unique key.
     profile = ProfileConfig(profile_name=PROFILE_NAME, target_name=TARGET_NAME,
                             profiles_yml_filepath=DBT_PROJECT_DIR / "profiles.yml")
     if DBT_TASK_GRAIN == "layer":
@@ -94,7 +99,8 @@ def _dbt_group(group_id: str, selector: str):
         with TaskGroup(group_id) as group:
             DbtBuildLocalOperator(task_id="build", project_dir=str(DBT_PROJECT_DIR), profile_config=profile,
                                   selector=selector, vars=DBT_VARS, env=DBT_RUN_CONTEXT,
-                                  install_deps=False, invocation_mode=InvocationMode.DBT_RUNNER)
+                                  install_deps=False, invocation_mode=InvocationMode.DBT_RUNNER,
+                                  emit_datasets=False)
         return group
     return DbtTaskGroup(
         group_id=group_id,
@@ -102,7 +108,7 @@ def _dbt_group(group_id: str, selector: str):
         profile_config=profile,
         execution_config=ExecutionConfig(invocation_mode=InvocationMode.DBT_RUNNER),
         render_config=RenderConfig(load_method=LoadMode.DBT_MANIFEST, selector=selector,
-                                   test_behavior=TestBehavior.BUILD,
+                                   test_behavior=TestBehavior.BUILD, emit_datasets=False,
                                    # a relationships test runs once both of its models are built
                                    should_detach_multiple_parents_tests=True),
         # Whole-history tests on the staging views run weekly (dags/weekly.py), not every night.

@@ -93,6 +93,7 @@ PARSE_PROBE = """
                 "on_failure_callback": bool(t.on_failure_callback),
                 "mapped": type(t).__name__.endswith("MappedOperator"),
                 "outlets": sorted(getattr(o, "name", str(o)) for o in (t.outlets or [])),
+                "emit_datasets": getattr(t, "emit_datasets", None),
             }} for t in dag.tasks}},
         }}
     out["timeouts"] = {{d.dag_id: {{
@@ -217,9 +218,20 @@ def test_marts_are_published_as_assets_and_drive_the_monthly_dag(parsed):
     assert set(tasks["finance_published"]["outlets"]) == {"marts.fct_disbursement",
                                                           "marts.rpt_disbursement_by_investor"}
     assert not [t for t, v in tasks.items() if v["outlets"] and t not in ("marts_published", "finance_published")]
+    # ... and only those: the dbt tasks (Cosmos) emit no assets of their own at run time, which would name the
+    # warehouse's host and port, and which two tasks ending together would both create (a unique-key error)
+    emitting = {t: v["emit_datasets"] for t, v in tasks.items() if v["emit_datasets"] is not None}
+    assert {"dbt_staging.build", "dbt_marts.build", "finance.marts.build"} <= set(emitting)
+    assert not any(emitting.values()), emitting
     assert parsed["monthly"]["timetable"] == "AssetTriggeredTimetable"
     assert parsed["monthly"]["assets"] == ["marts.rpt_monthly_ranking"]
     assert parsed["monthly"]["params"] == ["force", "month"]
+
+
+def test_dbt_tasks_emit_no_assets_at_node_grain_either(parsed_per_node):
+    emitting = {t: v["emit_datasets"] for t, v in parsed_per_node["dag"]["tasks"].items()
+                if v["emit_datasets"] is not None}
+    assert len(emitting) > 10 and not any(emitting.values()), emitting
 
 
 def test_schedule_and_run_limits(parsed):
