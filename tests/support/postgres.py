@@ -5,11 +5,11 @@ it and yields its URLs; on exit it stops the server and deletes the cluster. It 
 WAREHOUSE_PORT and the other per-warehouse variables, so tests never touch a developer's running warehouse
 (only WAREHOUSE_OS_USER and WAREHOUSE_PG_BIN, which describe the machine, are honoured).
 
-The clusters one test process starts one after the other take the same port (the first free port it found)
-while it is free: dbt hashes the connection (host, port, user, database) into its parse state and parses the
-whole project again (some 5 s of CPU) whenever it changes, so each test file would otherwise pay a full parse
-on its first dbt command. A cluster started while another is still up, or after something else took that
-port, gets another free port. Example session fixture::
+The clusters one test process starts take the ports it used before, the first one free: dbt hashes the
+connection (host, port, user, database) into its parse state and parses the whole project again (some 5 s of
+CPU) whenever it changes, so each test file would otherwise pay a full parse on its first dbt command. A
+cluster started while the process' others are up (a session's warehouse beside a test's) gets the next of
+its ports, or a new free one. Example session fixture::
 
     @pytest.fixture(scope="session")
     def warehouse(tmp_path_factory):
@@ -68,21 +68,21 @@ def free_port(host: str = "127.0.0.1") -> int:
         return probe.getsockname()[1]
 
 
-_preferred: list[int] = []  # this process' port for its clusters, once found
+_ports: list[int] = []  # the ports this process' clusters have taken, in the order it found them
 
 
-def _preferred_port() -> int | None:
-    """This process' usual port for a throw-away cluster, if nothing listens on it now."""
-    if not _preferred:
-        _preferred.append(free_port())
-        return _preferred[0]
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as PostgreSQL binds it
-        try:
-            probe.bind(("127.0.0.1", _preferred[0]))
-        except OSError:
-            return None
-    return _preferred[0]
+def _usual_port() -> int:
+    """The first of this process' ports nothing listens on now, or a new free one (kept for the next)."""
+    for port in _ports:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as PostgreSQL binds it
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    _ports.append(free_port())
+    return _ports[-1]
 
 
 def warehouse_settings(base_dir: Path, port: int, env: Mapping[str, str] | None = None) -> Settings:
@@ -110,7 +110,7 @@ def throwaway_warehouse(tmp_dir: Path, env: Mapping[str, str] | None = None,
     cluster = None
     try:
         for attempt in range(1, PORT_ATTEMPTS + 1):
-            port = (_preferred_port() if attempt == 1 else None) or free_port()
+            port = _usual_port() if attempt == 1 else free_port()
             settings = warehouse_settings(base_dir, port, env)
             cluster = PrivateCluster.from_settings(
                 settings, server_settings=TEST_SERVER_SETTINGS if server_settings is None else dict(server_settings))
