@@ -28,6 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from ops.stack import port_taken
 from warehouse.bootstrap import bootstrap
 from warehouse.cluster import PrivateCluster
 from warehouse.config import Settings, resolve_urls
@@ -73,16 +74,10 @@ _ports: list[int] = []  # the ports this process' clusters have taken, in the or
 
 def _usual_port() -> int:
     """The first of this process' ports nothing listens on now, or a new free one (kept for the next)."""
-    for port in _ports:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as PostgreSQL binds it
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return port
-    _ports.append(free_port())
-    return _ports[-1]
+    port = next((p for p in _ports if not port_taken("127.0.0.1", p)), None)
+    if port is None:
+        _ports.append(port := free_port())
+    return port
 
 
 def warehouse_settings(base_dir: Path, port: int, env: Mapping[str, str] | None = None) -> Settings:
