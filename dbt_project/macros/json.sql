@@ -35,9 +35,11 @@
 {%- endmacro %}
 
 
-{% macro json_timestamp(value) -%}
-    {#- A timestamp field: only a JSON string can be a valid yyyyMMddHHmmss timestamp. -#}
-    case when jsonb_typeof({{ value }}) = 'string' then {{ parse_ts("(" ~ value ~ " #>> '{}')") }} end
+{% macro json_timestamp(value, text=none) -%}
+    {#- A timestamp field: only a JSON string can be a valid yyyyMMddHHmmss timestamp. ``text``: the same field
+        already as text (a text column of jsonb_to_record), which parse_ts then reads instead of converting the
+        JSON value again at each of its references. -#}
+    case when jsonb_typeof({{ value }}) = 'string' then {{ parse_ts(text or "(" ~ value ~ " #>> '{}')") }} end
 {%- endmacro %}
 
 

@@ -170,6 +170,36 @@ def test_a_night_compares_what_changed_and_the_weekly_tests_everything(env):
             conn.execute("UPDATE raw.dossier_current SET changed_at = %s WHERE dossier_id = %s", (changed_at, recent))
 
 
+def test_a_first_validation_compares_every_dossier(env):
+    """With no good batch before it (a first night, a rebuild), every landed dossier is new: BAT05 compares them
+    all, both ways — here a lost staged row and a hand-made extra one that even the counts, neither of them
+    changed lately, which a later night would leave to the weekly test."""
+    with psycopg.connect(env["url"]) as conn:
+        lost, old = [r[0] for r in conn.execute("SELECT dossier_id FROM dq.dq_dossiers ORDER BY dossier_id LIMIT 2")]
+        conn.execute("CREATE TABLE dq.kept AS SELECT * FROM dq.dq_dossiers WHERE dossier_id = %s", (lost,))
+        conn.execute("CREATE TEMP TABLE extra AS SELECT * FROM dq.dq_dossiers WHERE dossier_id = %s", (old,))
+        conn.execute("UPDATE extra SET dossier_id = 'HAND-MADE-FIRST', source_changed_at = '2000-01-01'")
+        conn.execute("INSERT INTO dq.dq_dossiers SELECT * FROM extra")
+        conn.execute("DELETE FROM dq.dq_dossiers WHERE dossier_id = %s", (lost,))
+        # no good batch on record: none passed, none released
+        conn.execute("CREATE TABLE dq.kept_runs AS SELECT validation_id, status FROM dq.validation_runs "
+                     "WHERE suite = 'batch'")
+        conn.execute("UPDATE dq.validation_runs SET status = 'failed' WHERE suite = 'batch'")
+        conn.execute("CREATE TABLE dq.kept_releases AS SELECT * FROM dq.batch_releases")
+        conn.execute("DELETE FROM dq.batch_releases")
+    try:
+        stopped(env, "first")
+        assert findings(env["url"], "first/batch") == {"BAT05": {lost, "HAND-MADE-FIRST"}}
+    finally:
+        with psycopg.connect(env["url"]) as conn:
+            conn.execute("DELETE FROM dq.dq_dossiers WHERE dossier_id = 'HAND-MADE-FIRST'")
+            conn.execute("INSERT INTO dq.dq_dossiers SELECT * FROM dq.kept")
+            conn.execute("UPDATE dq.validation_runs AS v SET status = k.status FROM dq.kept_runs AS k "
+                         "WHERE k.validation_id = v.validation_id")
+            conn.execute("INSERT INTO dq.batch_releases SELECT * FROM dq.kept_releases ON CONFLICT DO NOTHING")
+            conn.execute("DROP TABLE dq.kept, dq.kept_runs, dq.kept_releases")
+
+
 def test_a_reconciliation_that_does_not_add_up_stops_the_run(env):
     with psycopg.connect(env["url"]) as conn:
         conn.execute("INSERT INTO audit.ingest_runs (run_id, source, partition, window_start, window_end, pages, "

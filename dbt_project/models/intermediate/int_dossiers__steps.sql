@@ -7,7 +7,7 @@
         pre_hook=[
             "{{ steps_add_field_code() }}",
             "{{ step_log_replaced() }}",
-            "{{ delete_changed_dossiers(ref('stg_api__dossiers'), 's.is_deleted or s.latest_step_at is null') }}",
+            "{{ delete_changed_dossiers(source('api', 'dossier_current'), 'true') }}",
         ],
         post_hook=["{{ step_log_written() }}", "{{ ensure_constraints(
             not_null=['dossier_id', 'position', 'office', 'processed_at', 'month', 'is_late', 'is_first_late',
@@ -23,9 +23,11 @@
 -- item of a current, non-deleted dossier with a valid ThoiDiemXuLy, with its office, month, duration and
 -- lateness, and whether it is its dossier's first late step. Decoded from the JSON once per new version of
 -- a dossier: incremental on raw.dossier_current.changed_at like fct_dossier, a changed dossier's steps
--- replaced whole (delete+insert on dossier_id); the pre-hook removes the steps of dossiers deleted since, or
--- left with no step; its hooks log the months of the steps replaced and written (macros/steps.sql), from which
--- fct_step_monthly and fct_step_monthly_by_field are rebuilt month by month. fct_late_origin_monthly reads it too.
+-- replaced whole (a pre-hook removes every step of the dossiers changed since the last build — deleted, left
+-- with no step, or rebuilt by the body); its hooks log the months of the steps replaced and written
+-- (macros/steps.sql), from which fct_step_monthly and fct_step_monthly_by_field are rebuilt month by month.
+-- fct_late_origin_monthly reads it too. It reads the landed dossiers only, never stg_api__dossiers: the
+-- staging stage builds the two side by side, each decoding its part of the JSON on a core of its own.
 with steps as (
     select dossier_id, unit_code, field_code, position, step_no, processed_at, department, started_at, legal_end_at,
         changed_at

@@ -17,18 +17,24 @@ renamed as (
         nullif(source.payload ->> 'MaLinhVuc', '') as field_code,
         step.position::int as position,
         {{ json_integer("step.value -> 'BuocXuLy'") }} as step_no,
-        {{ json_timestamp("step.value -> 'ThoiDiemXuLy'") }} as processed_at,
+        {{ json_timestamp("step.value -> 'ThoiDiemXuLy'", 'step_text."ThoiDiemXuLy"') }} as processed_at,
         nullif(step.value ->> 'ChucDanh', '') as position_title,
         case
             when jsonb_typeof(step.value -> 'PhongBanXuLy') = 'string' then nullif(step.value ->> 'PhongBanXuLy', '')
         end as department,
         nullif(step.value ->> 'NoiDungXuLy', '') as content,
         {{ json_integer("step.value -> 'TrangThai'") }} as step_status,
-        {{ json_timestamp("step.value -> 'NgayBatDau'") }} as started_at,
-        {{ json_timestamp("step.value -> 'NgayKetThucTheoQuyDinh'") }} as legal_end_at
+        {{ json_timestamp("step.value -> 'NgayBatDau'", 'step_text."NgayBatDau"') }} as started_at,
+        {{ json_timestamp("step.value -> 'NgayKetThucTheoQuyDinh'", 'step_text."NgayKetThucTheoQuyDinh"') }} as legal_end_at
     from source
     cross join lateral jsonb_array_elements({{ json_array("source.payload -> 'QuaTrinhXuLy'") }})
         with ordinality as step (value, position)
+    -- The timestamps' text read out of the step once: parse_ts reads its argument a dozen times, and each
+    -- `->` and `#>>` copies the value again (a seventh of the decoding of 8.7M steps). A step that is not an
+    -- object has none.
+    cross join lateral jsonb_to_record(
+        case when jsonb_typeof(step.value) = 'object' then step.value else '{}'::jsonb end
+    ) as step_text ("ThoiDiemXuLy" text, "NgayBatDau" text, "NgayKetThucTheoQuyDinh" text)
 )
 
 select * from renamed
