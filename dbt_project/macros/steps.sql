@@ -72,7 +72,7 @@
     {{ log_trim_read(step_log(), step_builds(), step_marts()) }};
     create temporary table steps_changed on commit drop as
     select dossier_id
-    from {{ source('api', 'dossier_current') }}
+    from {{ ref('stg_api__dossier_changes') }}
     where {{ changed_since_last_build('changed_at') }};
     create temporary table steps_before on commit drop as
     {{ step_rows_of_changed() }}
@@ -155,7 +155,7 @@
 
 {% macro steps_add_field_code() -%}
     {#- int_dossiers__steps' first pre-hook: a table built before the steps carried their dossier's field is
-        rewritten once with the column, read from the landed payloads as stg_api__dossier_steps reads it — a new
+        rewritten once with the column, read from stg_api__dossier_steps (what the model's body reads) — a new
         table and its indexes, not an UPDATE of every row, which would cost more than a full refresh and leave
         the table twice its size —, so the incremental build goes on instead of failing on the schema change
         (on_schema_change='fail') until a full refresh decodes every payload again. The constraints follow
@@ -169,9 +169,11 @@
                        where attrelid = '{{ this }}'::regclass and attname = 'field_code' and not attisdropped) then
             alter table {{ this }} rename to {{ adapter.quote(before) }};
             create table {{ this }} as
-            select s.*, nullif(d.payload ->> 'MaLinhVuc', '') as field_code
+            select s.*, d.field_code
             from {{ adapter.quote(this.schema) }}.{{ adapter.quote(before) }} as s
-            left join {{ source('api', 'dossiers_current') }} as d on d.dossier_id = s.dossier_id;
+            left join (
+                select distinct on (dossier_id) dossier_id, field_code from {{ ref('stg_api__dossier_steps') }}
+            ) as d on d.dossier_id = s.dossier_id;
             drop table {{ adapter.quote(this.schema) }}.{{ adapter.quote(before) }};
             {%- for index in config.get('indexes', []) %}
             {{ get_create_index_sql(this, index) }};

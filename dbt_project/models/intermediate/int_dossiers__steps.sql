@@ -7,7 +7,7 @@
         pre_hook=[
             "{{ steps_add_field_code() }}",
             "{{ step_log_replaced() }}",
-            "{{ delete_changed_dossiers(source('api', 'dossier_current'), 'true') }}",
+            "{{ delete_changed_dossiers(ref('stg_api__dossier_changes'), 'true') }}",
         ],
         post_hook=["{{ step_log_written() }}", "{{ ensure_constraints(
             not_null=['dossier_id', 'position', 'office', 'processed_at', 'month', 'is_late', 'is_first_late',
