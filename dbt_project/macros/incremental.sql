@@ -4,9 +4,12 @@
     (lookback_minutes(), from DBT_INCREMENTAL_LOOKBACK_MINUTES) for a load committing while dbt reads; and removes the
     dossiers that became tombstones in that span. -#}
 
-{% macro changed_since_last_build(column) -%}
-    {#- An empty table (a first build that found nothing) takes everything, not nothing. -#}
-    {{ column }} > coalesce((select max(source_changed_at) from {{ this }}), '-infinity'::timestamptz)
+{% macro changed_since_last_build(column, last_build=none) -%}
+    {#- An empty table (a first build that found nothing) takes everything, not nothing. ``last_build``: the
+        table's stamp read before a pre-hook removed rows (which could take the newest with them), by default
+        read now. -#}
+    {{ column }} > coalesce({{ last_build or '(select max(source_changed_at) from ' ~ this ~ ')' }},
+                            '-infinity'::timestamptz)
                    - interval '{{ lookback_minutes() }} minutes'
 {%- endmacro %}
 
@@ -16,23 +19,6 @@
     {% if is_incremental() %}
     delete from {{ this }} f using {{ parent }} s
     where s.dossier_id = f.dossier_id and s.is_deleted and {{ changed_since_last_build('s.changed_at') }}
-    {% endif %}
-{%- endmacro %}
-
-
-{% macro delete_changed_dossiers(parent, condition) -%}
-    {#- A pre-hook of a table with several rows per dossier: removes the rows of the dossiers changed since the
-        last build that ``condition`` (on ``s``, the parent's row) says have none any more — tombstones, or
-        dossiers that lost all their rows. ``delete+insert`` replaces the rows of the others, but only of the
-        dossiers its new rows name. -#}
-    {% if is_incremental() %}
-    -- The dossiers as an array (= any): read through the index on dossier_id. A join with them let the planner
-    -- hash them against every row of the table (its estimate of a dossier's rows is several times too high).
-    delete from {{ this }} f
-    where f.dossier_id = any(array(
-        select s.dossier_id from {{ parent }} s
-        where {{ changed_since_last_build('s.changed_at') }} and ({{ condition }})
-    ))
     {% endif %}
 {%- endmacro %}
 

@@ -50,6 +50,25 @@
 {%- endmacro %}
 
 
+{% macro steps_last_build() -%}
+    {#- The steps' stamp as it was before step_delete_changed took the changed dossiers' steps out (the newest
+        among them): the body reads the same dossiers the hooks saw, not those changed since an older stamp. -#}
+    (select changed_at from steps_last_build)
+{%- endmacro %}
+
+
+{% macro step_delete_changed() -%}
+    {#- int_dossiers__steps' last pre-hook (incremental builds): every step of the dossiers changed since the last
+        build removed — tombstones, dossiers left with no valid step, and those the body writes again (it
+        reads the landed dossiers, not stg_api__dossiers, so cannot tell them apart without decoding twice).
+        The dossiers as an array (= any): read through the index on dossier_id; a join with them let the
+        planner hash them against every step. -#}
+    {% if is_incremental() %}
+    delete from {{ this }} where dossier_id = any(array(select dossier_id from steps_changed))
+    {% endif %}
+{%- endmacro %}
+
+
 {% macro step_rows_of_changed() -%}
     {#- step_mart_columns of the steps of the dossiers in steps_changed, each dossier's read through the index
         on (dossier_id, position): a loop the planner may not trade for a scan of every step (OFFSET 0 keeps the
@@ -70,10 +89,12 @@
     {% if is_incremental() %}
     {{ step_prepare_log() }};
     {{ log_trim_read(step_log(), step_builds(), step_marts()) }};
+    create temporary table steps_last_build on commit drop as
+    select max(source_changed_at) as changed_at from {{ this }};
     create temporary table steps_changed on commit drop as
     select dossier_id
     from {{ ref('stg_api__dossier_changes') }}
-    where {{ changed_since_last_build('changed_at') }};
+    where {{ changed_since_last_build('changed_at', steps_last_build()) }};
     create temporary table steps_before on commit drop as
     {{ step_rows_of_changed() }}
     {% endif %}

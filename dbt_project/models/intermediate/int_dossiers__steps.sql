@@ -7,7 +7,7 @@
         pre_hook=[
             "{{ steps_add_field_code() }}",
             "{{ step_log_replaced() }}",
-            "{{ delete_changed_dossiers(ref('stg_api__dossier_changes'), 'true') }}",
+            "{{ step_delete_changed() }}",
         ],
         post_hook=["{{ step_log_written() }}", "{{ ensure_constraints(
             not_null=['dossier_id', 'position', 'office', 'processed_at', 'month', 'is_late', 'is_first_late',
@@ -28,13 +28,15 @@
 -- (macros/steps.sql), from which fct_step_monthly and fct_step_monthly_by_field are rebuilt month by month.
 -- fct_late_origin_monthly reads it too. It reads the landed dossiers only, never stg_api__dossiers: the
 -- staging stage builds the two side by side, each decoding its part of the JSON on a core of its own.
+-- its hooks read the changed dossiers' keys:
+-- depends_on: {{ ref('stg_api__dossier_changes') }}
 with steps as (
     select dossier_id, unit_code, field_code, position, step_no, processed_at, department, started_at, legal_end_at,
         changed_at
     from {{ ref('stg_api__dossier_steps') }}
     where processed_at is not null
     {% if is_incremental() %}
-      and {{ changed_since_last_build('changed_at') }}
+      and {{ changed_since_last_build('changed_at', steps_last_build()) }}
     {% endif %}
 ),
 
