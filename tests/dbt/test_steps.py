@@ -187,8 +187,8 @@ def _inserted(log: str, *models: str) -> dict[str, int]:
     return {model: int(re.search(model + r" \.+ \[\S*INSERT 0 (\d+)", log).group(1)) for model in models}
 
 
-def _build(url: str, *extra: str) -> str:
-    dbt_vars = json.dumps({"as_of": NIGHT2.isoformat(), "incremental_lookback_minutes": 0})
+def _build(url: str, *extra: str, lookback_minutes: float = 0) -> str:
+    dbt_vars = json.dumps({"as_of": NIGHT2.isoformat(), "incremental_lookback_minutes": lookback_minutes})
     proc = run_dbt(["build", "--select", *SELECT, "--indirect-selection", "cautious", "--vars", dbt_vars, *extra],
                    url)
     assert proc.returncode == 0, proc.stdout[-6000:]
@@ -239,6 +239,18 @@ def built(tmp_path_factory):
         out["unchanged"] = {t: fetch(url, t, reference.COLUMNS[t]) for t in (*COLUMNS, *COUNT_MARTS)}
         out["inserted_unchanged"] = int(re.search(r"fct_step_monthly \.+ \[\S*INSERT 0 (\d+)", log).group(1))
         out["inserted_unchanged_counts"] = _inserted(log, *COUNT_MARTS)
+        # A build with a look-back reaching into the second night's loads, not the first's: it reads the second
+        # night's dossiers again, and only them, even though removing their steps takes the table's newest
+        # stamps out (the next newest is the first night's).
+        with psycopg.connect(url) as conn:
+            [(first_last, second_first)] = conn.execute(
+                "SELECT max(changed_at) FILTER (WHERE NOT dossier_id = ANY(%(keys)s)),"
+                " min(changed_at) FILTER (WHERE dossier_id = ANY(%(keys)s)) FROM raw.dossier_current",
+                {"keys": sorted(CHANGED)}).fetchall()
+        out["lookback_gap_s"] = (second_first - first_last).total_seconds()
+        log = _build(url, lookback_minutes=out["lookback_gap_s"] / 2 / 60)
+        out["inserted_lookback"] = _inserted(log, "int_dossiers__steps")["int_dossiers__steps"]
+        out["lookback"] = {t: fetch(url, t, reference.COLUMNS[t]) for t in COLUMNS}
         with psycopg.connect(url) as conn:  # every mart has read the log: the next fct_dossier build trimmed it
             [(out["log_rows_unchanged"],)] = conn.execute("SELECT count(*) FROM intermediate.dossier_fact_changes")
             # a correction by hand is logged too: the next build counts it
@@ -335,6 +347,17 @@ def test_the_second_night_decodes_only_the_changed_dossiers_and_recomputes_only_
     assert {"dossier_id", "position", "office", "month", "is_first_late"} <= built["not_null_upgraded"]
     # The step marts built with their newest step's stamp lost it: it changed with versions whose steps did not.
     assert built["stamp_upgraded"] == 0
+
+
+def test_a_look_back_re_reads_the_last_night_not_the_one_before(built):
+    """With a look-back that reaches into the last night's loads but not the night before's, a build with
+    nothing new re-reads the last night's dossiers (metrics.md's steps, only theirs) and changes nothing:
+    the pre-hook's removal of their steps, the newest of the table, does not move the cursor back a night."""
+    assert built["lookback_gap_s"] > 1  # the two nights' loads apart, so the look-back can fall between them
+    changed = [r for r in NIGHT2_CHANGES if not r.get("DaXoa")]
+    assert built["inserted_lookback"] == sum(r["steps"] for r in compute_steps(changed)["fct_step_monthly"])
+    for table in COLUMNS:
+        compare(table, built["lookback"][table], compute_steps(NIGHT2_RECORDS)[table], KEYS[table])
 
 
 def _count_marts(records: list[dict]) -> dict[str, list[dict]]:
