@@ -24,8 +24,11 @@
 {%- endmacro %}
 
 
-{% macro dossier_count_marts() -%}
-    {{ return(['fct_timeliness_monthly', 'fct_online_monthly', 'fct_digitisation_monthly']) }}
+{% macro dossier_log_readers() -%}
+    {#- The models that read the log (a row is dropped once each has): the count marts, and
+        fct_late_origin_monthly_by_field for its months (macros/late_origins.sql). -#}
+    {{ return(['fct_timeliness_monthly', 'fct_online_monthly', 'fct_digitisation_monthly',
+               'fct_late_origin_monthly_by_field']) }}
 {%- endmacro %}
 
 
@@ -62,7 +65,7 @@
         {{ dossier_log_prepare_statements(this) }}
     end
     $$;
-    {{ log_trim_read(dossier_log(), dossier_log_builds(), dossier_count_marts()) }}
+    {{ log_trim_read(dossier_log(), dossier_log_builds(), dossier_log_readers()) }}
     {% endif %}
 {%- endmacro %}
 

@@ -71,13 +71,40 @@
             execute 'alter table {{ this }} ' || array_to_string(clauses, ', ');
         end if;
         {%- for name, spec in unique_where.items() %}
-        if to_regclass('{{ adapter.quote(this.schema) }}.{{ adapter.quote(name) }}') is null then
-            create unique index {{ adapter.quote(name) }} on {{ this }} ({{ spec[0] | join(', ') }})
-            where {{ spec[1] }};
-        end if;
+        {{ ensure_index_statements(name, spec[0], spec[1], unique=true) }}
         {%- endfor %}
     end
     $$
+{%- endmacro %}
+
+
+{% macro ensure_index(name, columns, where=none, unique=false) -%}
+    {#- A post-hook: the index ``name`` on ``columns`` of this relation (``where``: a partial index), created
+        when this relation lacks it. -#}
+    do $$
+    begin
+        {{ ensure_index_statements(name, columns, where, unique) }}
+    end
+    $$
+{%- endmacro %}
+
+
+{% macro ensure_index_statements(name, columns, where=none, unique=false) -%}
+    {#- ensure_index's PL/pgSQL statements. The index is looked for on this relation, not by its name alone: a
+        full refresh (and every build of a table) renames the former table aside and drops it only after the
+        post-hooks, so its index still holds the name — ``create index if not exists`` would find it, create
+        nothing, and the new table would be left without the index once the old one is dropped. That index is
+        renamed out of the way instead. -#}
+    {%- set qualified = adapter.quote(this.schema) ~ '.' ~ adapter.quote(name) -%}
+        if not exists (select 1 from pg_index
+                       where indexrelid = to_regclass('{{ qualified }}') and indrelid = '{{ this }}'::regclass) then
+            if to_regclass('{{ qualified }}') is not null then
+                execute format('alter index %s rename to %I', '{{ qualified }}',
+                               left('{{ name }}', 40) || '__' || to_regclass('{{ qualified }}')::oid);
+            end if;
+            create {% if unique %}unique {% endif %}index {{ adapter.quote(name) }} on {{ this }}
+                ({{ columns | join(', ') }}){% if where %} where {{ where }}{% endif %};
+        end if;
 {%- endmacro %}
 
 

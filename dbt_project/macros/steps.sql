@@ -14,7 +14,9 @@
 
 
 {% macro step_marts() -%}
-    {{ return(['fct_step_monthly', 'fct_step_monthly_by_field']) }}
+    {#- The models that read the log's register (a row is dropped once each has read it): the step marts, and
+        fct_late_origin_monthly_by_field, which reads only whether it has a build on record. -#}
+    {{ return(['fct_step_monthly', 'fct_step_monthly_by_field', 'fct_late_origin_monthly_by_field']) }}
 {%- endmacro %}
 
 

@@ -147,7 +147,7 @@ NIGHT1_RECORDS = [
     late(17, [step(1, DESK, "03010900", **ON_TIME), step(2, LEAD, "03060900", **LATE)]),
     dossier(18, [step(1, DESK, "03010900", **ON_TIME), step(2, REGISTRY, "03060900", **LATE)], unit=D2),
     dossier(19, [step(1, DESK, "03010900", **ON_TIME)], status=4, finished=None),
-    # 21: the only steps of February, deleted tonight: the month leaves fct_step_monthly. 22: the only steps
+    # 21: the only steps of February, deleted tonight: the month leaves fct_step_monthly. 22: the only D1 steps
     #     of January; a new version of it tonight keeps its steps as they were: the month is not recomputed.
     dossier(21, [step(1, DESK, "02200900", start="02200800", legal_end="02201700")], status=4, finished=None),
     dossier(22, [step(1, DESK, "01200900", start="01200800", legal_end="01201700")], status=4, finished=None),
@@ -156,6 +156,9 @@ NIGHT1_RECORDS = [
     late(23, [step(1, DESK, "03060900", **LATE), step(2, ENVIRONMENT, "03070900", **LATE)], unit=D2,
          field="HO_TICH"),
     late(24, [step(1, DESK, "03010900", **ON_TIME)], unit=D2, field=""),
+    # 25: D2's only late dossier of January, its delay begun at the desk; no night changes it or its month.
+    {**late(25, [step(1, DESK, "01060900", start="01020800", legal_end="01031700")], unit=D2, finished="01171000"),
+     "NgayNopHoSo": ts("01020800"), "NgayTiepNhan": ts("01020800"), "NgayHenTra": ts("01101700")},
 ]
 
 NIGHT2_CHANGES = [
@@ -184,7 +187,7 @@ HAND_DELETED = f"{D1}-230301-00012"  # taken out of fct_dossier by hand after th
 
 def _inserted(log: str, *models: str) -> dict[str, int]:
     """The rows each model's build inserted, from dbt's log."""
-    return {model: int(re.search(model + r" \.+ \[\S*INSERT 0 (\d+)", log).group(1)) for model in models}
+    return {model: int(re.search(model + r" [ .]*\[\S*INSERT 0 (\d+)", log).group(1)) for model in models}
 
 
 def _build(url: str, *extra: str, lookback_minutes: float = 0) -> str:
@@ -193,6 +196,13 @@ def _build(url: str, *extra: str, lookback_minutes: float = 0) -> str:
                    url)
     assert proc.returncode == 0, proc.stdout[-6000:]
     return proc.stdout
+
+
+def _indexes(url: str, schema: str, table: str) -> set[str]:
+    """A table's indexes, each as its columns and condition."""
+    with psycopg.connect(url) as conn:
+        return {re.sub(r"^.* USING btree ", "", d) for (d,) in conn.execute(
+            "SELECT indexdef FROM pg_indexes WHERE schemaname = %s AND tablename = %s", (schema, table))}
 
 
 @pytest.fixture(scope="module")
@@ -213,7 +223,8 @@ def built(tmp_path_factory):
         province.set_clock(NIGHT2)
         run_night(settings, NIGHT2, run_id="steps-2", until="land", checks=False, lease=False)
         log = _build(url)
-        out["inserted"] = _inserted(log, "int_dossiers__steps", "fct_step_monthly", *COUNT_MARTS)
+        out["inserted"] = _inserted(log, "int_dossiers__steps", "fct_step_monthly", "fct_late_origin_monthly_by_field",
+                                    *COUNT_MARTS)
         out["night2"] = {t: fetch(url, t, reference.COLUMNS[t]) for t in (*COLUMNS, *COUNT_MARTS)}
         with psycopg.connect(url) as conn:  # an upgrade: steps without their field, the marts' builds forgotten
             conn.execute("ALTER TABLE intermediate.int_dossiers__steps DROP COLUMN field_code")
@@ -224,10 +235,8 @@ def built(tmp_path_factory):
         log = _build(url)
         out["forgotten"] = {t: fetch(url, t, reference.COLUMNS[t]) for t in (*COLUMNS, *COUNT_MARTS)}
         out["inserted_forgotten_counts"] = _inserted(log, *COUNT_MARTS)
+        out["indexes_upgraded"] = _indexes(url, "intermediate", "int_dossiers__steps")
         with psycopg.connect(url) as conn:
-            out["indexes_upgraded"] = {re.sub(r"^.* USING btree ", "", d) for (d,) in conn.execute(
-                "SELECT indexdef FROM pg_indexes WHERE schemaname = 'intermediate' "
-                "AND tablename = 'int_dossiers__steps'")}
             out["stamp_upgraded"] = conn.execute(
                 "SELECT count(*) FROM information_schema.columns WHERE table_schema = 'marts' "
                 "AND table_name LIKE 'fct_step_monthly%%' AND column_name = 'source_changed_at'").fetchone()[0]
@@ -235,30 +244,32 @@ def built(tmp_path_factory):
                 "SELECT attname FROM pg_attribute WHERE attrelid = 'intermediate.int_dossiers__steps'::regclass "
                 "AND attnotnull")}
         out["inserted_forgotten"] = int(re.search(r"fct_step_monthly \.+ \[\S*INSERT 0 (\d+)", log).group(1))
+        out["inserted_forgotten_late"] = _inserted(log, "fct_late_origin_monthly_by_field")
         log = _build(url)  # nothing changed since: nothing rebuilt
         out["unchanged"] = {t: fetch(url, t, reference.COLUMNS[t]) for t in (*COLUMNS, *COUNT_MARTS)}
         out["inserted_unchanged"] = int(re.search(r"fct_step_monthly \.+ \[\S*INSERT 0 (\d+)", log).group(1))
+        out["inserted_unchanged_late"] = _inserted(log, "fct_late_origin_monthly_by_field")
         out["inserted_unchanged_counts"] = _inserted(log, *COUNT_MARTS)
-        # A build with a look-back reaching into the second night's loads, not the first's: it reads the second
-        # night's dossiers again, and only them, even though removing their steps takes the table's newest
-        # stamps out (the next newest is the first night's).
-        with psycopg.connect(url) as conn:
+        with psycopg.connect(url) as conn:  # every mart has read the log: the next fct_dossier build trimmed it
+            [(out["log_rows_unchanged"],)] = conn.execute("SELECT count(*) FROM intermediate.dossier_fact_changes")
             [(first_last, second_first)] = conn.execute(
                 "SELECT max(changed_at) FILTER (WHERE NOT dossier_id = ANY(%(keys)s)),"
                 " min(changed_at) FILTER (WHERE dossier_id = ANY(%(keys)s)) FROM raw.dossier_current",
                 {"keys": sorted(CHANGED)}).fetchall()
+        # A build with a look-back reaching into the second night's loads, not the first's: it reads the second
+        # night's dossiers again, and only them, even though removing their steps takes the table's newest
+        # stamps out (the next newest is the first night's).
         out["lookback_gap_s"] = (second_first - first_last).total_seconds()
         log = _build(url, lookback_minutes=out["lookback_gap_s"] / 2 / 60)
-        out["inserted_lookback"] = _inserted(log, "int_dossiers__steps")["int_dossiers__steps"]
+        out["inserted_lookback"] = _inserted(log, "int_dossiers__steps", "fct_late_origin_monthly_by_field")
         out["lookback"] = {t: fetch(url, t, reference.COLUMNS[t]) for t in COLUMNS}
-        with psycopg.connect(url) as conn:  # every mart has read the log: the next fct_dossier build trimmed it
-            [(out["log_rows_unchanged"],)] = conn.execute("SELECT count(*) FROM intermediate.dossier_fact_changes")
-            # a correction by hand is logged too: the next build counts it
+        with psycopg.connect(url) as conn:  # a correction by hand is logged too: the next build counts it
             conn.execute("DELETE FROM marts.fct_dossier WHERE dossier_id = %s", (HAND_DELETED,))
         _build(url)
         out["corrected"] = {t: fetch(url, t, reference.COLUMNS[t]) for t in COUNT_MARTS}
         _build(url, "--full-refresh")
         out["full"] = {t: fetch(url, t, reference.COLUMNS[t]) for t in (*COLUMNS, *COUNT_MARTS)}
+        out["indexes_full"] = _indexes(url, "intermediate", "int_dossiers__steps")
     yield out
 
 
@@ -285,6 +296,7 @@ def test_late_origins_by_hand(built):
         (APRIL, None, NOT_NAMED): 1,  # 13
         (MARCH, D2, DESK): 1,  # 23
         (MARCH, D2, NOT_RECORDED): 1,  # 24
+        (JANUARY, D2, DESK): 1,  # 25
     }
     rows = {(r["month"], r["unit_code"], r["office"]): r["late_dossiers"]
             for r in built["night2"]["fct_late_origin_monthly"]}
@@ -341,9 +353,10 @@ def test_the_second_night_decodes_only_the_changed_dossiers_and_recomputes_only_
     # After an upgrade (steps without their field, which the next build adds; the marts' builds forgotten, as
     # when int_dossiers__steps is rebuilt whole) a mart rebuilds every month; with nothing changed since, none.
     assert built["inserted_forgotten"] == len(months) and built["inserted_unchanged"] == 0
-    # The upgraded table (rewritten with the field) has its indexes and constraints again.
-    assert built["indexes_upgraded"] == {"(dossier_id, \"position\")", "(source_changed_at)", "(month)",
-                                         "(dossier_id) WHERE is_first_late"}
+    # The upgraded table (rewritten with the field) has its indexes and constraints again, and so has the
+    # table a full refresh builds anew.
+    assert built["indexes_upgraded"] == built["indexes_full"] == {
+        "(dossier_id, \"position\")", "(source_changed_at)", "(month)", "(dossier_id) WHERE is_first_late"}
     assert {"dossier_id", "position", "office", "month", "is_first_late"} <= built["not_null_upgraded"]
     # The step marts built with their newest step's stamp lost it: it changed with versions whose steps did not.
     assert built["stamp_upgraded"] == 0
@@ -355,9 +368,29 @@ def test_a_look_back_re_reads_the_last_night_not_the_one_before(built):
     the pre-hook's removal of their steps, the newest of the table, does not move the cursor back a night."""
     assert built["lookback_gap_s"] > 1  # the two nights' loads apart, so the look-back can fall between them
     changed = [r for r in NIGHT2_CHANGES if not r.get("DaXoa")]
-    assert built["inserted_lookback"] == sum(r["steps"] for r in compute_steps(changed)["fct_step_monthly"])
+    assert built["inserted_lookback"]["int_dossiers__steps"] == sum(
+        r["steps"] for r in compute_steps(changed)["fct_step_monthly"])
+    # fct_dossier re-reads them too, so the late origins' months they are in are rebuilt again
+    assert built["inserted_lookback"]["fct_late_origin_monthly_by_field"] == built["inserted"][
+        "fct_late_origin_monthly_by_field"]
     for table in COLUMNS:
         compare(table, built["lookback"][table], compute_steps(NIGHT2_RECORDS)[table], KEYS[table])
+
+
+def test_a_night_rebuilds_the_late_origins_of_the_months_its_late_dossiers_left_or_entered(built):
+    """fct_late_origin_monthly_by_field rebuilds the resolution months of the changed dossiers that were late
+    before the night or are after it (its rows match the definitions after every build, above); every month
+    after its builds were forgotten, none after a build with nothing new."""
+    def late_months(records: list[dict]) -> set[date]:
+        return {f["finished_at"].date().replace(day=1) for f in reference.fct_dossier_rows(records, PROCEDURES)
+                if f["dossier_id"] in CHANGED and f["timeliness"] == "late"}
+
+    rows = compute_steps(NIGHT2_RECORDS)["fct_late_origin_monthly_by_field"]
+    months = late_months(NIGHT1_RECORDS) | late_months(NIGHT2_RECORDS)
+    assert 0 < built["inserted"]["fct_late_origin_monthly_by_field"] == sum(r["month"] in months for r in rows) < len(
+        rows)
+    assert built["inserted_forgotten_late"]["fct_late_origin_monthly_by_field"] == len(rows)
+    assert built["inserted_unchanged_late"]["fct_late_origin_monthly_by_field"] == 0
 
 
 def _count_marts(records: list[dict]) -> dict[str, list[dict]]:

@@ -5,7 +5,7 @@
         incremental_strategy='delete+insert',
         on_schema_change='fail',
         pre_hook=["{{ delete_new_tombstones(ref('stg_api__dossiers')) }}"],
-        post_hook=["create index if not exists dq_dossiers_run_id on {{ this }} (run_id)"],
+        post_hook=["{{ ensure_index('dq_dossiers_run_id', ['run_id']) }}"],
         indexes=[{'columns': ['dossier_id'], 'unique': True}, {'columns': ['source_changed_at']},
                  {'columns': ['last_activity_at']}, {'columns': ['latest_recorded_at']}]
     )

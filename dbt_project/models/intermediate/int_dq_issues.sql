@@ -6,7 +6,7 @@
         on_schema_change='fail',
         post_hook=["{{ ensure_constraints(not_null=['dossier_id', 'rule_id', 'first_seen_at', 'is_open'],
             checks={'int_dq_issues_closed_was_seen': 'is_open or last_closed_seen_at is not null'}) }}",
-            "create index if not exists int_dq_issues_through_seq on {{ this }} (through_seq)"],
+            "{{ ensure_index('int_dq_issues_through_seq', ['through_seq']) }}"],
         pre_hook=["{% if is_incremental() %}delete from {{ this }} as t using (select distinct dossier_id, rule_id from {{ ref('stg_dq__issue_intervals') }} where changed_seq > (select coalesce(max(through_seq), -1) from {{ this }})) as c where c.dossier_id = t.dossier_id and c.rule_id = t.rule_id{% endif %}"],
         indexes=[{'columns': ['dossier_id', 'rule_id'], 'unique': True}]
     )

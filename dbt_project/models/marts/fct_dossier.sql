@@ -8,7 +8,8 @@
             not_null=['is_received', 'is_resolved', 'is_online', 'is_paper_intake', 'intake_digitised', 'updated_at',
                       'is_in_processing', 'source_changed_at'],
             checks={'fct_dossier_timeliness_values': \"timeliness in ('early', 'on_time', 'late')\"}) }}",
-                   "{{ dossier_log_install() }}"],
+                   "{{ dossier_log_install() }}",
+                   "{{ ensure_index('fct_dossier_late_resolved_month', ['resolved_month'], \"timeliness = 'late'\") }}"],
         pre_hook=["{{ dossier_log_trim() }}", "{{ delete_new_tombstones(ref('int_dossiers__classified')) }}"],
         indexes=[{'columns': ['source_changed_at']}]
     )

@@ -6,7 +6,7 @@
         pre_hook=["{{ service_index_2_1_dossiers_plan() }}"],
         post_hook=[
             "{{ ensure_unique_index(['month', 'dossier_id']) }}",
-            "create index if not exists fct_service_index_2_1_dossiers_dossier_id on {{ this }} (dossier_id)",
+            "{{ ensure_index('fct_service_index_2_1_dossiers_dossier_id', ['dossier_id']) }}",
             "{{ service_index_record_build(with_fingerprint=false) }}",
         ]
     )
