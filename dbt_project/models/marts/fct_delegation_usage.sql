@@ -1,5 +1,9 @@
 -- Use of delegated procedures: of the dossiers of a procedure received since its earliest decision among
--- done items, the share handled by one of those items' receiving units.
+-- done items, the share handled by one of those items' receiving units. Rebuilt whole each night: every
+-- received dossier of a delegated procedure since its decision counts (metrics.md), and a change of the
+-- delegation plan (reference data, replaced whole) moves the decision dates and the delegates back in time.
+-- The dossiers of the delegated procedures only are read, through fct_dossier's partial index on the
+-- received dossiers' procedure_code.
 with done as (
     select procedure_code, receiving_unit_code, decision_date
     from {{ ref('int_delegations__status') }}

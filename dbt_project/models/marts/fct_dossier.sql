@@ -9,7 +9,9 @@
                       'is_in_processing', 'source_changed_at'],
             checks={'fct_dossier_timeliness_values': \"timeliness in ('early', 'on_time', 'late')\"}) }}",
                    "{{ dossier_log_install() }}",
-                   "{{ ensure_index('fct_dossier_late_resolved_month', ['resolved_month'], \"timeliness = 'late'\") }}"],
+                   "{{ ensure_index('fct_dossier_late_resolved_month', ['resolved_month'], \"timeliness = 'late'\") }}",
+                   "{{ ensure_index('fct_dossier_in_processing', ['unit_code', 'due_at'], 'is_in_processing') }}",
+                   "{{ ensure_index('fct_dossier_received_procedure', ['procedure_code'], 'is_received') }}"],
         pre_hook=["{{ dossier_log_trim() }}", "{{ delete_new_tombstones(ref('int_dossiers__classified')) }}"],
         indexes=[{'columns': ['source_changed_at']}]
     )

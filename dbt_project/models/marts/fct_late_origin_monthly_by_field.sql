@@ -25,20 +25,22 @@ with late_dossiers as (
     {% if is_incremental() %}
       and {{ late_origin_months_missing('resolved_month') }}
     {% endif %}
-),
-
-first_late_steps as (
-    select dossier_id, office
-    from {{ ref('int_dossiers__steps') }}
-    where is_first_late
 )
 
 select
     late_dossiers.resolved_month as month,
     late_dossiers.unit_code,
     late_dossiers.field_code,
-    coalesce(first_late_steps.office, '(không ghi nhận)') as office,
+    coalesce(first_late_step.office, '(không ghi nhận)') as office,
     count(*)::integer as late_dossiers
 from late_dossiers
-left join first_late_steps on first_late_steps.dossier_id = late_dossiers.dossier_id
+-- each late dossier's first late step (at most one: a unique index) read through that partial index — not
+-- a hash of every first late step of the history against the night's few months (OFFSET 0 keeps the
+-- subquery a lookup per dossier)
+left join lateral (
+    select steps.office
+    from {{ ref('int_dossiers__steps') }} as steps
+    where steps.dossier_id = late_dossiers.dossier_id and steps.is_first_late
+    offset 0
+) as first_late_step on true
 group by 1, 2, 3, 4

@@ -9,7 +9,10 @@
 }}
 -- Dossiers in processing and those past their due date, per unit, as of the run's date. One row set per
 -- run date, kept as history (a rerun of the same date replaces its set); the unique index on (as_of_date,
--- unit_code) makes a second set for the same date fail the build instead of doubling the figures.
+-- unit_code) makes a second set for the same date fail the build instead of doubling the figures. Every
+-- dossier in processing is read each night, changed or not — whether it is past its due date moves with the
+-- run's date —, through fct_dossier's partial index on the dossiers in processing (unit_code, due_at): the
+-- open workload, not the history.
 select
     {{ as_of_date() }} as as_of_date,
     unit_code,
