@@ -57,14 +57,20 @@
 {%- endmacro %}
 
 
+{% macro dossier_log_prepare(source) -%}
+    {#- dossier_log_prepare_statements as a statement of its own. -#}
+    do $$
+    begin
+        {{ dossier_log_prepare_statements(source) }}
+    end
+    $$
+{%- endmacro %}
+
+
 {% macro dossier_log_trim() -%}
     {#- fct_dossier's pre-hook (incremental builds): the log rows every mart has read dropped. -#}
     {% if is_incremental() %}
-    do $$
-    begin
-        {{ dossier_log_prepare_statements(this) }}
-    end
-    $$;
+    {{ dossier_log_prepare(this) }};
     {{ log_trim_read(dossier_log(), dossier_log_builds(), dossier_log_readers()) }}
     {% endif %}
 {%- endmacro %}
@@ -175,11 +181,7 @@
         no build on record. -#}
     {% if is_incremental() %}
     {%- set keys = dossier_counts_keys(parts) -%}
-    do $$
-    begin
-        {{ dossier_log_prepare_statements(ref('fct_dossier')) }}
-    end
-    $$;
+    {{ dossier_log_prepare(ref('fct_dossier')) }};
     create temporary table {{ dossier_counts_replaced() }} on commit drop as
     select * from {{ this }} with no data;
     with touched as (

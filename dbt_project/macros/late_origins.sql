@@ -31,11 +31,7 @@
         reads) and taken out — all of them when it has no build on record. -#}
     {% if is_incremental() %}
     {{ step_prepare_log() }};
-    do $$
-    begin
-        {{ dossier_log_prepare_statements(ref('fct_dossier')) }}
-    end
-    $$;
+    {{ dossier_log_prepare(ref('fct_dossier')) }};
     create temporary table {{ late_origin_months_table() }} on commit drop as
     select {{ late_origin_months() }} as months;
     delete from {{ this }} as mart using {{ late_origin_months_table() }} as rebuilt
