@@ -40,11 +40,11 @@
 {%- endmacro %}
 
 
-{% macro late_origin_months_missing(column) -%}
+{% macro late_origin_months_missing() -%}
     {#- In an incremental build, the filter of fct_dossier's late rows on the months the pre-hook took out
         (through fct_dossier's index on the late dossiers' resolution month); every month when the mart has no
         build on record. -#}
-    {{ column }} = any(coalesce(
+    resolved_month = any(coalesce(
         (select months from {{ late_origin_months_table() }}),
         array(select distinct resolved_month from {{ ref('fct_dossier') }} where timeliness = 'late')))
 {%- endmacro %}

@@ -13,8 +13,8 @@
 {% macro step_builds() -%}{{ state_relation('int_dossiers__steps', 'step_month_builds') }}{%- endmacro %}
 
 
-{% macro step_marts() -%}
-    {#- The models that read the log's register (a row is dropped once each has read it): the step marts, and
+{% macro step_log_readers() -%}
+    {#- The models that read the log (a row is dropped once each has read it): the step marts, and
         fct_late_origin_monthly_by_field, which reads only whether it has a build on record. -#}
     {{ return(['fct_step_monthly', 'fct_step_monthly_by_field', 'fct_late_origin_monthly_by_field']) }}
 {%- endmacro %}
@@ -90,7 +90,7 @@
         first. -#}
     {% if is_incremental() %}
     {{ step_prepare_log() }};
-    {{ log_trim_read(step_log(), step_builds(), step_marts()) }};
+    {{ log_trim_read(step_log(), step_builds(), step_log_readers()) }};
     create temporary table steps_last_build on commit drop as
     select max(source_changed_at) as changed_at from {{ this }};
     create temporary table steps_changed on commit drop as

@@ -23,7 +23,7 @@ with late_dossiers as (
     from {{ ref('fct_dossier') }}
     where timeliness = 'late'
     {% if is_incremental() %}
-      and {{ late_origin_months_missing('resolved_month') }}
+      and {{ late_origin_months_missing() }}
     {% endif %}
 )
 
