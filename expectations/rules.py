@@ -151,7 +151,7 @@ REQUIRED_COLUMNS = ("dossier_id", "updated_at", "changed_at", "is_deleted", "pro
                     "field_code", "channel", "channel_raw", "status", "status_raw", "applicant_type",
                     "applicant_type_raw", "received_at", "due_at", "finished_at", "returned_at",
                     "has_digitised_components", "digitised_component_count", "electronic_result_count",
-                    "step_count", "latest_step_at")
+                    "step_count")
 
 
 BAT03_SHARE = 0.05  # default share of a batch's records lacking a required field that stops the run

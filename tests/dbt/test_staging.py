@@ -98,7 +98,6 @@ def expected_dossier(rec: dict) -> dict:
     components = rec.get("TaiLieuNop") or []
     results = rec.get("DanhSachGiayToKetQua") or []
     steps = rec.get("QuaTrinhXuLy") or []
-    step_times = [t for t in (parse_timestamp(s.get("ThoiDiemXuLy")) for s in steps) if t]
     identities = sorted({i["SoDinhDanh"] for i in rec.get("DinhDanhCHS") or [] if present(i.get("SoDinhDanh"))})
     row = {
         "is_deleted": rec["DaXoa"],
@@ -116,7 +115,6 @@ def expected_dossier(rec: dict) -> dict:
         "electronic_result_count": sum(present(r.get("DuongDanTepTinKetQua")) for r in results),
         "supplement_count": len(rec.get("DanhSachHoSoBoSung") or []),
         "step_count": len(steps),
-        "latest_step_at": max(step_times, default=None),
         "applicant_key": hmac.new(APPLICANT_HASH_KEY.encode(), ",".join(identities).encode(),
                                   hashlib.sha256).hexdigest() if identities else None,
     }

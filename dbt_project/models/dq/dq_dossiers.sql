@@ -38,11 +38,11 @@ select
     due_at,
     finished_at,
     returned_at,
-    latest_step_at,
+    steps.latest_step_at,
     -- The times the time-dependent rules compare with the as-of time (INC05, VAL01), indexed: a night
     -- re-evaluates the dossiers whose rule can have flipped since the previous validation without reading
     -- the others (expectations/intervals.py).
-    greatest(received_at, latest_step_at) as last_activity_at,
+    greatest(received_at, steps.latest_step_at) as last_activity_at,
     greatest(received_at, finished_at, returned_at) as latest_recorded_at,
     -- VAL06: each timestamp field present (not null, not "") whose value is not a valid yyyyMMddHHmmss
     -- local time, as `Field=value`; NULL when every present timestamp is valid.
@@ -58,8 +58,15 @@ select
     run_id,
     updated_at,
     changed_at as source_changed_at
-from {{ ref('stg_api__dossiers') }}
-where not is_deleted
+from {{ ref('stg_api__dossiers') }} as dossiers
+-- The latest valid step time (ThoiDiemXuLy), looked up in the steps decoded beside the dossiers (their index on
+-- dossier_id): int_dossiers__steps holds exactly the valid step times of the live dossiers, as of this build.
+left join lateral (
+    select max(step.processed_at) as latest_step_at
+    from {{ ref('int_dossiers__steps') }} as step
+    where step.dossier_id = dossiers.dossier_id
+) as steps on true
+where not dossiers.is_deleted
 {% if is_incremental() %}
-  and {{ changed_since_last_build('changed_at') }}
+  and {{ changed_since_last_build('dossiers.changed_at') }}
 {% endif %}

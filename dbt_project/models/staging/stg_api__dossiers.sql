@@ -129,11 +129,9 @@ renamed as (
             where {{ is_present("(result.value ->> 'DuongDanTepTinKetQua')") }}
         ) as electronic_result_count,
         coalesce(jsonb_array_length({{ json_array('"DanhSachHoSoBoSung"') }}), 0) as supplement_count,
+        -- (The latest step time is not decoded here but read from int_dossiers__steps, which parses every
+        -- step's time anyway: dq_dossiers looks it up. It was a fifth of this model's decoding.)
         coalesce(jsonb_array_length({{ json_array('"QuaTrinhXuLy"') }}), 0) as step_count,
-        (
-            select max({{ json_timestamp("step.value -> 'ThoiDiemXuLy'") }})
-            from jsonb_array_elements({{ json_array('"QuaTrinhXuLy"') }}) as step (value)
-        ) as latest_step_at,
         -- HMAC-SHA256 (RFC 2104) of the sorted, distinct identity numbers joined by ',', keyed with the padded
         -- keys the bootstrap keeps in raw (readable by the writer only): the key never appears in this
         -- model's SQL, nor in any view definition, which every role can read in pg_views. The two key
