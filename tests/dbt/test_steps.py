@@ -205,6 +205,16 @@ def _indexes(url: str, schema: str, table: str) -> set[str]:
             "SELECT indexdef FROM pg_indexes WHERE schemaname = %s AND tablename = %s", (schema, table))}
 
 
+def _keys(url: str, schema: str, table: str) -> tuple[set[str], set[tuple[str, str]]]:
+    """A table's indexes (``_indexes``) and its primary key and unique constraints, as (name, definition)."""
+    with psycopg.connect(url) as conn:
+        constraints = {(name, definition) for name, definition in conn.execute(
+            "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+            "WHERE conrelid = format('%%I.%%I', %s::text, %s::text)::regclass AND contype IN ('p', 'u')",
+            (schema, table))}
+    return _indexes(url, schema, table), constraints
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     """Night 1 pulled and built; night 2 pulled and built incrementally, then in full; each build's marts."""
@@ -219,6 +229,7 @@ def built(tmp_path_factory):
         run_night(settings, NIGHT1, run_id="steps-1", until="land", checks=False, lease=False)
         _build(url)
         out["night1"] = {t: fetch(url, t, COLUMNS[t]) for t in COLUMNS}
+        out["fct_dossier_first"] = _keys(url, "marts", "fct_dossier")
         province.set_records(NIGHT2_RECORDS)
         province.set_clock(NIGHT2)
         run_night(settings, NIGHT2, run_id="steps-2", until="land", checks=False, lease=False)
@@ -270,6 +281,12 @@ def built(tmp_path_factory):
         _build(url, "--full-refresh")
         out["full"] = {t: fetch(url, t, reference.COLUMNS[t]) for t in (*COLUMNS, *COUNT_MARTS)}
         out["indexes_full"] = _indexes(url, "intermediate", "int_dossiers__steps")
+        out["fct_dossier_full"] = _keys(url, "marts", "fct_dossier")
+        with psycopg.connect(url) as conn:
+            try:
+                conn.execute("INSERT INTO marts.fct_dossier SELECT * FROM marts.fct_dossier LIMIT 1")
+            except psycopg.errors.UniqueViolation as exc:
+                out["fct_dossier_duplicate"] = exc.diag.constraint_name
     yield out
 
 
@@ -358,6 +375,14 @@ def test_the_second_night_decodes_only_the_changed_dossiers_and_recomputes_only_
     assert built["indexes_upgraded"] == built["indexes_full"] == {
         "(dossier_id, \"position\")", "(source_changed_at)", "(month)", "(dossier_id) WHERE is_first_late"}
     assert {"dossier_id", "position", "office", "month", "is_first_late"} <= built["not_null_upgraded"]
+    # fct_dossier's primary key, added after a first build's insert and after a full refresh's (whose former
+    # table still held the key's name while the post-hook ran), and its indexes, the same both times.
+    assert built["fct_dossier_first"] == built["fct_dossier_full"]
+    indexes, constraints = built["fct_dossier_full"]
+    assert constraints == {("fct_dossier_pkey", "PRIMARY KEY (dossier_id)")}
+    assert indexes == {"(dossier_id)", "(source_changed_at)", "(resolved_month) WHERE (timeliness = 'late'::text)",
+                       "(unit_code, due_at) WHERE is_in_processing", "(procedure_code) WHERE is_received"}
+    assert built["fct_dossier_duplicate"] == "fct_dossier_pkey"
     # The step marts built with their newest step's stamp lost it: it changed with versions whose steps did not.
     assert built["stamp_upgraded"] == 0
 

@@ -5,6 +5,7 @@
         incremental_strategy='delete+insert',
         on_schema_change='fail',
         post_hook=["{{ ensure_constraints(
+            primary_key=['dossier_id'],
             not_null=['is_received', 'is_resolved', 'is_online', 'is_paper_intake', 'intake_digitised', 'updated_at',
                       'is_in_processing', 'source_changed_at'],
             checks={'fct_dossier_timeliness_values': \"timeliness in ('early', 'on_time', 'late')\"}) }}",
