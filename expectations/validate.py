@@ -219,8 +219,10 @@ def _store(conn: psycopg.Connection, outcome: SuiteOutcome, parts: list, run_id:
              sum(1 for c in outcome.checks if not c.success and c.severity != CRITICAL), run_id,
              plan and plan.kind, plan and plan.changed_through, plan and plan.reference_hash)).fetchone()[0]
         if to_intervals:
-            conn.execute("CREATE TEMPORARY TABLE found (dossier_id text, rule_id text, unit_code text, "
-                         "observed_value text, PRIMARY KEY (dossier_id, rule_id)) ON COMMIT DROP")
+            # Its key is added once it is filled: kept row by row while every dossier's findings arrive (1.9M
+            # rows in dossier order within each rule, random order for the key), it doubled the stage's writing.
+            conn.execute("CREATE TEMPORARY TABLE found (dossier_id text NOT NULL, rule_id text NOT NULL, "
+                         "unit_code text, observed_value text) ON COMMIT DROP")
         for check in outcome.checks:
             if not check.success and check.check_id in rules:
                 rule, (schema, table) = rules[check.check_id]
@@ -228,8 +230,8 @@ def _store(conn: psycopg.Connection, outcome: SuiteOutcome, parts: list, run_id:
                 if to_intervals:
                     cur = conn.execute(
                         "INSERT INTO found (rule_id, dossier_id, unit_code, observed_value) "
-                        f"SELECT %s, q.record_key, q.unit_code, q.observed_value FROM ({query}) AS q "
-                        "ON CONFLICT DO NOTHING", (rule.rule_id,))
+                        f"SELECT %s, q.record_key, q.unit_code, q.observed_value FROM ({query}) AS q",
+                        (rule.rule_id,))
                 else:
                     cur = conn.execute(
                         "INSERT INTO dq.findings (validation_id, rule_id, record_key, unit_code, observed_value) "
@@ -248,6 +250,11 @@ def _store(conn: psycopg.Connection, outcome: SuiteOutcome, parts: list, run_id:
                  check.description, check.success, check.unexpected_count, outcome.evaluated,
                  orjson.dumps(check.observed, default=str).decode()))
         if to_intervals:
+            try:
+                with conn.transaction():
+                    conn.execute("ALTER TABLE found ADD PRIMARY KEY (dossier_id, rule_id)")
+            except psycopg.errors.UniqueViolation as exc:
+                raise DataQualityError(f"a dossier rule found a dossier twice: {exc.diag.message_detail}") from exc
             outcome.intervals = intervals.apply(conn, plan, outcome.validation_id, seq, as_of, "found")
         outcome.seconds = time.perf_counter() - outcome.seconds
         conn.execute("UPDATE dq.validation_runs SET status = %s, finished_at = clock_timestamp(), seconds = %s "
