@@ -4,7 +4,7 @@
         unique_key='dossier_id',
         incremental_strategy='delete+insert',
         on_schema_change='fail',
-        pre_hook=["{{ delete_new_tombstones(ref('stg_api__dossiers')) }}"],
+        pre_hook=["{{ full_build_work_mem() }}", "{{ delete_new_tombstones(ref('stg_api__dossiers')) }}"],
         post_hook=["{{ ensure_index('dq_dossiers_run_id', ['run_id']) }}"],
         indexes=[{'columns': ['dossier_id'], 'unique': True}, {'columns': ['source_changed_at']},
                  {'columns': ['last_activity_at']}, {'columns': ['latest_recorded_at']}]
@@ -19,7 +19,7 @@
 -- that judge them (VAL04, VAL06). Incremental on raw.dossier_current.changed_at, like fct_dossier.
 
 select
-    dossier_id,
+    dossiers.dossier_id,
     unit_code,
     procedure_code,
     status,
@@ -59,13 +59,24 @@ select
     updated_at,
     changed_at as source_changed_at
 from {{ ref('stg_api__dossiers') }} as dossiers
--- The latest valid step time (ThoiDiemXuLy), looked up in the steps decoded beside the dossiers (their index on
--- dossier_id): int_dossiers__steps holds exactly the valid step times of the live dossiers, as of this build.
+-- The latest valid step time (ThoiDiemXuLy), from the steps decoded beside the dossiers: int_dossiers__steps
+-- holds exactly the valid step times of the live dossiers, as of this build. A night looks up its dossiers'
+-- steps through their key; a full build groups every step once, in memory (full_build_work_mem): a lookup a
+-- dossier, in no order the steps' table is in, took 49 s at 3M; the grouping 16.0 s with the server's
+-- work_mem, 8.9 s with the full build's.
+{% if is_incremental() %}
 left join lateral (
     select max(step.processed_at) as latest_step_at
     from {{ ref('int_dossiers__steps') }} as step
     where step.dossier_id = dossiers.dossier_id
 ) as steps on true
+{% else %}
+left join (
+    select step.dossier_id, max(step.processed_at) as latest_step_at
+    from {{ ref('int_dossiers__steps') }} as step
+    group by step.dossier_id
+) as steps on steps.dossier_id = dossiers.dossier_id
+{% endif %}
 where not dossiers.is_deleted
 {% if is_incremental() %}
   and {{ changed_since_last_build('dossiers.changed_at') }}
