@@ -129,6 +129,8 @@ VARIABLES: dict[str, Variable] = {v.name: v for v in [
         ("PUBLICATION_MIN_RESOLVED", "10", "units with fewer resolved dossiers in a month are not ranked"),
         ("DBT_INCREMENTAL_LOOKBACK_MINUTES", "15", "an incremental model re-reads dossiers changed this long "
                                                    "before its last build"),
+        ("DBT_FULL_BUILD_WORK_MEM", "256MB", "work_mem of a first or full build's joins and groupings of whole "
+                                            "per-dossier tables (dbt var full_build_work_mem)"),
         ("PIPELINE_TASK_RETRIES", "2", "retries of every task"),
         ("PIPELINE_RETRY_DELAY_SECONDS", "300", "delay between them (10 under make run and test-dag)"),
         ("PIPELINE_TASK_TIMEOUT_MINUTES", "120", "execution_timeout of every task"),
@@ -305,6 +307,17 @@ def _pg_duration(value: str) -> str:
     return f"{int(match['amount'])}{match['unit'] or ''}"
 
 
+_MEMORY = re.compile(r"(?P<amount>\d+)\s*(?P<unit>kB|MB|GB|TB)")
+
+
+def _pg_memory(value: str) -> str:
+    """A PostgreSQL memory size such as ``256MB``; the unit is required (a bare number would mean kilobytes)."""
+    match = _MEMORY.fullmatch(value.strip())
+    if match is None or int(match["amount"]) == 0:
+        raise ValueError("not a memory size: write a number with a unit (kB, MB, GB, TB), e.g. 256MB")
+    return f"{int(match['amount'])}{match['unit']}"
+
+
 def _postgresql_url(value: str) -> str:
     if not value.startswith(("postgresql://", "postgres://")):
         raise ValueError("must be a postgresql:// URL")
@@ -388,12 +401,14 @@ class PublicationTargets(_FromEnv):
     on_time_target: float = _setting("PUBLICATION_ON_TIME_TARGET", _fraction)
     min_resolved: int = _setting("PUBLICATION_MIN_RESOLVED", _int_in(0))
     incremental_lookback_minutes: float = _setting("DBT_INCREMENTAL_LOOKBACK_MINUTES", float)
+    full_build_work_mem: str = _setting("DBT_FULL_BUILD_WORK_MEM", _pg_memory)
 
     def dbt_vars(self, **more) -> dict:
         """The vars every dbt invocation gets (``on_time_target``, ``min_resolved``,
-        ``incremental_lookback_minutes``), and ``more``."""
+        ``incremental_lookback_minutes``, ``full_build_work_mem``), and ``more``."""
         return {"on_time_target": self.on_time_target, "min_resolved": self.min_resolved,
-                "incremental_lookback_minutes": self.incremental_lookback_minutes, **more}
+                "incremental_lookback_minutes": self.incremental_lookback_minutes,
+                "full_build_work_mem": self.full_build_work_mem, **more}
 
 
 @dataclass(frozen=True)
@@ -429,6 +444,7 @@ class Settings(_FromEnv):
     on_time_target: float = _setting("PUBLICATION_ON_TIME_TARGET", _fraction)
     min_resolved: int = _setting("PUBLICATION_MIN_RESOLVED", _int_in(0))
     incremental_lookback_minutes: float = _setting("DBT_INCREMENTAL_LOOKBACK_MINUTES", float)
+    full_build_work_mem: str = _setting("DBT_FULL_BUILD_WORK_MEM", _pg_memory)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, warehouse_url: str | None = None) -> Settings:
@@ -443,7 +459,8 @@ class Settings(_FromEnv):
 
     @property
     def targets(self) -> PublicationTargets:
-        return PublicationTargets(self.on_time_target, self.min_resolved, self.incremental_lookback_minutes)
+        return PublicationTargets(self.on_time_target, self.min_resolved, self.incremental_lookback_minutes,
+                                  self.full_build_work_mem)
 
     def dbt_vars(self, **more) -> dict:
         """The settings the dbt models read as ``--vars`` (the ranking's target and threshold, the incremental

@@ -197,6 +197,9 @@ def test_bad_values_are_refused_with_the_variable_named():
         Settings.from_env({"PUBLICATION_ON_TIME_TARGET": "95"}, warehouse_url="postgresql://u:p@h/db")
     with pytest.raises(ValueError, match="DBT_TASK_GRAIN"):
         DagSettings.from_env({"DBT_TASK_GRAIN": "model"})
+    for size in ("256", "256mb", "0MB", "256MB; reset all"):  # written into a statement: a size, nothing else
+        with pytest.raises(ValueError, match="DBT_FULL_BUILD_WORK_MEM"):
+            Settings.from_env({"DBT_FULL_BUILD_WORK_MEM": size}, warehouse_url="postgresql://u:p@h/db")
     with pytest.raises(SettingsError, match="INGEST_WORKERS='many'"):
         Settings.from_env({"INGEST_WORKERS": "many"}, warehouse_url="")
     with pytest.raises(SettingsError) as raised:  # a secret stays out of the message
@@ -233,12 +236,15 @@ def test_the_ranking_target_and_minimum_reach_dbt_as_vars():
            "DBT_INCREMENTAL_LOOKBACK_MINUTES": "0"}
     assert dbt_vars(env, as_of="2023-10-01T01:00:00") == {"on_time_target": 0.9, "min_resolved": 25,
                                                           "incremental_lookback_minutes": 0,
+                                                          "full_build_work_mem": "256MB",
                                                           "as_of": "2023-10-01T01:00:00"}
-    settings = Settings.from_env(env, warehouse_url="postgresql://u:p@h/db")
-    assert settings.dbt_vars() == {"on_time_target": 0.9, "min_resolved": 25, "incremental_lookback_minutes": 0}
+    settings = Settings.from_env({**env, "DBT_FULL_BUILD_WORK_MEM": " 1 GB"}, warehouse_url="postgresql://u:p@h/db")
+    assert settings.dbt_vars() == {"on_time_target": 0.9, "min_resolved": 25, "incremental_lookback_minutes": 0,
+                                   "full_build_work_mem": "1GB"}
     assert dbt_vars({}) == {"on_time_target": S.PublicationTargets.on_time_target,
                             "min_resolved": S.PublicationTargets.min_resolved,
-                            "incremental_lookback_minutes": S.PublicationTargets.incremental_lookback_minutes}
+                            "incremental_lookback_minutes": S.PublicationTargets.incremental_lookback_minutes,
+                            "full_build_work_mem": S.PublicationTargets.full_build_work_mem}
 
 
 def test_the_dbt_models_have_no_default_for_the_settings_vars():
@@ -257,7 +263,7 @@ def test_every_dbt_command_of_ops_dbt_gets_the_settings_vars_under_its_own():
     args = with_settings_vars(["build", "--vars", '{"as_of": "2023-10-01", "min_resolved": 3}', "-s", "x"], env)
     assert args[:3] == ["build", "-s", "x"] and args[3] == "--vars"
     assert json.loads(args[4]) == {"on_time_target": 0.9, "min_resolved": 3, "as_of": "2023-10-01",
-                                   "incremental_lookback_minutes": 15}
+                                   "incremental_lookback_minutes": 15, "full_build_work_mem": "256MB"}
     assert json.loads(with_settings_vars(["run", "--vars=as_of: x"], env)[-1])["as_of"] == "x"
     assert json.loads(with_settings_vars(["parse"], {})[-1]) == dbt_vars({})
     assert with_settings_vars(["--version"], env) == ["--version"]

@@ -178,13 +178,19 @@
 
 {% macro full_build_work_mem() -%}
     {#- A pre-hook of a model whose first (or full) build joins or groups whole per-dossier tables: the memory
-        of its hashes for this build's transaction only (var full_build_work_mem, 256MB; the server's 16MB is
+        of its hashes for this build's transaction only (DBT_FULL_BUILD_WORK_MEM, 256MB; the server's 16MB is
         sized for BI's many connections). With 16MB the contributions' join would spill into 16 batches, and
         the planner prefers a merge join over the two primary keys instead, reading both tables in key order,
         one random heap fetch a row: 17.9 s against 6.6 s for int_service_index__contributions at 3M
         dossiers; dq_dossiers' grouping of every step by dossier spills too (16.0 s against 8.9 s). A nightly
         build reads the night's dossiers through the keys and is left as it is. -#}
-    {% if not is_incremental() -%}
-    set local work_mem = '{{ var("full_build_work_mem", "256MB") }}'
+    {% if execute and not is_incremental() -%}
+    {#- the settings' value (pipeline.settings checks it), checked again: it is written into the statement -#}
+    {%- set size = var('full_build_work_mem') | string | trim -%}
+    {%- if not modules.re.fullmatch('[0-9]+(kB|MB|GB|TB)', size) -%}
+        {{ exceptions.raise_compiler_error("full_build_work_mem must be a size with its unit (kB, MB, GB, TB), "
+                                           ~ "e.g. 256MB, not '" ~ size ~ "'") }}
+    {%- endif %}
+    set local work_mem = '{{ size }}'
     {%- endif %}
 {%- endmacro %}

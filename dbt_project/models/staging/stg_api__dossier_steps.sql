@@ -12,9 +12,9 @@ renamed as (
     select
         source.dossier_id,
         source.changed_at,
-        nullif(dossier."DonViXuLy", '') as unit_code,
-        -- the dossier's field, as stg_api__dossiers reads it
-        nullif(dossier."MaLinhVuc", '') as field_code,
+        nullif(source.payload ->> 'DonViXuLy', '') as unit_code,
+        -- the dossier's field, as stg_api__dossiers reads it (jsonb_to_record's text is ->>'s)
+        nullif(source.payload ->> 'MaLinhVuc', '') as field_code,
         step.position::int as position,
         {{ json_integer("step.value -> 'BuocXuLy'") }} as step_no,
         {{ json_timestamp("step.value -> 'ThoiDiemXuLy'", 'step_text."ThoiDiemXuLy"') }} as processed_at,
@@ -27,13 +27,7 @@ renamed as (
         {{ json_timestamp("step.value -> 'NgayBatDau'", 'step_text."NgayBatDau"') }} as started_at,
         {{ json_timestamp("step.value -> 'NgayKetThucTheoQuyDinh'", 'step_text."NgayKetThucTheoQuyDinh"') }} as legal_end_at
     from source
-    -- The dossier's attributes read out of its payload once, not once per step: a per-step `payload ->> …`
-    -- decompresses and searches the whole payload again for every step (an eighth of the steps' decoding).
-    -- A payload that is not an object has no steps (the loader only lands objects).
-    cross join lateral jsonb_to_record(
-        case when jsonb_typeof(source.payload) = 'object' then source.payload else '{}'::jsonb end
-    ) as dossier ("DonViXuLy" text, "MaLinhVuc" text, "QuaTrinhXuLy" jsonb)
-    cross join lateral jsonb_array_elements({{ json_array('dossier."QuaTrinhXuLy"') }})
+    cross join lateral jsonb_array_elements({{ json_array("source.payload -> 'QuaTrinhXuLy'") }})
         with ordinality as step (value, position)
     -- The timestamps' text read out of the step once: parse_ts reads its argument a dozen times, and each
     -- `->` and `#>>` copies the value again (a seventh of the decoding of 8.7M steps). A step that is not an
