@@ -292,3 +292,27 @@ def test_workbook_rules_flag_broken_rows(env):
     assert set(expected) == {"FIN01", "FIN02", "FIN03", "FIN04", "FIN05"}
     assert findings(env["url"], "fin/finance") == expected
     assert f"{last:%Y-%m-%d}#{b}" in expected["FIN02"]
+
+
+def test_a_rule_finding_a_dossier_twice_fails_its_validation_and_stores_nothing(env):
+    """A dossier validation's findings get their key (dossier, rule) once every rule's rows are in: a rule that
+    returns a dossier twice fails the validation with that message, and its transaction leaves nothing."""
+    from expectations import intervals
+    from expectations.rules import SqlRule
+    from expectations.suites import SuitePart
+    from expectations.validate import CheckResult, DataQualityError, SuiteOutcome, _store
+
+    rule = SqlRule("TWICE", "every row of a batch holding one dossier twice", where="true")
+    with psycopg.connect(env["url"], autocommit=True) as conn:
+        conn.execute("CREATE TEMP TABLE twice AS SELECT * FROM dq.dq_dossiers ORDER BY dossier_id LIMIT 1")
+        conn.execute("INSERT INTO twice SELECT * FROM twice")
+        intervals_before = conn.execute("SELECT count(*), max(changed_seq) FROM dq.issue_intervals").fetchone()
+        outcome = SuiteOutcome("dossiers", "twice/dossiers", "warnings",
+                               [CheckResult("TWICE", "TWICE", "unexpected_rows_expectation", "warning", "", False, 2,
+                                            {})])
+        plan = intervals.Plan(intervals.FULL, ("pg_temp", "twice"), None, None, "", None, 0)
+        with pytest.raises(DataQualityError, match="a dossier rule found a dossier twice"):
+            _store(conn, outcome, [SuitePart("dossiers", ("pg_temp", "twice"), None, {"TWICE": rule})], "twice",
+                   NIGHT, NIGHT, plan)
+        assert conn.execute("SELECT count(*) FROM dq.validation_runs WHERE run_id = 'twice'").fetchone()[0] == 0
+        assert conn.execute("SELECT count(*), max(changed_seq) FROM dq.issue_intervals").fetchone() == intervals_before
