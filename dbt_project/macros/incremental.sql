@@ -61,11 +61,7 @@
         {%- if primary_key %}
         {%- set key_name = this.identifier ~ '_pkey' %}
         if not exists (select 1 from pg_constraint where conrelid = '{{ this }}'::regclass and contype = 'p') then
-            -- the former table, renamed aside by a full refresh, may still hold the key's index name
-            if to_regclass('{{ adapter.quote(this.schema) }}.{{ adapter.quote(key_name) }}') is not null then
-                execute format('alter index %s rename to %I', '{{ adapter.quote(this.schema) }}.{{ adapter.quote(key_name) }}',
-                               left('{{ key_name }}', 40) || '__' || to_regclass('{{ adapter.quote(this.schema) }}.{{ adapter.quote(key_name) }}')::oid);
-            end if;
+            {{ free_index_name(key_name) }}
             clauses := clauses || 'add constraint {{ adapter.quote(key_name) }} primary key ({{ primary_key | join(", ") }})'::text;
         end if;
         {%- endif %}
@@ -112,13 +108,22 @@
     {%- set qualified = adapter.quote(this.schema) ~ '.' ~ adapter.quote(name) -%}
         if not exists (select 1 from pg_index
                        where indexrelid = to_regclass('{{ qualified }}') and indrelid = '{{ this }}'::regclass) then
+            {{ free_index_name(name) }}
+            create {% if unique %}unique {% endif %}index {{ adapter.quote(name) }} on {{ this }}
+                ({{ columns | join(', ') }}){% if where %} where {{ where }}{% endif %};
+        end if;
+{%- endmacro %}
+
+
+{% macro free_index_name(name) -%}
+    {#- A PL/pgSQL statement: the index ``name`` of this relation's schema, if another relation holds it (the
+        former table a full refresh renamed aside, dropped only after the post-hooks), renamed out of the way so
+        this relation's own index or key can take the name. -#}
+    {%- set qualified = adapter.quote(this.schema) ~ '.' ~ adapter.quote(name) -%}
             if to_regclass('{{ qualified }}') is not null then
                 execute format('alter index %s rename to %I', '{{ qualified }}',
                                left('{{ name }}', 40) || '__' || to_regclass('{{ qualified }}')::oid);
             end if;
-            create {% if unique %}unique {% endif %}index {{ adapter.quote(name) }} on {{ this }}
-                ({{ columns | join(', ') }}){% if where %} where {{ where }}{% endif %};
-        end if;
 {%- endmacro %}
 
 

@@ -61,9 +61,9 @@ select
 from {{ ref('stg_api__dossiers') }} as dossiers
 -- The latest valid step time (ThoiDiemXuLy), from the steps decoded beside the dossiers: int_dossiers__steps
 -- holds exactly the valid step times of the live dossiers, as of this build. A night looks up its dossiers'
--- steps through their key; a full build groups every step once, in memory (full_build_work_mem, DBT_FULL_BUILD_WORK_MEM): a lookup a
--- dossier, in no order the steps' table is in, took 49 s at 3M; the grouping 16.0 s with the server's
--- work_mem, 8.9 s with the full build's.
+-- steps through their key; a full build groups every step once, in memory (the pre-hook full_build_work_mem,
+-- DBT_FULL_BUILD_WORK_MEM): a lookup a dossier, in no order the steps' table is in, took 49 s at 3M; the
+-- grouping 16.0 s with the server's work_mem, 8.9 s with the full build's.
 {% if is_incremental() %}
 left join lateral (
     select max(step.processed_at) as latest_step_at
