@@ -51,8 +51,9 @@ SETTINGS = {
                "maintenance_work_mem": "1GB", "max_parallel_workers_per_gather": "2", "max_wal_size": "8GB"},
 }
 SOURCES = ("prerendered", "on-demand")
-STAGES = {"ingest": ("land", "load_workbooks"), "dbt": ("staging", "marts", "finance.staging", "finance.marts"),
-          "dq": ("quality", "finance.quality"), "report": ("report",)}
+STAGES = {"ingest": ("land", "load_workbooks"),
+          "dbt": ("staging", "marts", "dq_marts", "finance.staging", "finance.marts"),
+          "dq": ("batch", "quality", "finance.quality"), "report": ("report",)}
 
 
 # A node's line in dbt's output: "12 of 60 OK created sql table model marts.fct_dossier ... [SELECT 3060000 in 45.20s]"
@@ -104,7 +105,8 @@ def bench(scale: float, most: int, explain_models: int, server: str = "default",
         with psycopg.connect(writer) as conn:
             dossiers = conn.execute("SELECT count(*) FROM raw.dossier_current").fetchone()[0]
         seconds = {name: sum(done["seconds"].get(s, 0.0) for s in parts) for name, parts in STAGES.items()}
-        print(f"  {dossiers:,} dossiers landed, built and validated in {total:.1f}s")
+        print(f"  {dossiers:,} dossiers landed, built and validated in {total:.1f}s (the dossier rules run beside "
+              "the marts and the finance branch: the stages' seconds overlap)")
         for name, part in seconds.items():
             detail = ", ".join(f"{stage} {done['seconds'].get(stage, 0):.1f}s" for stage in STAGES[name])
             print(f"    {name:<8}{part:>8.1f}s  ({detail})")

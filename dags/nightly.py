@@ -37,9 +37,11 @@ yesterday to 01:00 today (local time), taken from the run's `data_interval_start
 5. `complete_partitions` — after a partitioned pull, what no partition covers;
 6. `dbt_staging` — dbt builds the staging views and `dq.dq_dossiers` (Cosmos: one `dbt build`, or one task
    per node with `DBT_TASK_GRAIN=node`);
-7. `data_quality` — Great Expectations: the batch's critical checks (a failure stops the dossier marts
-   here, so yesterday's stay published), then every rule of dq-rules.md per dossier;
-8. `dbt_marts` → `marts_published` — intermediate models, marts and snapshot; then the marts' Assets;
+7. `batch_checks` — Great Expectations: the batch's critical checks, the night's gate (a failure stops the
+   dossier and finance marts here, so yesterday's stay published);
+8. `data_quality` beside `dbt_marts` — every rule of dq-rules.md per dossier, while dbt builds the
+   intermediate models, marts and snapshot (none of them reads the rules' findings); then `dbt_dq_marts`
+   (the data-quality marts, from the findings) and `marts_published` — the marts' Assets;
 9. `load_workbooks` → `finance` (staging, checks, marts) → `finance_published` — the finance
    department's workbooks, on a branch of their own: a failure there does not hold the dossier marts;
 10. `write_report` — the HTML report and the run's summary, once the dossier marts are published;
@@ -194,20 +196,28 @@ def cchc_nightly():
         return loads.load_workbooks(run["run_id"], settings=_settings())
 
     @task
-    def data_quality(run: dict[str, Any]) -> dict:
-        """Great Expectations over the staged batch at the run's as-of time. A critical failure is final
-        (AirflowFailException: no retry, the batch will not mend itself) and keeps the dossier marts from
-        being rebuilt; other errors (a lost connection) are retried like any task's."""
+    def batch_checks(run: dict[str, Any]) -> dict:
+        """The batch's critical checks at the run's as-of time: the gate of the marts. A critical failure is
+        final (AirflowFailException: no retry, the batch will not mend itself) and keeps the dossier and
+        finance marts from being rebuilt; other errors (a lost connection) are retried like any task's."""
         from airflow.sdk.exceptions import AirflowFailException
 
-        from expectations.validate import CriticalDataQualityError, run_data_quality
+        from expectations.validate import CriticalDataQualityError, run_batch_checks
 
         _check_lease(run)
         try:
-            return run_data_quality(run["run_id"], _when(run["interval_end"]), settings=_settings(),
-                                    finance=False, digest=False)
+            return run_batch_checks(run["run_id"], _when(run["interval_end"]), settings=_settings())
         except CriticalDataQualityError as exc:
             raise AirflowFailException(str(exc)) from exc
+
+    @task
+    def data_quality(run: dict[str, Any]) -> dict:
+        """Every dossier rule at the run's as-of time (warnings), beside the marts; the data-quality marts
+        wait for it."""
+        from expectations.validate import run_dossier_checks
+
+        _check_lease(run)
+        return run_dossier_checks(run["run_id"], _when(run["interval_end"]), settings=_settings())
 
     @task(on_failure_callback=failure_callback(WORKBOOKS_FAILED))
     def finance_quality(run: dict[str, Any]) -> dict:
@@ -261,6 +271,7 @@ def cchc_nightly():
         from airflow.sdk import get_current_context
         from airflow.sdk.exceptions import AirflowFailException
 
+        from expectations.validate import quality_summary
         from pipeline import runs
 
         context = get_current_context()
@@ -275,7 +286,8 @@ def cchc_nightly():
             "dossiers": ti.xcom_pull(task_ids="pull_dossiers"),
             "completion": ti.xcom_pull(task_ids="complete_partitions"),
             "workbooks": ti.xcom_pull(task_ids="load_workbooks"),
-            "data_quality": ti.xcom_pull(task_ids="data_quality"),
+            "data_quality": quality_summary(ti.xcom_pull(task_ids="batch_checks"),
+                                            ti.xcom_pull(task_ids="data_quality")),
             "finance_quality": ti.xcom_pull(task_ids="finance_quality"),
         }
         report = ti.xcom_pull(task_ids="write_report") or {}
@@ -298,13 +310,18 @@ def cchc_nightly():
     completion = complete_partitions(run, dossiers)
     chain(run, reference, partitions, dossiers, completion)
 
-    # The dossiers: dbt staging (and the table the data-quality rules read), the data-quality gate, then
-    # intermediate, marts and the status snapshot.
+    # The dossiers: dbt staging (and the table the data-quality rules read), the batch checks (the gate),
+    # then the dossier rules beside the intermediate models, marts and status snapshot, which do not read
+    # their findings; the data-quality marts once the rules are done.
     dbt_staging = _dbt_group("dbt_staging", "nightly_staging")
+    gate = batch_checks(run)
     quality = data_quality(run)
     dbt_marts = _dbt_group("dbt_marts", "nightly_marts")
+    dbt_dq_marts = _dbt_group("dbt_dq_marts", "nightly_dq_marts")
     published = marts_published()
-    chain(completion, dbt_staging, quality, dbt_marts, published)
+    chain(completion, dbt_staging, gate, [quality, dbt_marts])
+    chain(quality, dbt_dq_marts)
+    chain([dbt_marts, dbt_dq_marts], published)
 
     # The finance department's workbooks, on their own branch: an unmounted inbox fails this branch only.
     # Their marts wait for the dossiers' data-quality gate too: a broken night publishes nothing new.
@@ -317,14 +334,14 @@ def cchc_nightly():
     finance_done = finance_published()
     chain(reference, workbooks, finance, finance_done)
     chain(dbt_staging, finance_checks)  # FIN04 reads the staged units
-    chain(quality, finance_marts)
+    chain(gate, finance_marts)
 
     report = write_report(run)
     docs = dbt_docs()
     finished = finish_run()
     chain([published, finance_done], report, finished)
     chain([published, finance_done], docs, finished)
-    chain([completion, workbooks, quality, finance_checks], finished)
+    chain([completion, workbooks, gate, quality, finance_checks], finished)
 
 
 def _task_states(context) -> dict[str, str]:

@@ -327,21 +327,75 @@ def run_data_quality(run_id: str, as_of: datetime, settings: Settings | None = N
     summary["seconds"] = round(time.perf_counter() - t0, 2)
     summary["data_docs"] = str(settings.reports_dir / "data-docs" / "index.html")
     if batch.failed_critical:
-        failed = "; ".join(f"{c.check_id} {c.description.split(': ', 1)[-1]} ({c.unexpected_count})"
-                           for c in batch.failed_critical)
-        raise CriticalDataQualityError(f"the batch of run {run_id} is broken, the marts are not rebuilt: {failed}")
+        raise _critical(run_id, batch)
     return summary
+
+
+def run_batch_checks(run_id: str, as_of: datetime, settings: Settings | None = None) -> dict:
+    """The batch checkpoint alone — the night's gate (the nightly DAG's ``batch_checks`` task): a critical
+    failure is stored, stops the run (``stop_run``) and raises ``CriticalDataQualityError``; then neither the
+    dossier rules nor the marts run. Passed, the marts build while ``run_dossier_checks`` evaluates the
+    dossier rules beside them: those read only the staged tables and ``dq``, and only the marts of their
+    findings (``nightly_dq_marts``) wait for them. Returns the summary's ``batch`` part."""
+    settings = current(settings)
+    t0 = time.perf_counter()
+    with project_lock(settings), connect(settings, APPLICATION) as conn:
+        batch = _batch(open_context(settings), conn, run_id, as_of, settings)
+        if batch.failed_critical:
+            stop_run(conn, run_id, {"data_quality": {"run_id": run_id, "as_of": as_of.isoformat(),
+                                                     "batch": batch.to_dict()}})
+    if batch.failed_critical:
+        raise _critical(run_id, batch)
+    return {"run_id": run_id, "as_of": as_of.isoformat(), "batch": batch.to_dict(),
+            "seconds": round(time.perf_counter() - t0, 2)}
+
+
+def run_dossier_checks(run_id: str, as_of: datetime, settings: Settings | None = None) -> dict:
+    """The dossier rules of dq-rules.md at ``as_of`` (warnings) and the pruning of old findings, after
+    ``run_batch_checks`` passed (the nightly DAG's ``data_quality`` task). Returns the summary's
+    ``dossiers`` part, with the pruned findings, the seconds and the Data Docs' index."""
+    settings = current(settings)
+    t0 = time.perf_counter()
+    with project_lock(settings), connect(settings, APPLICATION) as conn:
+        summary = {"run_id": run_id, "as_of": as_of.isoformat(),
+                   "dossiers": _dossiers(open_context(settings), conn, run_id, as_of, settings).to_dict(),
+                   "pruned_findings": prune_findings(conn, as_of, settings.findings_keep_days)}
+    summary["seconds"] = round(time.perf_counter() - t0, 2)
+    summary["data_docs"] = str(settings.reports_dir / "data-docs" / "index.html")
+    return summary
+
+
+def quality_summary(batch: dict | None, dossiers: dict | None) -> dict | None:
+    """The night's data-quality summary, as ``run_data_quality`` gives it, from its two tasks' results
+    (``run_batch_checks``, ``run_dossier_checks``; either may be missing: a task that failed or did not
+    run)."""
+    if not batch and not dossiers:
+        return None
+    merged = {**(batch or {}), **(dossiers or {})}
+    merged["seconds"] = round(sum(part.get("seconds") or 0 for part in (batch, dossiers) if part), 2)
+    return merged
+
+
+def _critical(run_id: str, batch: SuiteOutcome) -> CriticalDataQualityError:
+    failed = "; ".join(f"{c.check_id} {c.description.split(': ', 1)[-1]} ({c.unexpected_count})"
+                       for c in batch.failed_critical)
+    return CriticalDataQualityError(f"the batch of run {run_id} is broken, the marts are not rebuilt: {failed}")
+
+
+def _batch(context, conn: psycopg.Connection, run_id: str, as_of: datetime, settings: Settings) -> SuiteOutcome:
+    from expectations.suites import batch_suite
+
+    return _validate(context, conn, "batch", batch_suite(run_id, settings.bat03_share), run_id, as_of, None)
 
 
 def _dossier_checks(run_id: str, as_of: datetime, settings: Settings, notify: bool, finance: bool,
                     digest: bool) -> tuple[dict, SuiteOutcome]:
     from expectations.digest import send_digest
-    from expectations.suites import batch_suite
 
     context = open_context(settings)
     summary: dict[str, Any] = {"run_id": run_id, "as_of": as_of.isoformat()}
     with connect(settings, APPLICATION) as conn:
-        batch = _validate(context, conn, "batch", batch_suite(run_id, settings.bat03_share), run_id, as_of, None)
+        batch = _batch(context, conn, run_id, as_of, settings)
         summary["batch"] = batch.to_dict()
         if not batch.failed_critical:
             summary["dossiers"] = _dossiers(context, conn, run_id, as_of, settings).to_dict()

@@ -6,9 +6,11 @@ and anyone who wants one night in a Python shell.
 
 The stages, in the DAG's order (``dags/nightly.py``): ``land`` (reference lists, the dossier pull with the
 windows earlier nights left open, the workbooks), ``staging`` (dbt selector ``nightly_staging``),
-``quality`` (the batch and dossier checks: a critical failure stops the dossier and finance marts, as in
-the DAG), ``finance`` (``nightly_finance_staging``, the workbook checks, ``nightly_finance_marts``), ``marts``
-(``nightly_marts``), ``report`` (and, with ``docs``, the dbt docs site as the DAG's ``dbt_docs`` task
+``quality`` (the batch checks, a gate: a critical failure stops the dossier and finance marts, as in the
+DAG; then the dossier rules, on a thread of their own beside the marts and the finance branch), ``finance``
+(``nightly_finance_staging``, the workbook checks, ``nightly_finance_marts``), ``marts`` (``nightly_marts``,
+then ``nightly_dq_marts`` once the dossier rules are done), ``report`` (and, with ``docs``, the dbt docs site
+as the DAG's ``dbt_docs`` task
 writes it: about seven seconds a night the tests of the figures do not need); then, always, the end of
 the night (``pipeline.runs.finish_night``: the digest, the alert, the run's status, the lease).
 ``until`` stops after a stage. A failing stage is recorded as the DAG would record its task (``failed``,
@@ -21,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -56,7 +59,13 @@ def run_night(settings: Settings, interval_end: datetime, *, interval_start: dat
     DAG does; ``checks``: run the data-quality stage (a test of the marts alone may skip it);
     ``extra_vars``: more dbt vars (e.g. ``incremental_lookback_minutes``). Returns the run id, each stage's
     result, state and seconds, dbt's output per selector, the run's status and printable summary."""
-    from expectations.validate import CriticalDataQualityError, run_data_quality, run_finance_quality
+    from expectations.validate import (
+        CriticalDataQualityError,
+        quality_summary,
+        run_batch_checks,
+        run_dossier_checks,
+        run_finance_quality,
+    )
     from ingestion import loads
     from pipeline import runs
 
@@ -70,7 +79,9 @@ def run_night(settings: Settings, interval_end: datetime, *, interval_start: dat
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
 
-    def stage(name: str, part_of: str, needs: tuple[str, ...], work) -> Any:
+    def stage(name: str, part_of: str, needs: tuple[str, ...], work, stop: bool | None = None) -> Any:
+        """Run one stage as the DAG runs its task. ``stop``: whether a failure ends the night at once
+        (``strict``'s default); a stage run beside another is not stopped from its own thread."""
         if part_of not in wanted:
             return None
         if any(states.get(n) not in ("success", None) for n in needs):
@@ -87,7 +98,7 @@ def run_night(settings: Settings, interval_end: datetime, *, interval_start: dat
             states[name] = "failed"
             results[name] = {"error": f"{type(exc).__name__}: {exc}"}
             log.exception("night %s: %s failed", run_id, name)
-            if strict:
+            if strict if stop is None else stop:
                 _finish(runs, run_id, interval_end, results, states, settings, lease)
                 raise NightFailed(f"{name} failed: {exc}") from exc
             return None
@@ -119,17 +130,35 @@ def run_night(settings: Settings, interval_end: datetime, *, interval_start: dat
     stage("load_workbooks", "land", ("land",), lambda: loads.load_workbooks(run_id, settings))
     stage("staging", "staging", ("land",), dbt("nightly_staging"))
     if checks:
-        stage("quality", "quality", ("staging",),
-              lambda: run_data_quality(run_id, interval_end, settings, finance=False, digest=False))
-    gate = ("staging", "quality") if checks else ("staging",)
-    stage("finance.staging", "finance", ("load_workbooks", *gate), dbt("nightly_finance_staging"))
-    if checks:
-        stage("finance.quality", "finance", ("finance.staging",),
-              lambda: run_finance_quality(run_id, interval_end, settings))
-    stage("finance.marts", "finance", ("finance.staging", *(("finance.quality",) if checks else ())),
-          dbt("nightly_finance_marts"))
-    stage("marts", "marts", gate, dbt("nightly_marts"))
-    if states.get("marts") == "success":
+        stage("batch", "quality", ("staging",), lambda: run_batch_checks(run_id, interval_end, settings))
+    gate = ("staging", "batch") if checks else ("staging",)
+    # Past the gate, as in the DAG: the dossier rules on a thread of their own beside the marts, which do not
+    # read their findings (only nightly_dq_marts does, after both); dbt's builds one after the other here.
+    # Nothing stops the night from inside the section: a failure is raised (strict) once both sides ended.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="night-quality") as beside:
+        if checks:
+            rules = beside.submit(stage, "quality", "quality", gate,
+                                  lambda: run_dossier_checks(run_id, interval_end, settings), False)
+        stage("marts", "marts", gate, dbt("nightly_marts"), False)
+        stage("finance.staging", "finance", ("load_workbooks", *gate), dbt("nightly_finance_staging"), False)
+        if checks:
+            stage("finance.quality", "finance", ("finance.staging",),
+                  lambda: run_finance_quality(run_id, interval_end, settings), False)
+        stage("finance.marts", "finance", ("finance.staging", *(("finance.quality",) if checks else ())),
+              dbt("nightly_finance_marts"), False)
+        if checks:
+            rules.result()
+    # The night's data-quality summary under "quality", as run_data_quality gives it: the batch checks' and
+    # the dossier rules' parts together, or the batch's critical stop.
+    if states.get("batch") == "failed":
+        results["quality"] = results["batch"]
+    elif states.get("quality") == "success":
+        results["quality"] = quality_summary(results["batch"], results["quality"])
+    if strict and (failed := [n for n, state in states.items() if state == "failed" and "error" in results[n]]):
+        _finish(runs, run_id, interval_end, results, states, settings, lease)
+        raise NightFailed(f"{failed[0]} failed: {results[failed[0]]['error']}")
+    stage("dq_marts", "marts", ("marts", *(("quality",) if checks else ())), dbt("nightly_dq_marts"))
+    if states.get("marts") == "success" and states.get("dq_marts") == "success":
         states["marts_published"] = "success"
 
     def report() -> dict:
@@ -137,11 +166,11 @@ def run_night(settings: Settings, interval_end: datetime, *, interval_start: dat
 
         return nightly_report(run_id, interval_end, settings=settings)
 
-    stage("report", "report", ("marts",), report)
+    stage("report", "report", ("marts", "dq_marts"), report)
     if docs:
         from ops.dbt import write_docs_site
 
-        stage("dbt_docs", "report", ("marts",),
+        stage("dbt_docs", "report", ("marts", "dq_marts"),
               lambda: str(write_docs_site(settings.warehouse_url, settings.reports_dir / "dbt-docs")))
     outcome = _finish(runs, run_id, interval_end, results, states, settings, lease)
     log.info("night %s: %s in %.1fs", run_id, outcome["status"], time.perf_counter() - t0)

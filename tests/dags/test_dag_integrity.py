@@ -151,10 +151,15 @@ def test_tasks_and_dependency_order(parsed):
 
 def test_by_default_each_dbt_group_is_one_build_after_ingestion_and_before_the_marts(parsed):
     tasks = parsed["dag"]["tasks"]
-    assert {t for t in tasks if t.startswith("dbt_")} >= {"dbt_staging.build", "dbt_marts.build"}
+    assert {t for t in tasks if t.startswith("dbt_")} >= {"dbt_staging.build", "dbt_marts.build",
+                                                          "dbt_dq_marts.build"}
     assert "complete_partitions" in tasks["dbt_staging.build"]["upstream"]
-    assert "dbt_staging.build" in tasks["data_quality"]["upstream"]
-    assert "data_quality" in tasks["dbt_marts.build"]["upstream"]
+    assert "dbt_staging.build" in tasks["batch_checks"]["upstream"]
+    # past the gate, the dossier rules beside the marts; the data-quality marts after the rules
+    assert set(tasks["data_quality"]["upstream"]) == {"batch_checks", "start_run"}
+    assert tasks["dbt_marts.build"]["upstream"] == ["batch_checks"]
+    assert tasks["dbt_dq_marts.build"]["upstream"] == ["data_quality"]
+    assert set(tasks["marts_published"]["upstream"]) == {"dbt_marts.build", "dbt_dq_marts.build"}
 
 
 def test_dbt_runs_after_ingestion_staging_before_marts(parsed_per_node):
@@ -162,6 +167,7 @@ def test_dbt_runs_after_ingestion_staging_before_marts(parsed_per_node):
     tasks = parsed_per_node["dag"]["tasks"]
     staging = {t for t in tasks if t.startswith("dbt_staging.")}
     marts = {t for t in tasks if t.startswith("dbt_marts.")}
+    dq_marts = {t for t in tasks if t.startswith("dbt_dq_marts.")}
     assert "dbt_staging.stg_api__dossiers_model_build" in staging
     assert {"dbt_marts.fct_dossier_model_build", "dbt_marts.rpt_monthly_ranking_model_build",
             "dbt_marts.snap_dossier_status_snapshot_build"} <= marts
@@ -176,16 +182,24 @@ def test_dbt_runs_after_ingestion_staging_before_marts(parsed_per_node):
         return seen
 
     assert "dbt_staging.dq_dossiers_model_build" in staging  # what the data-quality rules read
-    assert {"dbt_marts.fct_dq_issue_model_build", "dbt_marts.fct_dq_daily_model_build"} <= marts
+    assert {"dbt_dq_marts.int_dq_issues_model_build", "dbt_dq_marts.fct_dq_issue_model_build",
+            "dbt_dq_marts.fct_dq_daily_model_build"} <= dq_marts
+    assert not {t for t in marts if "_dq_" in t}
     for task in staging:
         assert "complete_partitions" in ancestors(task)
-    # Great Expectations runs on the staged batch, and no mart is rebuilt before it has passed.
-    assert staging <= ancestors("data_quality")
-    for task in marts:
+    # Great Expectations runs on the staged batch, and no mart is rebuilt before its batch checks passed.
+    assert staging <= ancestors("batch_checks")
+    assert "batch_checks" in ancestors("data_quality")
+    for task in marts | dq_marts:
         assert staging <= ancestors(task), f"{task} must wait for every staging model"
-        assert "data_quality" in ancestors(task), f"{task} must wait for the data-quality checks"
+        assert "batch_checks" in ancestors(task), f"{task} must wait for the batch checks"
+    # The dossier rules run beside the marts, which do not read their findings; the data-quality marts do.
+    assert not [t for t in marts if "data_quality" in ancestors(t)]
+    assert not [t for t in marts if t in ancestors("data_quality")]
+    for task in dq_marts:
+        assert "data_quality" in ancestors(task), f"{task} must wait for the dossier rules"
     # The dossier marts do not wait on the workbooks: an unmounted inbox fails the finance branch only.
-    for task in staging | marts | {"data_quality", "marts_published"}:
+    for task in staging | marts | dq_marts | {"batch_checks", "data_quality", "marts_published"}:
         assert "load_workbooks" not in ancestors(task), f"{task} must not wait for the workbooks"
     assert not [t for t in staging | marts if "disbursement" in t]
     finance = {t for t in tasks if t.startswith("finance.")}
@@ -195,7 +209,7 @@ def test_dbt_runs_after_ingestion_staging_before_marts(parsed_per_node):
     for task in finance:
         assert "load_workbooks" in ancestors(task), task
     for task in (t for t in finance if t.startswith("finance.marts.")):
-        assert "data_quality" in ancestors(task), f"{task} must wait for the night's data-quality gate"
+        assert "batch_checks" in ancestors(task), f"{task} must wait for the night's data-quality gate"
     # The report and the end of the night run however the branches ended.
     assert tasks["write_report"]["trigger_rule"] == "all_done"
     assert tasks["finish_run"]["trigger_rule"] == "all_done"

@@ -97,6 +97,7 @@ def built(tmp_path_factory):
         # this module is about: tests/simulator/test_reorganisation.py checks the workbooks' units).
         run_night(settings, AS_OF, run_id="reorganised", until="quality", lease=False)
         dbt_build(settings, "nightly_marts", AS_OF)
+        dbt_build(settings, "nightly_dq_marts", AS_OF)
         expected = compute_marts(records, units, province.procedure_records(), province.delegation_records(),
                                  {}, AS_OF, min_resolved=MIN_RESOLVED)
         yield {"url": wh.urls["writer"], "expected": expected, "province": province, "units": units,

@@ -5,6 +5,7 @@
         incremental_strategy='delete+insert',
         on_schema_change='fail',
         pre_hook=[
+            "{{ full_build_work_mem() }}",
             "{{ steps_add_field_code() }}",
             "{{ step_log_replaced() }}",
             "{{ step_delete_changed() }}",

@@ -4,6 +4,7 @@
         unique_key='dossier_id',
         incremental_strategy='delete+insert',
         on_schema_change='fail',
+        pre_hook=["{{ full_build_work_mem() }}"],
         indexes=[{'columns': ['dossier_id'], 'unique': True}, {'columns': ['changed_at']}]
     )
 }}
