@@ -204,13 +204,13 @@ def ensure_manifest(writer_url: str | None = None) -> Path:
             raise RuntimeError(f"dbt parse failed:\n{proc.stdout}\n{proc.stderr}")
         MANIFEST_DIR.mkdir(parents=True, exist_ok=True)
         # the parse state beside the manifest, then the manifest (the newer of the two: see above)
-        _seed_partial_parse(scratch, MANIFEST_DIR)
+        seed_partial_parse(scratch, MANIFEST_DIR)
         os.replace(scratch / "manifest.json", MANIFEST_PATH)
         shutil.rmtree(scratch, ignore_errors=True)
     # A fresh target folder (a first night, a new machine) starts from this parse rather than parsing the
     # whole project in the night's first dbt task; one a dbt command has already written keeps its own.
     if not (target_path() / PARTIAL_PARSE_FILE).exists():
-        _seed_partial_parse(MANIFEST_DIR, target_path())
+        seed_partial_parse(MANIFEST_DIR, target_path())
     return MANIFEST_PATH
 
 
@@ -223,7 +223,7 @@ def target_path(base: Mapping[str, str] | None = None) -> Path:
     return Path(env.get("DBT_TARGET_PATH") or TARGET_PATH)
 
 
-def _seed_partial_parse(source: Path, target: Path) -> None:
+def seed_partial_parse(source: Path, target: Path) -> None:
     """Copy dbt's parse state (``partial_parse.msgpack``) from folder ``source`` into folder ``target``, so the
     next dbt command there parses only what changed instead of the whole project (several seconds each time).
     The copy is written under a temporary name and renamed. dbt checks the state itself (its version, the
@@ -271,7 +271,7 @@ def write_docs_site(writer_url: str, out_dir: Path) -> Path:
     scratch = DBT_LOCAL_DIR / f"docs-{os.getpid()}"
     try:
         # the night's dbt commands left their parse state in the target folder: start from it
-        _seed_partial_parse(target_path(), scratch)
+        seed_partial_parse(target_path(), scratch)
         proc = run_dbt(["docs", "generate", "--static", "--target-path", str(scratch)], writer_url)
         page = scratch / "static_index.html"
         for line in proc.stdout.splitlines():  # a whole parse costs the night seconds: say why it happened

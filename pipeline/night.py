@@ -7,10 +7,11 @@ and anyone who wants one night in a Python shell.
 The stages, in the DAG's order (``dags/nightly.py``): ``land`` (reference lists, the dossier pull with the
 windows earlier nights left open, the workbooks), ``staging`` (dbt selector ``nightly_staging``),
 ``quality`` (the batch checks, a gate: a critical failure stops the dossier and finance marts, as in the
-DAG; then the dossier rules, on a thread of their own beside the marts and the finance branch), ``finance``
-(``nightly_finance_staging``, the workbook checks, ``nightly_finance_marts``), ``marts`` (``nightly_marts``,
-then ``nightly_dq_marts`` once the dossier rules are done), ``report`` (and, with ``docs``, the dbt docs site
-as the DAG's ``dbt_docs`` task
+DAG; then the dossier rules), ``finance`` (``nightly_finance_staging``, the workbook checks,
+``nightly_finance_marts``), ``marts`` (``nightly_marts``; ``nightly_dq_marts`` once the dossier rules are
+done) — past the gate, the marts build while a thread of their own runs the dossier rules, the finance
+branch and the data-quality marts, as the DAG runs them side by side —, ``report`` (and, with ``docs``, the
+dbt docs site as the DAG's ``dbt_docs`` task
 writes it: about seven seconds a night the tests of the figures do not need); then, always, the end of
 the night (``pipeline.runs.finish_night``: the digest, the alert, the run's status, the lease).
 ``until`` stops after a stage. A failing stage is recorded as the DAG would record its task (``failed``,
@@ -22,9 +23,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from pipeline.settings import Settings
@@ -39,17 +42,33 @@ class NightFailed(RuntimeError):
 
 
 def dbt_build(settings: Settings, selector: str, as_of: datetime, run_id: str | None = None,
-              extra_vars: dict | None = None, full_refresh: bool = False) -> str:
-    """``dbt build --selector <selector>`` with the night's vars; returns dbt's output, raises on failure."""
+              extra_vars: dict | None = None, full_refresh: bool = False, beside: bool = False) -> str:
+    """``dbt build --selector <selector>`` with the night's vars; returns dbt's output, raises on failure.
+    ``beside``: while another dbt command runs, in target and log folders of their own (``beside_folders``)."""
     from ops.dbt import run_dbt
 
     dbt_vars = settings.dbt_vars(as_of=as_of.isoformat(), **({"pipeline_run_id": run_id} if run_id else {}),
                                  **(extra_vars or {}))
     args = ["build", "--selector", selector, "--vars", json.dumps(dbt_vars)]
-    proc = run_dbt([*args, "--full-refresh"] if full_refresh else args, settings.warehouse_url)
+    proc = run_dbt([*args, "--full-refresh"] if full_refresh else args, settings.warehouse_url,
+                   base_env=beside_folders() if beside else None)
     if proc.returncode != 0:
         raise NightFailed(f"dbt build --selector {selector} failed:\n{proc.stdout[-6000:]}")
     return proc.stdout
+
+
+def beside_folders() -> dict[str, str]:
+    """The environment of a dbt command run beside the main one: dbt writes its compiled SQL, manifest, run
+    results and parse state into its target folder and rotates its log, so two commands at once need folders
+    of their own. The main target folder's name with ``-beside`` (and its log folder's); the parse state is
+    seeded from the main one, so the first command there does not parse the whole project."""
+    from ops.dbt import LOG_PATH, seed_partial_parse, target_path
+
+    main = target_path()
+    folder = main.with_name(main.name + "-beside")
+    seed_partial_parse(main, folder)
+    logs = Path(os.environ.get("DBT_LOG_PATH") or LOG_PATH)
+    return {**os.environ, "DBT_TARGET_PATH": str(folder), "DBT_LOG_PATH": str(logs.with_name(logs.name + "-beside"))}
 
 
 def run_night(settings: Settings, interval_end: datetime, *, interval_start: datetime | None = None,
@@ -123,8 +142,8 @@ def run_night(settings: Settings, interval_end: datetime, *, interval_start: dat
                                                       settings=settings)
         return out
 
-    def dbt(selector: str):
-        return lambda: _dbt(results, settings, selector, interval_end, run_id, lease, extra_vars)
+    def dbt(selector: str, beside: bool = False):
+        return lambda: _dbt(results, settings, selector, interval_end, run_id, lease, extra_vars, beside)
 
     stage("land", "land", (), land)
     stage("load_workbooks", "land", ("land",), lambda: loads.load_workbooks(run_id, settings))
@@ -132,22 +151,29 @@ def run_night(settings: Settings, interval_end: datetime, *, interval_start: dat
     if checks:
         stage("batch", "quality", ("staging",), lambda: run_batch_checks(run_id, interval_end, settings))
     gate = ("staging", "batch") if checks else ("staging",)
-    # Past the gate, as in the DAG: the dossier rules on a thread of their own beside the marts, which do not
-    # read their findings (only nightly_dq_marts does, after both); dbt's builds one after the other here.
-    # Nothing stops the night from inside the section: a failure is raised (strict) once both sides ended.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="night-quality") as beside:
+
+    def beside_the_marts() -> None:
+        """The dossier rules, the finance branch and the data-quality marts, one after the other, on a thread
+        of their own while the marts build (their dbt in a target folder of its own)."""
         if checks:
-            rules = beside.submit(stage, "quality", "quality", gate,
-                                  lambda: run_dossier_checks(run_id, interval_end, settings), False)
-        stage("marts", "marts", gate, dbt("nightly_marts"), False)
-        stage("finance.staging", "finance", ("load_workbooks", *gate), dbt("nightly_finance_staging"), False)
+            stage("quality", "quality", gate, lambda: run_dossier_checks(run_id, interval_end, settings), False)
+        stage("finance.staging", "finance", ("load_workbooks", *gate), dbt("nightly_finance_staging", True), False)
         if checks:
             stage("finance.quality", "finance", ("finance.staging",),
                   lambda: run_finance_quality(run_id, interval_end, settings), False)
         stage("finance.marts", "finance", ("finance.staging", *(("finance.quality",) if checks else ())),
-              dbt("nightly_finance_marts"), False)
-        if checks:
-            rules.result()
+              dbt("nightly_finance_marts", True), False)
+        stage("dq_marts", "marts", (*gate, *(("quality",) if checks else ())), dbt("nightly_dq_marts", True), False)
+
+    # Past the gate, as in the DAG: the marts, and beside them what does not feed them — the dossier rules
+    # (no mart but nightly_dq_marts reads their findings), then the finance branch and the data-quality marts.
+    # Nothing stops the night from inside the section: a failure is raised (strict) once both sides ended.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="night-beside") as pool:
+        beside = pool.submit(beside_the_marts)
+        stage("marts", "marts", gate, dbt("nightly_marts"), False)
+        beside.result()
+    if states.get("marts") == "success" and states.get("dq_marts") == "success":
+        states["marts_published"] = "success"
     # The night's data-quality summary under "quality", as run_data_quality gives it: the batch checks' and
     # the dossier rules' parts together, or the batch's critical stop.
     if states.get("batch") == "failed":
@@ -157,9 +183,6 @@ def run_night(settings: Settings, interval_end: datetime, *, interval_start: dat
     if strict and (failed := [n for n, state in states.items() if state == "failed" and "error" in results[n]]):
         _finish(runs, run_id, interval_end, results, states, settings, lease)
         raise NightFailed(f"{failed[0]} failed: {results[failed[0]]['error']}")
-    stage("dq_marts", "marts", ("marts", *(("quality",) if checks else ())), dbt("nightly_dq_marts"))
-    if states.get("marts") == "success" and states.get("dq_marts") == "success":
-        states["marts_published"] = "success"
 
     def report() -> dict:
         from ops.publish import nightly_report
@@ -178,8 +201,8 @@ def run_night(settings: Settings, interval_end: datetime, *, interval_start: dat
 
 
 def _dbt(results: dict, settings: Settings, selector: str, as_of: datetime, run_id: str, lease: bool,
-         extra_vars: dict | None) -> str:
-    output = dbt_build(settings, selector, as_of, run_id if lease else None, extra_vars)
+         extra_vars: dict | None, beside: bool = False) -> str:
+    output = dbt_build(settings, selector, as_of, run_id if lease else None, extra_vars, beside=beside)
     results["dbt"][selector] = output
     return f"dbt build --selector {selector}: ok"
 
