@@ -77,7 +77,8 @@ def run_night(settings: Settings, interval_end: datetime, *, interval_start: dat
     """Run the night ending ``interval_end`` (naive local time). ``lease``: take the warehouse's lease as the
     DAG does; ``checks``: run the data-quality stage (a test of the marts alone may skip it);
     ``extra_vars``: more dbt vars (e.g. ``incremental_lookback_minutes``). Returns the run id, each stage's
-    result, state and seconds, dbt's output per selector, the run's status and printable summary."""
+    result, state, seconds and span (start and end, seconds into the night), dbt's output per selector, the
+    run's status and printable summary."""
     from expectations.validate import (
         CriticalDataQualityError,
         quality_summary,
@@ -96,6 +97,7 @@ def run_night(settings: Settings, interval_end: datetime, *, interval_start: dat
     results: dict[str, Any] = {"dbt": {}}
     states: dict[str, str] = {}
     seconds: dict[str, float] = {}
+    spans: dict[str, tuple[float, float]] = {}  # each stage's start and end, seconds into the night
     t0 = time.perf_counter()
 
     def stage(name: str, part_of: str, needs: tuple[str, ...], work, stop: bool | None = None) -> Any:
@@ -122,7 +124,9 @@ def run_night(settings: Settings, interval_end: datetime, *, interval_start: dat
                 raise NightFailed(f"{name} failed: {exc}") from exc
             return None
         finally:
-            seconds[name] = round(time.perf_counter() - started, 3)
+            ended = time.perf_counter()
+            seconds[name] = round(ended - started, 3)
+            spans[name] = (round(started - t0, 3), round(ended - t0, 3))
         states[name] = "success"
         results[name] = value
         return value
@@ -197,7 +201,8 @@ def run_night(settings: Settings, interval_end: datetime, *, interval_start: dat
               lambda: str(write_docs_site(settings.warehouse_url, settings.reports_dir / "dbt-docs")))
     outcome = _finish(runs, run_id, interval_end, results, states, settings, lease)
     log.info("night %s: %s in %.1fs", run_id, outcome["status"], time.perf_counter() - t0)
-    return {"run_id": run_id, "results": results, "states": states, "seconds": seconds, **outcome}
+    return {"run_id": run_id, "results": results, "states": states, "seconds": seconds, "spans": spans,
+            **outcome}
 
 
 def _dbt(results: dict, settings: Settings, selector: str, as_of: datetime, run_id: str, lease: bool,
