@@ -215,6 +215,21 @@ def _keys(url: str, schema: str, table: str) -> tuple[set[str], set[tuple[str, s
     return _indexes(url, schema, table), constraints
 
 
+# Tables this module's builds make (one per materialisation the project has here: incremental, table).
+ANALYZED = (("staging", "stg_api__dossiers"), ("intermediate", "int_dossiers__steps"), ("marts", "fct_dossier"),
+            ("marts", "fct_step_monthly"), ("marts", "fct_step_monthly_by_field"),
+            ("marts", "fct_late_origin_monthly_by_field"), ("marts", "fct_late_origin_monthly"),
+            *(("marts", t) for t in COUNT_MARTS))
+
+
+def _analyzed(url: str) -> dict[tuple[str, str], datetime | None]:
+    """When each of ``ANALYZED`` was last analysed by a statement (not by autovacuum: ``last_autoanalyze``)."""
+    with psycopg.connect(url) as conn:
+        found = {(schema, table): at for schema, table, at in conn.execute(
+            "SELECT schemaname, relname, last_analyze FROM pg_stat_user_tables")}
+    return {t: found[t] for t in ANALYZED}
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     """Night 1 pulled and built; night 2 pulled and built incrementally, then in full; each build's marts."""
@@ -228,12 +243,14 @@ def built(tmp_path_factory):
                                       "HISTORY_START": "2023-03-01", "FINANCE_INBOX": str(tmp)}, warehouse_url=url)
         run_night(settings, NIGHT1, run_id="steps-1", until="land", checks=False, lease=False)
         _build(url)
+        out["analyzed_first"] = _analyzed(url)
         out["night1"] = {t: fetch(url, t, COLUMNS[t]) for t in COLUMNS}
         out["fct_dossier_first"] = _keys(url, "marts", "fct_dossier")
         province.set_records(NIGHT2_RECORDS)
         province.set_clock(NIGHT2)
         run_night(settings, NIGHT2, run_id="steps-2", until="land", checks=False, lease=False)
         log = _build(url)
+        out["analyzed_night2"] = _analyzed(url)
         out["inserted"] = _inserted(log, "int_dossiers__steps", "fct_step_monthly", "fct_late_origin_monthly_by_field",
                                     *COUNT_MARTS)
         out["night2"] = {t: fetch(url, t, reference.COLUMNS[t]) for t in (*COLUMNS, *COUNT_MARTS)}
@@ -279,6 +296,7 @@ def built(tmp_path_factory):
         _build(url)
         out["corrected"] = {t: fetch(url, t, reference.COLUMNS[t]) for t in COUNT_MARTS}
         _build(url, "--full-refresh")
+        out["analyzed_full"] = _analyzed(url)
         out["full"] = {t: fetch(url, t, reference.COLUMNS[t]) for t in (*COLUMNS, *COUNT_MARTS)}
         out["indexes_full"] = _indexes(url, "intermediate", "int_dossiers__steps")
         out["fct_dossier_full"] = _keys(url, "marts", "fct_dossier")
@@ -385,6 +403,21 @@ def test_the_second_night_decodes_only_the_changed_dossiers_and_recomputes_only_
     assert built["fct_dossier_duplicate"] == "fct_dossier_pkey"
     # The step marts built with their newest step's stamp lost it: it changed with versions whose steps did not.
     assert built["stamp_upgraded"] == 0
+
+
+def test_a_table_built_anew_has_its_statistics_before_the_build_ends(built):
+    """A first build and a full refresh analyse every table they make (the post-hook analyze_when_new), so the
+    next night is not planned without statistics; an incremental night leaves an analysed table to autovacuum,
+    while a table materialisation, built anew every night, is analysed again."""
+    first, night2, full = built["analyzed_first"], built["analyzed_night2"], built["analyzed_full"]
+    assert all(first.values()), [t for t, at in first.items() if at is None]
+    tables = {("marts", "fct_late_origin_monthly")}  # materialized='table': a new table each build
+    for t in ANALYZED:
+        if t in tables:
+            assert night2[t] > first[t], t
+        else:
+            assert night2[t] == first[t], f"{t}: an incremental night analysed it again"
+        assert full[t] > night2[t], f"{t}: the full refresh's new table was not analysed"
 
 
 def test_a_look_back_re_reads_the_last_night_not_the_one_before(built):
