@@ -18,9 +18,9 @@ import pytest
 
 from expectations import validate
 from pipeline.night import run_night
-from pipeline.settings import Settings
 from simulator.province import Province
 from simulator.scenario import Scenario
+from tests.support.ingestion import api_settings
 from tests.support.postgres import throwaway_warehouse
 from tests.support.simulator import running_simulator
 
@@ -36,10 +36,8 @@ def env(tmp_path_factory):
     inbox.mkdir()
     province = Province(SCENARIO)
     with throwaway_warehouse(tmp / "wh") as wh, running_simulator(province) as sim:
-        settings = Settings.from_env({"PROCEDURE_API_URL": sim.url, "PROCEDURE_API_TOKEN": sim.token,
-                                      "HISTORY_START": "2023-02-01", "REPORTS_DIR": str(tmp / "reports"),
-                                      "GX_PROJECT_DIR": str(tmp / "gx"), "INGEST_LOOKBACK_MINUTES": "0",
-                                      "FINANCE_INBOX": str(inbox)}, warehouse_url=wh.urls["writer"])
+        settings = api_settings(sim, wh.urls["writer"], HISTORY_START="2023-02-01", REPORTS_DIR=str(tmp / "reports"),
+                                GX_PROJECT_DIR=str(tmp / "gx"), INGEST_LOOKBACK_MINUTES="0", FINANCE_INBOX=str(inbox))
         first = run_night(settings, NIGHT, run_id="beside-1", lease=False)
         yield {"url": wh.urls["writer"], "settings": settings, "province": province, "first": first}
 
