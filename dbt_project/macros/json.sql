@@ -35,11 +35,14 @@
 {%- endmacro %}
 
 
-{% macro json_timestamp(value, text=none) -%}
+{% macro json_timestamp(value, text=none, digits=none) -%}
     {#- A timestamp field: only a JSON string can be a valid yyyyMMddHHmmss timestamp. ``text``: the same field
         already as text (a text column of jsonb_to_record), which parse_ts then reads instead of converting the
-        JSON value again at each of its references. -#}
-    case when jsonb_typeof({{ value }}) = 'string' then {{ parse_ts(text or "(" ~ value ~ " #>> '{}')") }} end
+        JSON value again at each of its references; ``digits``: its ts_digits, already taken once. -#}
+    case when jsonb_typeof({{ value }}) = 'string' then
+        {%- if digits %} {{ ts_from_digits(digits) }}
+        {%- else %} {{ parse_ts(text or "(" ~ value ~ " #>> '{}')") }}
+        {%- endif %} end
 {%- endmacro %}
 
 
