@@ -134,23 +134,24 @@ renamed as (
         returned_text as returned_at_raw,
         refused_text as refused_at_raw,
         coalesce(jsonb_array_length({{ json_array('"TaiLieuNop"') }}), 0) as component_count,
-        (
-            select count(*)::int
-            from jsonb_array_elements({{ json_array('"TaiLieuNop"') }}) as component (value)
-            where {{ json_flag("component.value -> 'DuocSoHoa'") }}
-        ) as digitised_component_count,
-        (
-            select count(*)::int
-            from jsonb_array_elements({{ json_array('"TaiLieuNop"') }}) as component (value)
-            where {{ json_flag("component.value -> 'DuocTaiSuDung'") }}
-                or {{ json_flag("component.value -> 'DuocLayTuKhoDMQG'") }}
-        ) as reused_component_count,
+        -- The counts over the lists are SQL/JSON path queries, one function call each, where a subquery over
+        -- jsonb_array_elements cost an executor subplan and a tuplestore a dossier (a quarter of this model's
+        -- decoding). Strict mode: an item that is not an object, or lacks the key, fails its filter
+        -- ("unknown") rather than matching, and `==` compares numbers as numbers (1 and 1.0) and a string or
+        -- a list with nothing — the json_flag rule: the number 1 or JSON true. `.type()` keeps the matched
+        -- items small; only their number is used.
+        coalesce(jsonb_array_length(jsonb_path_query_array({{ json_array('"TaiLieuNop"') }},
+            'strict $[*] ? (@.DuocSoHoa == 1 || @.DuocSoHoa == true).type()')), 0) as digitised_component_count,
+        coalesce(jsonb_array_length(jsonb_path_query_array({{ json_array('"TaiLieuNop"') }},
+            'strict $[*] ? (@.DuocTaiSuDung == 1 || @.DuocTaiSuDung == true
+                            || @.DuocLayTuKhoDMQG == 1 || @.DuocLayTuKhoDMQG == true).type()')), 0)
+            as reused_component_count,
         coalesce(jsonb_array_length({{ json_array('"DanhSachGiayToKetQua"') }}), 0) as result_count,
-        (
-            select count(*)::int
-            from jsonb_array_elements({{ json_array('"DanhSachGiayToKetQua"') }}) as result (value)
-            where {{ is_present("(result.value ->> 'DuongDanTepTinKetQua')") }}
-        ) as electronic_result_count,
+        -- a file link present: any value but null and "" (a number or an object counts, as `->>` reads them)
+        coalesce(jsonb_array_length(jsonb_path_query_array({{ json_array('"DanhSachGiayToKetQua"') }},
+            'strict $[*] ? (@.DuongDanTepTinKetQua.type() != "null"
+                            && (@.DuongDanTepTinKetQua.type() != "string" || @.DuongDanTepTinKetQua != "")).type()')),
+            0) as electronic_result_count,
         coalesce(jsonb_array_length({{ json_array('"DanhSachHoSoBoSung"') }}), 0) as supplement_count,
         -- (The latest step time is not decoded here but read from int_dossiers__steps, which parses every
         -- step's time anyway: dq_dossiers looks it up. It was a fifth of this model's decoding.)
@@ -159,19 +160,31 @@ renamed as (
         -- keys the bootstrap keeps in raw (readable by the writer only): the key never appears in this
         -- model's SQL, nor in any view definition, which every role can read in pg_views. The two key
         -- lookups are uncorrelated, so PostgreSQL evaluates them once per query, not once per dossier.
-        (
-            select encode(sha256(
+        -- A dossier with one applicant (most) hashes its number directly; sorting and joining the distinct
+        -- numbers of a list of one is that number, and the subquery is left to longer lists.
+        {%- set hmac -%}
+            encode(sha256(
                 (select hash_key.outer_pad from {{ source('warehouse', 'applicant_hash_key') }} as hash_key)
                 || sha256(
                     (select hash_key.inner_pad from {{ source('warehouse', 'applicant_hash_key') }} as hash_key)
-                    || convert_to(string_agg(distinct identity.number collate "C", ','
-                                             order by identity.number collate "C"), 'UTF8')
+                    || convert_to(__NUMBERS__, 'UTF8')
                 )
             ), 'hex')
-            from jsonb_array_elements({{ json_array('"DinhDanhCHS"') }}) as item (value)
-            cross join lateral (select item.value ->> 'SoDinhDanh' as number) as identity
-            where {{ is_present('identity.number') }}
-        ) as applicant_key
+        {%- endset %}
+        case
+            when jsonb_array_length({{ json_array('"DinhDanhCHS"') }}) = 1 then
+                case
+                    when {{ is_present('("DinhDanhCHS" -> 0 ->> \'SoDinhDanh\')') }}
+                        then {{ hmac | replace('__NUMBERS__', '("DinhDanhCHS" -> 0 ->> \'SoDinhDanh\')') }}
+                end
+            else (
+                select {{ hmac | replace('__NUMBERS__', 'string_agg(distinct identity.number collate "C", \',\'
+                                                         order by identity.number collate "C")') }}
+                from jsonb_array_elements({{ json_array('"DinhDanhCHS"') }}) as item (value)
+                cross join lateral (select item.value ->> 'SoDinhDanh' as number) as identity
+                where {{ is_present('identity.number') }}
+            )
+        end as applicant_key
     from fields
 )
 
