@@ -92,7 +92,7 @@ bench-nightly: venv ## the same day of changes on a 1M and a 3M history, the who
 bench-backfill: venv ## a rebuild: the 10x scenario's whole history landed, built and validated, per stage
 	@$(PY) benchmarks/backfill.py
 
-bench-timestamps: venv ## one API timestamp decoded by parse_ts, against the former decoder, same table
+bench-timestamps: venv ## one API timestamp decoded the decoders' way, against the two former decoders, same table
 	@$(PY) benchmarks/timestamps.py
 
 bench-celery: venv ## one night (partitioned pull, a task per dbt node) on make airflow-celery (2 workers) vs make airflow: wall times, tasks per worker, equal marts
