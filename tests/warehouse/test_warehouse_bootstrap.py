@@ -91,6 +91,20 @@ def test_writer_creates_tables_in_marts_and_raw(wh):
         assert query(wh.urls["writer"], f"SELECT id FROM {schema}.writer_test") == [(1,)]
 
 
+@pytest.mark.parametrize("payload", ['[]', '"text"', '42', 'null'])
+def test_a_dossier_version_that_is_not_a_json_object_is_refused(wh, payload):
+    """The decoders read each payload with one jsonb_to_record, which needs an object: the database refuses
+    anything else (V011), and names the constraint, so the loader's bisecting COPY quarantines it with that
+    reason; an object is accepted."""
+    insert = ("INSERT INTO raw.dossier_versions (dossier_id, updated_at, content_hash, is_deleted, payload, run_id) "
+              "VALUES ('HS-{key}', '2024-01-31 10:00', '\\x00', false, '{payload}'::jsonb, 'test')")
+    with pytest.raises(errors.CheckViolation, match="dossier_versions_payload_is_object"):
+        query(wh.urls["writer"], insert.format(key=payload, payload=payload))
+    query(wh.urls["writer"], insert.format(key="object-" + payload, payload='{"MaHoSo": "x"}'))
+    assert query(wh.urls["writer"], f"SELECT count(*) FROM raw.dossier_versions WHERE dossier_id LIKE 'HS-%{payload}'"
+                 ) == [(1,)]
+
+
 def test_bi_reader_reads_marts_tables_created_after_bootstrap(wh):
     query(wh.urls["writer"], "CREATE TABLE marts.later (id int)")
     query(wh.urls["writer"], "INSERT INTO marts.later VALUES (42)")
