@@ -41,8 +41,13 @@
     A decoder that parses millions of them takes the number once instead (ts_digits, in a projection of its
     own that the planner cannot fold into the next: each cast reads the text again) and builds the timestamp
     from it (ts_from_digits). -#}
+{% macro _fourteen_digits(column) -%}
+    (octet_length({{ column }}) = 14 and btrim({{ column }}, '0123456789') = '')
+{%- endmacro %}
+
+
 {% macro ts_digits(column) -%}
-    case when octet_length({{ column }}) = 14 and btrim({{ column }}, '0123456789') = '' then {{ column }}::bigint end
+    case when {{ _fourteen_digits(column) }} then {{ column }}::bigint end
 {%- endmacro %}
 
 
@@ -69,10 +74,7 @@
 
 
 {% macro parse_ts(column) -%}
-    case
-        when octet_length({{ column }}) = 14 and btrim({{ column }}, '0123456789') = ''
-            then {{ ts_from_digits(column ~ '::bigint') }}
-    end
+    case when {{ _fourteen_digits(column) }} then {{ ts_from_digits(column ~ '::bigint') }} end
 {%- endmacro %}
 
 

@@ -18,6 +18,9 @@
 -- attributes sent as "" are NULL: the contract's two spellings of a missing value become one.
 -- Personal data (ChuHoSo, SoDienThoai, Email, DinhDanhCHS, TrichYeuHoSo) does not pass: the identity
 -- numbers only feed applicant_key, a keyed hash (HMAC-SHA256) for counting distinct applicants.
+{#- The contract's six timestamps of a dossier: (field, column name without its _at). -#}
+{%- set timestamps = [('NgayNopHoSo', 'submitted'), ('NgayTiepNhan', 'received'), ('NgayHenTra', 'due'),
+                      ('NgayKetThucXuLy', 'finished'), ('NgayTra', 'returned'), ('NgayTuChoi', 'refused')] %}
 with source as (
     select * from {{ source('api', 'dossiers_current') }}
     {% if is_incremental() %}
@@ -58,18 +61,10 @@ fields as (
         end as absent_fields,
         -- the timestamps' text and digits (ts_digits), once: ts_from_digits refers to its number about fifteen
         -- times, and a cast or a `#>>` there would read the value again at each
-        record."NgayNopHoSo" #>> '{}' as submitted_text,
-        record."NgayTiepNhan" #>> '{}' as received_text,
-        record."NgayHenTra" #>> '{}' as due_text,
-        record."NgayKetThucXuLy" #>> '{}' as finished_text,
-        record."NgayTra" #>> '{}' as returned_text,
-        record."NgayTuChoi" #>> '{}' as refused_text,
-        {{ ts_digits("(record.\"NgayNopHoSo\" #>> '{}')") }} as submitted_digits,
-        {{ ts_digits("(record.\"NgayTiepNhan\" #>> '{}')") }} as received_digits,
-        {{ ts_digits("(record.\"NgayHenTra\" #>> '{}')") }} as due_digits,
-        {{ ts_digits("(record.\"NgayKetThucXuLy\" #>> '{}')") }} as finished_digits,
-        {{ ts_digits("(record.\"NgayTra\" #>> '{}')") }} as returned_digits,
-        {{ ts_digits("(record.\"NgayTuChoi\" #>> '{}')") }} as refused_digits,
+        {%- for field, name in timestamps %}
+        record."{{ field }}" #>> '{}' as {{ name }}_text,
+        {{ ts_digits('(record."' ~ field ~ '" #>> \'{}\')') }} as {{ name }}_digits,
+        {%- endfor %}
         record.*
     from source
     cross join lateral jsonb_to_record(case when source.changed_at is not null then source.payload end) as record (
@@ -121,18 +116,12 @@ renamed as (
         {{ json_text('"TrangThaiHoSo"') }} as status_raw,
         {{ json_flag('"HoSoCoThanhPhanSoHoa"') }} as has_digitised_components,
         {{ json_integer('"DuocThanhToanTrucTuyen"') }} as online_payment,
-        {{ json_timestamp('"NgayNopHoSo"', digits='submitted_digits') }} as submitted_at,
-        {{ json_timestamp('"NgayTiepNhan"', digits='received_digits') }} as received_at,
-        {{ json_timestamp('"NgayHenTra"', digits='due_digits') }} as due_at,
-        {{ json_timestamp('"NgayKetThucXuLy"', digits='finished_digits') }} as finished_at,
-        {{ json_timestamp('"NgayTra"', digits='returned_digits') }} as returned_at,
-        {{ json_timestamp('"NgayTuChoi"', digits='refused_digits') }} as refused_at,
-        submitted_text as submitted_at_raw,
-        received_text as received_at_raw,
-        due_text as due_at_raw,
-        finished_text as finished_at_raw,
-        returned_text as returned_at_raw,
-        refused_text as refused_at_raw,
+        {%- for field, name in timestamps %}
+        {{ json_timestamp('"' ~ field ~ '"', digits=name ~ '_digits') }} as {{ name }}_at,
+        {%- endfor %}
+        {%- for field, name in timestamps %}
+        {{ name }}_text as {{ name }}_at_raw,
+        {%- endfor %}
         coalesce(jsonb_array_length({{ json_array('"TaiLieuNop"') }}), 0) as component_count,
         -- The counts over the lists are SQL/JSON path queries, one function call each, where a subquery over
         -- jsonb_array_elements cost an executor subplan and a tuplestore a dossier (a quarter of this model's
