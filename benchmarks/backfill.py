@@ -52,7 +52,7 @@ SETTINGS = {
 }
 SOURCES = ("prerendered", "on-demand")
 STAGES = {"ingest": ("land", "load_workbooks"),
-          "dbt": ("staging", "marts", "dq_marts", "finance.staging", "finance.marts"),
+          "dbt": ("staging", "steps", "marts", "dq_marts", "finance.staging", "finance.marts"),
           "dq": ("batch", "quality", "finance.quality"), "report": ("report",)}
 
 
@@ -76,7 +76,9 @@ def explain(writer: str, target: Path, model: str, lines: int = 14) -> None:
     """``EXPLAIN (ANALYZE, BUFFERS)`` of ``model``'s compiled SELECT; prints the plan's first lines."""
     name = model.rsplit(".", 1)[-1]
     # The model's own compiled SQL, not a unit test's fixture of the same name (under ``<tests>.yml/``).
-    found = [p for p in (target / "compiled").rglob(f"{name}.sql")
+    # (a model built beside the main dbt command, as the steps are, is compiled in the folder ``-beside``)
+    found = [p for folder in (target, target.with_name(target.name + "-beside"))
+             for p in (folder / "compiled").rglob(f"{name}.sql")
              if "/models/" in str(p) and not p.parent.name.endswith(".yml")]
     if not found:
         print(f"    {model}: no compiled SQL")
@@ -110,6 +112,9 @@ def bench(scale: float, most: int, explain_models: int, server: str = "default",
         for name, part in seconds.items():
             detail = ", ".join(f"{stage} {done['seconds'].get(stage, 0):.1f}s" for stage in STAGES[name])
             print(f"    {name:<8}{part:>8.1f}s  ({detail})")
+        print("  when (seconds into the rebuild): " + ", ".join(
+            f"{stage} {start:.0f}–{end:.0f}" for stage, (start, end) in sorted(done["spans"].items(),
+                                                                             key=lambda item: item[1])))
         print(f"  ingest: {dossiers / seconds['ingest']:,.0f} dossiers/s")
         slow = slowest_nodes(done["results"].get("dbt", {}), most)
         print(f"  the {len(slow)} slowest dbt nodes:")

@@ -36,7 +36,8 @@ yesterday to 01:00 today (local time), taken from the run's `data_interval_start
    the dossiers changed since the partition's watermark (minus a look-back) up to the interval end;
 5. `complete_partitions` — after a partitioned pull, what no partition covers;
 6. `dbt_staging` — dbt builds the staging views and `dq.dq_dossiers` (Cosmos: one `dbt build`, or one task
-   per node with `DBT_TASK_GRAIN=node`);
+   per node with `DBT_TASK_GRAIN=node`); beside it and the batch checks, `dbt_steps` decodes the processing
+   steps (`int_dossiers__steps`), which only the marts read;
 7. `batch_checks` — Great Expectations: the batch's critical checks, the night's gate (a failure stops the
    dossier and finance marts here, so yesterday's stay published);
 8. `data_quality` beside `dbt_marts` — every rule of dq-rules.md per dossier, while dbt builds the
@@ -314,12 +315,14 @@ def cchc_nightly():
     # then the dossier rules beside the intermediate models, marts and status snapshot, which do not read
     # their findings; the data-quality marts once the rules are done.
     dbt_staging = _dbt_group("dbt_staging", "nightly_staging")
+    dbt_steps = _dbt_group("dbt_steps", "nightly_steps")
     gate = batch_checks(run)
     quality = data_quality(run)
     dbt_marts = _dbt_group("dbt_marts", "nightly_marts")
     dbt_dq_marts = _dbt_group("dbt_dq_marts", "nightly_dq_marts")
     published = marts_published()
     chain(completion, dbt_staging, gate, [quality, dbt_marts])
+    chain(completion, dbt_steps, dbt_marts)
     chain(quality, dbt_dq_marts)
     chain([dbt_marts, dbt_dq_marts], published)
 

@@ -14,7 +14,9 @@ branch and the data-quality marts, as the DAG runs them side by side —, ``repo
 dbt docs site as the DAG's ``dbt_docs`` task
 writes it: about seven seconds a night the tests of the figures do not need); then, always, the end of
 the night (``pipeline.runs.finish_night``: the digest, the alert, the run's status, the lease).
-``until`` stops after a stage. A failing stage is recorded as the DAG would record its task (``failed``,
+Beside the staging stage and the batch checks, a thread of its own builds the processing steps
+(``nightly_steps``), which the marts need and the gate does not. ``until`` stops after a stage. A failing
+stage is recorded as the DAG would record its task (``failed``,
 the stages that needed it ``upstream_failed``) and does not raise, unless ``strict`` — the default, so a
 test sees a broken night at once.
 """
@@ -151,9 +153,20 @@ def run_night(settings: Settings, interval_end: datetime, *, interval_start: dat
 
     stage("land", "land", (), land)
     stage("load_workbooks", "land", ("land",), lambda: loads.load_workbooks(run_id, settings))
-    stage("staging", "staging", ("land",), dbt("nightly_staging"))
-    if checks:
-        stage("batch", "quality", ("staging",), lambda: run_batch_checks(run_id, interval_end, settings))
+    # The staging stage and the gate, as in the DAG: the processing steps (nightly_steps) decode their part
+    # of the payloads on a thread of their own (their dbt in a target folder of its own), while the staged
+    # dossiers, dq_dossiers and the batch checks, which read no step, go on; the marts wait for both.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="night-steps") as pool:
+        steps = pool.submit(stage, "steps", "staging", ("land",), dbt("nightly_steps", True), False)
+        stage("staging", "staging", ("land",), dbt("nightly_staging"), False)
+        if checks:
+            stage("batch", "quality", ("staging",), lambda: run_batch_checks(run_id, interval_end, settings),
+                  False)
+        steps.result()
+    if strict and (failed := [n for n in ("staging", "steps", "batch")
+                              if states.get(n) == "failed" and "error" in results[n]]):
+        _finish(runs, run_id, interval_end, results, states, settings, lease)
+        raise NightFailed(f"{failed[0]} failed: {results[failed[0]]['error']}")
     gate = ("staging", "batch") if checks else ("staging",)
 
     def beside_the_marts() -> None:
@@ -174,7 +187,7 @@ def run_night(settings: Settings, interval_end: datetime, *, interval_start: dat
     # Nothing stops the night from inside the section: a failure is raised (strict) once both sides ended.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="night-beside") as pool:
         beside = pool.submit(beside_the_marts)
-        stage("marts", "marts", gate, dbt("nightly_marts"), False)
+        stage("marts", "marts", (*gate, "steps"), dbt("nightly_marts"), False)
         beside.result()
     if states.get("marts") == "success" and states.get("dq_marts") == "success":
         states["marts_published"] = "success"

@@ -61,3 +61,35 @@
     {#- The value if it is a JSON array, else NULL (a null, missing or malformed list is an empty one). -#}
     case when jsonb_typeof({{ value }}) = 'array' then {{ value }} end
 {%- endmacro %}
+
+
+{% macro dossiers_add_latest_step_at() -%}
+    {#- stg_api__dossiers' pre-hook: a table built before it carried the latest step time (latest_step_at, of
+        the dossiers in processing) gains the column, filled for those dossiers from their landed payloads —
+        a few percent of the rows, read through the key —, so the incremental build goes on instead of
+        failing on the schema change (on_schema_change='fail') until a full refresh decodes every payload
+        again. The others keep NULL, as the model writes them. -#}
+    {% if is_incremental() %}
+    do $$
+    begin
+        if not exists (select 1 from pg_attribute
+                       where attrelid = '{{ this }}'::regclass and attname = 'latest_step_at' and not attisdropped) then
+            alter table {{ this }} add column latest_step_at timestamp;
+            update {{ this }} as staged
+            set latest_step_at = found.latest_step_at
+            from (
+                select landed.dossier_id, {{ ts_from_digits('step_digits.latest') }} as latest_step_at
+                from {{ this }} as staged
+                join {{ source('api', 'dossiers_current') }} as landed on landed.dossier_id = staged.dossier_id
+                cross join lateral (
+                    select {{ latest_step_digits(json_array("landed.payload -> 'QuaTrinhXuLy'")) }} as latest
+                    offset 0
+                ) as step_digits
+                where staged.status in (2, 4)
+            ) as found
+            where found.dossier_id = staged.dossier_id and found.latest_step_at is not null;
+        end if;
+    end
+    $$
+    {% endif %}
+{%- endmacro %}

@@ -51,25 +51,50 @@
 {%- endmacro %}
 
 
-{% macro ts_from_digits(number) -%}
-    {#- The timestamp yyyyMMddHHmmss that ``number`` (a bigint of ts_digits, or NULL) spells, or NULL. -#}
+{% macro _digits_spell_ts(number) -%}
+    {#- Whether ``number`` (a bigint of ts_digits) spells a valid timestamp yyyyMMddHHmmss: a year from 0001,
+        a month 01–12, a day its month has, an hour 00–23, minutes and seconds 00–59. -#}
     {%- set n = number -%}
     {%- set year = '(' ~ n ~ ' / 10000000000)' -%}
     {%- set month = '(' ~ n ~ ' / 100000000 % 100)' -%}
     {%- set day = '(' ~ n ~ ' / 1000000 % 100)' -%}
+    ({{ n }} >= 10000000000
+        and {{ n }} / 1000000 % 10000 between 101 and 1231 and {{ day }} > 0
+        and {{ n }} % 1000000 < 240000 and {{ n }} % 10000 < 6000 and {{ n }} % 100 < 60
+        and ({{ day }} <= 28 or {{ day }} <= case {{ month }}
+            when 2 then case when {{ year }} % 4 = 0 and ({{ year }} % 100 <> 0 or {{ year }} % 400 = 0)
+                             then 29 else 28 end
+            when 4 then 30 when 6 then 30 when 9 then 30 when 11 then 30
+            else 31
+        end))
+{%- endmacro %}
+
+
+{% macro ts_from_digits(number) -%}
+    {#- The timestamp yyyyMMddHHmmss that ``number`` (a bigint of ts_digits, or NULL) spells, or NULL. -#}
+    {%- set n = number -%}
     case
-        when {{ n }} >= 10000000000
-            and {{ n }} / 1000000 % 10000 between 101 and 1231 and {{ day }} > 0
-            and {{ n }} % 1000000 < 240000 and {{ n }} % 10000 < 6000 and {{ n }} % 100 < 60
-            and ({{ day }} <= 28 or {{ day }} <= case {{ month }}
-                when 2 then case when {{ year }} % 4 = 0 and ({{ year }} % 100 <> 0 or {{ year }} % 400 = 0)
-                                 then 29 else 28 end
-                when 4 then 30 when 6 then 30 when 9 then 30 when 11 then 30
-                else 31
-            end)
-            then make_timestamp({{ year }}::int, {{ month }}::int, {{ day }}::int, ({{ n }} / 10000 % 100)::int,
+        when {{ _digits_spell_ts(n) }}
+            then make_timestamp(({{ n }} / 10000000000)::int, ({{ n }} / 100000000 % 100)::int,
+                                ({{ n }} / 1000000 % 100)::int, ({{ n }} / 10000 % 100)::int,
                                 ({{ n }} / 100 % 100)::int, ({{ n }} % 100)::float8)
     end
+{%- endmacro %}
+
+
+{% macro latest_step_digits(steps) -%}
+    {#- The digits (ts_digits) of the latest valid ThoiDiemXuLy of a QuaTrinhXuLy list (``steps``: a JSON
+        array, or NULL), or NULL: the times int_dossiers__steps keeps — an item that is an object, its
+        ThoiDiemXuLy a JSON string spelling a valid timestamp — and the greatest of them. Valid digits
+        yyyyMMddHHmmss order as their times do, so the maximum is taken over the numbers and one timestamp is
+        built from it (ts_from_digits, by the caller, from a column: it refers to its argument many times).
+        Strict SQL/JSON path: an item that is not an object, or has no ThoiDiemXuLy, fails the filter rather
+        than being searched (lax mode would look inside a nested list). -#}
+    (select max(step_time.digits)
+     from jsonb_array_elements_text(jsonb_path_query_array({{ steps }},
+         'strict $[*] ? (@.ThoiDiemXuLy.type() == "string").ThoiDiemXuLy')) as step (value)
+     cross join lateral (select {{ ts_digits('step.value') }} as digits offset 0) as step_time
+     where {{ _digits_spell_ts('step_time.digits') }})
 {%- endmacro %}
 
 

@@ -151,13 +151,16 @@ def test_tasks_and_dependency_order(parsed):
 
 def test_by_default_each_dbt_group_is_one_build_after_ingestion_and_before_the_marts(parsed):
     tasks = parsed["dag"]["tasks"]
-    assert {t for t in tasks if t.startswith("dbt_")} >= {"dbt_staging.build", "dbt_marts.build",
+    assert {t for t in tasks if t.startswith("dbt_")} >= {"dbt_staging.build", "dbt_steps.build", "dbt_marts.build",
                                                           "dbt_dq_marts.build"}
     assert "complete_partitions" in tasks["dbt_staging.build"]["upstream"]
     assert "dbt_staging.build" in tasks["batch_checks"]["upstream"]
+    # the processing steps beside the staging stage and the gate: after the loads, before the marts alone
+    assert tasks["dbt_steps.build"]["upstream"] == ["complete_partitions"]
+    assert "dbt_steps.build" not in tasks["batch_checks"]["upstream"]
     # past the gate, the dossier rules beside the marts; the data-quality marts after the rules
     assert set(tasks["data_quality"]["upstream"]) == {"batch_checks", "start_run"}
-    assert tasks["dbt_marts.build"]["upstream"] == ["batch_checks"]
+    assert set(tasks["dbt_marts.build"]["upstream"]) == {"batch_checks", "dbt_steps.build"}
     assert tasks["dbt_dq_marts.build"]["upstream"] == ["data_quality"]
     assert set(tasks["marts_published"]["upstream"]) == {"dbt_marts.build", "dbt_dq_marts.build"}
 
@@ -166,6 +169,7 @@ def test_dbt_runs_after_ingestion_staging_before_marts(parsed_per_node):
     """Cosmos renders one task per dbt node: staging after the loads, intermediate and marts after staging."""
     tasks = parsed_per_node["dag"]["tasks"]
     staging = {t for t in tasks if t.startswith("dbt_staging.")}
+    steps = {t for t in tasks if t.startswith("dbt_steps.")}
     marts = {t for t in tasks if t.startswith("dbt_marts.")}
     dq_marts = {t for t in tasks if t.startswith("dbt_dq_marts.")}
     assert "dbt_staging.stg_api__dossiers_model_build" in staging
@@ -182,6 +186,12 @@ def test_dbt_runs_after_ingestion_staging_before_marts(parsed_per_node):
         return seen
 
     assert "dbt_staging.dq_dossiers_model_build" in staging  # what the data-quality rules read
+    # the steps, their own group: after the loads, beside the staging models and the gate, before the marts
+    assert "dbt_steps.int_dossiers__steps_model_build" in steps
+    assert not [t for t in steps if "batch_checks" in ancestors(t)]
+    assert not steps & ancestors("batch_checks")
+    for task in steps:
+        assert "complete_partitions" in ancestors(task)
     assert {"dbt_dq_marts.int_dq_issues_model_build", "dbt_dq_marts.fct_dq_issue_model_build",
             "dbt_dq_marts.fct_dq_daily_model_build"} <= dq_marts
     assert not {t for t in marts if "_dq_" in t}
@@ -192,6 +202,8 @@ def test_dbt_runs_after_ingestion_staging_before_marts(parsed_per_node):
     assert "batch_checks" in ancestors("data_quality")
     for task in marts | dq_marts:
         assert staging <= ancestors(task), f"{task} must wait for every staging model"
+        if task in marts:
+            assert steps <= ancestors(task), f"{task} must wait for the processing steps"
         assert "batch_checks" in ancestors(task), f"{task} must wait for the batch checks"
     # The dossier rules run beside the marts, which do not read their findings; the data-quality marts do.
     assert not [t for t in marts if "data_quality" in ancestors(t)]

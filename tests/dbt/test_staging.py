@@ -121,7 +121,18 @@ def expected_dossier(rec: dict) -> dict:
     for field, column in STAGED.items():
         row[column] = parse_timestamp(rec.get(field))
         row[f"{column}_raw"] = rec.get(field)
+    row["latest_step_at"] = latest_step_time(rec)
     return row
+
+
+def latest_step_time(rec: dict) -> datetime | None:
+    """The latest valid ThoiDiemXuLy of a dossier in processing (TrangThaiHoSo 2 or 4, the dossiers INC05
+    judges), else None: the valid step times of the items that are objects."""
+    steps = rec.get("QuaTrinhXuLy")
+    if integer(rec.get("TrangThaiHoSo")) not in (2, 4) or not isinstance(steps, list):
+        return None
+    return max((t for s in steps if isinstance(s, dict) and (t := parse_timestamp(s.get("ThoiDiemXuLy")))),
+               default=None)
 
 
 def test_dbt_build_of_staging_succeeds(built):
@@ -144,6 +155,24 @@ def test_every_dossier_is_staged_once_with_its_values(built):
         if actual != expected:
             mismatches.append((rec["MaHoSo"], {k: (actual[k], v) for k, v in expected.items() if actual[k] != v}))
     assert not mismatches, mismatches[:5]
+
+
+def test_a_table_staged_before_the_latest_step_time_gains_it_on_its_next_build(built):
+    """A deployed stg_api__dossiers without latest_step_at (built before it had the column) gains it on its next
+    incremental build, filled from the landed payloads for the dossiers in processing (the pre-hook
+    dossiers_add_latest_step_at), instead of failing on the schema change; with nothing changed since and no
+    look-back, no dossier is decoded again, so the values are the hook's."""
+    _, writer, _, records = built
+    expected = {rec["MaHoSo"]: latest_step_time(rec) for rec in records}
+    assert sum(t is not None for t in expected.values()) >= 20
+    with psycopg.connect(writer) as conn:
+        conn.execute("ALTER TABLE staging.stg_api__dossiers DROP COLUMN latest_step_at")
+    proc = dbt(["run", "--select", "stg_api__dossiers", "--vars", json.dumps({"incremental_lookback_minutes": 0})],
+               writer)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert "INSERT 0 0" in proc.stdout, proc.stdout[-2000:]  # nothing decoded again
+    staged = rows(writer, "SELECT dossier_id, latest_step_at FROM staging.stg_api__dossiers")
+    assert {r["dossier_id"]: r["latest_step_at"] for r in staged} == expected
 
 
 def test_invalid_timestamps_are_null_and_kept_as_received(built):

@@ -1,5 +1,6 @@
 """Past the batch checks (the gate), a night builds the marts while the dossier rules, the finance branch and
-the data-quality marts run beside them (``pipeline.night.run_night``, as the nightly DAG does: its wiring is
+the data-quality marts run beside them, and before it the processing steps build beside the staging stage and
+the gate (``pipeline.night.run_night``, as the nightly DAG does: its wiring is
 checked in ``tests/dags/test_dag_integrity.py``).
 
 Real nights on a throw-away warehouse and the contract server: the order is read from each stage's start and
@@ -49,6 +50,11 @@ def test_the_dossier_rules_run_beside_the_marts_and_the_data_quality_marts_after
     assert night["states"]["marts_published"] == "success"
     assert {s: night["states"][s] for s in ("batch", "marts", *BESIDE, "report")} == \
         dict.fromkeys(("batch", "marts", *BESIDE, "report"), "success")
+    # the processing steps build beside the staging stage and the batch checks (neither reads them), and the
+    # marts wait for them as for the gate
+    assert night["states"]["steps"] == "success"
+    assert span["steps"][0] < span["staging"][1] and span["staging"][0] < span["steps"][1]
+    assert span["steps"][1] <= span["marts"][0]
     # both sides start once the gate has passed, and overlap
     assert span["staging"][1] <= span["batch"][0]
     assert span["batch"][1] <= span["marts"][0] and span["batch"][1] <= span["quality"][0]
@@ -99,3 +105,31 @@ def test_a_failure_of_the_dossier_rules_leaves_the_other_marts_built_and_publish
         # the batch and the workbook checks validated this night, no dossier rule
         assert conn.execute("SELECT array_agg(suite ORDER BY suite) FROM dq.validation_runs WHERE seq > %s",
                             (built,)).fetchone()[0] == ["batch", "finance"]
+
+
+def test_a_failure_of_the_steps_holds_the_marts_back_not_the_gate(env, monkeypatch):
+    """The steps' dbt build fails (injected): the staging stage and the batch checks beside it still run and
+    pass, and so do the dossier rules, their marts and the finance branch, which read no step; the marts and
+    the report wait; the night ends failed, and a strict night raises once both sides have ended."""
+    from pipeline import night as night_module
+
+    real = night_module.dbt_build
+
+    def steps_broken(settings, selector, *args, **kwargs):
+        if selector == "nightly_steps":
+            raise night_module.NightFailed("dbt build --selector nightly_steps failed: injected")
+        return real(settings, selector, *args, **kwargs)
+
+    monkeypatch.setattr(night_module, "dbt_build", steps_broken)
+    when = NIGHT + timedelta(days=2)
+    env["province"].set_clock(when)
+    night = run_night(env["settings"], when, run_id="beside-3", lease=False, strict=False)
+    states = night["states"]
+    assert night["status"] == "failed"
+    assert states["steps"] == "failed" and "injected" in night["results"]["steps"]["error"]
+    assert states["staging"] == "success" and states["batch"] == "success"
+    assert {s: states[s] for s in ("quality", "dq_marts", "finance.marts")} == \
+        dict.fromkeys(("quality", "dq_marts", "finance.marts"), "success")
+    assert states["marts"] == "upstream_failed" and states["report"] == "upstream_failed"
+    with pytest.raises(night_module.NightFailed, match="steps failed"):
+        run_night(env["settings"], when, run_id="beside-4", lease=False)

@@ -4,7 +4,7 @@
         unique_key='dossier_id',
         incremental_strategy='delete+insert',
         on_schema_change='fail',
-        pre_hook=["{{ full_build_work_mem() }}", "{{ delete_new_tombstones(ref('stg_api__dossiers')) }}"],
+        pre_hook=["{{ delete_new_tombstones(ref('stg_api__dossiers')) }}"],
         post_hook=["{{ ensure_index('dq_dossiers_run_id', ['run_id']) }}"],
         indexes=[{'columns': ['dossier_id'], 'unique': True}, {'columns': ['source_changed_at']},
                  {'columns': ['last_activity_at']}, {'columns': ['latest_recorded_at']}]
@@ -38,11 +38,14 @@ select
     due_at,
     finished_at,
     returned_at,
-    steps.latest_step_at,
+    -- The latest step time of a dossier in processing (status 2 or 4; NULL for the others, whose steps no
+    -- rule reads), decoded by stg_api__dossiers: this table, and so the batch checks (the gate), need no
+    -- processing steps, and build beside int_dossiers__steps.
+    latest_step_at,
     -- The times the time-dependent rules compare with the as-of time (INC05, VAL01), indexed: a night
     -- re-evaluates the dossiers whose rule can have flipped since the previous validation without reading
     -- the others (expectations/intervals.py).
-    greatest(received_at, steps.latest_step_at) as last_activity_at,
+    greatest(received_at, latest_step_at) as last_activity_at,
     greatest(received_at, finished_at, returned_at) as latest_recorded_at,
     -- VAL06: each timestamp field present (not null, not "") whose value is not a valid yyyyMMddHHmmss
     -- local time, as `Field=value`; NULL when every present timestamp is valid.
@@ -59,24 +62,6 @@ select
     updated_at,
     changed_at as source_changed_at
 from {{ ref('stg_api__dossiers') }} as dossiers
--- The latest valid step time (ThoiDiemXuLy), from the steps decoded beside the dossiers: int_dossiers__steps
--- holds exactly the valid step times of the live dossiers, as of this build. A night looks up its dossiers'
--- steps through their key; a full build groups every step once, in memory (the pre-hook full_build_work_mem,
--- DBT_FULL_BUILD_WORK_MEM): a lookup a dossier, in no order the steps' table is in, took 49 s at 3M; the
--- grouping 16.0 s with the server's work_mem, 8.9 s with the full build's.
-{% if is_incremental() %}
-left join lateral (
-    select max(step.processed_at) as latest_step_at
-    from {{ ref('int_dossiers__steps') }} as step
-    where step.dossier_id = dossiers.dossier_id
-) as steps on true
-{% else %}
-left join (
-    select step.dossier_id, max(step.processed_at) as latest_step_at
-    from {{ ref('int_dossiers__steps') }} as step
-    group by step.dossier_id
-) as steps on steps.dossier_id = dossiers.dossier_id
-{% endif %}
 where not dossiers.is_deleted
 {% if is_incremental() %}
   and {{ changed_since_last_build('dossiers.changed_at') }}

@@ -4,7 +4,7 @@
         unique_key='dossier_id',
         incremental_strategy='delete+insert',
         on_schema_change='fail',
-        pre_hook=["{{ full_build_work_mem() }}"],
+        pre_hook=["{{ full_build_work_mem() }}", "{{ dossiers_add_latest_step_at() }}"],
         indexes=[{'columns': ['dossier_id'], 'unique': True}, {'columns': ['changed_at']}]
     )
 }}
@@ -65,6 +65,13 @@ fields as (
         record."{{ field }}" #>> '{}' as {{ name }}_text,
         {{ ts_digits('(record."' ~ field ~ '" #>> \'{}\')') }} as {{ name }}_digits,
         {%- endfor %}
+        -- The latest step time, decoded for the dossiers in processing alone (TrangThaiHoSo 2 or 4): INC05
+        -- judges no other (dq-rules.md), and dq_dossiers takes it from here, so the data-quality stage needs
+        -- neither the steps' table nor its build (int_dossiers__steps builds beside this model, then beside
+        -- dq_dossiers and the batch checks). For every dossier it cost a sixth of this model's decoding.
+        case when {{ json_integer('record."TrangThaiHoSo"') }} in (2, 4)
+            then {{ latest_step_digits(json_array('record."QuaTrinhXuLy"')) }}
+        end as latest_step_digits,
         record.*
     from source
     cross join lateral jsonb_to_record(case when source.changed_at is not null then source.payload end) as record (
@@ -142,8 +149,6 @@ renamed as (
                             && (@.DuongDanTepTinKetQua.type() != "string" || @.DuongDanTepTinKetQua != "")).type()')),
             0) as electronic_result_count,
         coalesce(jsonb_array_length({{ json_array('"DanhSachHoSoBoSung"') }}), 0) as supplement_count,
-        -- (The latest step time is not decoded here but read from int_dossiers__steps, which parses every
-        -- step's time anyway: dq_dossiers looks it up. It was a fifth of this model's decoding.)
         coalesce(jsonb_array_length({{ json_array('"QuaTrinhXuLy"') }}), 0) as step_count,
         -- HMAC-SHA256 (RFC 2104) of the sorted, distinct identity numbers joined by ',', keyed with the padded
         -- keys the bootstrap keeps in raw (readable by the writer only): the key never appears in this
@@ -173,7 +178,9 @@ renamed as (
                 cross join lateral (select item.value ->> 'SoDinhDanh' as number) as identity
                 where {{ is_present('identity.number') }}
             )
-        end as applicant_key
+        end as applicant_key,
+        -- the latest valid ThoiDiemXuLy of a dossier in processing (status 2 or 4), NULL for the others
+        {{ ts_from_digits('latest_step_digits') }} as latest_step_at
     from fields
 )
 
