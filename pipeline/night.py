@@ -83,6 +83,7 @@ def run_night(settings: Settings, interval_end: datetime, *, interval_start: dat
     run's status and printable summary."""
     from expectations.validate import (
         CriticalDataQualityError,
+        load_library,
         quality_summary,
         run_batch_checks,
         run_dossier_checks,
@@ -156,8 +157,10 @@ def run_night(settings: Settings, interval_end: datetime, *, interval_start: dat
     # The staging stage and the gate, as in the DAG: the processing steps (nightly_steps) decode their part
     # of the payloads on a thread of their own (their dbt in a target folder of its own), while the staged
     # dossiers, dq_dossiers and the batch checks, which read no step, go on; the marts wait for both.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="night-steps") as pool:
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="night-steps") as pool:
         steps = pool.submit(stage, "steps", "staging", ("land",), dbt("nightly_steps", True), False)
+        if checks and "quality" in wanted:
+            pool.submit(load_library)  # Great Expectations' import, while the dbt commands run
         stage("staging", "staging", ("land",), dbt("nightly_staging"), False)
         if checks:
             stage("batch", "quality", ("staging",), lambda: run_batch_checks(run_id, interval_end, settings),

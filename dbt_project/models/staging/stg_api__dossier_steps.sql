@@ -27,15 +27,15 @@ renamed as (
         source.field_code,
         step.position::int as position,
         {{ json_integer('step_text."BuocXuLy"') }} as step_no,
-        {{ json_timestamp("step.value -> 'ThoiDiemXuLy'", digits='step_digits.processed') }} as processed_at,
+        step_times.processed_at,
         nullif(step.value ->> 'ChucDanh', '') as position_title,
         case
             when jsonb_typeof(step_text."PhongBanXuLy") = 'string' then nullif(step_text."PhongBanXuLy" #>> '{}', '')
         end as department,
         nullif(step.value ->> 'NoiDungXuLy', '') as content,
         {{ json_integer("step.value -> 'TrangThai'") }} as step_status,
-        {{ json_timestamp("step.value -> 'NgayBatDau'", digits='step_digits.started') }} as started_at,
-        {{ json_timestamp("step.value -> 'NgayKetThucTheoQuyDinh'", digits='step_digits.legal_end') }} as legal_end_at
+        step_times.started_at,
+        step_times.legal_end_at
     from source
     cross join lateral jsonb_array_elements({{ json_array('source.steps') }})
         with ordinality as step (value, position)
@@ -46,17 +46,29 @@ renamed as (
         case when jsonb_typeof(step.value) = 'object' then step.value else '{}'::jsonb end
     ) as step_text ("ThoiDiemXuLy" text, "NgayBatDau" text, "NgayKetThucTheoQuyDinh" text, "BuocXuLy" jsonb,
                     "PhongBanXuLy" jsonb)
-    -- The timestamps' digits as numbers, once a step: ts_from_digits refers to its number about fifteen times,
-    -- and a cast there would read the text at each (a sixth of the decoding). The fence (offset 0) keeps the
-    -- planner from folding this projection into the one above; it sits on the inner side of the lateral join,
-    -- so a filter on changed_at still reaches raw.dossier_current's index.
+    -- The step's three times, once a step, in a projection of their own: the digits (ts_digits) first, in a
+    -- subquery of theirs — ts_from_digits refers to its number about fifteen times, and a cast there would
+    -- read the text at each (a sixth of the decoding) —, then the timestamps. A filter on processed_at (the
+    -- steps' table keeps the steps with one) then reads a column, where it evaluated the whole expression
+    -- once more. Only a JSON string can be a valid time (json_timestamp's rule). The fences (offset 0)
+    -- keep the planner from folding these projections into the ones above; they sit on the inner side of
+    -- the lateral join, so a filter on changed_at still reaches raw.dossier_current's index.
     cross join lateral (
         select
-            {{ ts_digits('step_text."ThoiDiemXuLy"') }} as processed,
-            {{ ts_digits('step_text."NgayBatDau"') }} as started,
-            {{ ts_digits('step_text."NgayKetThucTheoQuyDinh"') }} as legal_end
+            {{ ts_from_digits('step_digits.processed') }} as processed_at,
+            {{ ts_from_digits('step_digits.started') }} as started_at,
+            {{ ts_from_digits('step_digits.legal_end') }} as legal_end_at
+        from (
+            select
+                {%- for field, name in [('ThoiDiemXuLy', 'processed'), ('NgayBatDau', 'started'),
+                                        ('NgayKetThucTheoQuyDinh', 'legal_end')] %}
+                case when jsonb_typeof(step.value -> '{{ field }}') = 'string'
+                    then {{ ts_digits('step_text."' ~ field ~ '"') }} end as {{ name }}{{ ',' if not loop.last }}
+                {%- endfor %}
+            offset 0
+        ) as step_digits
         offset 0
-    ) as step_digits
+    ) as step_times
 )
 
 select * from renamed
