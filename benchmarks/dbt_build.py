@@ -42,7 +42,7 @@ def _build(settings, night: datetime) -> float:
     t0 = time.perf_counter()
     log = ""
     # The nightly selectors (dbt_project/selectors.yml); the whole-history staging tests run weekly, not here.
-    for selector in ("nightly_staging", "nightly_marts", "nightly_dq_marts", "nightly_finance_staging",
+    for selector in ("nightly_staging", "nightly_steps", "nightly_marts", "nightly_dq_marts", "nightly_finance_staging",
                      "nightly_finance_marts"):
         log += dbt_build(settings, selector, night)
     seconds = time.perf_counter() - t0

@@ -15,7 +15,8 @@ dbt docs site as the DAG's ``dbt_docs`` task
 writes it: about seven seconds a night the tests of the figures do not need); then, always, the end of
 the night (``pipeline.runs.finish_night``: the digest, the alert, the run's status, the lease).
 Beside the staging stage and the batch checks, a thread of its own builds the processing steps
-(``nightly_steps``), which the marts need and the gate does not. ``until`` stops after a stage. A failing
+(``nightly_steps``), which the marts need and the gate does not (part of ``marts``: a night that stops
+before them builds none). ``until`` stops after a stage. A failing
 stage is recorded as the DAG would record its task (``failed``,
 the stages that needed it ``upstream_failed``) and does not raise, unless ``strict`` — the default, so a
 test sees a broken night at once.
@@ -158,7 +159,8 @@ def run_night(settings: Settings, interval_end: datetime, *, interval_start: dat
     # of the payloads on a thread of their own (their dbt in a target folder of its own), while the staged
     # dossiers, dq_dossiers and the batch checks, which read no step, go on; the marts wait for both.
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="night-steps") as pool:
-        steps = pool.submit(stage, "steps", "staging", ("land",), dbt("nightly_steps", True), False)
+        # (a part of the marts: a night that stops before them, ``until="quality"``, needs no step)
+        steps = pool.submit(stage, "steps", "marts", ("land",), dbt("nightly_steps", True), False)
         if checks and "quality" in wanted:
             pool.submit(load_library)  # Great Expectations' import, while the dbt commands run
         stage("staging", "staging", ("land",), dbt("nightly_staging"), False)

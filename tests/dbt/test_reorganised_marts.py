@@ -96,6 +96,7 @@ def built(tmp_path_factory):
         # The night up to the data-quality findings, then the dossier marts (the workbooks' marts are not what
         # this module is about: tests/simulator/test_reorganisation.py checks the workbooks' units).
         run_night(settings, AS_OF, run_id="reorganised", until="quality", lease=False)
+        dbt_build(settings, "nightly_steps", AS_OF)
         dbt_build(settings, "nightly_marts", AS_OF)
         dbt_build(settings, "nightly_dq_marts", AS_OF)
         expected = compute_marts(records, units, province.procedure_records(), province.delegation_records(),
