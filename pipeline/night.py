@@ -16,10 +16,9 @@ writes it: about seven seconds a night the tests of the figures do not need); th
 the night (``pipeline.runs.finish_night``: the digest, the alert, the run's status, the lease).
 Beside the staging stage and the batch checks, a thread of its own builds the processing steps
 (``nightly_steps``), which the marts need and the gate does not (part of ``marts``: a night that stops
-before them builds none). ``until`` stops after a stage. A failing
-stage is recorded as the DAG would record its task (``failed``,
-the stages that needed it ``upstream_failed``) and does not raise, unless ``strict`` — the default, so a
-test sees a broken night at once.
+before them builds none). ``until`` stops after a stage. A failing stage is recorded as the DAG would
+record its task (``failed``, the stages that needed it ``upstream_failed``) and does not raise, unless
+``strict`` — the default, so a test sees a broken night at once.
 """
 
 from __future__ import annotations
