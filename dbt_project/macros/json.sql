@@ -46,6 +46,14 @@
 {%- endmacro %}
 
 
+{% macro json_timestamp_digits(value, text) -%}
+    {#- A timestamp field's digits (ts_digits) for a decoder that takes them once and builds the timestamp
+        later (ts_from_digits): json_timestamp's rule, only a JSON string can be a valid timestamp. ``text``:
+        the same field as text (a text column of jsonb_to_record). -#}
+    case when jsonb_typeof({{ value }}) = 'string' then {{ ts_digits(text) }} end
+{%- endmacro %}
+
+
 {% macro json_date(value) -%}
     case when jsonb_typeof({{ value }}) = 'string' then {{ parse_date("(" ~ value ~ " #>> '{}')") }} end
 {%- endmacro %}
@@ -76,18 +84,14 @@
                        where attrelid = '{{ this }}'::regclass and attname = 'latest_step_at' and not attisdropped) then
             alter table {{ this }} add column latest_step_at timestamp;
             update {{ this }} as staged
-            set latest_step_at = found.latest_step_at
-            from (
-                select landed.dossier_id, {{ ts_from_digits('step_digits.latest') }} as latest_step_at
-                from {{ this }} as staged
-                join {{ source('api', 'dossiers_current') }} as landed on landed.dossier_id = staged.dossier_id
-                cross join lateral (
-                    select {{ latest_step_digits(json_array("landed.payload -> 'QuaTrinhXuLy'")) }} as latest
-                    offset 0
-                ) as step_digits
-                where staged.status in (2, 4)
-            ) as found
-            where found.dossier_id = staged.dossier_id and found.latest_step_at is not null;
+            set latest_step_at = {{ ts_from_digits('step_digits.latest') }}
+            from {{ source('api', 'dossiers_current') }} as landed
+            cross join lateral (
+                select {{ latest_step_digits(json_array("landed.payload -> 'QuaTrinhXuLy'")) }} as latest
+                offset 0
+            ) as step_digits
+            where landed.dossier_id = staged.dossier_id and staged.status in (2, 4)
+                and step_digits.latest is not null;
         end if;
     end
     $$

@@ -50,7 +50,7 @@ renamed as (
     -- subquery of theirs — ts_from_digits refers to its number about fifteen times, and a cast there would
     -- read the text at each (a sixth of the decoding) —, then the timestamps. A filter on processed_at (the
     -- steps' table keeps the steps with one) then reads a column, where it evaluated the whole expression
-    -- once more. Only a JSON string can be a valid time (json_timestamp's rule). The fences (offset 0)
+    -- once more. The fences (offset 0)
     -- keep the planner from folding these projections into the ones above; they sit on the inner side of
     -- the lateral join, so a filter on changed_at still reaches raw.dossier_current's index.
     cross join lateral (
@@ -62,8 +62,8 @@ renamed as (
             select
                 {%- for field, name in [('ThoiDiemXuLy', 'processed'), ('NgayBatDau', 'started'),
                                         ('NgayKetThucTheoQuyDinh', 'legal_end')] %}
-                case when jsonb_typeof(step.value -> '{{ field }}') = 'string'
-                    then {{ ts_digits('step_text."' ~ field ~ '"') }} end as {{ name }}{{ ',' if not loop.last }}
+                {{ json_timestamp_digits("step.value -> '" ~ field ~ "'", 'step_text."' ~ field ~ '"') }}
+                    as {{ name }}{{ ',' if not loop.last }}
                 {%- endfor %}
             offset 0
         ) as step_digits
