@@ -29,7 +29,7 @@ NIGHT = datetime(2023, 9, 29, 1)
 WATCHED = ("staging.stg_api__dossiers", "marts.fct_dossier", "marts.fct_timeliness_monthly",
            "intermediate.int_dossiers__steps", "marts.fct_step_monthly", "marts.fct_late_origin_monthly",
            "marts.fct_step_monthly_by_field", "marts.fct_late_origin_monthly_by_field",
-           "intermediate.int_dossiers__service_index", "intermediate.int_service_index__contributions",
+           "intermediate.int_service_index__contributions",
            "marts.fct_service_index_monthly",
            "marts.fct_service_index_2_1_dossiers", "intermediate.int_dq_issues")
 # dbt pads the name with dots up to a width, and writes none after a long name.

@@ -28,16 +28,20 @@ the last validation that found it failing.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
 import psycopg
+from psycopg import sql
 
 from expectations.rules import DOSSIER_TABLE, PROCEDURES, STALE_DAYS, UNITS
 
 log = logging.getLogger(__name__)
 
 FULL, CHANGES, OUT_OF_ORDER = "full", "changes", "out of order"
+INTERVALS = "dq.issue_intervals"
 BATCH_TABLE = ("dq", "dq_batch")
 
 
@@ -172,13 +176,66 @@ def apply(conn: psycopg.Connection, plan: Plan, validation_id: str, seq: int, as
         "and i.dossier_id = f.dossier_id and i.rule_id = f.rule_id "
         "and (i.unit_code is distinct from f.unit_code or i.observed_value is distinct from f.observed_value)",
         params)
-    opened = conn.execute(
+    insert = (
         "insert into dq.issue_intervals (dossier_id, rule_id, unit_code, observed_value, opened_seq, "
         "opened_validation, opened_at, changed_seq) "
         f"select f.dossier_id, f.rule_id, f.unit_code, f.observed_value, %(seq)s, %(vid)s, %(as_of)s, %(seq)s "
-        f"from {found} f where not exists (select 1 from dq.issue_intervals as i where i.closed_seq is null "
-        "and not i.voided and i.dossier_id = f.dossier_id and i.rule_id = f.rule_id) "
-        # in the keys' order: the intervals' key and open index then grow at their right edge instead of
-        # everywhere (15.3 s against 20.1 s for a first validation's 1.9M issues)
-        "order by f.dossier_id, f.rule_id", params).rowcount
+        f"from {found} f")
+    if plan.kind == FULL and _first_fill(conn):
+        # Every issue opens; no order is needed, as no index is kept row by row. (The open intervals'
+        # anti-join must not be written here: without the sort below, it would scan the table as it fills.)
+        with _indexes_set_aside(conn, INTERVALS):
+            opened = conn.execute(insert, params).rowcount
+    else:
+        opened = conn.execute(
+            f"{insert} where not exists (select 1 from dq.issue_intervals as i where i.closed_seq is null "
+            "and not i.voided and i.dossier_id = f.dossier_id and i.rule_id = f.rule_id) "
+            # in the keys' order: the intervals' key and open index then grow at their right edge instead of
+            # everywhere (15.3 s against 20.1 s for a first validation's 1.9M issues)
+            "order by f.dossier_id, f.rule_id", params).rowcount
     return {"opened": opened, "closed": closed}
+
+
+def _first_fill(conn: psycopg.Connection) -> bool:
+    """Whether the intervals are empty (a new warehouse's first validation, a rebuild), locked so until the
+    validation commits, and this role may rebuild their indexes (it owns the table) — then the first
+    validation's issues are written without the indexes and the indexes built after them (``apply``)."""
+    owned = conn.execute("select pg_has_role(relowner, 'USAGE') from pg_class where oid = %s::regclass",
+                         (INTERVALS,)).fetchone()[0]
+    if not owned:
+        return False
+    conn.execute(f"lock table {INTERVALS} in share row exclusive mode")
+    return conn.execute(f"select not exists (select 1 from {INTERVALS})").fetchone()[0]
+
+
+@contextmanager
+def _indexes_set_aside(conn: psycopg.Connection, table: str) -> Iterator[None]:
+    """Drop ``table``'s indexes (its primary key and unique constraints too) for the block, then create them
+    again as they were, in the caller's transaction: a validation that fills an empty table (1.9M issues in a
+    rebuild of 3M dossiers) writes its rows, then builds each index in one sort, instead of inserting into six
+    B-trees row by row (10.8 s against 6.9 s on that rebuild's issues). A table another one's foreign key
+    references keeps its indexes."""
+    if conn.execute("select 1 from pg_constraint where confrelid = %s::regclass", (table,)).fetchone():
+        yield
+        return
+    constraints = conn.execute(
+        "select conname, pg_get_constraintdef(oid) from pg_constraint "
+        "where conrelid = %s::regclass and contype in ('p', 'u', 'x') order by conname", (table,)).fetchall()
+    indexes = conn.execute(
+        "select i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid) from pg_index as i "
+        "where i.indrelid = %s::regclass and not exists (select 1 from pg_constraint as c "
+        "where c.conrelid = i.indrelid and c.conindid = i.indexrelid) order by 1", (table,)).fetchall()
+    for name, _ in constraints:
+        conn.execute(sql.SQL("alter table {} drop constraint {}").format(_table(table), sql.Identifier(name)))
+    for name, _ in indexes:
+        conn.execute(sql.SQL("drop index {}").format(sql.SQL(name)))  # regclass text: qualified and quoted
+    yield
+    for _, definition in indexes:
+        conn.execute(definition)
+    for name, definition in constraints:
+        conn.execute(sql.SQL("alter table {} add constraint {} ").format(_table(table), sql.Identifier(name))
+                     + sql.SQL(definition))
+
+
+def _table(qualified: str) -> sql.Composable:
+    return sql.Identifier(*qualified.split("."))

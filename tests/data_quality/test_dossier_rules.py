@@ -252,6 +252,37 @@ def test_each_rule_flags_exactly_the_ground_truth(state):
         assert got.get(rec["MaHoSo"], set()) == broken, name
 
 
+# dq.issue_intervals' keys and indexes as warehouse/migrations/V010__dq_issue_intervals.sql creates them.
+INTERVALS_INDEXES = {
+    "CREATE UNIQUE INDEX issue_intervals_pkey ON dq.issue_intervals USING btree (dossier_id, rule_id, opened_seq)",
+    "CREATE UNIQUE INDEX issue_intervals_open ON dq.issue_intervals USING btree (dossier_id, rule_id) "
+    "WHERE ((closed_seq IS NULL) AND (NOT voided))",
+    "CREATE INDEX issue_intervals_open_unit ON dq.issue_intervals USING btree (unit_code, rule_id, opened_seq) "
+    "WHERE ((closed_seq IS NULL) AND (NOT voided))",
+    "CREATE INDEX issue_intervals_opened ON dq.issue_intervals USING btree (opened_seq)",
+    "CREATE INDEX issue_intervals_closed ON dq.issue_intervals USING btree (closed_seq)",
+    "CREATE INDEX issue_intervals_changed ON dq.issue_intervals USING btree (changed_seq)",
+}
+
+
+def test_the_first_validation_leaves_the_intervals_keys_and_indexes_as_they_were(state):
+    """The first validation fills the empty intervals with their indexes set aside, then builds them again:
+    afterwards the table has exactly the migration's key and indexes, and they hold (a second open interval
+    of a dossier and rule is refused)."""
+    with psycopg.connect(state["url"]) as conn:
+        indexes = {r[0] for r in conn.execute(
+            "SELECT pg_get_indexdef(indexrelid) FROM pg_index WHERE indrelid = 'dq.issue_intervals'::regclass")}
+        primary = conn.execute("SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+                               "WHERE conrelid = 'dq.issue_intervals'::regclass AND contype = 'p'").fetchall()
+        assert conn.execute("SELECT count(*) FROM dq.issue_intervals").fetchone()[0] > 0
+        with pytest.raises(psycopg.errors.UniqueViolation, match="issue_intervals_open"):
+            conn.execute("INSERT INTO dq.issue_intervals (dossier_id, rule_id, opened_seq, opened_validation, "
+                         "opened_at, changed_seq) SELECT dossier_id, rule_id, opened_seq + 1000, 'again', opened_at, "
+                         "changed_seq FROM dq.issue_intervals WHERE closed_seq IS NULL AND NOT voided LIMIT 1")
+    assert indexes == INTERVALS_INDEXES
+    assert primary == [("issue_intervals_pkey", "PRIMARY KEY (dossier_id, rule_id, opened_seq)")]
+
+
 def test_findings_name_the_unit_and_what_broke(state):
     records = {r["MaHoSo"]: r for r in state["records"]}
     with psycopg.connect(state["url"]) as conn:

@@ -65,5 +65,13 @@ select
         else 'late'
     end as timeliness,
     case when flags.is_received then date_trunc('month', flags.received_at)::date end as received_month,
-    case when flags.is_resolved then date_trunc('month', flags.finished_at)::date end as resolved_month
+    case when flags.is_resolved then date_trunc('month', flags.finished_at)::date end as resolved_month,
+    -- What the service index (service-index.md) needs beyond the marts' classification
+    -- (int_service_index__contributions reads them here, in the same pass over the staged dossiers).
+    flags.supplement_count,
+    flags.refused_at,
+    -- DuocThanhToanTrucTuyen 1 (national portal) or 2 (provincial gateway); 0 or anything else is not.
+    coalesce(flags.online_payment in (1, 2), false) as is_paid_online,
+    flags.reused_component_count > 0 as has_reused_component,
+    flags.electronic_result_count > 0 as has_electronic_result
 from flags

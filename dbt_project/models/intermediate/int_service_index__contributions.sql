@@ -23,8 +23,13 @@
 -- month it was received in (R_m: criteria 3.3, 3.6, 4.2, 4.3), the month it was resolved in (D_m: 2.1, 4.1),
 -- its flags, and the months at whose end it can be pending overdue (2.1). The procedure's flags are not
 -- copied: the marts join the catalogue as it is tonight. Incremental on raw.dossier_current.changed_at like
--- fct_dossier and int_dossiers__service_index, which it joins; its hooks write every row it replaces and
--- every row it writes to the change log the service-index marts are built from (macros/service_index.sql).
+-- fct_dossier; its hooks write every row it replaces and every row it writes to the change log the
+-- service-index marts are built from (macros/service_index.sql).
+--
+-- It reads the classified dossiers (the view fct_dossier is built from, with the service index's own
+-- attributes beside the marts' classification), not fct_dossier joined to a table of those attributes: one
+-- pass over the staged dossiers instead of two tables written and joined, and it need not wait for
+-- fct_dossier, so the two build side by side.
 --
 -- pending_from .. pending_until: a dossier received, not withdrawn or stopped, with a due date, can be pending
 -- overdue at the cut-off c of month m only when it was received before c (m >= its received month), its due
@@ -44,27 +49,26 @@ with dossiers as (
         dossiers.is_resolved,
         dossiers.is_online,
         dossiers.intake_digitised,
-        index_attributes.is_paid_online,
-        index_attributes.has_reused_component,
-        index_attributes.has_electronic_result,
+        dossiers.is_paid_online,
+        dossiers.has_reused_component,
+        dossiers.has_electronic_result,
         dossiers.timeliness,
-        index_attributes.supplement_count,
+        dossiers.supplement_count,
         dossiers.due_at,
-        index_attributes.refused_at,
+        dossiers.refused_at,
         case
             when dossiers.is_received and coalesce(dossiers.status not in (7, 8), true) and dossiers.due_at is not null
                 then greatest(date_trunc('month', dossiers.received_at), date_trunc('month', dossiers.due_at::date))::date
         end as range_from,
         least(
             coalesce(date_trunc('month', dossiers.finished_at)::date, 'infinity'::date),
-            coalesce(date_trunc('month', index_attributes.refused_at)::date, 'infinity'::date)
+            coalesce(date_trunc('month', dossiers.refused_at)::date, 'infinity'::date)
         ) as range_until,
-        dossiers.source_changed_at
-    from {{ ref('fct_dossier') }} as dossiers
-    join {{ ref('int_dossiers__service_index') }} as index_attributes
-        on index_attributes.dossier_id = dossiers.dossier_id
+        dossiers.changed_at as source_changed_at
+    from {{ ref('int_dossiers__classified') }} as dossiers
+    where not dossiers.is_deleted
     {% if is_incremental() %}
-    where {{ changed_since_last_build('dossiers.source_changed_at') }}
+      and {{ changed_since_last_build('dossiers.changed_at') }}
     {% endif %}
 )
 
