@@ -228,8 +228,7 @@ def _store(conn: psycopg.Connection, outcome: SuiteOutcome, parts: list, run_id:
              sum(1 for c in outcome.checks if not c.success and c.severity != CRITICAL), run_id,
              plan and plan.kind, plan and plan.changed_through, plan and plan.reference_hash)).fetchone()[0]
         if to_intervals:
-            # Its key is added once it is filled: kept row by row while every dossier's findings arrive (1.9M
-            # rows in dossier order within each rule, random order for the key), it doubled the stage's writing.
+            # keyed once filled (intervals.apply), or never when it fills empty intervals
             conn.execute("CREATE TEMPORARY TABLE found (dossier_id text NOT NULL, rule_id text NOT NULL, "
                          "unit_code text, observed_value text) ON COMMIT DROP")
         for check in outcome.checks:
@@ -260,11 +259,9 @@ def _store(conn: psycopg.Connection, outcome: SuiteOutcome, parts: list, run_id:
                  orjson.dumps(check.observed, default=str).decode()))
         if to_intervals:
             try:
-                with conn.transaction():
-                    conn.execute("ALTER TABLE found ADD PRIMARY KEY (dossier_id, rule_id)")
+                outcome.intervals = intervals.apply(conn, plan, outcome.validation_id, seq, as_of, "found")
             except psycopg.errors.UniqueViolation as exc:
                 raise DataQualityError(f"a dossier rule found a dossier twice: {exc.diag.message_detail}") from exc
-            outcome.intervals = intervals.apply(conn, plan, outcome.validation_id, seq, as_of, "found")
         outcome.seconds = time.perf_counter() - outcome.seconds
         conn.execute("UPDATE dq.validation_runs SET status = %s, finished_at = clock_timestamp(), seconds = %s "
                      "WHERE validation_id = %s", (outcome.status, round(outcome.seconds, 3), outcome.validation_id))

@@ -294,19 +294,26 @@ def test_workbook_rules_flag_broken_rows(env):
     assert f"{last:%Y-%m-%d}#{b}" in expected["FIN02"]
 
 
-def test_a_rule_finding_a_dossier_twice_fails_its_validation_and_stores_nothing(env):
+@pytest.mark.parametrize("intervals_before", ["kept", "empty"])
+def test_a_rule_finding_a_dossier_twice_fails_its_validation_and_stores_nothing(env, intervals_before):
     """A dossier validation's findings get their key (dossier, rule) once every rule's rows are in: a rule that
-    returns a dossier twice fails the validation with that message, and its transaction leaves nothing."""
+    returns a dossier twice fails the validation with that message, and its transaction leaves nothing. So
+    too when the validation fills empty intervals (a first validation, whose findings get no key: the
+    intervals' unique index, built after them, refuses the dossier) — tried in a transaction rolled back."""
     from expectations import intervals
     from expectations.rules import SqlRule
     from expectations.suites import SuitePart
     from expectations.validate import CheckResult, DataQualityError, SuiteOutcome, _store
 
     rule = SqlRule("TWICE", "every row of a batch holding one dossier twice", where="true")
-    with psycopg.connect(env["url"], autocommit=True) as conn:
+    with psycopg.connect(env["url"], autocommit=intervals_before == "kept") as conn:
+        if intervals_before == "empty":
+            conn.execute("DELETE FROM dq.issue_intervals")
+            indexes = conn.execute("SELECT pg_get_indexdef(indexrelid) FROM pg_index "
+                                   "WHERE indrelid = 'dq.issue_intervals'::regclass ORDER BY 1").fetchall()
         conn.execute("CREATE TEMP TABLE twice AS SELECT * FROM dq.dq_dossiers ORDER BY dossier_id LIMIT 1")
         conn.execute("INSERT INTO twice SELECT * FROM twice")
-        intervals_before = conn.execute("SELECT count(*), max(changed_seq) FROM dq.issue_intervals").fetchone()
+        counts_before = conn.execute("SELECT count(*), max(changed_seq) FROM dq.issue_intervals").fetchone()
         outcome = SuiteOutcome("dossiers", "twice/dossiers", "warnings",
                                [CheckResult("TWICE", "TWICE", "unexpected_rows_expectation", "warning", "", False, 2,
                                             {})])
@@ -315,4 +322,8 @@ def test_a_rule_finding_a_dossier_twice_fails_its_validation_and_stores_nothing(
             _store(conn, outcome, [SuitePart("dossiers", ("pg_temp", "twice"), None, {"TWICE": rule})], "twice",
                    NIGHT, NIGHT, plan)
         assert conn.execute("SELECT count(*) FROM dq.validation_runs WHERE run_id = 'twice'").fetchone()[0] == 0
-        assert conn.execute("SELECT count(*), max(changed_seq) FROM dq.issue_intervals").fetchone() == intervals_before
+        assert conn.execute("SELECT count(*), max(changed_seq) FROM dq.issue_intervals").fetchone() == counts_before
+        if intervals_before == "empty":
+            assert conn.execute("SELECT pg_get_indexdef(indexrelid) FROM pg_index "
+                                "WHERE indrelid = 'dq.issue_intervals'::regclass ORDER BY 1").fetchall() == indexes
+            conn.rollback()
