@@ -36,6 +36,12 @@ SERVER_SETTINGS: dict[str, str] = {
     "max_parallel_workers_per_gather": "1",
     "max_parallel_maintenance_workers": "1",
     "max_wal_size": "2GB",
+    # A single server with no standby and no WAL archive (backups are dumps): the WAL only has to survive a
+    # crash, so a table built in one transaction — every full build of a dbt model, its indexes too — is
+    # written once and synced at commit instead of being copied into the WAL as well (README "WAL: one
+    # server, or a standby too"). A server with a standby or point-in-time recovery needs 'replica'.
+    "wal_level": "minimal",
+    "max_wal_senders": "0",
     "random_page_cost": "1.1",
     # JIT compilation costs more than it saves on queries of this size.
     "jit": "off",

@@ -107,3 +107,29 @@ def test_root_makes_private_ancestors_traversable(wh, tmp_path):
     assert stat.S_IMODE(hidden.stat().st_mode) == 0o701  # search bit only, no read/write
     # The cluster itself lives under pytest's 0700 temp root and runs as that user.
     assert pwd.getpwuid(wh.cluster.data_dir.stat().st_uid).pw_name == user.pw_name
+
+
+def test_a_table_built_in_one_transaction_skips_the_wal(wh):
+    """The project's server settings (warehouse/cluster.py: wal_level minimal, one server with no standby): a
+    table created and filled in one transaction — a dbt full build — is synced at commit, not copied into the
+    WAL, while the same rows inserted into an existing table are WAL-logged."""
+    import psycopg
+
+    rows = "SELECT g AS id, md5(g::text) AS payload FROM generate_series(1, 100000) AS g"
+    with psycopg.connect(wh.urls["writer"], autocommit=True) as conn:
+        assert conn.execute("SHOW wal_level").fetchone()[0] == "minimal"
+
+        def wal_bytes(*statements: str) -> int:
+            start = conn.execute("SELECT pg_current_wal_insert_lsn()").fetchone()[0]
+            with conn.transaction():
+                for statement in statements:
+                    conn.execute(statement)
+            return conn.execute("SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), %s)", (start,)).fetchone()[0]
+
+        conn.execute(f"CREATE TABLE raw.wal_existing AS {rows} LIMIT 0")
+        logged = wal_bytes(f"INSERT INTO raw.wal_existing {rows}")
+        built = wal_bytes(f"CREATE TABLE raw.wal_built AS {rows}", "CREATE INDEX ON raw.wal_built (id)")
+        conn.execute("DROP TABLE raw.wal_existing, raw.wal_built")
+    table_bytes = 100000 * 70  # the heap alone, about 7 MB
+    assert logged > table_bytes, logged
+    assert built < table_bytes / 20, built
