@@ -182,14 +182,13 @@
 
 
 {% macro full_build_work_mem() -%}
-    {#- A pre-hook of a model whose first (or full) build joins or groups whole per-dossier tables: the memory
-        of its hashes for this build's transaction only (DBT_FULL_BUILD_WORK_MEM, 256MB; the server's 16MB is
-        sized for BI's many connections). With 16MB the contributions' join would spill into 16 batches, and
-        the planner prefers a merge join over the two primary keys instead, reading both tables in key order,
-        one random heap fetch a row: 17.9 s against 6.6 s for int_service_index__contributions at 3M
-        dossiers; dq_dossiers' grouping of every step by dossier spills too (16.0 s against 8.9 s), and the two
-        decoders' join of the landed current state with its versions hashed the payload rows into 256 batches,
-        5 GB of temporary files (10.9 s against 3.7 s). A nightly build reads the night's dossiers through the
+    {#- A pre-hook of a model whose first (or full) build joins whole per-dossier tables: the memory of its
+        hashes for this build's transaction only (DBT_FULL_BUILD_WORK_MEM, 256MB; the server's 16MB is sized
+        for BI's many connections). With 16MB the two decoders' join of the landed current state with its
+        versions hashed the payload rows into 256 batches, 5 GB of temporary files (10.9 s against 3.7 s).
+        (Two joins that needed it are gone: int_service_index__contributions joining fct_dossier to a table
+        of its attributes — a merge join over the two keys, 17.9 s against 6.6 s — and dq_dossiers grouping
+        every step by dossier, 16.0 s against 8.9 s.) A nightly build reads the night's dossiers through the
         keys and is left as it is. -#}
     {% if execute and not is_incremental() -%}
     {#- the settings' value (pipeline.settings checks it), checked again: it is written into the statement -#}

@@ -5,7 +5,6 @@
         incremental_strategy='delete+insert',
         on_schema_change='fail',
         pre_hook=[
-            "{{ full_build_work_mem() }}",
             "{{ service_index_log_replaced() }}",
             "{{ delete_new_tombstones(ref('stg_api__dossiers')) }}",
         ],
