@@ -157,7 +157,7 @@ def apply(conn: psycopg.Connection, plan: Plan, validation_id: str, seq: int, as
         return {"opened": 0, "closed": 0}
     params = {"seq": seq, "vid": validation_id, "as_of": as_of, "last_seen": plan.last_seen}
     insert = (
-        "insert into dq.issue_intervals (dossier_id, rule_id, unit_code, observed_value, opened_seq, "
+        f"insert into {INTERVALS} (dossier_id, rule_id, unit_code, observed_value, opened_seq, "
         "opened_validation, opened_at, changed_seq) "
         f"select f.dossier_id, f.rule_id, f.unit_code, f.observed_value, %(seq)s, %(vid)s, %(as_of)s, %(seq)s "
         f"from {found} f")
